@@ -1,0 +1,1 @@
+"""The `aln` command line."""

@@ -1,0 +1,121 @@
+"""Engine, sessions and migrate-on-first-use for SQLite (WAL) and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from dispatcher.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: How long SQLite waits for a competing writer before reporting "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: PostgreSQL advisory lock id held while migrating, so concurrent workers migrate once.
+MIGRATION_LOCK_ID = 4_821_000
+
+
+def make_engine(database_url: str) -> Engine:
+    if database_url.startswith("sqlite"):
+        engine = create_engine(
+            database_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    url = database_url
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def needs_migration(engine: Engine) -> bool:
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    return current != head
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision; cheap when it already is."""
+    if not needs_migration(engine):
+        return
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+            try:
+                if needs_migration(engine):
+                    command.upgrade(alembic_config(engine), "head")
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+                conn.commit()
+    else:
+        command.upgrade(alembic_config(engine), "head")
+    log.info("database migrated to the newest schema")
+
+
+class Database:
+    """One engine and its session factory; created once per process and passed around."""
+
+    def __init__(self, settings: Settings, *, migrate_now: bool = True) -> None:
+        self.settings = settings
+        path = settings.sqlite_path()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(settings.database_url)
+        if migrate_now:
+            migrate(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session committed on success and rolled back on error."""
+        with self.sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def db_now(session: Session) -> datetime:
+    """The database's clock (UTC): it, not a worker's clock, decides what is due."""
+    if session.get_bind().dialect.name == "sqlite":
+        raw = session.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))).scalar_one()
+        return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+    value = session.execute(select(func.clock_timestamp())).scalar_one()
+    return value.astimezone(UTC)

@@ -1,0 +1,184 @@
+"""Domain vocabulary: the states and kinds every module speaks, with allowed transitions.
+
+The storage models (`dispatcher.models`) keep these values as strings; the
+transition tables here are the single place that says which moves are legal.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+
+class AlertKind(StrEnum):
+    SECURITY = "security"
+    DEMONSTRATION = "demonstration"
+    HEALTH = "health"
+    WEATHER = "weather"
+    ADMINISTRATIVE = "administrative"
+
+
+class AlertState(StrEnum):
+    DRAFT = "draft"
+    SENDING = "sending"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class MsgType(StrEnum):
+    ALERT = "alert"
+    UPDATE = "update"
+    CANCEL = "cancel"
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+
+
+class RecipientState(StrEnum):
+    PENDING = "pending"
+    NOTIFIED = "notified"
+    ACKNOWLEDGED = "acknowledged"
+    ESCALATED = "escalated"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+RECIPIENT_TRANSITIONS: dict[RecipientState, frozenset[RecipientState]] = {
+    RecipientState.PENDING: frozenset(
+        {RecipientState.NOTIFIED, RecipientState.ACKNOWLEDGED, RecipientState.FAILED,
+         RecipientState.CANCELLED, RecipientState.ESCALATED}
+    ),
+    RecipientState.NOTIFIED: frozenset(
+        {RecipientState.ACKNOWLEDGED, RecipientState.ESCALATED, RecipientState.FAILED,
+         RecipientState.CANCELLED}
+    ),
+    # A volunteer who answers after their duty passed on still counts as acknowledged.
+    RecipientState.ESCALATED: frozenset({RecipientState.ACKNOWLEDGED, RecipientState.CANCELLED}),
+    RecipientState.FAILED: frozenset({RecipientState.ACKNOWLEDGED, RecipientState.NOTIFIED}),
+    RecipientState.ACKNOWLEDGED: frozenset(),
+    RecipientState.CANCELLED: frozenset({RecipientState.ACKNOWLEDGED}),
+}
+
+
+class ZoneState(StrEnum):
+    WAITING = "waiting"
+    ACKNOWLEDGED = "acknowledged"
+    UNREACHED = "unreached"
+
+
+class DeliveryState(StrEnum):
+    """Where one message to one contact path stands; ordered by progress."""
+
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a worker, handed to the provider or about to be
+    ACCEPTED = "accepted"  # provider took it (Twilio queued/accepted, SendGrid 202)
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    CANCELLED = "cancelled"
+
+
+#: Progress rank of delivery states: receipts only ever move a delivery forward.
+DELIVERY_RANK: dict[DeliveryState, int] = {
+    DeliveryState.PENDING: 0,
+    DeliveryState.SENDING: 1,
+    DeliveryState.ACCEPTED: 2,
+    DeliveryState.SENT: 3,
+    DeliveryState.DELIVERED: 4,
+    DeliveryState.UNDELIVERED: 5,
+    DeliveryState.FAILED: 5,
+    DeliveryState.BOUNCED: 5,
+    DeliveryState.CANCELLED: 6,
+}
+
+#: States after which the path is known dead for this message.
+DEAD_DELIVERY_STATES = frozenset(
+    {DeliveryState.UNDELIVERED, DeliveryState.FAILED, DeliveryState.BOUNCED}
+)
+
+
+def delivery_can_move(current: DeliveryState, new: DeliveryState) -> bool:
+    """True when a receipt saying `new` may replace `current` (never backwards)."""
+    if current == new:
+        return False
+    if current in DEAD_DELIVERY_STATES or current == DeliveryState.CANCELLED:
+        # A late "delivered" after "undelivered" is a provider reordering: keep the worst news
+        # only if nothing better arrives; delivered beats an earlier transient failure.
+        return False
+    if current == DeliveryState.DELIVERED:
+        return False
+    return DELIVERY_RANK[new] > DELIVERY_RANK[current]
+
+
+class DeliveryPurpose(StrEnum):
+    ALERT = "alert"
+    REMINDER = "reminder"
+    UPDATE = "update"
+    CANCEL = "cancel"
+    STAND_DOWN = "stand_down"
+    UNREACHED = "unreached"  # duty officer told a zone's chain is exhausted
+
+
+class DeadlineKind(StrEnum):
+    ESCALATE = "escalate"
+    REMINDER = "reminder"
+
+
+class DeadlineState(StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class ResponseKind(StrEnum):
+    ACK = "ack"
+    SAFE = "safe"
+    HELP = "help"
+    HEADCOUNT = "headcount"
+    OPT_OUT = "opt_out"
+    OPT_IN = "opt_in"
+    INFO = "info"
+    FIELD_REPORT = "field_report"
+    UNPARSED = "unparsed"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    OFFICER = "officer"
+    VIEWER = "viewer"
+
+
+class VolunteerKind(StrEnum):
+    CLV = "clv"
+    DUTY_OFFICER = "duty_officer"
+
+
+#: Tier number given to the duty officers at the end of every zone's chain.
+DUTY_OFFICER_TIER = 999
+
+_RANK_RE = re.compile(r"^(primary|alternate(\d+))$")
+
+
+def rank_to_tier(rank: str) -> int:
+    """'primary' -> 0, 'alternate1' -> 1, ...; ValueError names what is allowed."""
+    m = _RANK_RE.match(rank.strip().lower())
+    if not m:
+        raise ValueError(f"rank {rank!r} is not 'primary' or 'alternateN' (N = 1, 2, ...)")
+    if m.group(1) == "primary":
+        return 0
+    n = int(m.group(2))
+    if n < 1:
+        raise ValueError(f"rank {rank!r}: alternates are numbered from 1")
+    return n
+
+
+def tier_name(tier: int) -> str:
+    if tier == DUTY_OFFICER_TIER:
+        return "duty officer"
+    return "primary" if tier == 0 else f"alternate{tier}"

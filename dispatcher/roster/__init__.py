@@ -1,0 +1,1 @@
+"""Roster and zones: who the volunteers are, where they serve, and where the network has holes."""

@@ -1,0 +1,342 @@
+"""Roster import: all or nothing, every bad line named at once.
+
+Columns (DESIGN.md): name, zone, rank, phone, email, languages, term_start,
+term_end, preferred_channel. A volunteer in two zones has two rows; rows with the
+same name and the same phone (or email) are the same person.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dispatcher import audit
+from dispatcher.crypto import Vault
+from dispatcher.domain import Channel, rank_to_tier
+from dispatcher.errors import InvalidInput
+from dispatcher.models import Contact, Membership, Post, Volunteer, Zone
+from dispatcher.roster.contacts import normalise_email, normalise_phone, set_contact
+from dispatcher.roster.posts import unknown_zone_message, zones_by_key
+from dispatcher.text import fold
+
+COLUMNS = (
+    "name",
+    "zone",
+    "rank",
+    "phone",
+    "email",
+    "languages",
+    "term_start",
+    "term_end",
+    "preferred_channel",
+)
+REQUIRED_COLUMNS = ("name", "zone", "rank", "term_start", "term_end")
+_LANG_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.field}: {self.message}"
+
+
+class RosterError(InvalidInput):
+    """A roster that cannot be imported; lists every bad line, field and reason."""
+
+    def __init__(self, errors: list[RowError]) -> None:
+        self.errors = sorted(errors, key=lambda e: (e.line, e.field))
+        lines = sorted({e.line for e in self.errors})
+        numbers = ", ".join(map(str, lines))
+        head = f"roster refused, nothing imported: {len(lines)} bad line(s) ({numbers})"
+        super().__init__("\n".join([head, *map(str, self.errors)]))
+
+
+@dataclass
+class RosterRow:
+    line: int
+    name: str
+    zone_key: str
+    zone_name: str
+    rank: str
+    tier: int
+    phone: str | None
+    email: str | None
+    languages: list[str]
+    term_start: date
+    term_end: date
+    preferred_channel: str | None
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        return (fold(self.name), self.phone or self.email or "")
+
+
+@dataclass
+class ImportResult:
+    rows: int
+    volunteers_created: int = 0
+    volunteers_updated: int = 0
+    memberships_created: int = 0
+    memberships_updated: int = 0
+    zones_created: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+
+def parse_roster(
+    text: str,
+    *,
+    region: str,
+    default_language: str,
+    zones: dict[str, Zone],
+    create_zones: bool,
+) -> list[RosterRow]:
+    """Validate every row; raise RosterError naming all bad lines, or return the rows."""
+    errors: list[RowError] = []
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")), skipinitialspace=True)
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise RosterError(
+            [
+                RowError(
+                    1,
+                    "header",
+                    f"missing column(s): {', '.join(missing)}; expected {', '.join(COLUMNS)}",
+                )
+            ]
+        )
+    if "phone" not in header and "email" not in header:
+        raise RosterError([RowError(1, "header", "needs a phone or an email column")])
+    reader.fieldnames = header
+    rows: list[RosterRow] = []
+    seen: dict[tuple[tuple[str, str], str], int] = {}
+    line = 1
+    for raw in reader:
+        line = reader.line_num
+        values = {k: (v or "").strip() for k, v in raw.items() if k is not None}
+        if not any(values.values()):
+            continue
+        row, row_errors = _parse_row(line, values, region, default_language, zones, create_zones)
+        errors.extend(row_errors)
+        if row is None:
+            continue
+        key = (row.identity, row.zone_key)
+        if key in seen:
+            errors.append(
+                RowError(
+                    line,
+                    "zone",
+                    f"duplicate: {row.name} is already in {row.zone_name} on line {seen[key]}",
+                )
+            )
+            continue
+        seen[key] = line
+        rows.append(row)
+    if errors:
+        raise RosterError(errors)
+    if not rows:
+        raise RosterError([RowError(line, "file", "no volunteer rows")])
+    return rows
+
+
+def _parse_row(
+    line: int,
+    v: dict[str, str],
+    region: str,
+    default_language: str,
+    zones: dict[str, Zone],
+    create_zones: bool,
+) -> tuple[RosterRow | None, list[RowError]]:
+    errs: list[RowError] = []
+
+    def bad(fld: str, msg: str) -> None:
+        errs.append(RowError(line, fld, msg))
+
+    name = v.get("name", "")
+    if not name:
+        bad("name", "is empty")
+    zone_name = v.get("zone", "")
+    zone_key = fold(zone_name)
+    if not zone_name:
+        bad("zone", "is empty")
+    elif zone_key not in zones and not create_zones:
+        bad("zone", unknown_zone_message(zone_name, zones) + "; use --create-zones to add it")
+    rank = v.get("rank", "").lower()
+    tier = 0
+    try:
+        tier = rank_to_tier(rank)
+    except ValueError as exc:
+        bad("rank", str(exc))
+    phone = email = None
+    if v.get("phone"):
+        try:
+            phone = normalise_phone(v["phone"], region)
+        except ValueError as exc:
+            bad("phone", str(exc))
+    if v.get("email"):
+        try:
+            email = normalise_email(v["email"])
+        except ValueError as exc:
+            bad("email", str(exc))
+    if not v.get("phone") and not v.get("email"):
+        bad("phone", "a volunteer needs a phone or an email")
+    languages = [c.strip().lower() for c in v.get("languages", "").split(";") if c.strip()]
+    for code in languages:
+        if not _LANG_RE.match(code):
+            bad(
+                "languages",
+                f"'{code}' is not a language code like 'en' or 'es' (use ';' between codes)",
+            )
+    if not languages:
+        languages = [default_language]
+    start = end = None
+    for fld in ("term_start", "term_end"):
+        try:
+            parsed = date.fromisoformat(v.get(fld, ""))
+        except ValueError:
+            bad(fld, f"'{v.get(fld, '')}' is not an ISO date (YYYY-MM-DD)")
+            continue
+        if fld == "term_start":
+            start = parsed
+        else:
+            end = parsed
+    if start and end and end <= start:
+        bad("term_end", f"{end} is not after term_start {start}")
+    preferred = v.get("preferred_channel", "").lower() or None
+    if preferred is not None:
+        if preferred not in (Channel.SMS, Channel.EMAIL):
+            bad("preferred_channel", f"'{preferred}' is not 'sms' or 'email'")
+        elif preferred == Channel.SMS and not v.get("phone"):
+            bad("preferred_channel", "is sms but the row has no phone")
+        elif preferred == Channel.EMAIL and not v.get("email"):
+            bad("preferred_channel", "is email but the row has no email")
+    if errs or start is None or end is None:
+        return None, errs
+    display = zones[zone_key].name if zone_key in zones else zone_name
+    return RosterRow(
+        line, name, zone_key, display, rank, tier, phone, email, languages, start, end, preferred
+    ), []
+
+
+def import_roster(
+    session: Session,
+    vault: Vault,
+    post: Post,
+    path: Path | str,
+    *,
+    actor: str = "cli",
+    dry_run: bool = False,
+    create_zones: bool = False,
+    text: str | None = None,
+) -> ImportResult:
+    """Validate the whole file, then write it in the caller's transaction (or nothing)."""
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(
+                f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
+        except OSError as exc:
+            raise InvalidInput(f"{path}: cannot read ({exc.strerror})") from None
+    zones = zones_by_key(session, post)
+    rows = parse_roster(
+        text,
+        region=post.default_region,
+        default_language=post.default_language,
+        zones=zones,
+        create_zones=create_zones,
+    )
+    result = ImportResult(rows=len(rows), dry_run=dry_run)
+    new_zone_names = sorted({r.zone_name for r in rows if r.zone_key not in zones})
+    result.zones_created = new_zone_names
+    if dry_run:
+        return result
+    for zone_name in new_zone_names:
+        zone = Zone(post_id=post.id, name=zone_name, key=fold(zone_name))
+        session.add(zone)
+        zones[zone.key] = zone
+    session.flush()
+    people: dict[tuple[str, str], Volunteer] = {}
+    for row in rows:
+        vol = people.get(row.identity) or _find_volunteer(session, vault, post, row)
+        if vol is None:
+            vol = Volunteer(post_id=post.id, kind="clv", name=row.name)
+            session.add(vol)
+            result.volunteers_created += 1
+        elif row.identity not in people:
+            result.volunteers_updated += 1
+        people[row.identity] = vol
+        vol.name = row.name
+        vol.languages = ";".join(row.languages)
+        vol.preferred_channel = row.preferred_channel
+        if row.phone:
+            set_contact(session, vault, vol, Channel.SMS, row.phone)
+        if row.email:
+            set_contact(session, vault, vol, Channel.EMAIL, row.email)
+        session.flush()
+        zone = zones[row.zone_key]
+        membership = session.scalar(
+            select(Membership).where(
+                Membership.volunteer_id == vol.id, Membership.zone_id == zone.id
+            )
+        )
+        if membership is None:
+            membership = Membership(
+                volunteer_id=vol.id,
+                zone_id=zone.id,
+                rank=row.rank,
+                tier=row.tier,
+                term_start=row.term_start,
+                term_end=row.term_end,
+            )
+            session.add(membership)
+            result.memberships_created += 1
+        else:
+            membership.rank, membership.tier = row.rank, row.tier
+            membership.term_start, membership.term_end = row.term_start, row.term_end
+            result.memberships_updated += 1
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "roster.imported",
+        file=str(path),
+        rows=result.rows,
+        volunteers_created=result.volunteers_created,
+        volunteers_updated=result.volunteers_updated,
+        zones_created=result.zones_created,
+    )
+    return result
+
+
+def _find_volunteer(session: Session, vault: Vault, post: Post, row: RosterRow) -> Volunteer | None:
+    """The stored volunteer with the same name and the same phone (or email), if any."""
+    for channel, value in ((Channel.SMS, row.phone), (Channel.EMAIL, row.email)):
+        if not value:
+            continue
+        candidates = session.scalars(
+            select(Volunteer)
+            .join(Contact)
+            .where(
+                Volunteer.post_id == post.id,
+                Volunteer.kind == "clv",
+                Contact.channel == channel,
+                Contact.value_hash == vault.lookup_hash(value),
+            )
+        ).all()
+        for vol in candidates:
+            if fold(vol.name) == fold(row.name):
+                return vol
+    return None

@@ -1,0 +1,35 @@
+"""What every entry point (CLI, server, worker, tests) opens once: settings, database, vault."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from dispatcher.crypto import Vault
+from dispatcher.db import Database
+from dispatcher.settings import Settings, get_settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    vault: Vault
+
+    @classmethod
+    def open(cls, settings: Settings | None = None) -> Runtime:
+        """Open (creating and migrating on first use) the configured database."""
+        settings = settings or get_settings()
+        db = Database(settings)
+        return cls(settings=settings, db=db, vault=Vault.from_secret(settings.secret))
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=False
+    )
+    for noisy in ("twilio.http_client", "apscheduler.executors", "uvicorn.access", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

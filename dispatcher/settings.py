@@ -1,0 +1,135 @@
+"""Settings from the environment or an optional `.env` file, named as in DESIGN.md.
+
+Every component receives a `Settings` instance; nothing reads the environment on
+its own. Without `ALN_SECRET_KEY`, the embedded default keeps a random key in a
+file beside the SQLite database (mode 0600) and says so once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+#: Name of the key file created beside an embedded database when no key is configured.
+SECRET_KEY_FILENAME = ".aln-secret-key"
+#: Default acknowledgement window when neither the alert nor the policy names one.
+DEFAULT_ACK_WINDOW_SECONDS = 15 * 60
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Deployment settings; field names are the attribute names used across the code."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field("sqlite:///aln.db", validation_alias=_env("ALN_DATABASE_URL"))
+    public_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("ALN_PUBLIC_URL"))
+    secret_key: str | None = Field(None, validation_alias=_env("ALN_SECRET_KEY"))
+    config_dir: Path = Field(
+        Path(__file__).resolve().parent.parent / "config", validation_alias=_env("ALN_CONFIG_DIR")
+    )
+    post: str | None = Field(None, validation_alias=_env("ALN_POST"))
+
+    twilio_account_sid: str | None = Field(None, validation_alias=_env("TWILIO_ACCOUNT_SID"))
+    twilio_auth_token: str | None = Field(None, validation_alias=_env("TWILIO_AUTH_TOKEN"))
+    twilio_from_number: str | None = Field(None, validation_alias=_env("TWILIO_FROM_NUMBER"))
+    twilio_messaging_service_sid: str | None = Field(
+        None, validation_alias=_env("TWILIO_MESSAGING_SERVICE_SID")
+    )
+    twilio_api_url: str = Field(
+        "https://api.twilio.com", validation_alias=_env("ALN_TWILIO_API_URL")
+    )
+    sms_validity_seconds: int = Field(3600, validation_alias=_env("ALN_SMS_VALIDITY_SECONDS"))
+
+    sendgrid_api_key: str | None = Field(None, validation_alias=_env("SENDGRID_API_KEY"))
+    email_from: str | None = Field(None, validation_alias=_env("ALN_EMAIL_FROM"))
+    sendgrid_api_url: str = Field(
+        "https://api.sendgrid.com", validation_alias=_env("ALN_SENDGRID_API_URL")
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        None, validation_alias=_env("ALN_SENDGRID_WEBHOOK_PUBLIC_KEY")
+    )
+    #: Oldest SendGrid event timestamp accepted, against replays.
+    sendgrid_webhook_max_age_seconds: int = Field(
+        600, validation_alias=_env("ALN_SENDGRID_WEBHOOK_MAX_AGE")
+    )
+
+    provider_timeout_seconds: float = Field(10.0, validation_alias=_env("ALN_PROVIDER_TIMEOUT"))
+    retry_max_attempts: int = Field(5, validation_alias=_env("ALN_RETRY_MAX_ATTEMPTS"))
+    retry_max_seconds: float = Field(60.0, validation_alias=_env("ALN_RETRY_MAX_SECONDS"))
+    retry_min_wait: float = Field(0.5, validation_alias=_env("ALN_RETRY_MIN_WAIT"))
+    retry_max_wait: float = Field(30.0, validation_alias=_env("ALN_RETRY_MAX_WAIT"))
+    send_concurrency: int = Field(100, validation_alias=_env("ALN_SEND_CONCURRENCY"))
+    #: Twilio sender throughput: 1/s US long code, ~10/s outside +1, 100/s short code.
+    sms_rate_per_second: float = Field(10.0, validation_alias=_env("ALN_SMS_RATE_PER_SECOND"))
+    email_rate_per_second: float = Field(100.0, validation_alias=_env("ALN_EMAIL_RATE_PER_SECOND"))
+
+    default_ack_window_seconds: int = Field(
+        DEFAULT_ACK_WINDOW_SECONDS, validation_alias=_env("ALN_ACK_WINDOW_SECONDS")
+    )
+    #: How long a claimed delivery or deadline stays with one worker before another may take it.
+    lease_seconds: float = Field(30.0, validation_alias=_env("ALN_LEASE_SECONDS"))
+    #: Period of the scheduler's safety sweep for due work.
+    sweep_seconds: float = Field(1.0, validation_alias=_env("ALN_SWEEP_SECONDS"))
+    #: Lifetime of the acknowledgement link in emails.
+    ack_link_max_age_seconds: int = Field(
+        7 * 24 * 3600, validation_alias=_env("ALN_ACK_LINK_MAX_AGE")
+    )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def sqlite_path(self) -> Path | None:
+        """The database file of an embedded SQLite URL, or None for other databases."""
+        if not self.is_sqlite:
+            return None
+        raw = self.database_url.split("///", 1)[1] if "///" in self.database_url else ""
+        if not raw or raw == ":memory:":
+            return None
+        return Path(raw.split("?", 1)[0])
+
+    @cached_property
+    def secret(self) -> bytes:
+        """The master secret every derived key comes from."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        return _embedded_secret(self).encode()
+
+
+def _embedded_secret(settings: Settings) -> str:
+    db_file = settings.sqlite_path()
+    if db_file is None:
+        raise RuntimeError(
+            "ALN_SECRET_KEY is not set; it is required for databases other than a SQLite file"
+        )
+    key_file = db_file.resolve().parent / SECRET_KEY_FILENAME
+    if key_file.exists():
+        return key_file.read_text().strip()
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    log.warning(
+        "ALN_SECRET_KEY not set: created a random key in %s (mode 0600). "
+        "Back it up: contact details cannot be read without it.",
+        key_file,
+    )
+    return key
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, `.env`, and explicit overrides (used by tests)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,249 @@
+"""Roster import: all or nothing, every bad line named, numbers normalised and encrypted."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from dispatcher.cli.main import app
+from dispatcher.models import AuditEvent, Contact, Membership, Volunteer, Zone
+from dispatcher.roster.gaps import find_gaps
+from dispatcher.roster.importer import RosterError, import_roster
+from dispatcher.roster.listing import roster_rows
+from dispatcher.roster.posts import ensure_post
+from dispatcher.runtime import Runtime
+from tests.conftest import CONFIG_DIR
+
+SAMPLE = CONFIG_DIR / "rosters" / "mexico-city.csv"
+HEADER = "name,zone,rank,phone,email,languages,term_start,term_end,preferred_channel\n"
+GOOD = "Ana Morales,Chiapas,primary,961 123 0101,ana@example.org,es;en,2026-03-01,2027-02-28,sms\n"
+
+
+def write(tmp_path: Path, body: str, name: str = "roster.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(HEADER + body, encoding="utf-8")
+    return path
+
+
+def do_import(rt: Runtime, path: Path, **kwargs: object):  # type: ignore[no-untyped-def]
+    with rt.db.session() as session:
+        post = ensure_post(session, rt.settings, rt.vault)
+        return import_roster(session, rt.vault, post, path, **kwargs)  # type: ignore[arg-type]
+
+
+def counts(rt: Runtime) -> tuple[int, int, int]:
+    with rt.db.session() as s:
+        ensure_post(s, rt.settings, rt.vault)
+        return (
+            s.scalar(select(func.count()).select_from(Volunteer).where(Volunteer.kind == "clv")),
+            s.scalar(select(func.count()).select_from(Membership)),
+            s.scalar(select(func.count()).select_from(Zone)),
+        )
+
+
+def test_sample_roster_imports_with_e164_numbers(rt: Runtime) -> None:
+    result = do_import(rt, SAMPLE)
+    assert result.rows == 27
+    assert result.volunteers_created == 26  # Zachary Miller serves two zones
+    with rt.db.session() as session:
+        post = ensure_post(session, rt.settings, rt.vault)
+        rows = roster_rows(session, rt.vault, post)
+    by_name = {(r["name"], r["zone"]): r for r in rows}
+    assert by_name[("Ana Morales", "Chiapas")]["phone"] == "+529611230101"
+    # "+52 1 55 ..." (Mexico's obsolete mobile prefix) is normalised, not refused.
+    assert by_name[("Fernando Díaz", "Mexico City")]["phone"] == "+525551000203"
+    # Zone names match without regard to accents: "Queretaro" is Querétaro.
+    assert by_name[("Teresa Vargas", "Querétaro")]["rank"] == "primary"
+    assert by_name[("Hector Lima", "Estado de México")]["email"] is None
+
+
+def test_four_bad_lines_import_nothing_and_are_all_named(rt: Runtime, tmp_path: Path) -> None:
+    body = (
+        GOOD
+        + "Bob,Oaxca,primary,951 510 1001,bob@example.org,es,2026-03-01,2027-02-28,\n"  # line 3
+        + "Cara,Puebla,captain,222 230 0801,cara@example.org,es,2026-03-01,2027-02-28,\n"  # 4
+        + "Dan,Puebla,alternate1,12345,dan@example.org,en,2026-03-01,2027-02-28,\n"  # 5
+        + "Eve,Morelos,primary,777 310 0701,eve@example.org,en,2026-03-01,2027-02-28,\n"
+        + "Fay,Morelos,alternate1,777 310 0702,fay@example,en,2027-03-01,2026-02-28,\n"  # 7
+    )
+    before = counts(rt)
+    with pytest.raises(RosterError) as info:
+        do_import(rt, write(tmp_path, body))
+    assert sorted({e.line for e in info.value.errors}) == [3, 4, 5, 7]
+    message = str(info.value)
+    assert "line 3: zone: zone 'Oaxca' not found (did you mean 'Oaxaca'?)" in message
+    assert "line 4: rank" in message and "captain" in message
+    assert "line 5: phone" in message
+    assert "line 7: email" in message and "line 7: term_end" in message
+    assert counts(rt) == before
+
+
+def test_good_file_imports_after_bad_one_was_fixed(rt: Runtime, tmp_path: Path) -> None:
+    with pytest.raises(RosterError):
+        do_import(
+            rt,
+            write(
+                tmp_path, GOOD + "Bob,Nowhere,primary,,bob@example.org,,2026-01-01,2027-01-01,\n"
+            ),
+        )
+    result = do_import(rt, write(tmp_path, GOOD))
+    assert result.volunteers_created == 1
+    assert counts(rt)[:2] == (1, 1)
+
+
+def test_unknown_zone_can_be_created(rt: Runtime, tmp_path: Path) -> None:
+    path = write(tmp_path, "Ines,Cancún,primary,998 100 0001,,es,2026-01-01,2027-01-01,\n")
+    with pytest.raises(RosterError, match="Cancún"):
+        do_import(rt, path)
+    result = do_import(rt, path, create_zones=True)
+    assert result.zones_created == ["Cancún"]
+    with rt.db.session() as s:
+        assert s.scalar(select(Zone).where(Zone.key == "cancun")) is not None
+
+
+def test_dry_run_validates_and_changes_nothing(rt: Runtime) -> None:
+    before = counts(rt)
+    result = do_import(rt, SAMPLE, dry_run=True)
+    assert result.rows == 27 and result.dry_run
+    assert counts(rt) == before
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "fragment"),
+    [
+        ("Ann,Chiapas,primary,,,es,2026-01-01,2027-01-01,", "phone", "needs a phone or an email"),
+        (",Chiapas,primary,961 123 0101,,es,2026-01-01,2027-01-01,", "name", "empty"),
+        ("Ann,,primary,961 123 0101,,es,2026-01-01,2027-01-01,", "zone", "empty"),
+        ("Ann,Chiapas,alternate0,961 123 0101,,es,2026-01-01,2027-01-01,", "rank", "from 1"),
+        ("Ann,Chiapas,primary,not-a-number,,es,2026-01-01,2027-01-01,", "phone", "not a"),
+        ("Ann,Chiapas,primary,+52 1 961 12,,es,2026-01-01,2027-01-01,", "phone", "not a valid"),
+        ("Ann,Chiapas,primary,,ann@@x.org,es,2026-01-01,2027-01-01,", "email", "not an email"),
+        ("Ann,Chiapas,primary,961 123 0101,,spanish!,2026-01-01,2027-01-01,", "languages", "code"),
+        ("Ann,Chiapas,primary,961 123 0101,,es,01/02/2026,2027-01-01,", "term_start", "ISO"),
+        ("Ann,Chiapas,primary,961 123 0101,,es,2026-01-01,2026-01-01,", "term_end", "not after"),
+        (
+            "Ann,Chiapas,primary,961 123 0101,,es,2026-01-01,2027-01-01,fax",
+            "preferred_channel",
+            "'sms' or 'email'",
+        ),
+        (
+            "Ann,Chiapas,primary,,a@example.org,es,2026-01-01,2027-01-01,sms",
+            "preferred_channel",
+            "no phone",
+        ),
+    ],
+)
+def test_each_validation_rule_names_line_and_field(
+    rt: Runtime, tmp_path: Path, row: str, field: str, fragment: str
+) -> None:
+    with pytest.raises(RosterError) as info:
+        do_import(rt, write(tmp_path, GOOD + row + "\n"))
+    errors = info.value.errors
+    assert any(e.line == 3 and e.field == field and fragment in e.message for e in errors), errors
+    assert counts(rt)[:2] == (0, 0)
+
+
+def test_duplicate_row_is_refused(rt: Runtime, tmp_path: Path) -> None:
+    with pytest.raises(RosterError, match="line 3: zone: duplicate.*line 2"):
+        do_import(rt, write(tmp_path, GOOD + GOOD))
+
+
+def test_missing_column_is_named(rt: Runtime, tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("name,zone,phone\nAna,Chiapas,961 123 0101\n")
+    with pytest.raises(RosterError, match="missing column.*rank"):
+        do_import(rt, path)
+
+
+def test_reimport_updates_instead_of_duplicating(rt: Runtime, tmp_path: Path) -> None:
+    do_import(rt, SAMPLE)
+    first = counts(rt)
+    moved = write(tmp_path, GOOD.replace("primary", "alternate2"))
+    result = do_import(rt, moved)
+    assert result.volunteers_created == 0 and result.memberships_updated == 1
+    assert counts(rt) == first
+
+
+def test_import_is_audited(rt: Runtime) -> None:
+    do_import(rt, SAMPLE)
+    with rt.db.session() as s:
+        event = s.scalar(select(AuditEvent).where(AuditEvent.action == "roster.imported"))
+    assert event is not None and event.details["rows"] == 27
+
+
+def test_contacts_are_encrypted_at_rest(rt: Runtime, sqlite_url: str) -> None:
+    do_import(rt, SAMPLE)
+    with rt.db.session() as s:
+        contact = s.scalars(select(Contact).where(Contact.channel == "sms")).first()
+        assert contact is not None
+        assert b"+52" not in contact.value_enc
+        assert contact.masked.startswith("+52") and "*" in contact.masked
+        assert rt.vault.decrypt(contact.value_enc).startswith("+52")
+
+
+def test_database_file_holds_no_number_or_address_in_clear(tmp_path: Path) -> None:
+    from tests.conftest import make_settings
+
+    db_file = tmp_path / "aln.db"
+    runtime = Runtime.open(make_settings(f"sqlite:///{db_file}"))
+    do_import(runtime, SAMPLE)
+    runtime.close()
+    blob = b"".join(p.read_bytes() for p in tmp_path.glob("aln.db*"))
+    for needle in (b"9611230101", b"5551000201", b"ana.morales@example.org", b"2210901"):
+        assert needle not in blob
+
+
+def test_cli_roster_list_json_shows_e164_to_the_officer(cli_env: dict[str, str]) -> None:
+    runner = CliRunner()
+    imported = runner.invoke(app, ["roster", "import", str(SAMPLE)], env=cli_env)
+    assert imported.exit_code == 0, imported.output
+    listed = runner.invoke(app, ["roster", "list", "--zone", "chiapas", "--json"], env=cli_env)
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    assert [r["name"] for r in rows] == ["Ana Morales", "Brian Keller", "Carmen Ruiz"]
+    assert rows[0]["phone"] == "+529611230101"
+
+
+def test_cli_bad_roster_exits_nonzero_naming_lines(cli_env: dict[str, str], tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + "Bob,Oaxca,primary,951 510 1001,,es,2026-03-01,2027-02-28,\n")
+    result = CliRunner().invoke(app, ["roster", "import", str(path)], env=cli_env)
+    assert result.exit_code == 2
+    assert "line 3" in result.output and "Oaxaca" in result.output
+
+
+def test_gaps_of_the_sample_roster(rt: Runtime) -> None:
+    do_import(rt, SAMPLE)
+    with rt.db.session() as session:
+        post = ensure_post(session, rt.settings, rt.vault)
+        gaps = find_gaps(session, post, today=date(2026, 11, 24))
+    assert gaps.zones_without_primary == ["Tabasco", "Tlaxcala"]
+    assert gaps.zones_without_alternate == [
+        "Guerrero",
+        "Hidalgo",
+        "Morelos",
+        "Tabasco",
+        "Tampico",
+        "Tlaxcala",
+    ]
+    assert [g["name"] for g in gaps.terms_ended] == ["Luis Herrera"]
+    assert [g["name"] for g in gaps.terms_ending_soon] == ["Pablo Guzmán"]
+    assert gaps.no_usable_contact == [] and gaps.opted_out == []
+
+
+def test_gaps_report_opted_out_and_unusable_paths(rt: Runtime) -> None:
+    do_import(rt, SAMPLE)
+    with rt.db.session() as session:
+        post = ensure_post(session, rt.settings, rt.vault)
+        hector = session.scalar(select(Volunteer).where(Volunteer.name == "Hector Lima"))
+        assert hector is not None
+        hector.contacts[0].opted_out = True
+        session.flush()
+        gaps = find_gaps(session, post, today=date(2026, 11, 24))
+    assert [g["name"] for g in gaps.opted_out] == ["Hector Lima"]
+    assert [g["name"] for g in gaps.no_usable_contact] == ["Hector Lima"]
+    assert gaps.opted_out[0]["contact"].count("*") >= 4
