@@ -117,6 +117,7 @@ def delivery_can_move(current: DeliveryState, new: DeliveryState) -> bool:
 
 class DeliveryPurpose(StrEnum):
     ALERT = "alert"
+    FAILOVER = "failover"  # the alert again on another channel after a dead path
     REMINDER = "reminder"
     UPDATE = "update"
     CANCEL = "cancel"
