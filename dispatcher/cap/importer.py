@@ -1,0 +1,295 @@
+"""A CAP message (ours, or a weather or civil-protection service's) as a draft alert.
+
+Import never sends anything: it yields a draft an officer reviews and sends. The XML
+comes from outside, so it is parsed with defusedxml and refused whole at the first
+sign of trouble (a DTD, an entity, malformed XML, a root that is not a CAP <alert>).
+Areas are matched to the post's zones like roster zones are (case and accents
+ignored); unmatched areas are reported, and only an alert matching no zone is refused.
+"""
+
+from __future__ import annotations
+
+import html
+import secrets
+import xml.etree.ElementTree as ET
+from typing import TypedDict
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dispatcher import audit
+from dispatcher.cap.export import own_alert_id
+from dispatcher.cap.schema import (
+    CAP_NS,
+    CARRIED_BODY_FIELDS,
+    KIND_OF_CATEGORY,
+    PARAM_BODY_PREFIX,
+    PARAM_KIND,
+    READABLE_NAMESPACES,
+)
+from dispatcher.domain import AlertKind, AlertState
+from dispatcher.errors import InvalidInput, Refused
+from dispatcher.models import Alert, AlertZone, Post
+from dispatcher.roster.posts import find_zone, unknown_zone_message, zones_by_key
+from dispatcher.text import fold
+
+#: Larger files are refused before parsing: real CAP messages are a few kilobytes.
+MAX_CAP_BYTES = 1024 * 1024
+#: Acknowledgement window of an imported draft; the officer may change it before sending.
+DRAFT_ACK_WINDOW_SECONDS = 900
+#: An imported SMS is cut here (two GSM-7 segments): service texts are written for email.
+IMPORTED_SMS_MAX_CHARS = 306
+#: Digits of a draft's reply code (as the composer's), 1000-9999.
+REPLY_CODE_DIGITS = 4
+#: CAP's default <language> when an <info> names none.
+CAP_DEFAULT_LANGUAGE = "en-US"
+
+
+class CapDraft(TypedDict):
+    """What a CAP message asks for, ready for `create_draft_alert` (or an officer's edits)."""
+
+    title: str
+    kind: str
+    exercise: bool
+    msg_type: str
+    #: {language: {"sms", "subject", "email_text", "email_html"}}
+    bodies: dict[str, dict[str, str]]
+    #: Zone names of the post, as the post spells them.
+    zones: list[str]
+    #: areaDesc values matching no zone, each with a hint when one is close.
+    unmatched_areas: list[str]
+    unmatched_hints: list[str]
+    cap_identifier: str | None
+    cap_sender: str | None
+    cap_sent: str | None
+    references_alert_id: int | None
+
+
+def parse_cap_xml(xml: bytes | str) -> ET.Element:
+    """The root <alert> element; InvalidInput for anything hostile, malformed or not CAP."""
+    size = len(xml.encode("utf-8") if isinstance(xml, str) else xml)
+    if size > MAX_CAP_BYTES:
+        raise InvalidInput(f"CAP file refused: {size} bytes, more than {MAX_CAP_BYTES}")
+    try:
+        root = SafeET.fromstring(xml, forbid_dtd=True, forbid_entities=True,
+                                 forbid_external=True)
+    except DTDForbidden:
+        raise InvalidInput(
+            "CAP file refused: it has a DOCTYPE declaration; a DTD can declare entities "
+            "(entity expansion, external files), and CAP never needs one") from None
+    except EntitiesForbidden as exc:
+        raise InvalidInput(f"CAP file refused: it declares the XML entity {exc.name!r}") from None
+    except DefusedXmlException as exc:
+        raise InvalidInput(f"CAP file refused: {exc}") from None
+    except ET.ParseError as exc:
+        raise InvalidInput(f"CAP file is not well-formed XML: {exc}") from None
+    ns, _, local = root.tag[1:].partition("}") if root.tag.startswith("{") else ("", "", root.tag)
+    if local != "alert" or ns not in READABLE_NAMESPACES:
+        shown = f"<{local}> in namespace {ns!r}" if ns else f"<{local}> (no namespace)"
+        raise InvalidInput(
+            f"not a CAP 1.2 message: the root element is {shown}, expected <alert> "
+            f"in namespace {CAP_NS!r}")
+    return root
+
+
+def import_cap(session: Session, post: Post, xml: bytes | str) -> CapDraft:
+    """Read a CAP message into a draft for `post`; changes nothing in the database."""
+    root = parse_cap_xml(xml)
+    cap = _Reader(root)
+    status = cap.required(root, "status")
+    msg_type = cap.required(root, "msgType")
+    if msg_type not in ("Alert", "Update", "Cancel"):
+        raise InvalidInput(f"CAP msgType {msg_type!r} carries no alert to send "
+                           "(expected Alert, Update or Cancel)")
+    infos = cap.all(root, "info")
+    if not infos:
+        raise InvalidInput("CAP message has no <info> block: nothing to alert about")
+
+    bodies: dict[str, dict[str, str]] = {}
+    headlines: dict[str, str] = {}
+    for info in infos:
+        lang = _language(cap.text(info, "language") or CAP_DEFAULT_LANGUAGE)
+        if lang in bodies:  # several <info> per language: the first one speaks for it
+            continue
+        params = cap.parameters(info)
+        headline = cap.text(info, "headline") or cap.text(info, "event") or "CAP alert"
+        headlines[lang] = headline
+        bodies[lang] = _bodies(headline, cap.text(info, "description"),
+                               cap.text(info, "instruction"), params)
+
+    first = infos[0]
+    title_lang = post.default_language if post.default_language in headlines else "en"
+    title = headlines.get(title_lang) or next(iter(headlines.values()))
+    zones, unmatched, hints = _match_areas(session, post, cap.area_names(infos))
+    identifier = cap.text(root, "identifier")
+    return CapDraft(
+        title=title[:300],
+        kind=_kind(cap.parameters(first).get(PARAM_KIND), cap.texts(first, "category")),
+        # Only an Actual message becomes a real alert: Exercise, Test, System and Draft
+        # must never page volunteers as if a crisis were real.
+        exercise=status != "Actual",
+        msg_type=msg_type.lower(),
+        bodies=bodies,
+        zones=zones,
+        unmatched_areas=unmatched,
+        unmatched_hints=hints,
+        cap_identifier=identifier,
+        cap_sender=cap.text(root, "sender"),
+        cap_sent=cap.text(root, "sent"),
+        references_alert_id=_referenced_alert(session, post, cap.text(root, "references")),
+    )
+
+
+def create_draft_alert(session: Session, post: Post, draft: CapDraft, *,
+                       actor: str = "cli") -> Alert:
+    """Store the draft as an Alert in state draft, with its zones; nothing is sent."""
+    identifier = draft.get("cap_identifier")
+    # Our own exports carry identifiers we give out; storing one again would make two
+    # alerts export under the same identifier.
+    own = identifier is not None and own_alert_id(post, identifier) is not None
+    if identifier and not own:
+        existing = session.scalar(select(Alert.id).where(
+            Alert.post_id == post.id, Alert.cap_identifier == identifier))
+        if existing is not None:
+            raise Refused(f"CAP message {identifier!r} was already imported as alert {existing}")
+    if not draft["zones"]:
+        raise InvalidInput("the draft targets no zone")
+    zones = [find_zone(session, post, name) for name in draft["zones"]]
+    alert = Alert(
+        post_id=post.id, kind=draft["kind"], msg_type=draft["msg_type"],
+        exercise=draft["exercise"], title=draft["title"][:300], bodies=draft["bodies"],
+        channels=[], reply_code=_new_reply_code(session, post.id),
+        ack_window_seconds=DRAFT_ACK_WINDOW_SECONDS, policy={}, state=AlertState.DRAFT,
+        references_alert_id=draft.get("references_alert_id"), created_by=actor,
+        cap_identifier=None if own or not identifier else identifier[:200],
+    )
+    session.add(alert)
+    session.flush()
+    for zone in {z.id: z for z in zones}.values():
+        session.add(AlertZone(alert_id=alert.id, zone_id=zone.id))
+    audit.record(session, actor, "alert.drafted_from_cap", alert_id=alert.id,
+                 cap_identifier=identifier, zones=[z.name for z in zones],
+                 unmatched_areas=draft.get("unmatched_areas", []))
+    session.flush()
+    return alert
+
+
+class _Reader:
+    """Namespace-aware lookups in one CAP document (1.1 and 1.2 share element names)."""
+
+    def __init__(self, root: ET.Element) -> None:
+        self.ns = root.tag[1:].partition("}")[0]
+
+    def _q(self, name: str) -> str:
+        return f"{{{self.ns}}}{name}"
+
+    def all(self, parent: ET.Element, name: str) -> list[ET.Element]:
+        return parent.findall(self._q(name))
+
+    def text(self, parent: ET.Element, name: str) -> str | None:
+        child = parent.find(self._q(name))
+        value = (child.text or "").strip() if child is not None else ""
+        return value or None
+
+    def texts(self, parent: ET.Element, name: str) -> list[str]:
+        return [(c.text or "").strip() for c in self.all(parent, name)]
+
+    def required(self, parent: ET.Element, name: str) -> str:
+        value = self.text(parent, name)
+        if value is None:
+            raise InvalidInput(f"CAP message has no <{name}>")
+        return value
+
+    def parameters(self, info: ET.Element) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for param in self.all(info, "parameter"):
+            name, value = self.text(param, "valueName"), self.text(param, "value")
+            if name and value is not None:
+                out.setdefault(name, value)
+        return out
+
+    def area_names(self, infos: list[ET.Element]) -> list[str]:
+        """Every areaDesc of every <info>, once; "A; B" lists (as NWS writes them) split."""
+        names: dict[str, str] = {}
+        for info in infos:
+            for area in self.all(info, "area"):
+                for name in (self.text(area, "areaDesc") or "").split(";"):
+                    if name.strip():
+                        names.setdefault(fold(name), name.strip())
+        return list(names.values())
+
+
+def _new_reply_code(session: Session, post_id: int) -> str:
+    """A random code no other open alert of the post uses (a reply must name one alert)."""
+    open_states = (AlertState.SENDING, AlertState.ACTIVE, AlertState.DRAFT)
+    taken = set(session.scalars(select(Alert.reply_code).where(
+        Alert.post_id == post_id, Alert.state.in_(open_states))))
+    low = 10 ** (REPLY_CODE_DIGITS - 1)
+    while True:
+        code = str(low + secrets.randbelow(9 * low))
+        if code not in taken:
+            return code
+
+
+def _language(code: str) -> str:
+    """Our body key for a CAP language: its primary subtag ('es-MX' -> 'es')."""
+    return code.split("-")[0].strip().lower() or "en"
+
+
+def _kind(carried: str | None, categories: list[str]) -> str:
+    if carried in set(AlertKind):
+        return str(carried)
+    for category in categories:
+        if category in KIND_OF_CATEGORY:
+            return KIND_OF_CATEGORY[category].value
+    return AlertKind.SECURITY.value
+
+
+def _bodies(headline: str, description: str | None, instruction: str | None,
+            params: dict[str, str]) -> dict[str, str]:
+    email_text = "\n\n".join(t for t in (description, instruction) if t) or headline
+    sms = f"{headline}: {description}" if description else headline
+    if len(sms) > IMPORTED_SMS_MAX_CHARS:
+        sms = sms[:IMPORTED_SMS_MAX_CHARS - 1].rstrip() + "…"
+    paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in email_text.split("\n\n"))
+    bodies = {"sms": sms, "subject": headline, "email_text": email_text,
+              "email_html": f"<h1>{html.escape(headline)}</h1>{paragraphs}"}
+    for field in CARRIED_BODY_FIELDS:  # our own export carries the exact texts
+        carried = params.get(PARAM_BODY_PREFIX + field.upper())
+        if carried:
+            bodies[field] = carried
+    return bodies
+
+
+def _match_areas(session: Session, post: Post,
+                 names: list[str]) -> tuple[list[str], list[str], list[str]]:
+    zones = zones_by_key(session, post)
+    matched = [zones[fold(n)].name for n in names if fold(n) in zones]
+    unmatched = [n for n in names if fold(n) not in zones]
+    hints = [unknown_zone_message(n, zones) for n in unmatched]
+    if not matched:
+        listed = "; ".join(hints) if hints else "the message names no <area>"
+        raise InvalidInput(f"none of the CAP message's areas is a zone of {post.name}: {listed}")
+    return matched, unmatched, hints
+
+
+def _referenced_alert(session: Session, post: Post, references: str | None) -> int | None:
+    """Our alert that a CAP Update or Cancel refers to ("sender,identifier,sent ..."), if any."""
+    if not references:
+        return None
+    for entry in reversed(references.split()):
+        parts = entry.split(",")
+        if len(parts) != 3:
+            continue
+        identifier = parts[1]
+        number = own_alert_id(post, identifier)
+        alert = session.get(Alert, number) if number is not None else None
+        if alert is not None and alert.post_id == post.id:
+            return alert.id
+        found = session.scalar(select(Alert.id).where(
+            Alert.post_id == post.id, Alert.cap_identifier == identifier))
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,1 @@
+"""What volunteers send back: parsing replies and acting on inbound messages."""
