@@ -40,6 +40,15 @@ def make_engine(database_url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+            # Let SQLAlchemy's "begin" below issue the BEGIN, not the driver.
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn):  # type: ignore[no-untyped-def]
+            # A deferred transaction that reads, then writes after another process committed
+            # fails with SQLITE_BUSY_SNAPSHOT; taking the write lock up front makes writers
+            # queue on busy_timeout instead, so no write is ever lost to "database is locked".
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     url = database_url

@@ -88,6 +88,18 @@ class Settings(BaseSettings):
     )
 
     @property
+    def configured_channels(self) -> list[str]:
+        """Channels whose provider credentials are set, in preference order."""
+        out = []
+        if self.twilio_account_sid and self.twilio_auth_token and (
+            self.twilio_from_number or self.twilio_messaging_service_sid
+        ):
+            out.append("sms")
+        if self.sendgrid_api_key and self.email_from:
+            out.append("email")
+        return out
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 

@@ -20,14 +20,11 @@ from dispatcher.cap.schema import (
     profile_of,
     q,
 )
+from dispatcher.compose.composer import ACK_URL_TAG
 from dispatcher.domain import MsgType
 from dispatcher.errors import NotFound
 from dispatcher.models import Alert, Post
 
-#: The per-recipient acknowledgement link's substitution tag in email bodies. Same value as
-#: `dispatcher.compose.composer.ACK_URL_TAG`, not imported: the composer pulls in the
-#: channel layer, which exporting XML has no need of.
-ACK_URL_TAG = "-ack_url-"
 #: CAP forbids spaces, commas and XML's restricted characters in identifiers and senders.
 _NOT_IN_IDENTIFIER = re.compile(r"[\s,<&]+")
 #: Characters XML 1.0 cannot carry at all (control characters other than tab and newlines).

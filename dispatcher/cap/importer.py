@@ -10,7 +10,6 @@ ignored); unmatched areas are reported, and only an alert matching no zone is re
 from __future__ import annotations
 
 import html
-import secrets
 import xml.etree.ElementTree as ET
 from typing import TypedDict
 
@@ -29,6 +28,7 @@ from dispatcher.cap.schema import (
     PARAM_KIND,
     READABLE_NAMESPACES,
 )
+from dispatcher.compose.composer import new_reply_code
 from dispatcher.domain import AlertKind, AlertState
 from dispatcher.errors import InvalidInput, Refused
 from dispatcher.models import Alert, AlertZone, Post
@@ -160,7 +160,7 @@ def create_draft_alert(session: Session, post: Post, draft: CapDraft, *,
     alert = Alert(
         post_id=post.id, kind=draft["kind"], msg_type=draft["msg_type"],
         exercise=draft["exercise"], title=draft["title"][:300], bodies=draft["bodies"],
-        channels=[], reply_code=_new_reply_code(session, post.id),
+        channels=[], reply_code=new_reply_code(session, post.id),
         ack_window_seconds=DRAFT_ACK_WINDOW_SECONDS, policy={}, state=AlertState.DRAFT,
         references_alert_id=draft.get("references_alert_id"), created_by=actor,
         cap_identifier=None if own or not identifier else identifier[:200],
@@ -219,18 +219,6 @@ class _Reader:
                     if name.strip():
                         names.setdefault(fold(name), name.strip())
         return list(names.values())
-
-
-def _new_reply_code(session: Session, post_id: int) -> str:
-    """A random code no other open alert of the post uses (a reply must name one alert)."""
-    open_states = (AlertState.SENDING, AlertState.ACTIVE, AlertState.DRAFT)
-    taken = set(session.scalars(select(Alert.reply_code).where(
-        Alert.post_id == post_id, Alert.state.in_(open_states))))
-    low = 10 ** (REPLY_CODE_DIGITS - 1)
-    while True:
-        code = str(low + secrets.randbelow(9 * low))
-        if code not in taken:
-            return code
 
 
 def _language(code: str) -> str:

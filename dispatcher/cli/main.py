@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-from dispatcher.cli import roster_cmd
+from dispatcher.cli import roster_cmd, run_cmd
 from dispatcher.runtime import configure_logging
 
 app = typer.Typer(
@@ -35,6 +35,8 @@ for _name, _module in _OPTIONAL.items():
         continue
     if isinstance(getattr(_mod, "app", None), typer.Typer):
         app.add_typer(_mod.app, name=_name)
+
+run_cmd.register(app)
 
 
 @app.callback()

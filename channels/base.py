@@ -1,0 +1,70 @@
+"""The channel contract: one small interface every provider implements.
+
+The rest of the engine speaks `Message`, `Receipt` and the errors of
+`channels.errors`; no provider SDK is imported outside this package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar, Protocol, runtime_checkable
+
+from channels.errors import ChannelError
+
+
+class ChannelKind(StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message to one contact path.
+
+    `substitutions` maps literal tags in body/html/subject to per-recipient values: the
+    SMS channel applies them locally, the email channel sends them per personalization
+    so that otherwise identical emails travel in one request.
+    """
+
+    channel: ChannelKind
+    to: str
+    body: str
+    subject: str | None = None
+    html: str | None = None
+    reference: str = ""
+    custom: Mapping[str, str] = field(default_factory=dict)
+    substitutions: Mapping[str, str] = field(default_factory=dict)
+    validity_seconds: int | None = None
+
+    def rendered(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        for tag, value in self.substitutions.items():
+            text = text.replace(tag, value)
+        return text
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The provider took the message: its id, its status, and how many segments it bills."""
+
+    provider_id: str
+    status: str
+    segments: int = 1
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """A provider behind our vocabulary. Errors are `ChannelError`s after retries gave up."""
+
+    kind: ClassVar[ChannelKind]
+    #: Most messages one provider request may carry.
+    max_batch: ClassVar[int]
+
+    async def send(self, message: Message) -> Receipt: ...
+
+    async def send_many(self, messages: Sequence[Message]) -> list[Receipt | ChannelError]: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,113 @@
+"""Running the simulator and steering it: in this process (a thread) or another one.
+
+The handle speaks only the simulator's `/_sim/` HTTP API, so it works the same
+against a simulator started here and one started with `aln simulator`.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import uvicorn
+
+from channels.simulator.app import create_simulator
+
+#: Default credentials the simulator accepts (and signs callbacks with).
+DEFAULT_ACCOUNT_SID = "AC" + "5" * 32
+DEFAULT_AUTH_TOKEN = "simulator-auth-token"
+
+
+class SimulatorHandle:
+    """Steer a running simulator at `url` through its control API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=30)
+        keys = self._http.get("/_sim/keys").json()
+        self.account_sid: str = keys["account_sid"]
+        self.auth_token: str = keys["auth_token"]
+        self.sendgrid_public_key: str = keys["sendgrid_public_key"]
+
+    @property
+    def twilio_api_url(self) -> str:
+        return self.url
+
+    @property
+    def sendgrid_api_url(self) -> str:
+        return self.url
+
+    def requests(self) -> list[dict[str, Any]]:
+        return self._http.get("/_sim/requests").json()  # type: ignore[no-any-return]
+
+    def failures(self) -> list[str]:
+        return self._http.get("/_sim/failures").json()  # type: ignore[no-any-return]
+
+    def set_faults(self, **faults: Any) -> None:
+        """latency_ms, latency_min/max (s), error_rate, burst_429, retry_after,
+        outage_seconds, invalid_numbers, opted_out_numbers, landline_numbers,
+        undelivered_numbers, failed_numbers, bounce_emails, callbacks."""
+        payload = {k: sorted(v) if isinstance(v, set | list | tuple) else v
+                   for k, v in faults.items()}
+        self._http.post("/_sim/faults", json=payload).raise_for_status()
+
+    def script(self, number: str, reply: str | None, delay: float = 0.0,
+               once: bool = True) -> None:
+        """The volunteer at `number` answers `reply` ("{code}" = the alert's code)."""
+        self._http.post("/_sim/scripts", json={number: {"reply": reply, "delay": delay,
+                                                        "once": once}}).raise_for_status()
+
+    def inbound(self, from_number: str, body: str) -> None:
+        """`from_number` texts `body` to the engine now (signed like Twilio)."""
+        self._http.post("/_sim/inbound", json={"from": from_number, "body": body}
+                        ).raise_for_status()
+
+    def set_public_url(self, url: str) -> None:
+        self._http.post("/_sim/public_url", json={"public_url": url}).raise_for_status()
+
+    def reset(self) -> None:
+        self._http.post("/_sim/reset").raise_for_status()
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def run_simulator(public_url: str = "http://127.0.0.1:9",
+                  account_sid: str = DEFAULT_ACCOUNT_SID, auth_token: str = DEFAULT_AUTH_TOKEN,
+                  port: int = 0, **faults: Any) -> Iterator[SimulatorHandle]:
+    """Serve the simulator on a loopback port in a thread for the duration of the block."""
+    port = port or _free_port()
+    app = create_simulator(account_sid=account_sid, auth_token=auth_token,
+                           public_url=public_url)
+    # A deep backlog: a fan-out opens hundreds of connections at once (PROVIDERS.md).
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", backlog=2048,
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, name="aln-simulator", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the provider simulator did not start")
+        time.sleep(0.02)
+    handle = SimulatorHandle(f"http://127.0.0.1:{port}")
+    try:
+        if faults:
+            handle.set_faults(**faults)
+        yield handle
+    finally:
+        handle.close()
+        server.should_exit = True
+        thread.join(timeout=10)

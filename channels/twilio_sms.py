@@ -1,0 +1,199 @@
+"""SMS through the official `twilio` SDK, asynchronously.
+
+The SDK has no base-URL option (`edge`/`region` only rewrite *.twilio.com), so a
+subclass of its async HTTP client rewrites scheme and host to `ALN_TWILIO_API_URL`
+(the simulator, a regional edge, a proxy). Its own retries stay off: the async
+client would re-POST on every 5xx, a silent duplicate SMS. Errors are classified
+by HTTP status first, then by a short list of codes (PROVIDERS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import logging
+import time
+from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from channels.base import ChannelKind, Message, Receipt
+from channels.config import ChannelsConfig
+from channels.errors import ChannelError, PermanentError, TransientError
+from channels.limits import Limits
+from channels.masking import mask_contact
+from channels.retry import RetryPolicy, SleepFn
+
+log = logging.getLogger(__name__)
+
+#: Codes after which this recipient will not get the message on SMS.
+PERMANENT_RECIPIENT_CODES = frozenset({21211, 21610, 21614, 21606, 21617, 21658})
+#: Codes that say our configuration is wrong, not the recipient's number.
+PERMANENT_ACCOUNT_CODES = frozenset({20003})
+#: Codes worth retrying whatever the HTTP status said.
+TRANSIENT_CODES = frozenset({20429, 21611})
+
+#: Retry-After seen on the last 429 of the current task (the SDK's exceptions carry no
+#: headers, so the HTTP client records it where the caller can read it).
+_retry_after: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "twilio_retry_after", default=None)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+class RewritingHttpClient(AsyncTwilioHttpClient):
+    """Twilio's async client, sending to another base URL with a timeout and a pool cap."""
+
+    def __init__(self, base_url: str, timeout: float, max_connections: int) -> None:
+        super().__init__(pool_connections=False, timeout=timeout)
+        self.base = urlsplit(base_url.rstrip("/"))
+        # Must be created inside the running event loop (PROVIDERS.md).
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_connections),
+            timeout=aiohttp.ClientTimeout(total=timeout))
+
+    def rewrite(self, url: str) -> str:
+        parts = urlsplit(url)
+        return urlunsplit((self.base.scheme, self.base.netloc, self.base.path + parts.path,
+                           parts.query, ""))
+
+    async def request(self, method: str, url: str, params: Any = None, data: Any = None,
+                      headers: Any = None, auth: Any = None, timeout: float | None = None,
+                      allow_redirects: bool = False) -> Response:
+        headers = dict(headers or {})
+        if auth:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        kwargs: dict[str, Any] = {
+            "method": method.upper(), "url": self.rewrite(url), "params": params,
+            "data": data, "headers": headers, "allow_redirects": allow_redirects,
+        }
+        if timeout:
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
+        assert self.session is not None
+        async with self.session.request(**kwargs) as resp:
+            text = await resp.text()
+            if resp.status == 429:
+                _retry_after.set(parse_retry_after(resp.headers.get("Retry-After")))
+            return Response(resp.status, text, resp.headers)
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+def classify(status: int | None, code: int | None, message: str, recipient: str,
+             retry_after: float | None = None) -> ChannelError:
+    """A Twilio failure as our error: by HTTP status first, then the code."""
+    fields = dict(provider="twilio", status=status, code=code, message=message,
+                  recipient=recipient)
+    if code in TRANSIENT_CODES or status == 429 or (status is not None and status >= 500):
+        return TransientError(retry_after=retry_after, **fields)
+    if code in PERMANENT_ACCOUNT_CODES or status in (401, 403):
+        return PermanentError(recipient_specific=False, **fields)
+    if code in PERMANENT_RECIPIENT_CODES or (status is not None and 400 <= status < 500):
+        return PermanentError(recipient_specific=True, **fields)
+    return TransientError(retry_after=retry_after, **fields)
+
+
+class TwilioSMS:
+    """SMS via Twilio; limits and the retry policy are applied to every request."""
+
+    kind: ClassVar[ChannelKind] = ChannelKind.SMS
+    max_batch: ClassVar[int] = 1
+    body_maxlen: ClassVar[int] = 1600
+
+    def __init__(self, config: ChannelsConfig, *, sleep: SleepFn | None = None) -> None:
+        if not config.twilio_account_sid or not config.twilio_auth_token:
+            raise ValueError("Twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+        if not (config.twilio_from_number or config.twilio_messaging_service_sid):
+            raise ValueError("Twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
+        self.config = config
+        self.policy = RetryPolicy(config.retry_max_attempts, config.retry_max_seconds,
+                                  config.retry_min_wait, config.retry_max_wait)
+        self.limits = Limits(config.concurrency, config.sms_rate_per_second)
+        self._sleep = sleep
+        self._http: RewritingHttpClient | None = None
+        self._client: Client | None = None
+
+    def _ensure_client(self) -> Client:
+        if self._client is None:
+            self._http = RewritingHttpClient(self.config.twilio_api_url,
+                                             self.config.timeout_seconds,
+                                             max(self.config.concurrency, 1))
+            self._client = Client(self.config.twilio_account_sid, self.config.twilio_auth_token,
+                                  http_client=self._http)
+        return self._client
+
+    async def send(self, message: Message) -> Receipt:
+        return await self.policy.call(lambda: self._send_once(message), self._sleep)
+
+    async def send_many(self, messages: Sequence[Message]) -> list[Receipt | ChannelError]:
+        async def one(m: Message) -> Receipt | ChannelError:
+            try:
+                return await self.send(m)
+            except ChannelError as exc:
+                return exc
+
+        return list(await asyncio.gather(*(one(m) for m in messages)))
+
+    async def _send_once(self, message: Message) -> Receipt:
+        client = self._ensure_client()
+        masked = mask_contact(message.to)
+        body = message.rendered(message.body) or ""
+        kwargs: dict[str, Any] = {"to": message.to, "body": body}
+        if self.config.twilio_messaging_service_sid:
+            kwargs["messaging_service_sid"] = self.config.twilio_messaging_service_sid
+        else:
+            kwargs["from_"] = self.config.twilio_from_number
+        if self.config.status_callback_url:
+            ref = f"?ref={message.reference}" if message.reference else ""
+            kwargs["status_callback"] = self.config.status_callback_url + ref
+        validity = message.validity_seconds or None
+        if validity:
+            kwargs["validity_period"] = max(1, min(int(validity), 36000))
+        _retry_after.set(None)
+        async with self.limits:
+            try:
+                created = await client.messages.create_async(**kwargs)
+            except TwilioRestException as exc:
+                raise classify(exc.status, exc.code, str(exc.msg), masked,
+                               _retry_after.get()) from None
+            except TwilioException as exc:
+                # TwilioServiceException (RFC 9457 bodies) is not a TwilioRestException.
+                status = getattr(exc, "status", None)
+                code = getattr(exc, "code", None)
+                raise classify(status if isinstance(status, int) else None,
+                               code if isinstance(code, int) else None, str(exc)[:300],
+                               masked, _retry_after.get()) from None
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise TransientError(provider="twilio", status=None, code=None,
+                                     message=f"{type(exc).__name__}: {exc}"[:300],
+                                     recipient=masked) from None
+        segments = int(created.num_segments) if str(created.num_segments or "").isdigit() else 1
+        return Receipt(provider_id=str(created.sid), status=str(created.status or "queued"),
+                       segments=segments)
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+            self._client = None

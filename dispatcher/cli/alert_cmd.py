@@ -1,0 +1,224 @@
+"""`aln alert send|status|list|cancel|update`: the crisis officer's main act."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import typer
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from dispatcher.cli.common import console, err_console, handle_errors, print_json, runtime
+from dispatcher.dispatch.lifecycle import cancel_alert, update_alert
+from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
+from dispatcher.dispatch.sender import Sender
+from dispatcher.escalation.policy import parse_duration
+from dispatcher.models import Alert, Delivery
+from dispatcher.roster.posts import ensure_post
+from dispatcher.runtime import Runtime
+from dispatcher.status import alert_status
+from dispatcher.worker import make_channels, worker_name
+
+app = typer.Typer(help="Send alerts and follow them.", no_args_is_help=True)
+
+STATE_STYLE = {"acknowledged": "green", "unreached": "bold red", "waiting": "yellow",
+               "failed": "red", "escalated": "magenta", "notified": "cyan",
+               "cancelled": "dim", "pending": "white"}
+
+
+@app.command("send")
+@handle_errors
+def send(
+    zone: list[str] = typer.Option(..., "--zone", help="Zone name (repeat), or 'all'."),
+    body: str = typer.Option(..., "--body", help="What happened and what to do."),
+    title: str | None = typer.Option(None, "--title"),
+    template: str | None = typer.Option(None, "--template",
+                                        help="security, demonstration, health, weather, "
+                                             "administrative (default security)."),
+    exercise: bool = typer.Option(False, "--exercise", help="A drill: every message says so."),
+    ack_window: str | None = typer.Option(None, "--ack-window", help="e.g. 15m, 90s."),
+    policy: str = typer.Option("default", "--policy", help="Escalation policy in config/."),
+    channel: list[str] = typer.Option([], "--channel", help="Restrict to sms or email."),
+    force: bool = typer.Option(False, "--force", help="Send even if a zone has nobody."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show recipients; send nothing."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Send an alert to zones: rows first, then the fan-out with a progress bar."""
+    req = AlertRequest(zones=zone, body=body, title=title, template=template,
+                       exercise=exercise, ack_window_seconds=parse_duration(ack_window)
+                       if ack_window else None, policy=policy, channels=channel, force=force)
+    with runtime() as rt:
+        with rt.db.session() as session:
+            post = ensure_post(session, rt.settings, rt.vault)
+            plan = plan_alert(session, rt.settings, post, req)
+            preview = plan.preview(rt.settings)
+            if dry_run:
+                session.rollback()
+            else:
+                alert_id = create_alert(session, rt.settings, plan, req).id
+        if dry_run:
+            _print_preview(preview, as_json)
+            return
+        sent = _fan_out(rt, alert_id, show_progress=not as_json and console.is_terminal)
+        with rt.db.session() as session:
+            status = alert_status(session, alert_id)
+    if as_json:
+        print_json({"id": alert_id, "reply_code": status["reply_code"], "sent": sent,
+                    "zones": status["zones"], "recipients": status["recipients"]})
+        return
+    console.print(f"[bold]Alert {alert_id}[/] sent (reply code {status['reply_code']}): "
+                  f"{sent} message(s) to {len(status['recipients'])} volunteer(s) in "
+                  f"{len(status['zones'])} zone(s).")
+    _print_skipped(preview)
+    console.print(f"Follow it with: aln alert status {alert_id} --watch")
+
+
+def _fan_out(rt: Runtime, alert_id: int, *, show_progress: bool) -> int:
+    with rt.db.session() as session:
+        total = session.scalar(select(func.count()).select_from(Delivery)
+                               .where(Delivery.alert_id == alert_id)) or 0
+
+    async def run(progress_cb: Any) -> int:
+        channels = make_channels(rt)
+        try:
+            sender = Sender(rt.db, rt.settings, rt.vault, channels, f"cli:{worker_name()}")
+            return await sender.send_due(alert_id=alert_id, progress=progress_cb)
+        finally:
+            for ch in channels.values():
+                await ch.aclose()
+
+    if not show_progress:
+        return asyncio.run(run(None))
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("sending", total=total)
+        return asyncio.run(run(lambda n: progress.advance(task, n)))
+
+
+def _print_preview(preview: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(preview)
+        return
+    table = Table("Zone", "Tier", "Volunteer", "Channels", "Language", "Skipped",
+                  title="Dry run: nothing was sent")
+    for z in preview["zones"]:
+        if not z["recipients"]:
+            table.add_row(z["zone"], "-", "[red]nobody reachable[/]", "", "", "")
+        for r in z["recipients"]:
+            skipped = "; ".join(f"{s['channel']}: {s['reason']}" for s in r["skipped"])
+            table.add_row(z["zone"], r["tier"], r["name"], ", ".join(r["channels"]) or "-",
+                          r["language"], skipped)
+    console.print(table)
+    for lang, info in preview["sms_encoding"].items():
+        console.print(f"SMS [{lang}]: {info['encoding']}, {info['segments']} segment(s), "
+                      f"{info['characters']} characters")
+    console.print(f"{preview['sms']} SMS and {preview['emails']} email(s); about "
+                  f"{preview['estimated_seconds']} s at the configured SMS rate; "
+                  f"acknowledgement window {preview['ack_window_seconds']} s; "
+                  f"reply code {preview['reply_code']}.")
+
+
+def _print_skipped(preview: dict[str, Any]) -> None:
+    for z in preview["zones"]:
+        for r in z["recipients"]:
+            for s in r["skipped"]:
+                err_console.print(f"skipped {r['name']} ({z['zone']}) on {s['channel']}: "
+                                  f"{s['reason']}")
+        if not z["reachable"]:
+            err_console.print(f"[red]{z['zone']}: nobody reachable; the duty officer is told[/]")
+
+
+@app.command("status")
+@handle_errors
+def status(
+    alert_id: int = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+    watch: bool = typer.Option(False, "--watch", help="Live table until the alert closes."),
+) -> None:
+    """Zones and volunteers of an alert: who acknowledged, who was escalated past."""
+    with runtime() as rt:
+        if as_json and not watch:
+            with rt.db.session() as session:
+                print_json(alert_status(session, alert_id))
+            return
+        if not watch:
+            with rt.db.session() as session:
+                console.print(status_table(alert_status(session, alert_id)))
+            return
+        with Live(console=console, refresh_per_second=2) as live:
+            while True:
+                with rt.db.session() as session:
+                    data = alert_status(session, alert_id)
+                live.update(status_table(data))
+                if data["state"] in ("completed", "cancelled"):
+                    break
+                time.sleep(1)
+
+
+def status_table(data: dict[str, Any]) -> Table:
+    kind = "EXERCISE " if data["exercise"] else ""
+    table = Table("Zone", "State", "Tier", "Volunteer", "Channels", "Reply", "Acknowledged",
+                  title=f"{kind}alert {data['id']} ({data['reply_code']}): {data['title']} "
+                        f"[{data['state']}]")
+    for z in data["zones"]:
+        zstyle = STATE_STYLE.get(z["state"], "white")
+        people = [r for r in data["recipients"] if r["zone"] == z["zone"]]
+        if not people:
+            table.add_row(z["zone"], f"[{zstyle}]{z['state']}[/]", "", "-", "", "", "")
+        for i, r in enumerate(people):
+            rstyle = STATE_STYLE.get(r["state"], "white")
+            chans = ", ".join(f"{d['channel']}:{d['state']}" for d in r["deliveries"]
+                              if d["purpose"] in ("alert", "failover", "unreached"))
+            reply = r["reply"]["text"][:30] if r["reply"] else ""
+            table.add_row(z["zone"] if i == 0 else "",
+                          f"[{zstyle}]{z['state']}[/]" if i == 0 else "", r["tier"],
+                          f"[{rstyle}]{r['name']} ({r['state']})[/]", chans, reply,
+                          (r["acknowledged_at"] or "")[11:19])
+    return table
+
+
+@app.command("list")
+@handle_errors
+def list_alerts(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Recent alerts, newest first."""
+    with runtime() as rt, rt.db.session() as session:
+        rows = [{"id": a.id, "title": a.title, "kind": a.kind, "msg_type": a.msg_type,
+                 "exercise": a.exercise, "state": a.state, "reply_code": a.reply_code,
+                 "sent_at": a.sent_at.isoformat() if a.sent_at else None}
+                for a in session.scalars(select(Alert).order_by(Alert.id.desc()).limit(50))]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("ID", "Sent", "Kind", "Title", "State", "Code")
+    for r in rows:
+        table.add_row(str(r["id"]), (r["sent_at"] or "")[:19], r["kind"],
+                      ("EXERCISE " if r["exercise"] else "") + r["title"], r["state"],
+                      r["reply_code"])
+    console.print(table)
+
+
+@app.command("cancel")
+@handle_errors
+def cancel(alert_id: int = typer.Argument(...)) -> None:
+    """Stop escalation and tell everyone who received the alert that it is cancelled."""
+    with runtime() as rt:
+        with rt.db.session() as session:
+            count = cancel_alert(session, rt.settings, alert_id, actor="cli")
+        _fan_out(rt, alert_id, show_progress=False)
+    console.print(f"alert {alert_id} cancelled; {count} cancellation message(s) sent")
+
+
+@app.command("update")
+@handle_errors
+def update(alert_id: int = typer.Argument(...),
+           body: str = typer.Option(..., "--body")) -> None:
+    """Send an update that references the original alert to everyone who received it."""
+    with runtime() as rt:
+        with rt.db.session() as session:
+            upd_id = update_alert(session, rt.settings, alert_id, body, actor="cli").id
+        sent = _fan_out(rt, upd_id, show_progress=False)
+    console.print(f"update {upd_id} to alert {alert_id}: {sent} message(s) sent")

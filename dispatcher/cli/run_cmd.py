@@ -1,0 +1,77 @@
+"""`aln serve`, `aln worker`: the long-running processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import typer
+
+from dispatcher.cli.common import console, handle_errors, runtime
+from dispatcher.runtime import configure_logging
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("worker")(worker)
+    app.command("demo")(demo)
+
+
+@handle_errors
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+) -> None:
+    """Webhooks, officer API, dashboard and the worker (outbox and escalations)."""
+    import uvicorn
+
+    from dispatcher.web.app import create_app
+
+    configure_logging(logging.INFO)
+    with runtime() as rt:
+        app = create_app(rt)
+        console.print(f"aln serve on http://{host}:{port} (public URL {rt.settings.public_url})")
+        uvicorn.run(app, host=host, port=port, log_level="warning", backlog=2048)
+
+
+@handle_errors
+def worker(drain: bool = typer.Option(False, "--drain",
+                                      help="Finish all that is due now, then exit.")) -> None:
+    """Dispatch and escalation without HTTP."""
+    from dispatcher.worker import Worker
+
+    configure_logging(logging.INFO)
+    with runtime() as rt:
+        w = Worker(rt)
+        if drain:
+            done = asyncio.run(_drain(w))
+            console.print(f"drained: {done} delivery or deadline step(s)")
+            return
+        try:
+            asyncio.run(w.run())
+        except KeyboardInterrupt:
+            w.stop()
+
+
+async def _drain(w) -> int:  # type: ignore[no-untyped-def]
+    try:
+        return await w.drain()
+    finally:
+        await w.aclose()
+
+
+@handle_errors
+def demo(
+    directory: Path = typer.Option(Path(".aln-demo"), "--dir", help="Work directory (wiped)."),
+    keep_serving: float = typer.Option(0.0, "--keep-serving",
+                                       help="Keep the dashboard up this many seconds."),
+) -> None:
+    """A whole exercise end to end on the embedded defaults and the provider simulator."""
+    from dispatcher.demo import run_demo
+
+    configure_logging(logging.ERROR)
+    result = run_demo(directory, console, keep_serving=keep_serving)
+    zones = result["status"]["zones"]
+    if any(z["state"] == "waiting" for z in zones):
+        raise typer.Exit(1)

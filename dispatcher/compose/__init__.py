@@ -1,0 +1,1 @@
+"""Composing alerts: templates from `config/templates/`, bodies per language, reply codes."""

@@ -1,0 +1,81 @@
+"""A dead path (invalid number, landline, bounce, opted out): fail over, or escalate at once.
+
+Called by the sender on a permanent error and by the receipt webhooks on
+undelivered/failed/bounced. The volunteer's other channel gets the alert at once;
+when every path of every volunteer of the zone's current tier is dead, the zone's
+deadline is brought forward, because waiting out the window would help nobody.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dispatcher import audit
+from dispatcher.db import db_now
+from dispatcher.dispatch.outbox import add_delivery
+from dispatcher.domain import (
+    DEAD_DELIVERY_STATES,
+    DeliveryPurpose,
+    RecipientState,
+)
+from dispatcher.models import Alert, AlertZone, Contact, Delivery, Recipient
+
+log = logging.getLogger(__name__)
+
+#: Purposes whose failure means the volunteer never got the alert itself.
+ALERT_PURPOSES = (DeliveryPurpose.ALERT, DeliveryPurpose.FAILOVER)
+
+
+def on_dead_path(session: Session, delivery: Delivery, reason: str, *,
+                 recipient_specific: bool = True) -> None:
+    """Record the dead path and react: failover first, escalation when nothing is left."""
+    now = db_now(session)
+    contact = session.get(Contact, delivery.contact_id)
+    if contact is not None and recipient_specific and not contact.dead_reason:
+        contact.dead_reason = reason[:200]
+        contact.dead_at = now
+    if delivery.purpose not in ALERT_PURPOSES:
+        return
+    rec = session.get(Recipient, delivery.recipient_id)
+    alert = session.get(Alert, delivery.alert_id)
+    if rec is None or alert is None or rec.state == RecipientState.ACKNOWLEDGED:
+        return
+    tried = {d.contact_id: d for d in session.scalars(select(Delivery).where(
+        Delivery.recipient_id == rec.id, Delivery.purpose.in_(ALERT_PURPOSES)))}
+    for other in rec.volunteer.contacts:
+        # The officer's --channel choice does not bind here: a dead path would otherwise
+        # leave the volunteer with nothing at all.
+        if other.id in tried or other.opted_out or other.dead_reason:
+            continue
+        add_delivery(session, alert, rec, other, DeliveryPurpose.FAILOVER, delivery.language)
+        audit.record(session, "system", "delivery.failover", alert_id=alert.id,
+                     recipient_id=rec.id, from_channel=delivery.channel, to_channel=other.channel,
+                     reason=reason)
+        return
+    alive = [d for d in tried.values()
+             if d.id != delivery.id and d.state not in DEAD_DELIVERY_STATES]
+    if alive:
+        return
+    rec.state = RecipientState.FAILED
+    audit.record(session, "system", "recipient.unreachable", alert_id=alert.id,
+                 recipient_id=rec.id, reason=reason)
+    _escalate_if_tier_dead(session, alert, rec)
+
+
+def _escalate_if_tier_dead(session: Session, alert: Alert, rec: Recipient) -> None:
+    from dispatcher.escalation.engine import escalate_now
+
+    az = session.scalar(select(AlertZone).where(AlertZone.alert_id == alert.id,
+                                                AlertZone.zone_id == rec.zone_id))
+    if az is None or az.current_tier != rec.tier:
+        return
+    peers = session.scalars(select(Recipient).where(
+        Recipient.alert_id == alert.id, Recipient.zone_id == rec.zone_id,
+        Recipient.tier == rec.tier)).all()
+    if all(p.state == RecipientState.FAILED for p in peers):
+        log.info("alert %s zone %s: every path of tier %s is dead, escalating now",
+                 alert.id, az.zone.name, rec.tier, extra={"alert_id": alert.id})
+        escalate_now(session, alert.id, rec.zone_id)

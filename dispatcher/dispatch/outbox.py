@@ -1,0 +1,316 @@
+"""The durable outbox: an alert's recipients, deliveries and deadlines become rows first.
+
+Nothing is sent from here. `create_alert` writes the alert, its zones, the first
+tier's recipients and one delivery row per contact path, and the deadlines that
+will escalate a silent zone; the sender (`dispatch.sender`) then claims and sends
+the rows, so a process killed at any line loses nobody.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from channels.encoding import sms_segments
+from dispatcher import audit
+from dispatcher.compose.composer import compose, new_reply_code, sms_preview
+from dispatcher.compose.templates import load_template, pick_language, wording
+from dispatcher.db import db_now
+from dispatcher.dispatch.targeting import (
+    Target,
+    chain,
+    duty_officer_targets,
+    tier_targets,
+    zone_memberships,
+)
+from dispatcher.domain import (
+    DUTY_OFFICER_TIER,
+    AlertState,
+    Channel,
+    DeadlineKind,
+    DeliveryPurpose,
+    DeliveryState,
+    MsgType,
+    RecipientState,
+    tier_name,
+)
+from dispatcher.errors import InvalidInput, Refused
+from dispatcher.escalation.policy import EscalationPolicy, load_policy
+from dispatcher.models import Alert, AlertZone, Deadline, Delivery, Post, Recipient, Zone
+from dispatcher.roster.posts import find_zone
+from dispatcher.settings import Settings
+
+#: Template used when the officer names none.
+DEFAULT_TEMPLATE = "security"
+#: Recipients written per flush when a tier is large.
+FLUSH_EVERY = 1000
+
+
+@dataclass
+class AlertRequest:
+    """What an officer asks for, from the CLI, the API or a CAP import."""
+
+    zones: list[str]
+    body: str | dict[str, str]
+    title: str | None = None
+    template: str | None = None
+    exercise: bool = False
+    ack_window_seconds: int | None = None
+    policy: str = "default"
+    channels: list[str] = field(default_factory=list)
+    force: bool = False
+    actor: str = "cli"
+
+
+@dataclass
+class PlannedZone:
+    zone: Zone
+    tiers: list[int]
+    first: list[Target]
+
+    @property
+    def reachable(self) -> bool:
+        return bool(self.tiers)
+
+
+@dataclass
+class Plan:
+    post: Post
+    zones: list[PlannedZone]
+    policy: EscalationPolicy
+    template: str
+    bodies: dict[str, dict[str, str]]
+    channels: list[str]
+    code: str
+
+    def preview(self, settings: Settings) -> dict[str, Any]:
+        """What a dry run shows: recipients per zone and tier, encodings, time estimate."""
+        zones = []
+        sms = emails = 0
+        for pz in self.zones:
+            recipients = []
+            for t in pz.first:
+                chans = sorted(c.channel for c in t.contacts)
+                sms += chans.count("sms")
+                emails += chans.count("email")
+                recipients.append({"name": t.volunteer.name, "tier": tier_name(t.tier),
+                                   "channels": chans,
+                                   "language": self.language_for(t),
+                                   "skipped": [s.__dict__ for s in t.skipped]})
+            zones.append({"zone": pz.zone.name,
+                          "tier": tier_name(pz.tiers[0]) if pz.tiers else None,
+                          "chain": [tier_name(t) for t in pz.tiers],
+                          "reachable": pz.reachable, "recipients": recipients})
+        rate = settings.sms_rate_per_second or 0
+        seconds = sms / rate if rate else 0.0
+        return {"zones": zones, "sms": sms, "emails": emails,
+                "sms_encoding": sms_preview(self.bodies),
+                "estimated_seconds": round(seconds, 1), "ack_window_seconds":
+                self.policy.ack_window_seconds, "reply_code": self.code,
+                "template": self.template, "policy": self.policy.to_dict()}
+
+    def language_for(self, target: Target) -> str:
+        return pick_language(target.volunteer.language_list, list(self.bodies),
+                             self.post.default_language)
+
+
+def plan_alert(session: Session, settings: Settings, post: Post, req: AlertRequest,
+               today: date | None = None) -> Plan:
+    """Resolve zones, template, policy and first tier; refuse what cannot reach anyone."""
+    today = today or date.today()
+    for c in req.channels:
+        if c not in (Channel.SMS, Channel.EMAIL):
+            raise InvalidInput(f"channel '{c}' is not 'sms' or 'email'")
+    if not req.zones:
+        raise InvalidInput("name at least one zone (--zone Chiapas, or --zone all)")
+    if any(z.strip().lower() == "all" for z in req.zones):
+        zones = list(session.scalars(select(Zone).where(Zone.post_id == post.id)
+                                     .order_by(Zone.name)))
+    else:
+        zones = []
+        for name in req.zones:
+            zone = find_zone(session, post, name)
+            if zone not in zones:
+                zones.append(zone)
+    template = load_template(settings.config_dir, req.template or DEFAULT_TEMPLATE)
+    policy = load_policy(settings.config_dir, req.policy).with_window(req.ack_window_seconds)
+    code = new_reply_code(session, post.id)
+    bodies = compose(settings.config_dir, template, title=req.title, body=req.body,
+                     zones=[z.name for z in zones], exercise=req.exercise, code=code,
+                     help_line=post.help_line)
+    configured = settings.configured_channels
+    if req.channels and configured:
+        missing = [c for c in req.channels if c not in configured]
+        if missing:
+            raise Refused(f"no provider is configured for {', '.join(missing)}")
+    # Without any provider (a dry run on a fresh machine) the preview shows every path.
+    channels = list(req.channels) or configured or None
+    members = zone_memberships(session, [z.id for z in zones])
+    planned = []
+    for zone in zones:
+        ms = members.get(zone.id, [])
+        tiers = chain(ms, channels, today)
+        first = tier_targets(ms, tiers[0], channels, today) if tiers else []
+        planned.append(PlannedZone(zone, tiers, first))
+    dead = [pz.zone.name for pz in planned if not pz.reachable]
+    if dead and not req.force:
+        raise Refused(
+            f"nobody reachable in {', '.join(dead)} (no active volunteer with a usable "
+            "contact path); fix the roster, or send with --force to alert the duty officer "
+            "for those zones")
+    return Plan(post, planned, policy, template.name, bodies, channels or [], code)
+
+
+def create_alert(session: Session, settings: Settings, plan: Plan, req: AlertRequest,
+                 *, msg_type: MsgType = MsgType.ALERT,
+                 references: Alert | None = None) -> Alert:
+    """Write the alert and its whole first wave as rows, in the caller's transaction."""
+    if not settings.configured_channels:
+        raise Refused("no provider is configured: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN "
+                      "and TWILIO_FROM_NUMBER, and/or SENDGRID_API_KEY and ALN_EMAIL_FROM "
+                      "(or run `aln demo`, which uses the provider simulator)")
+    now = db_now(session)
+    template = load_template(settings.config_dir, plan.template)
+    lang = plan.post.default_language if plan.post.default_language in plan.bodies else "en"
+    alert = Alert(
+        post_id=plan.post.id, kind=template.kind, msg_type=msg_type, exercise=req.exercise,
+        title=req.title or template.texts.get(lang, {}).get("title", template.name),
+        template=plan.template, bodies=plan.bodies, channels=plan.channels,
+        reply_code=plan.code, ack_window_seconds=plan.policy.ack_window_seconds,
+        policy=plan.policy.to_dict(), state=AlertState.SENDING, created_by=req.actor,
+        references_alert_id=references.id if references else None, sent_at=now,
+    )
+    session.add(alert)
+    session.flush()
+    for pz in plan.zones:
+        az = AlertZone(alert_id=alert.id, zone_id=pz.zone.id, current_tier=-1)
+        session.add(az)
+        session.flush()
+        if pz.reachable:
+            enqueue_tier(session, alert, az, pz.first, plan.policy, now, plan.post)
+        else:
+            # Forced: nobody to ask, so the zone's chain is exhausted at once.
+            session.add(Deadline(alert_id=alert.id, zone_id=pz.zone.id, tier=-1,
+                                 kind=DeadlineKind.ESCALATE, due_at=now))
+    audit.record(session, req.actor, "alert.sent", alert_id=alert.id,
+                 zones=[pz.zone.name for pz in plan.zones], exercise=req.exercise,
+                 template=plan.template, policy=plan.policy.to_dict(), code=plan.code)
+    return alert
+
+
+def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequence[Target],
+                 policy: EscalationPolicy, now: datetime, post: Post) -> list[Recipient]:
+    """Recipients, deliveries and deadlines for one tier of one zone."""
+    tier = targets[0].tier if targets else az.current_tier
+    az.current_tier = tier
+    due = now + timedelta(seconds=policy.ack_window_seconds)
+    already = set(session.scalars(select(Recipient.volunteer_id).where(
+        Recipient.alert_id == alert.id, Recipient.zone_id == az.zone_id)))
+    created = []
+    for target in targets:
+        if target.volunteer.id in already:
+            continue
+        rec = Recipient(alert_id=alert.id, volunteer_id=target.volunteer.id,
+                        zone_id=az.zone_id, tier=tier, due_at=due,
+                        skipped=[s.__dict__ for s in target.skipped],
+                        state=RecipientState.PENDING if target.reachable
+                        else RecipientState.FAILED)
+        lang = pick_language(target.volunteer.language_list, list(alert.bodies),
+                             post.default_language)
+        for contact in target.contacts:
+            rec.deliveries.append(new_delivery(alert, contact, DeliveryPurpose.ALERT, lang))
+        session.add(rec)
+        created.append(rec)
+        if len(created) % FLUSH_EVERY == 0:
+            session.flush()
+    session.flush()
+    if policy.mode == "each":
+        for rec in created:
+            if rec.state != RecipientState.FAILED:
+                session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id,
+                                     recipient_id=rec.id, tier=tier, due_at=due))
+    else:
+        session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier, due_at=due))
+    for offset in policy.reminder_offsets():
+        session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier,
+                             kind=DeadlineKind.REMINDER, due_at=now + timedelta(seconds=offset)))
+    if targets and not any(t.reachable for t in targets):
+        # Nobody of this tier can be reached at all: do not wait out the window.
+        session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier, due_at=now))
+    return created
+
+
+def add_delivery(session: Session, alert: Alert, rec: Recipient, contact: Any,
+                 purpose: DeliveryPurpose, lang: str, text: str | None = None) -> Delivery:
+    """One outbox row. `text` overrides the alert's body (cancel, update, stand-down...)."""
+    delivery = new_delivery(alert, contact, purpose, lang, text)
+    delivery.recipient_id = rec.id
+    session.add(delivery)
+    return delivery
+
+
+def new_delivery(alert: Alert, contact: Any, purpose: DeliveryPurpose, lang: str,
+                 text: str | None = None) -> Delivery:
+    bodies = alert.bodies.get(lang) or next(iter(alert.bodies.values()))
+    common = dict(alert_id=alert.id, contact_id=contact.id, channel=contact.channel,
+                  purpose=purpose, language=lang)
+    if contact.channel == Channel.SMS:
+        body = text if text is not None else bodies["sms"]
+        return Delivery(**common, body=body, segments=sms_segments(body).segments)
+    if text is not None:
+        return Delivery(**common, subject=text[:120], body=text, html=None)
+    return Delivery(**common, subject=bodies["subject"], body=bodies["email_text"],
+                    html=bodies["email_html"])
+
+
+def message_to(session: Session, settings: Settings, alert: Alert,
+               recipients: Sequence[Recipient], purpose: DeliveryPurpose, key: str,
+               **values: object) -> int:
+    """Queue a fixed-wording message (cancel, stand-down, reminder...) to recipients."""
+    count = 0
+    for rec in recipients:
+        vol = rec.volunteer
+        lang = pick_language(vol.language_list, list(alert.bodies), "en")
+        text = wording(settings.config_dir, lang, key, code=alert.reply_code, title=alert.title,
+                       zone=rec.zone.name, **values)
+        if alert.exercise:
+            text = f"{wording(settings.config_dir, lang, 'exercise')}: {text}"
+        for contact in vol.contacts:
+            if contact.opted_out or contact.dead_reason:
+                continue
+            if alert.channels and contact.channel not in alert.channels:
+                continue
+            add_delivery(session, alert, rec, contact, purpose, lang, text)
+            count += 1
+    return count
+
+
+def duty_officer_recipients(session: Session, alert: Alert, az: AlertZone,
+                            post: Post) -> list[Recipient]:
+    """Recipients for the duty officers of a zone's exhausted chain (created once)."""
+    out = []
+    for target in duty_officer_targets(session, post, az.zone):
+        rec = session.scalar(select(Recipient).where(
+            Recipient.alert_id == alert.id, Recipient.volunteer_id == target.volunteer.id,
+            Recipient.zone_id == az.zone_id))
+        if rec is None:
+            rec = Recipient(alert_id=alert.id, volunteer_id=target.volunteer.id,
+                            zone_id=az.zone_id, tier=DUTY_OFFICER_TIER,
+                            state=RecipientState.PENDING)
+            session.add(rec)
+            session.flush()
+        out.append(rec)
+    return out
+
+
+def pending_deliveries(session: Session, alert_id: int) -> int:
+    from sqlalchemy import func
+
+    return session.scalar(select(func.count()).select_from(Delivery).where(
+        Delivery.alert_id == alert_id,
+        Delivery.state.in_([DeliveryState.PENDING, DeliveryState.SENDING]))) or 0

@@ -1,0 +1,289 @@
+"""Sending the outbox: claim due delivery rows, hand them to the channels, record the fate.
+
+A delivery is claimed (state `sending`, with a lease), sent, and recorded. A crash
+between send and record leaves it `sending` with a lease that runs out; the next
+claim re-sends it and flags it possibly duplicated: at-least-once, honestly.
+Sends run concurrently (bounded by the channels' limits) while results are
+recorded in small batches on a thread, so the database never stalls the fan-out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.orm import Session
+
+from channels.base import Channel, ChannelKind, Message, Receipt
+from channels.errors import ChannelError, PermanentError
+from dispatcher import audit
+from dispatcher.claims import claim
+from dispatcher.compose.composer import ACK_URL_TAG
+from dispatcher.crypto import Vault
+from dispatcher.db import Database, db_now
+from dispatcher.dispatch.failover import on_dead_path
+from dispatcher.domain import (
+    AlertState,
+    DeliveryPurpose,
+    DeliveryState,
+    RecipientState,
+)
+from dispatcher.models import Alert, Contact, Delivery, Recipient
+from dispatcher.settings import Settings
+from dispatcher.tokens import ack_url
+
+log = logging.getLogger(__name__)
+
+#: Deliveries claimed per transaction.
+CLAIM_BATCH = 500
+#: Results written per transaction while a fan-out is running.
+RECORD_BATCH = 200
+#: After the retry policy gives up on a transient error, wait this long and try again.
+RETRY_LATER_SECONDS = 5.0
+#: Claims after which a delivery that keeps failing transiently is declared failed.
+MAX_CLAIMS = 12
+#: Purposes that stop once the recipient has acknowledged.
+STOP_AFTER_ACK = (DeliveryPurpose.REMINDER,)
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass
+class Outcome:
+    delivery_id: int
+    recipient_id: int
+    receipt: Receipt | None = None
+    error: ChannelError | None = None
+
+
+class Sender:
+    """Sends whatever is due in the outbox through the configured channels."""
+
+    def __init__(self, db: Database, settings: Settings, vault: Vault,
+                 channels: Mapping[ChannelKind, Channel], worker: str) -> None:
+        self.db = db
+        self.settings = settings
+        self.vault = vault
+        self.channels = channels
+        self.worker = worker
+
+    async def send_due(self, alert_id: int | None = None,
+                       progress: ProgressFn | None = None) -> int:
+        """Send every delivery due now (of one alert, or all); returns how many were tried."""
+        total = 0
+        while True:
+            batch = await asyncio.to_thread(self._claim, alert_id)
+            if not batch:
+                return total
+            await self._send_batch(batch, progress)
+            total += len(batch)
+
+    # --- claiming -------------------------------------------------------------------------
+
+    def _claim(self, alert_id: int | None) -> list[tuple[Delivery, str]]:
+        with self.db.session() as session:
+            now = db_now(session)
+            due = or_(
+                and_(Delivery.state == DeliveryState.PENDING,
+                     or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now)),
+                and_(Delivery.state == DeliveryState.SENDING, Delivery.lease_until < now),
+            )
+            if alert_id is not None:
+                due = and_(due, Delivery.alert_id == alert_id)
+            # Rows left `sending` by a dead worker may already be at the provider.
+            crashed = list(session.scalars(select(Delivery.id).where(
+                Delivery.state == DeliveryState.SENDING, Delivery.lease_until < now,
+                *( [Delivery.alert_id == alert_id] if alert_id is not None else []))))
+            if crashed:
+                session.execute(update(Delivery).where(Delivery.id.in_(crashed))
+                                .values(possibly_duplicate=True))
+                for did in crashed:
+                    audit.record(session, "system", "delivery.possibly_duplicated",
+                                 delivery_id=did)
+            ids = claim(session, Delivery, due, worker=self.worker, now=now,
+                        lease_seconds=self.settings.lease_seconds, limit=CLAIM_BATCH,
+                        claimed_state=DeliveryState.SENDING)
+            if not ids:
+                return []
+            session.execute(update(Delivery).where(Delivery.id.in_(ids))
+                            .values(attempts=Delivery.attempts + 1))
+            rows = session.execute(
+                select(Delivery, Contact.value_enc, Alert.state, Recipient.state)
+                .join(Contact, Contact.id == Delivery.contact_id)
+                .join(Alert, Alert.id == Delivery.alert_id)
+                .join(Recipient, Recipient.id == Delivery.recipient_id)
+                .where(Delivery.id.in_(ids)).order_by(Delivery.id)
+            ).all()
+            ready: list[tuple[Delivery, str]] = []
+            dropped: list[int] = []
+            for delivery, enc, alert_state, rec_state in rows:
+                if _obsolete(delivery, alert_state, rec_state):
+                    dropped.append(delivery.id)
+                elif delivery.attempts > MAX_CLAIMS:
+                    delivery.state = DeliveryState.FAILED
+                    delivery.failed_at = now
+                    on_dead_path(session, delivery, "gave up after repeated provider errors",
+                                 recipient_specific=False)
+                else:
+                    ready.append((delivery, self.vault.decrypt(enc)))
+            if dropped:
+                session.execute(update(Delivery).where(Delivery.id.in_(dropped))
+                                .values(state=DeliveryState.CANCELLED, lease_until=None))
+            session.expunge_all()
+            return ready
+
+    # --- sending --------------------------------------------------------------------------
+
+    async def _send_batch(self, batch: Sequence[tuple[Delivery, str]],
+                          progress: ProgressFn | None) -> None:
+        results: asyncio.Queue[Outcome | None] = asyncio.Queue()
+        recorder = asyncio.create_task(self._record_loop(results, progress))
+        by_channel: dict[str, list[tuple[Delivery, Message]]] = {}
+        for delivery, to in batch:
+            by_channel.setdefault(delivery.channel, []).append(
+                (delivery, self._message(delivery, to)))
+        tasks = []
+        for channel_name, items in by_channel.items():
+            channel = self.channels.get(ChannelKind(channel_name))
+            if channel is None:
+                for d, _ in items:
+                    results.put_nowait(Outcome(d.id, d.recipient_id, error=PermanentError(
+                        provider=channel_name, status=None, code="not-configured",
+                        message=f"no {channel_name} provider is configured", recipient="",
+                        recipient_specific=False)))
+                continue
+            if channel_name == ChannelKind.EMAIL:
+                tasks.append(asyncio.create_task(self._send_many(channel, items, results)))
+            else:
+                tasks.extend(asyncio.create_task(self._send_one(channel, d, m, results))
+                             for d, m in items)
+        await asyncio.gather(*tasks)
+        await results.put(None)
+        await recorder
+
+    async def _send_one(self, channel: Channel, d: Delivery, m: Message,
+                        results: asyncio.Queue[Outcome | None]) -> None:
+        try:
+            receipt = await channel.send(m)
+            await results.put(Outcome(d.id, d.recipient_id, receipt=receipt))
+        except ChannelError as exc:
+            await results.put(Outcome(d.id, d.recipient_id, error=exc))
+
+    async def _send_many(self, channel: Channel, items: list[tuple[Delivery, Message]],
+                         results: asyncio.Queue[Outcome | None]) -> None:
+        answers = await channel.send_many([m for _, m in items])
+        for (d, _), answer in zip(items, answers, strict=True):
+            if isinstance(answer, ChannelError):
+                await results.put(Outcome(d.id, d.recipient_id, error=answer))
+            else:
+                await results.put(Outcome(d.id, d.recipient_id, receipt=answer))
+
+    def _message(self, d: Delivery, to: str) -> Message:
+        custom = {"aln_delivery": str(d.id), "aln_alert": str(d.alert_id)}
+        if d.channel == ChannelKind.SMS:
+            validity = (self.settings.sms_validity_seconds
+                        if d.purpose in (DeliveryPurpose.ALERT, DeliveryPurpose.FAILOVER,
+                                         DeliveryPurpose.REMINDER) else None)
+            return Message(channel=ChannelKind.SMS, to=to, body=d.body, reference=str(d.id),
+                           custom=custom, validity_seconds=validity)
+        subs = {ACK_URL_TAG: ack_url(self.settings.public_url, self.vault, d.recipient_id,
+                                     d.alert_id)}
+        return Message(channel=ChannelKind.EMAIL, to=to, body=d.body, subject=d.subject,
+                       html=d.html, reference=str(d.id), custom=custom, substitutions=subs)
+
+    # --- recording ------------------------------------------------------------------------
+
+    async def _record_loop(self, results: asyncio.Queue[Outcome | None],
+                           progress: ProgressFn | None) -> None:
+        pending: list[Outcome] = []
+        done = False
+        while not done:
+            item = await results.get()
+            if item is None:
+                done = True
+            else:
+                pending.append(item)
+                while not results.empty() and len(pending) < RECORD_BATCH:
+                    nxt = results.get_nowait()
+                    if nxt is None:
+                        done = True
+                        break
+                    pending.append(nxt)
+            if pending and (done or len(pending) >= RECORD_BATCH or results.empty()):
+                chunk, pending = pending, []
+                await asyncio.to_thread(self._record, chunk)
+                if progress:
+                    progress(len(chunk))
+
+    def _record(self, outcomes: Sequence[Outcome]) -> None:
+        with self.db.session() as session:
+            now = db_now(session)
+            ok = [o for o in outcomes if o.receipt is not None]
+            if ok:
+                _record_accepted(session, ok, now)
+            for o in outcomes:
+                if o.error is not None:
+                    self._record_error(session, o, now)
+
+    def _record_error(self, session: Session, o: Outcome, now: datetime) -> None:
+        err = o.error
+        assert err is not None
+        d = session.get(Delivery, o.delivery_id)
+        if d is None:
+            return
+        d.error_code = str(err.code or err.status or "")[:32] or None
+        d.error_message = str(err.message)[:500]
+        d.claimed_by = None
+        if isinstance(err, PermanentError):
+            d.state = DeliveryState.FAILED
+            d.failed_at = now
+            d.lease_until = None
+            log.warning("delivery %s failed permanently (%s %s)", d.id, err.provider, err.code,
+                        extra={"delivery_id": d.id, "alert_id": d.alert_id})
+            on_dead_path(session, d, f"{err.provider} {err.code}: {err.message}"[:200],
+                         recipient_specific=err.recipient_specific)
+        else:
+            # The retry policy gave up for now (an outage): back to the outbox for later.
+            d.state = DeliveryState.PENDING
+            d.lease_until = now + timedelta(seconds=RETRY_LATER_SECONDS)
+            log.warning("delivery %s: provider still failing (%s), retrying in %ss", d.id,
+                        err.code or err.status, RETRY_LATER_SECONDS,
+                        extra={"delivery_id": d.id, "alert_id": d.alert_id})
+
+
+def _obsolete(d: Delivery, alert_state: str, rec_state: str) -> bool:
+    """Re-checked just before sending: nothing goes out for a cancelled alert or after an ack."""
+    if alert_state == AlertState.CANCELLED and d.purpose != DeliveryPurpose.CANCEL:
+        return True
+    return d.purpose in STOP_AFTER_ACK and rec_state == RecipientState.ACKNOWLEDGED
+
+
+def _record_accepted(session: Session, ok: Sequence[Outcome], now: datetime) -> None:
+    table = Delivery.__table__
+    session.execute(
+        update(table).where(table.c.id == bindparam("b_id")).values(
+            provider_id=bindparam("b_pid"), segments=bindparam("b_seg"), sent_at=now,
+            lease_until=None, claimed_by=None, error_code=None, updated_at=now),
+        [{"b_id": o.delivery_id, "b_pid": o.receipt.provider_id,  # type: ignore[union-attr]
+          "b_seg": o.receipt.segments} for o in ok],  # type: ignore[union-attr]
+    )
+    ids = [o.delivery_id for o in ok]
+    # A status callback may already have moved it further: only `sending` becomes `accepted`.
+    session.execute(update(Delivery).where(Delivery.id.in_(ids),
+                                           Delivery.state == DeliveryState.SENDING)
+                    .values(state=DeliveryState.ACCEPTED))
+    rec_ids = list({o.recipient_id for o in ok})
+    session.execute(update(Recipient).where(Recipient.id.in_(rec_ids),
+                                            Recipient.notified_at.is_(None))
+                    .values(notified_at=now))
+    session.execute(update(Recipient).where(Recipient.id.in_(rec_ids),
+                                            Recipient.state.in_([RecipientState.PENDING,
+                                                                 RecipientState.FAILED]))
+                    .values(state=RecipientState.NOTIFIED))
+    session.execute(update(Alert).where(
+        Alert.id.in_(select(Delivery.alert_id).where(Delivery.id.in_(ids))),
+        Alert.state == AlertState.SENDING).values(state=AlertState.ACTIVE))

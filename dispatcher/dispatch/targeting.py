@@ -1,0 +1,104 @@
+"""Who an alert reaches: a zone's tier, on which channels, and who is skipped and why."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from dispatcher.domain import DUTY_OFFICER_TIER, Channel
+from dispatcher.models import Contact, Membership, Post, Volunteer, Zone
+from dispatcher.roster.gaps import is_active
+from dispatcher.roster.posts import duty_officers
+
+
+@dataclass(frozen=True)
+class Skip:
+    channel: str
+    reason: str
+
+
+@dataclass
+class Target:
+    """One volunteer to contact for one zone at one tier, and the paths to use."""
+
+    volunteer: Volunteer
+    zone: Zone
+    tier: int
+    contacts: list[Contact]
+    skipped: list[Skip] = field(default_factory=list)
+
+    @property
+    def reachable(self) -> bool:
+        return bool(self.contacts)
+
+
+def usable_contacts(
+    volunteer: Volunteer, channels: Sequence[str] | None
+) -> tuple[list[Contact], list[Skip]]:
+    """Paths we may use now; an opted-out or dead path is skipped with its reason."""
+    wanted = set(channels or [c.value for c in Channel])
+    use, skip = [], []
+    for contact in volunteer.contacts:
+        if contact.channel not in wanted:
+            continue
+        if contact.opted_out:
+            skip.append(Skip(contact.channel, "opted out"))
+        elif contact.dead_reason:
+            skip.append(Skip(contact.channel, f"dead path: {contact.dead_reason}"))
+        else:
+            use.append(contact)
+    return use, skip
+
+
+def zone_memberships(session: Session, zone_ids: Iterable[int]) -> dict[int, list[Membership]]:
+    rows = session.scalars(
+        select(Membership).where(Membership.zone_id.in_(list(zone_ids)))
+        .options(selectinload(Membership.volunteer).selectinload(Volunteer.contacts),
+                 selectinload(Membership.zone))
+    ).all()
+    out: dict[int, list[Membership]] = {}
+    for m in rows:
+        out.setdefault(m.zone_id, []).append(m)
+    return out
+
+
+def tier_targets(
+    memberships: Sequence[Membership], tier: int, channels: Sequence[str] | None, today: date,
+) -> list[Target]:
+    """Everyone of one tier in a zone, with ended terms and unusable paths skipped."""
+    targets = []
+    for m in sorted(memberships, key=lambda m: m.volunteer.name):
+        if m.tier != tier:
+            continue
+        if not is_active(m, today):
+            targets.append(Target(m.volunteer, m.zone, tier, [],
+                                  [Skip("all", f"term ended {m.term_end.isoformat()}")]))
+            continue
+        use, skip = usable_contacts(m.volunteer, channels)
+        targets.append(Target(m.volunteer, m.zone, tier, use, skip))
+    return targets
+
+
+def chain(memberships: Sequence[Membership], channels: Sequence[str] | None,
+          today: date) -> list[int]:
+    """The tiers of a zone that have someone reachable, in escalation order."""
+    tiers = sorted({m.tier for m in memberships})
+    return [t for t in tiers
+            if any(x.reachable for x in tier_targets(memberships, t, channels, today))]
+
+
+def next_tier(memberships: Sequence[Membership], after: int, channels: Sequence[str] | None,
+              today: date) -> int | None:
+    return next((t for t in chain(memberships, channels, today) if t > after), None)
+
+
+def duty_officer_targets(session: Session, post: Post, zone: Zone) -> list[Target]:
+    out = []
+    for officer in duty_officers(session, post):
+        use, skip = usable_contacts(officer, None)
+        out.append(Target(officer, zone, DUTY_OFFICER_TIER, use, skip))
+    return out

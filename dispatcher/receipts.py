@@ -1,0 +1,123 @@
+"""Delivery receipts: Twilio status callbacks and SendGrid events move deliveries forward.
+
+Providers reorder and repeat callbacks, so a receipt only ever moves a delivery
+to a later state (`domain.delivery_can_move`); a dead path (undelivered, failed,
+bounced, dropped) fails over to the volunteer's other channel at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dispatcher.db import db_now
+from dispatcher.dispatch.failover import on_dead_path
+from dispatcher.domain import DEAD_DELIVERY_STATES, DeliveryState, RecipientState, delivery_can_move
+from dispatcher.models import Contact, Delivery, Recipient
+
+log = logging.getLogger(__name__)
+
+#: Twilio MessageStatus -> our delivery state.
+TWILIO_STATUS = {
+    "accepted": DeliveryState.ACCEPTED, "queued": DeliveryState.ACCEPTED,
+    "scheduled": DeliveryState.ACCEPTED, "sending": DeliveryState.SENT,
+    "sent": DeliveryState.SENT, "delivered": DeliveryState.DELIVERED,
+    "read": DeliveryState.DELIVERED, "undelivered": DeliveryState.UNDELIVERED,
+    "failed": DeliveryState.FAILED, "canceled": DeliveryState.CANCELLED,
+}
+#: Error codes in callbacks that say the handset may come back (do not mark the number dead).
+TWILIO_TEMPORARY = {"30001", "30003", "30005", "30008"}
+#: SendGrid event -> our delivery state; opens and clicks are not acknowledgements.
+SENDGRID_EVENT = {
+    "processed": DeliveryState.ACCEPTED, "delivered": DeliveryState.DELIVERED,
+    "bounce": DeliveryState.BOUNCED, "dropped": DeliveryState.BOUNCED,
+}
+
+
+def find_delivery(session: Session, ref: str | None, provider_id: str | None) -> Delivery | None:
+    """By our reference (sent with the message) first: a callback may beat our own record."""
+    if ref and ref.isdigit():
+        d = session.get(Delivery, int(ref))
+        if d is not None:
+            return d
+    if provider_id:
+        return session.scalar(select(Delivery).where(Delivery.provider_id == provider_id))
+    return None
+
+
+def apply_state(session: Session, d: Delivery, new: DeliveryState, *, error_code: str | None,
+                reason: str, recipient_specific: bool) -> bool:
+    """Move the delivery forward if `new` is progress; react to a dead path. True if moved."""
+    # A callback may beat the sender's own record (state still `sending`): moving on is
+    # right, and the sender only turns `sending` into `accepted`, never backwards.
+    current = DeliveryState(d.state)
+    if not delivery_can_move(current, new):
+        return False
+    now = db_now(session)
+    d.state = new
+    if error_code:
+        d.error_code = error_code[:32]
+    if new == DeliveryState.DELIVERED:
+        d.delivered_at = now
+    if new in (DeliveryState.ACCEPTED, DeliveryState.SENT, DeliveryState.DELIVERED):
+        rec = session.get(Recipient, d.recipient_id)
+        if rec is not None:
+            if rec.notified_at is None:
+                rec.notified_at = now
+            if rec.state == RecipientState.PENDING:
+                rec.state = RecipientState.NOTIFIED
+    if new in DEAD_DELIVERY_STATES:
+        d.failed_at = now
+        log.warning("delivery %s %s (%s)", d.id, new.value, error_code or "no code",
+                    extra={"delivery_id": d.id, "alert_id": d.alert_id})
+        on_dead_path(session, d, reason, recipient_specific=recipient_specific)
+    return True
+
+
+def apply_twilio_status(session: Session, params: Mapping[str, str], ref: str | None) -> bool:
+    status = (params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
+    new = TWILIO_STATUS.get(status)
+    if new is None:
+        return False
+    d = find_delivery(session, ref, params.get("MessageSid"))
+    if d is None:
+        log.info("status callback for an unknown message; ignored")
+        return False
+    if not d.provider_id and params.get("MessageSid"):
+        d.provider_id = params["MessageSid"][:100]
+    code = params.get("ErrorCode") or None
+    return apply_state(session, d, new, error_code=code,
+                       reason=f"twilio {status} {code or ''}".strip(),
+                       recipient_specific=code not in TWILIO_TEMPORARY)
+
+
+def apply_sendgrid_event(session: Session, event: Mapping[str, Any]) -> bool:
+    kind = str(event.get("event", "")).lower()
+    if kind in ("spamreport", "unsubscribe", "group_unsubscribe"):
+        return _email_opt_out(session, event)
+    new = SENDGRID_EVENT.get(kind)
+    if new is None:
+        return False
+    d = find_delivery(session, str(event.get("aln_delivery") or event.get("aln_ref") or ""),
+                      None)
+    if d is None:
+        return False
+    reason = f"sendgrid {kind}: {str(event.get('reason') or event.get('type') or '')[:120]}"
+    return apply_state(session, d, new, error_code=str(event.get("status") or "")[:32] or None,
+                       reason=reason.strip(": "), recipient_specific=True)
+
+
+def _email_opt_out(session: Session, event: Mapping[str, Any]) -> bool:
+    d = find_delivery(session, str(event.get("aln_delivery") or ""), None)
+    if d is None:
+        return False
+    contact = session.get(Contact, d.contact_id)
+    if contact is None or contact.opted_out:
+        return False
+    contact.opted_out = True
+    contact.opted_out_at = db_now(session)
+    return True

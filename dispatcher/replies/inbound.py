@@ -1,0 +1,212 @@
+"""An inbound SMS, understood and acted on: acknowledge, flag for help, opt out, or keep.
+
+The request is stored first (encrypted, deduplicated by MessageSid), then
+processed in the same transaction; whatever happens, the text is kept for the
+officers. Choice for a bare "YES" while several alerts are open for the sender:
+acknowledge none and answer with the open alerts' codes, since a wrong guess would
+stop escalation in a zone nobody covered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from channels.masking import mask_contact
+from dispatcher import audit
+from dispatcher.acks import acknowledge, open_recipients
+from dispatcher.compose.templates import pick_language, wording
+from dispatcher.crypto import Vault
+from dispatcher.db import Database, db_now
+from dispatcher.domain import Channel, RecipientState, ResponseKind
+from dispatcher.models import Alert, Contact, InboundMessage, Post, Recipient, Response, Volunteer
+from dispatcher.replies.parser import ParsedReply, ReplyKind, parse_reply
+from dispatcher.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Parsed kinds that acknowledge the alert they answer.
+ACK_KINDS = (ReplyKind.ACK, ReplyKind.SAFE, ReplyKind.HEADCOUNT)
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    duplicate: bool
+    answer: str | None
+    acknowledged_alert: int | None = None
+    kind: str | None = None
+
+
+def store_inbound(session: Session, vault: Vault, source: str, dedupe_key: str,
+                  raw: Mapping[str, object], sender: str | None) -> InboundMessage | None:
+    """Write the request before acting on it; None when it was already received."""
+    inbound = InboundMessage(
+        source=source, dedupe_key=dedupe_key[:200],
+        raw_enc=vault.encrypt(json.dumps(raw, ensure_ascii=False, default=str)),
+        sender_hash=vault.lookup_hash(sender) if sender else None)
+    try:
+        with session.begin_nested():
+            session.add(inbound)
+            session.flush()
+    except IntegrityError:
+        return None
+    return inbound
+
+
+def receive_sms(db: Database, settings: Settings, vault: Vault,
+                params: Mapping[str, str]) -> InboundResult:
+    """Store (committed on its own, so nothing said is ever lost), then act on it."""
+    sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    sender = params.get("From", "")
+    with db.session() as session:
+        inbound = store_inbound(session, vault, "twilio_sms", sid, dict(params), sender)
+        if inbound is None:
+            return InboundResult(duplicate=True, answer=None)
+        inbound_id = inbound.id
+    try:
+        with db.session() as session:
+            inbound = session.get(InboundMessage, inbound_id)
+            assert inbound is not None
+            result = _act(session, settings, vault, inbound, sender,
+                          parse_reply(params.get("Body", "")))
+            inbound.processed_at = db_now(session)
+            return result
+    except Exception as exc:
+        log.exception("inbound message %s kept but not processed", inbound_id)
+        with db.session() as session:
+            row = session.get(InboundMessage, inbound_id)
+            if row is not None:
+                row.error = f"{type(exc).__name__}: {exc}"[:500]
+        return InboundResult(duplicate=False, answer=None)
+
+
+def _act(session: Session, settings: Settings, vault: Vault, inbound: InboundMessage,
+         sender: str, parsed: ParsedReply) -> InboundResult:
+    digest = vault.lookup_hash(sender) if sender else ""
+    contacts = list(session.scalars(select(Contact).where(
+        Contact.channel == Channel.SMS, Contact.value_hash == digest))) if digest else []
+    volunteers = [c.volunteer for c in contacts]
+    masked = mask_contact(sender) if sender else None
+    lang = volunteers[0].language_list[0] if volunteers and volunteers[0].language_list else "en"
+
+    def say(key: str, **values: object) -> str:
+        return wording(settings.config_dir, lang, key, **values)
+
+    def keep(kind: ResponseKind, **fields: object) -> Response:
+        resp = Response(inbound_id=inbound.id, channel=Channel.SMS, kind=kind,
+                        text=parsed.text[:2000], sender_masked=masked,
+                        volunteer_id=volunteers[0].id if volunteers else None, **fields)
+        session.add(resp)
+        return resp
+
+    if parsed.kind == ReplyKind.OPT_OUT:
+        now = db_now(session)
+        for c in contacts:
+            c.opted_out, c.opted_out_at = True, now
+        keep(ResponseKind.OPT_OUT)
+        audit.record(session, "volunteer", "contact.opted_out", contact=masked)
+        return InboundResult(False, say("opt_out"), kind=ResponseKind.OPT_OUT)
+    if parsed.kind == ReplyKind.OPT_IN:
+        for c in contacts:
+            c.opted_out, c.opted_out_at = False, None
+        keep(ResponseKind.OPT_IN)
+        audit.record(session, "volunteer", "contact.opted_in", contact=masked)
+        return InboundResult(False, say("opt_in"), kind=ResponseKind.OPT_IN)
+    if not volunteers:
+        keep(ResponseKind.FIELD_REPORT, urgent=parsed.kind == ReplyKind.HELP)
+        log.info("message from an unknown number %s kept as a field report", masked)
+        return InboundResult(False, say("field_report"), kind=ResponseKind.FIELD_REPORT)
+
+    recipients = open_recipients(session, [v.id for v in volunteers])
+    target, ambiguous = _choose(session, recipients, parsed.code)
+    volunteer = target.volunteer if target is not None else volunteers[0]
+    lang = pick_language(volunteer.language_list, _languages(session, target), "en")
+    name = volunteer.name.split()[0]
+    link = {"alert_id": target.alert_id, "recipient_id": target.id, "zone_id": target.zone_id,
+            "volunteer_id": volunteer.id} if target is not None else {}
+
+    if parsed.kind == ReplyKind.HELP:
+        resp = keep(ResponseKind.HELP, urgent=True)
+        for key, value in link.items():
+            setattr(resp, key, value)
+        audit.record(session, "volunteer", "volunteer.needs_help",
+                     alert_id=link.get("alert_id"), volunteer=volunteer.name)
+        post = session.get(Post, volunteer.post_id)
+        return InboundResult(False, say("help_answer", help_line=post.help_line if post else ""),
+                             kind=ResponseKind.HELP)
+    if parsed.kind in ACK_KINDS:
+        if target is None:
+            resp = keep(ResponseKind.UNPARSED)
+            codes = ", ".join(sorted({_alert(session, r).reply_code for r in recipients}))
+            if ambiguous:
+                return InboundResult(False, say("ack_which", codes=codes),
+                                     kind=ResponseKind.UNPARSED)
+            return InboundResult(False, say("field_report"), kind=ResponseKind.UNPARSED)
+        kind = {ReplyKind.ACK: ResponseKind.ACK, ReplyKind.SAFE: ResponseKind.SAFE,
+                ReplyKind.HEADCOUNT: ResponseKind.HEADCOUNT}[parsed.kind]
+        resp = keep(kind, headcount_reached=parsed.headcount_reached,
+                    headcount_need_help=parsed.headcount_need_help)
+        for key, value in link.items():
+            setattr(resp, key, value)
+        now = db_now(session)
+        # A volunteer serving two zones answers once for both.
+        zones = [acknowledge(session, settings, r, at=now, via="sms").zone
+                 for r in recipients if r.alert_id == target.alert_id]
+        alert = _alert(session, target)
+        code = f"EXERCISE {alert.reply_code}" if alert.exercise else alert.reply_code
+        if parsed.kind == ReplyKind.HEADCOUNT:
+            answer = say("headcount_thanks", name=name, reached=parsed.headcount_reached or 0,
+                         need_help=parsed.headcount_need_help or 0, code=code)
+        elif parsed.kind == ReplyKind.SAFE:
+            answer = say("safe_thanks", name=name, code=code)
+        else:
+            answer = say("ack_thanks", name=name, zone=", ".join(zones), code=code)
+        return InboundResult(False, answer, acknowledged_alert=alert.id, kind=kind)
+    resp = keep(ResponseKind.FIELD_REPORT)
+    for key, value in link.items():
+        setattr(resp, key, value)
+    return InboundResult(False, say("field_report"), kind=ResponseKind.FIELD_REPORT)
+
+
+def _choose(session: Session, recipients: list[Recipient],
+            code: str | None) -> tuple[Recipient | None, bool]:
+    """The recipient row the reply answers, and whether several alerts made it ambiguous."""
+    if not recipients:
+        return None, False
+    alerts = {r.alert_id for r in recipients}
+    if code:
+        matching = [r for r in recipients if _alert(session, r).reply_code == code]
+        return (_prefer_waiting(matching), False) if matching else (None, len(alerts) > 1)
+    if len(alerts) == 1:
+        return _prefer_waiting(recipients), False
+    return None, True
+
+
+def _prefer_waiting(recipients: list[Recipient]) -> Recipient:
+    """A volunteer in two zones answers once: the zone still waiting comes first."""
+    for r in recipients:
+        if r.state != RecipientState.ACKNOWLEDGED:
+            return r
+    return recipients[0]
+
+
+def _alert(session: Session, r: Recipient) -> Alert:
+    alert = session.get(Alert, r.alert_id)
+    assert alert is not None
+    return alert
+
+
+def _languages(session: Session, r: Recipient | None) -> list[str]:
+    return list(_alert(session, r).bodies) if r is not None else ["en"]
+
+
+def volunteer_by_phone(session: Session, vault: Vault, phone: str) -> list[Volunteer]:
+    digest = vault.lookup_hash(phone)
+    return [c.volunteer for c in session.scalars(select(Contact).where(
+        Contact.channel == Channel.SMS, Contact.value_hash == digest))]

@@ -1,0 +1,68 @@
+"""The FastAPI application: built from a Runtime, with the worker running beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from dispatcher.errors import AlnError
+from dispatcher.runtime import Runtime
+from dispatcher.web import ack, webhooks
+
+log = logging.getLogger(__name__)
+
+
+def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
+    """The app; with `run_worker`, the outbox and deadlines are worked in the same process."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if run_worker:
+            from dispatcher.worker import Worker
+
+            worker = Worker(rt)
+            app.state.worker = worker
+            task = asyncio.create_task(_run_worker(worker))
+        yield
+        if task is not None:
+            app.state.worker.stop()
+            await task
+
+    app = FastAPI(title="ALN alert engine", lifespan=lifespan)
+    app.state.rt = rt
+    app.state.worker = None
+
+    @app.exception_handler(AlnError)
+    async def _aln_error(_request: Request, exc: AlnError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        with rt.db.session() as session:
+            session.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    app.include_router(webhooks.router)
+    app.include_router(ack.router)
+    try:
+        officer = importlib.import_module("dispatcher.web.officer")
+    except ModuleNotFoundError as exc:  # the officer API and dashboard land separately
+        if exc.name != "dispatcher.web.officer":
+            raise
+    else:
+        officer.mount(app)
+    return app
+
+
+async def _run_worker(worker) -> None:  # type: ignore[no-untyped-def]
+    # The worker runs in its own thread and event loop: its database work must never
+    # stall the webhooks, which answer Twilio within its 15 s limit.
+    await asyncio.to_thread(lambda: asyncio.run(worker.run()))

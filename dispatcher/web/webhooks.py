@@ -1,0 +1,133 @@
+"""Provider webhooks: Twilio inbound SMS and status callbacks, SendGrid events.
+
+A request whose signature does not verify gets 403 and leaves nothing but a log
+line. Twilio signs the public URL it called, so we verify against
+`ALN_PUBLIC_URL` + path (+ query), never the host this app happens to see.
+Malformed bodies get 4xx, never 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from channels.webhooks import sendgrid_signature_valid, twilio_signature_valid, twiml_message
+from dispatcher.receipts import apply_sendgrid_event, apply_twilio_status
+from dispatcher.replies.inbound import receive_sms, store_inbound
+from dispatcher.runtime import Runtime
+from dispatcher.web.app_state import runtime_of, wake_worker
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/webhooks", include_in_schema=False)
+
+#: Largest webhook body we read; Twilio and SendGrid stay far below.
+MAX_BODY_BYTES = 1_000_000
+TWIML = "application/xml"
+
+
+def public_url(rt: Runtime, request: Request) -> str:
+    url = rt.settings.public_url.rstrip("/") + request.url.path
+    return f"{url}?{request.url.query}" if request.url.query else url
+
+
+async def twilio_params(request: Request, rt: Runtime) -> dict[str, str]:
+    """The form parameters of a correctly signed Twilio request; 403 otherwise."""
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise HTTPException(413, "body too large")
+    try:
+        form = await request.form()
+    except Exception:
+        raise HTTPException(400, "body is not form-encoded") from None
+    params = {k: v for k, v in form.items() if isinstance(v, str)}
+    signature = request.headers.get("X-Twilio-Signature", "")
+    token = rt.settings.twilio_auth_token or ""
+    if not token or not signature or not twilio_signature_valid(
+            token, public_url(rt, request), params, signature):
+        log.warning("refused a Twilio webhook with a bad or missing signature (%s)",
+                    request.url.path)
+        raise HTTPException(403, "invalid signature")
+    return params
+
+
+@router.post("/twilio/sms")
+async def twilio_sms(request: Request) -> Response:
+    rt = runtime_of(request)
+    params = await twilio_params(request, rt)
+    if not params.get("MessageSid") or "From" not in params:
+        raise HTTPException(400, "MessageSid and From are required")
+    result = await run_in_threadpool(receive_sms, rt.db, rt.settings, rt.vault, params)
+    if result.acknowledged_alert is not None:
+        wake_worker(request)
+    return Response(twiml_message(result.answer), media_type=TWIML)
+
+
+@router.post("/twilio/status")
+async def twilio_status(request: Request) -> Response:
+    rt = runtime_of(request)
+    params = await twilio_params(request, rt)
+    sid, status = params.get("MessageSid"), params.get("MessageStatus")
+    if not sid or not status:
+        raise HTTPException(400, "MessageSid and MessageStatus are required")
+    ref = request.query_params.get("ref")
+
+    def work() -> None:
+        with rt.db.session() as session:
+            if store_inbound(session, rt.vault, "twilio_status", f"{sid}:{status}", params,
+                             params.get("To")) is None:
+                return
+            apply_twilio_status(session, params, ref)
+
+    await run_in_threadpool(work)
+    wake_worker(request)
+    return Response(status_code=204)
+
+
+@router.post("/sendgrid/events")
+async def sendgrid_events(request: Request) -> Response:
+    rt = runtime_of(request)
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise HTTPException(413, "body too large")
+    signature = request.headers.get("X-Twilio-Email-Event-Webhook-Signature", "")
+    timestamp = request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", "")
+    key = rt.settings.sendgrid_webhook_public_key or ""
+    if not key or not signature or not _fresh(timestamp, rt) or not sendgrid_signature_valid(
+            key, raw, signature, timestamp):
+        log.warning("refused a SendGrid event webhook with a bad, old or missing signature")
+        raise HTTPException(403, "invalid signature")
+    try:
+        events = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(400, "body is not JSON") from None
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise HTTPException(400, "body is not a JSON array of events")
+
+    def work(batch: list[dict[str, Any]]) -> None:
+        for event in batch:
+            key = str(event.get("sg_event_id") or "")
+            if not key:
+                continue
+            with rt.db.session() as session:
+                if store_inbound(session, rt.vault, "sendgrid_event", key, event,
+                                 str(event.get("email") or "")) is None:
+                    continue
+                apply_sendgrid_event(session, event)
+
+    await run_in_threadpool(work, events)
+    wake_worker(request)
+    return Response(status_code=204)
+
+
+def _fresh(timestamp: str, rt: Runtime) -> bool:
+    """Reject replays: the signed timestamp must be recent."""
+    try:
+        age = abs(time.time() - int(timestamp))
+    except ValueError:
+        return False
+    return age <= rt.settings.sendgrid_webhook_max_age_seconds
