@@ -15,7 +15,6 @@ import logging
 import os
 import socket
 import threading
-import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
@@ -25,6 +24,7 @@ from sqlalchemy import delete, select
 from channels.base import Channel, ChannelKind
 from channels.config import ChannelsConfig
 from channels.factory import build_channels
+from dispatcher.claims import worker_id
 from dispatcher.db import db_now
 from dispatcher.dispatch.sender import Sender
 from dispatcher.errors import Refused
@@ -41,7 +41,7 @@ ERROR_BACKOFF_SECONDS = 1.0
 
 
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    return worker_id()
 
 
 def make_channels(rt: Runtime) -> dict[ChannelKind, Channel]:

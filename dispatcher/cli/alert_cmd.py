@@ -85,7 +85,7 @@ def _fan_out(rt: Runtime, alert_id: int, *, show_progress: bool) -> int:
     async def run(progress_cb: Any) -> int:
         channels = make_channels(rt)
         try:
-            sender = Sender(rt.db, rt.settings, rt.vault, channels, f"cli:{worker_name()}")
+            sender = Sender(rt.db, rt.settings, rt.vault, channels, worker_name())
             return await sender.send_due(alert_id=alert_id, progress=progress_cb)
         finally:
             for ch in channels.values():

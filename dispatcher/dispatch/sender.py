@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from channels.base import Channel, ChannelKind, Message, Receipt
 from channels.errors import ChannelError, PermanentError
 from dispatcher import audit
-from dispatcher.claims import claim
+from dispatcher.claims import claim, release_dead_claims
 from dispatcher.compose.composer import ACK_URL_TAG
 from dispatcher.crypto import Vault
 from dispatcher.db import Database, db_now
@@ -38,8 +38,10 @@ from dispatcher.tokens import ack_url
 
 log = logging.getLogger(__name__)
 
-#: Deliveries claimed per transaction.
-CLAIM_BATCH = 500
+#: Deliveries claimed per transaction, in multiples of the concurrency: enough to keep the
+#: provider busy, few enough that a crash leaves little "possibly duplicated".
+CLAIM_FACTOR = 2
+CLAIM_MIN, CLAIM_MAX = 50, 1000
 #: Results written per transaction while a fan-out is running.
 RECORD_BATCH = 200
 #: After the retry policy gives up on a transient error, wait this long and try again.
@@ -70,6 +72,8 @@ class Sender:
         self.vault = vault
         self.channels = channels
         self.worker = worker
+        self.claim_batch = max(CLAIM_MIN, min(CLAIM_MAX,
+                                              CLAIM_FACTOR * settings.send_concurrency))
 
     async def send_due(self, alert_id: int | None = None,
                        progress: ProgressFn | None = None) -> int:
@@ -87,6 +91,7 @@ class Sender:
     def _claim(self, alert_id: int | None) -> list[tuple[Delivery, str]]:
         with self.db.session() as session:
             now = db_now(session)
+            release_dead_claims(session, Delivery, DeliveryState.SENDING, now)
             due = or_(
                 and_(Delivery.state == DeliveryState.PENDING,
                      or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now)),
@@ -105,7 +110,7 @@ class Sender:
                     audit.record(session, "system", "delivery.possibly_duplicated",
                                  delivery_id=did)
             ids = claim(session, Delivery, due, worker=self.worker, now=now,
-                        lease_seconds=self.settings.lease_seconds, limit=CLAIM_BATCH,
+                        lease_seconds=self.settings.lease_seconds, limit=self.claim_batch,
                         claimed_state=DeliveryState.SENDING)
             if not ids:
                 return []

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher import audit
 from dispatcher.acks import lock_zone, maybe_complete
-from dispatcher.claims import claim
+from dispatcher.claims import claim, release_dead_claims
 from dispatcher.db import Database, db_now
 from dispatcher.dispatch.outbox import duty_officer_recipients, enqueue_tier, message_to
 from dispatcher.dispatch.targeting import next_tier, tier_targets, zone_memberships
@@ -43,6 +43,7 @@ def claim_due_deadlines(db: Database, worker: str, lease_seconds: float,
                         limit: int = CLAIM_BATCH) -> list[int]:
     with db.session() as session:
         now = db_now(session)
+        release_dead_claims(session, Deadline, DeadlineState.CLAIMED, now)
         due = or_(
             and_(Deadline.state == DeadlineState.PENDING, Deadline.due_at <= now),
             and_(Deadline.state == DeadlineState.CLAIMED, Deadline.lease_until < now),
