@@ -9,12 +9,13 @@ acknowledgement can never leave a chain running.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher import audit
+from dispatcher.db import db_now
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
     AlertState,
@@ -26,8 +27,11 @@ from dispatcher.domain import (
 from dispatcher.models import Alert, AlertZone, Deadline, Recipient
 from dispatcher.settings import Settings
 
-#: Alert states in which replies still count.
+#: Alert states in which the chain may still move.
 OPEN_ALERT_STATES = (AlertState.SENDING, AlertState.ACTIVE)
+#: A completed alert (every zone covered or unreached) still takes late acknowledgements
+#: for this long: they count in the report, and the volunteer deserves an answer.
+LATE_REPLY_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -121,15 +125,14 @@ def maybe_complete(session: Session, alert: Alert, at: datetime) -> None:
 
 
 def open_recipients(session: Session, volunteer_ids: list[int]) -> list[Recipient]:
-    """This volunteer's recipients in open alerts, newest alert first."""
+    """This volunteer's recipients in alerts that still take replies, newest alert first."""
     if not volunteer_ids:
         return []
+    recent = db_now(session) - LATE_REPLY_WINDOW
     return list(session.scalars(
         select(Recipient).join(Alert, Alert.id == Recipient.alert_id)
         .where(Recipient.volunteer_id.in_(volunteer_ids),
-               Alert.state.in_(OPEN_ALERT_STATES),
-               Recipient.state.in_([RecipientState.NOTIFIED, RecipientState.PENDING,
-                                    RecipientState.ESCALATED, RecipientState.ACKNOWLEDGED,
-                                    RecipientState.FAILED]))
+               or_(Alert.state.in_(OPEN_ALERT_STATES),
+                   and_(Alert.state == AlertState.COMPLETED, Alert.closed_at >= recent)))
         .order_by(Alert.id.desc(), Recipient.id)
     ))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -101,6 +103,11 @@ class Database:
         if migrate_now:
             migrate(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Threads of this process queue on this lock
+        # instead of SQLite's busy handler, which sleeps in growing steps and would turn
+        # a burst of webhooks into seconds of latency. Other processes still wait on
+        # busy_timeout.
+        self._sqlite_lock = threading.RLock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -109,7 +116,8 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session committed on success and rolled back on error."""
-        with self.sessions() as session:
+        lock = self._sqlite_lock or contextlib.nullcontext()
+        with lock, self.sessions() as session:
             try:
                 yield session
                 session.commit()

@@ -61,29 +61,24 @@ def store_inbound(session: Session, vault: Vault, source: str, dedupe_key: str,
 
 def receive_sms(db: Database, settings: Settings, vault: Vault,
                 params: Mapping[str, str]) -> InboundResult:
-    """Store (committed on its own, so nothing said is ever lost), then act on it."""
+    """Store the message, then act on it inside a savepoint: if acting fails, the message
+    is still committed (with the error) for an officer, and nothing half-done remains."""
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     sender = params.get("From", "")
     with db.session() as session:
         inbound = store_inbound(session, vault, "twilio_sms", sid, dict(params), sender)
         if inbound is None:
             return InboundResult(duplicate=True, answer=None)
-        inbound_id = inbound.id
-    try:
-        with db.session() as session:
-            inbound = session.get(InboundMessage, inbound_id)
-            assert inbound is not None
-            result = _act(session, settings, vault, inbound, sender,
-                          parse_reply(params.get("Body", "")))
-            inbound.processed_at = db_now(session)
-            return result
-    except Exception as exc:
-        log.exception("inbound message %s kept but not processed", inbound_id)
-        with db.session() as session:
-            row = session.get(InboundMessage, inbound_id)
-            if row is not None:
-                row.error = f"{type(exc).__name__}: {exc}"[:500]
-        return InboundResult(duplicate=False, answer=None)
+        try:
+            with session.begin_nested():
+                result = _act(session, settings, vault, inbound, sender,
+                              parse_reply(params.get("Body", "")))
+        except Exception as exc:
+            log.exception("inbound message %s kept but not processed", inbound.id)
+            inbound.error = f"{type(exc).__name__}: {exc}"[:500]
+            return InboundResult(duplicate=False, answer=None)
+        inbound.processed_at = db_now(session)
+        return result
 
 
 def _act(session: Session, settings: Settings, vault: Vault, inbound: InboundMessage,
@@ -176,15 +171,26 @@ def _act(session: Session, settings: Settings, vault: Vault, inbound: InboundMes
 
 def _choose(session: Session, recipients: list[Recipient],
             code: str | None) -> tuple[Recipient | None, bool]:
-    """The recipient row the reply answers, and whether several alerts made it ambiguous."""
+    """The recipient row the reply answers, and whether several alerts made it ambiguous.
+
+    With a code: the newest alert with that code. Without: the one alert this volunteer
+    has not yet acknowledged; several such alerts are ambiguous and acknowledge none.
+    """
     if not recipients:
         return None, False
     alerts = {r.alert_id for r in recipients}
     if code:
         matching = [r for r in recipients if _alert(session, r).reply_code == code]
-        return (_prefer_waiting(matching), False) if matching else (None, len(alerts) > 1)
-    if len(alerts) == 1:
-        return _prefer_waiting(recipients), False
+        if not matching:
+            return None, len(alerts) > 1
+        newest = matching[0].alert_id
+        return _prefer_waiting([r for r in matching if r.alert_id == newest]), False
+    waiting_alerts = {r.alert_id for r in recipients if r.state != RecipientState.ACKNOWLEDGED}
+    if len(waiting_alerts) == 1:
+        (only,) = waiting_alerts
+        return _prefer_waiting([r for r in recipients if r.alert_id == only]), False
+    if not waiting_alerts and len(alerts) == 1:
+        return recipients[0], False
     return None, True
 
 

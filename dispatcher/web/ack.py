@@ -14,8 +14,9 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from dispatcher.acks import OPEN_ALERT_STATES, acknowledge
+from dispatcher.acks import acknowledge
 from dispatcher.db import db_now
+from dispatcher.domain import AlertState
 from dispatcher.models import Alert, Recipient
 from dispatcher.runtime import Runtime
 from dispatcher.tokens import BadToken, read_ack_token
@@ -72,7 +73,7 @@ async def ack_confirm(token: str, request: Request) -> HTMLResponse:
                 raise BadToken("this confirmation link is not valid")
             alert = session.get(Alert, rec.alert_id)
             assert alert is not None
-            if alert.state not in OPEN_ALERT_STATES and rec.state != "acknowledged":
+            if alert.state == AlertState.CANCELLED and rec.state != "acknowledged":
                 return "closed", alert
             acknowledge(session, rt.settings, rec, at=db_now(session), via="link")
             return "ok", alert

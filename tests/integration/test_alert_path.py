@@ -77,7 +77,9 @@ def test_forged_signature_gets_403_and_changes_nothing(engine: Engine) -> None:
         assert httpx.post(url, data=params, headers=headers).status_code == 403
     assert engine.recipient(alert_id, "Victor Castillo")["state"] == "notified"
     with engine.rt.db.session() as s:
-        assert s.scalar(select(func.count()).select_from(InboundMessage)) == 0
+        assert s.scalar(select(func.count()).select_from(InboundMessage).where(
+            InboundMessage.source == "twilio_sms")) == 0
+        assert s.scalar(select(func.count()).select_from(Response)) == 0
 
 
 def test_stop_opts_out_and_is_no_acknowledgement(engine: Engine) -> None:
