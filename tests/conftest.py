@@ -16,6 +16,9 @@ os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
 from dispatcher.runtime import Runtime  # noqa: E402
 from dispatcher.settings import Settings  # noqa: E402
 
+#: The whole engine on loopback (simulator + aln serve), for integration tests.
+pytest_plugins = ["tests.engine"]
+
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "config"
 POSTGRES_ENV = "ALN_TEST_POSTGRES_URL"

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 
 from channels.webhooks import twilio_sign
 from dispatcher.models import Contact, Delivery, InboundMessage, Response
+from tests.engine import Engine, email_requests, sms_requests
 from tests.helpers import wait_until
-from tests.integration.conftest import Engine, email_requests, sms_requests
 
 ANA = "+529611230101"  # Chiapas primary
 BRIAN = "+529611230102"  # Chiapas alternate1

@@ -26,8 +26,8 @@ from dispatcher.models import Contact, Delivery
 from dispatcher.runtime import Runtime
 from tests.bench.fixtures import bulk_roster
 from tests.conftest import CONFIG_DIR, make_settings
+from tests.engine import sms_requests
 from tests.helpers import wait_until
-from tests.integration.conftest import sms_requests
 
 RECIPIENTS = 400
 CONCURRENCY = 10

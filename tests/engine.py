@@ -1,4 +1,5 @@
-"""The whole engine on loopback: the provider simulator, `aln serve` (app + worker), a DB."""
+"""Fixtures for the whole engine on loopback: the provider simulator, `aln serve` (app and
+worker) and a database. Registered for every test by tests/conftest.py."""
 
 from __future__ import annotations
 

@@ -1,0 +1,50 @@
+"""A provider outage of several seconds in the middle of a fan-out: everybody reached after."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from sqlalchemy import func, select
+
+from dispatcher.models import Delivery
+from tests.bench.fixtures import bulk_roster
+from tests.engine import sms_requests
+from tests.helpers import wait_until
+
+RECIPIENTS = 300
+
+
+def test_outage_mid_fanout_then_everybody_is_reached(engine_factory) -> None:  # type: ignore[no-untyped-def]
+    # Short retry budget so the outage outlasts it: deliveries go back to the outbox and
+    # the running worker (aln serve) sends them when the provider is back.
+    engine = engine_factory(retry_max_seconds=1.0, retry_max_attempts=3, send_concurrency=20)
+    phones = bulk_roster(engine.rt, RECIPIENTS, zones=1)
+    engine.sim.set_faults(latency_ms=20)
+    alert_id = engine.send(["Chiapas"], channels=["sms"], ack_window_seconds=3600,
+                           fan_out=False)
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (asyncio.run(engine.fan_out(alert_id)),
+                                              done.set()), daemon=True)
+    thread.start()
+    wait_until(lambda: len(sms_requests(engine.sim)) >= 60, timeout=20,
+               what="the fan-out under way")
+    engine.sim.set_faults(outage_seconds=4)
+    during = len({r["to"] for r in sms_requests(engine.sim)})
+    thread.join(timeout=60)
+    assert done.is_set()
+
+    def everyone_accepted() -> bool:
+        with engine.rt.db.session() as s:
+            left = s.scalar(select(func.count()).select_from(Delivery).where(
+                Delivery.alert_id == alert_id, Delivery.state.in_(["pending", "sending"])))
+        return left == 0
+
+    wait_until(everyone_accepted, timeout=40, interval=0.25, what="every delivery accepted")
+    reached = {r["to"] for r in sms_requests(engine.sim)}
+    assert during < RECIPIENTS
+    assert set(phones) <= reached
+    with engine.rt.db.session() as s:
+        failed = s.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.alert_id == alert_id, Delivery.state == "failed"))
+    assert failed == 0
