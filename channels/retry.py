@@ -63,6 +63,31 @@ class RetryPolicy:
                 return await fn()
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
+    async def call_fast(self, fn: Callable[[], Awaitable[T]],
+                        sleep: SleepFn | None = None) -> T:
+        """`call`, without building the retry machinery for the common first success.
+
+        Same policy, same attempt count: the first attempt is made here and tenacity
+        takes over only after a transient error (as attempt 2 onwards).
+        """
+        try:
+            return await fn()
+        except TransientError as first:
+            if self.max_attempts <= 1:
+                raise
+            failed_once = first
+
+        calls = 0
+
+        async def again() -> T:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise failed_once
+            return await fn()
+
+        return await self.call(again, sleep)
+
 
 def _log_retry(state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None

@@ -144,7 +144,7 @@ class TwilioSMS:
         return self._client
 
     async def send(self, message: Message) -> Receipt:
-        return await self.policy.call(lambda: self._send_once(message), self._sleep)
+        return await self.policy.call_fast(lambda: self._send_once(message), self._sleep)
 
     async def send_many(self, messages: Sequence[Message]) -> list[Receipt | ChannelError]:
         async def one(m: Message) -> Receipt | ChannelError:

@@ -9,7 +9,6 @@ with HELP, and a stranger's field report. Escalation happens live on screen.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import shutil
@@ -24,6 +23,7 @@ from rich.live import Live
 from rich.table import Table
 
 from channels.simulator.testing import SimulatorHandle, run_simulator
+from dispatcher import aio
 from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
 from dispatcher.dispatch.sender import Sender
 from dispatcher.roster.importer import import_roster
@@ -131,7 +131,7 @@ def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, conso
                       f"{', '.join(DEMO_ZONES)}; window {DEMO_WINDOW_SECONDS} s.")
         for b in CAST:
             console.print(f"    simulated: {b.who}")
-        asyncio.run(_fan_out(rt, alert_id))
+        aio.run(_fan_out(rt, alert_id))
         sim.inbound(FIELD_REPORT[0], FIELD_REPORT[1])
         status = _watch(rt, alert_id, console, lambda s: s["state"] in ("completed",
                                                                           "cancelled"))

@@ -111,3 +111,39 @@ def run_simulator(public_url: str = "http://127.0.0.1:9",
         handle.close()
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def spawn_simulator(public_url: str = "http://127.0.0.1:9", port: int = 0,
+                    **faults: Any) -> Iterator[SimulatorHandle]:
+    """The simulator in its own process, like a real provider: benchmarks use this so
+    the provider's CPU is not our process's (the GIL would make both look slower)."""
+    import subprocess
+    import sys
+
+    port = port or _free_port()
+    code = ("import uvicorn; from channels.simulator import create_simulator; "
+            f"uvicorn.run(create_simulator(account_sid={DEFAULT_ACCOUNT_SID!r}, "
+            f"auth_token={DEFAULT_AUTH_TOKEN!r}, public_url={public_url!r}), host='127.0.0.1', "
+            f"port={port}, backlog=2048, log_level='warning')")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{url}/_sim/keys", timeout=1)
+            break
+        except httpx.HTTPError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("the provider simulator process did not start") from None
+            time.sleep(0.05)
+    handle = SimulatorHandle(url)
+    try:
+        if faults:
+            handle.set_faults(**faults)
+        yield handle
+    finally:
+        handle.close()
+        proc.terminate()
+        proc.wait(timeout=10)

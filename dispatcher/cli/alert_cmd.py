@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -12,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 from sqlalchemy import func, select
 
+from dispatcher import aio
 from dispatcher.cli.common import console, err_console, handle_errors, print_json, runtime
 from dispatcher.dispatch.lifecycle import cancel_alert, update_alert
 from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
@@ -92,11 +92,11 @@ def _fan_out(rt: Runtime, alert_id: int, *, show_progress: bool) -> int:
                 await ch.aclose()
 
     if not show_progress:
-        return asyncio.run(run(None))
+        return aio.run(run(None))
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("sending", total=total)
-        return asyncio.run(run(lambda n: progress.advance(task, n)))
+        return aio.run(run(lambda n: progress.advance(task, n)))
 
 
 def _print_preview(preview: dict[str, Any], as_json: bool) -> None:

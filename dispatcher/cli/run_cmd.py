@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
 import typer
 
+from dispatcher import aio
 from dispatcher.cli.common import console, handle_errors, runtime
 from dispatcher.runtime import configure_logging
 
@@ -45,11 +45,11 @@ def worker(drain: bool = typer.Option(False, "--drain",
     with runtime() as rt:
         w = Worker(rt)
         if drain:
-            done = asyncio.run(_drain(w))
+            done = aio.run(_drain(w))
             console.print(f"drained: {done} delivery or deadline step(s)")
             return
         try:
-            asyncio.run(w.run())
+            aio.run(w.run())
         except KeyboardInterrupt:
             w.stop()
 

@@ -77,14 +77,42 @@ class Sender:
 
     async def send_due(self, alert_id: int | None = None,
                        progress: ProgressFn | None = None) -> int:
-        """Send every delivery due now (of one alert, or all); returns how many were tried."""
+        """Send every delivery due now (of one alert, or all); returns how many were tried.
+
+        A pipeline: the next batch is claimed while the current one is at the provider,
+        so the provider always has `send_concurrency` requests in flight.
+        """
+        results: asyncio.Queue[Outcome | None] = asyncio.Queue()
+        recorder = asyncio.create_task(self._record_loop(results, progress))
+        in_flight: set[asyncio.Task[None]] = set()
+        room = asyncio.Event()
+        low_water = self.claim_batch // 2
+
+        def finished(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            if len(in_flight) <= low_water:
+                room.set()
+
         total = 0
-        while True:
-            batch = await asyncio.to_thread(self._claim, alert_id)
-            if not batch:
-                return total
-            await self._send_batch(batch, progress)
-            total += len(batch)
+        try:
+            while True:
+                batch = await asyncio.to_thread(self._claim, alert_id)
+                if not batch:
+                    break
+                total += len(batch)
+                for task in self._start_batch(batch, results):
+                    in_flight.add(task)
+                    task.add_done_callback(finished)
+                # Claim the next batch once half of this one is out of the way.
+                while len(in_flight) > low_water:
+                    room.clear()
+                    await room.wait()
+            if in_flight:
+                await asyncio.gather(*in_flight)
+        finally:
+            await results.put(None)
+            await recorder
+        return total
 
     # --- claiming -------------------------------------------------------------------------
 
@@ -143,10 +171,8 @@ class Sender:
 
     # --- sending --------------------------------------------------------------------------
 
-    async def _send_batch(self, batch: Sequence[tuple[Delivery, str]],
-                          progress: ProgressFn | None) -> None:
-        results: asyncio.Queue[Outcome | None] = asyncio.Queue()
-        recorder = asyncio.create_task(self._record_loop(results, progress))
+    def _start_batch(self, batch: Sequence[tuple[Delivery, str]],
+                     results: asyncio.Queue[Outcome | None]) -> list[asyncio.Task[None]]:
         by_channel: dict[str, list[tuple[Delivery, Message]]] = {}
         for delivery, to in batch:
             by_channel.setdefault(delivery.channel, []).append(
@@ -166,9 +192,7 @@ class Sender:
             else:
                 tasks.extend(asyncio.create_task(self._send_one(channel, d, m, results))
                              for d, m in items)
-        await asyncio.gather(*tasks)
-        await results.put(None)
-        await recorder
+        return tasks
 
     async def _send_one(self, channel: Channel, d: Delivery, m: Message,
                         results: asyncio.Queue[Outcome | None]) -> None:

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from dispatcher import aio
 from dispatcher.errors import AlnError
 from dispatcher.runtime import Runtime
 from dispatcher.web import ack, webhooks
@@ -65,4 +66,4 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
 async def _run_worker(worker) -> None:  # type: ignore[no-untyped-def]
     # The worker runs in its own thread and event loop: its database work must never
     # stall the webhooks, which answer Twilio within its 15 s limit.
-    await asyncio.to_thread(lambda: asyncio.run(worker.run()))
+    await asyncio.to_thread(lambda: aio.run(worker.run()))

@@ -1,0 +1,103 @@
+"""Fan-out: 10,000 recipients through the simulator with 100 ms provider latency.
+
+Measures messages handed off per second against the bound (concurrency /
+latency), and peak RSS; a second run holds 100,000 recipients to check memory.
+Targets: 10,000 in <= 10 s on 2 cores, >= 0.9 of the bound, <= 300 MB RSS at
+100,000 recipients. Each run is a separate process, so RSS is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.bench.fixtures import emit
+
+LATENCY_S = 0.1
+CONCURRENCY = 120
+
+RUN = textwrap.dedent('''
+    import asyncio, json, os, resource, sys, time
+    from channels.simulator.testing import spawn_simulator
+    from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
+    from dispatcher.dispatch.sender import Sender
+    from dispatcher.roster.posts import ensure_post
+    from dispatcher.runtime import Runtime
+    from dispatcher.worker import make_channels
+    from tests.bench.fixtures import bulk_roster
+    from tests.conftest import make_settings
+
+    n, db, concurrency, latency = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), \\
+        float(sys.argv[4])
+    with spawn_simulator(latency_ms=latency * 1000, callbacks=False) as sim:
+        rt = Runtime.open(make_settings(
+            db, twilio_account_sid=sim.account_sid, twilio_auth_token=sim.auth_token,
+            twilio_from_number="+15005550006", twilio_api_url=sim.twilio_api_url,
+            send_concurrency=concurrency, sms_rate_per_second=0, provider_timeout_seconds=60))
+        bulk_roster(rt, n, zones=15)
+        req = AlertRequest(zones=["all"], body="Fan-out benchmark", channels=["sms"],
+                           force=True, ack_window_seconds=3600)
+        t0 = time.perf_counter()
+        with rt.db.session() as session:
+            post = ensure_post(session, rt.settings, rt.vault)
+            alert_id = create_alert(session, rt.settings,
+                                    plan_alert(session, rt.settings, post, req), req).id
+        t1 = time.perf_counter()
+
+        async def go():
+            channels = make_channels(rt)
+            try:
+                return await Sender(rt.db, rt.settings, rt.vault, channels,
+                                    "bench").send_due(alert_id=alert_id)
+            finally:
+                for ch in channels.values():
+                    await ch.aclose()
+
+        from dispatcher import aio
+        sent = aio.run(go())
+        t2 = time.perf_counter()
+        received = sum(1 for r in sim.requests() if r["path"].endswith("/Messages.json"))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"recipients": n, "sent": sent, "received": received,
+                      "enqueue_seconds": t1 - t0, "send_seconds": t2 - t1,
+                      "peak_rss_mb": rss}))
+''')
+
+
+def run(n: int, tmp_path: Path) -> dict[str, float]:
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-c", RUN, str(n), f"sqlite:///{tmp_path}/f{n}.db",
+                          str(CONCURRENCY), str(LATENCY_S)], capture_output=True, text=True,
+                         timeout=1200, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_fanout_10000(tmp_path: Path) -> None:
+    r = run(10_000, tmp_path)
+    per_second = r["sent"] / r["send_seconds"]
+    bound = CONCURRENCY / LATENCY_S
+    emit({"bench": "fanout", "recipients": 10_000, "handed_off": r["received"],
+          "send_seconds": round(r["send_seconds"], 2),
+          "enqueue_seconds": round(r["enqueue_seconds"], 2),
+          "messages_per_second": round(per_second, 1), "bound_per_second": bound,
+          "ratio_to_bound": round(per_second / bound, 3), "latency_ms": LATENCY_S * 1000,
+          "concurrency": CONCURRENCY, "peak_rss_mb": round(r["peak_rss_mb"], 1)})
+    assert r["received"] == 10_000
+
+
+@pytest.mark.slow
+def test_fanout_memory_100000(tmp_path: Path) -> None:
+    r = run(100_000, tmp_path)
+    emit({"bench": "fanout_memory", "recipients": 100_000, "handed_off": r["received"],
+          "send_seconds": round(r["send_seconds"], 2),
+          "enqueue_seconds": round(r["enqueue_seconds"], 2),
+          "peak_rss_mb": round(r["peak_rss_mb"], 1), "target_rss_mb": 300})
+    assert r["received"] == 100_000
