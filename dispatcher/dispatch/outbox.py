@@ -256,14 +256,16 @@ def add_delivery(session: Session, alert: Alert, rec: Recipient, contact: Any,
 
 def new_delivery(alert: Alert, contact: Any, purpose: DeliveryPurpose, lang: str,
                  text: str | None = None) -> Delivery:
-    bodies = alert.bodies.get(lang) or next(iter(alert.bodies.values()))
     common = dict(alert_id=alert.id, contact_id=contact.id, channel=contact.channel,
                   purpose=purpose, language=lang)
-    if contact.channel == Channel.SMS:
-        body = text if text is not None else bodies["sms"]
-        return Delivery(**common, body=body, segments=sms_segments(body).segments)
     if text is not None:
+        if contact.channel == Channel.SMS:
+            return Delivery(**common, body=text, segments=sms_segments(text).segments)
         return Delivery(**common, subject=text[:120], body=text, html=None)
+    bodies = alert.bodies.get(lang) or next(iter(alert.bodies.values()))
+    if contact.channel == Channel.SMS:
+        return Delivery(**common, body=bodies["sms"],
+                        segments=sms_segments(bodies["sms"]).segments)
     return Delivery(**common, subject=bodies["subject"], body=bodies["email_text"],
                     html=bodies["email_html"])
 

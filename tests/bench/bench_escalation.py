@@ -1,7 +1,7 @@
 """Escalation lateness: how late deadlines fire with 10,000 of them pending.
 
 10,000 single-zone alerts, each with a silent primary, whose deadlines come due
-spread over a few seconds; one worker (the same loop `aln serve` runs) fires them
+spread over two minutes (83 a second); one worker (the same loop `aln serve` runs) fires them
 and sends the alternates' messages through the simulator. Lateness = fired_at -
 due_at on the database clock. Target: p99 <= 1 s.
 """
@@ -28,7 +28,7 @@ from tests.helpers import wait_until
 
 DEADLINES = 10_000
 #: Due times are spread over this many seconds, starting this many seconds from now.
-SPREAD_SECONDS = 20.0
+SPREAD_SECONDS = 120.0
 LEAD_SECONDS = 5.0
 TARGET_P99_SECONDS = 1.0
 

@@ -13,7 +13,7 @@ from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
 from dispatcher.errors import InvalidInput, Refused
 from dispatcher.escalation.engine import claim_due_deadlines, fire_due
 from dispatcher.escalation.policy import EscalationPolicy, load_policy, parse_duration
-from dispatcher.models import AlertZone, Deadline, Delivery, Recipient, Volunteer
+from dispatcher.models import Alert, AlertZone, Deadline, Delivery, Recipient, Volunteer
 from dispatcher.roster.importer import import_roster
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
@@ -82,8 +82,6 @@ def test_policy_loads_from_config_and_is_frozen_on_the_alert(rt: Runtime) -> Non
     assert load_policy(CONFIG_DIR, "drill").ack_window_seconds == 20
     alert_id = send(rt, ["Chiapas"], ack_window_seconds=4, policy="drill")
     with rt.db.session() as session:
-        from dispatcher.models import Alert
-
         policy = EscalationPolicy.from_dict(session.get(Alert, alert_id).policy)
     assert policy.ack_window_seconds == 4 and policy.stand_down and policy.name == "drill"
 
@@ -109,8 +107,6 @@ def test_chain_walks_alternates_then_gives_up_to_the_duty_officer(rt: Runtime) -
     with rt.db.session() as session:
         notices = session.scalars(select(Delivery).where(Delivery.alert_id == alert_id,
                                                          Delivery.purpose == "unreached")).all()
-        from dispatcher.models import Alert
-
         assert session.get(Alert, alert_id).state == "completed"
     assert sorted(d.channel for d in notices) == ["email", "sms"]
     assert all("Chiapas" in d.body for d in notices)
@@ -206,3 +202,93 @@ def test_deadline_count_matches_zones(rt: Runtime) -> None:
         n = session.scalar(select(func.count()).select_from(Deadline).where(
             Deadline.alert_id == alert_id))
     assert n == 3
+
+
+def _with_policy(rt: Runtime, tmp_path, name: str, text: str) -> Settings:  # type: ignore[no-untyped-def]
+    import shutil
+
+    config = tmp_path / "config"
+    if not config.exists():
+        shutil.copytree(CONFIG_DIR, config)
+    (config / "policies" / f"{name}.toml").write_text(text)
+    return rt.settings.model_copy(update={"config_dir": config})
+
+
+def _send_with(rt: Runtime, settings: Settings, zones: list[str], policy: str) -> int:
+    req = AlertRequest(zones=zones, body="x", policy=policy)
+    with rt.db.session() as session:
+        post = ensure_post(session, settings, rt.vault)
+        return create_alert(session, settings, plan_alert(session, settings, post, req),
+                            req).id
+
+
+def _purposes(rt: Runtime, alert_id: int) -> list[tuple[str, str]]:
+    with rt.db.session() as session:
+        return [(name, purpose) for name, purpose in session.execute(
+            select(Volunteer.name, Delivery.purpose).join(Recipient, Recipient.id ==
+                                                          Delivery.recipient_id)
+            .join(Volunteer, Volunteer.id == Recipient.volunteer_id)
+            .where(Delivery.alert_id == alert_id, Delivery.channel == "sms")
+            .order_by(Delivery.id))]
+
+
+def test_reminder_goes_to_the_silent_tier_within_the_window(rt: Runtime, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = _with_policy(rt, tmp_path, "remind", 'ack_window = "60s"\nreminders = 1\n')
+    alert_id = _send_with(rt, settings, ["Chiapas"], "remind")
+    with rt.db.session() as session:
+        sent_at = session.get(Alert, alert_id).sent_at
+        kinds = sorted((d.kind, round((d.due_at - sent_at).total_seconds()))
+                       for d in session.scalars(select(Deadline)))
+    assert kinds == [("escalate", 60), ("reminder", 30)]
+    with rt.db.session() as session:
+        session.execute(update(Deadline).where(Deadline.kind == "reminder")
+                        .values(due_at=db_now(session) - timedelta(seconds=1)))
+    fire_due(rt.db, settings, "w1")
+    assert _purposes(rt, alert_id) == [("Ana Morales", "alert"), ("Ana Morales", "reminder")]
+
+
+def test_stand_down_tells_the_others_when_the_zone_is_covered(rt: Runtime, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = _with_policy(rt, tmp_path, "sd", 'ack_window = "60s"\nstand_down = true\n')
+    alert_id = _send_with(rt, settings, ["Mexico City"], "sd")
+    with rt.db.session() as session:
+        session.execute(update(Recipient).values(state="notified"))
+    with rt.db.session() as session:
+        daniel = session.scalars(select(Recipient).join(Volunteer).where(
+            Volunteer.name == "Daniel Ortega")).one()
+        acknowledge(session, settings, daniel, at=db_now(session), via="sms")
+    assert ("Emily Carter", "stand_down") in _purposes(rt, alert_id)
+    assert ("Daniel Ortega", "stand_down") not in _purposes(rt, alert_id)
+
+
+def test_each_mode_passes_a_silent_volunteers_duty_to_the_alternate(rt: Runtime, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = _with_policy(rt, tmp_path, "each", 'ack_window = "60s"\nmode = "each"\n')
+    alert_id = _send_with(rt, settings, ["Mexico City"], "each")
+    with rt.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Deadline).where(
+            Deadline.kind == "escalate")) == 2  # one per targeted volunteer
+        daniel = session.scalars(select(Recipient).join(Volunteer).where(
+            Volunteer.name == "Daniel Ortega")).one()
+        assert not acknowledge(session, settings, daniel, at=db_now(session),
+                               via="sms").zone_acknowledged
+    make_due(rt, alert_id)
+    fire_due(rt.db, settings, "w1")
+    people = tiers(rt, alert_id, "Mexico City")
+    assert people["Fernando Díaz"] == 1  # Emily stayed silent: her duty passed on
+    with rt.db.session() as session:
+        fernando = session.scalars(select(Recipient).join(Volunteer).where(
+            Volunteer.name == "Fernando Díaz")).one()
+        assert acknowledge(session, settings, fernando, at=db_now(session),
+                           via="sms").zone_acknowledged
+
+
+def test_a_second_worker_on_one_sqlite_file_is_refused(rt: Runtime) -> None:
+    from dispatcher.worker import Worker
+
+    if not rt.db.is_sqlite:
+        pytest.skip("PostgreSQL takes several workers")
+    first = Worker(rt, name="host:1:a")
+    first.register()
+    with pytest.raises(Refused, match="one worker per file"):
+        Worker(rt, name="host:2:b").register()
+    first.unregister()
+    Worker(rt, name="host:3:c").register()
