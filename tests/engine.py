@@ -165,3 +165,21 @@ def engine_factory(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def engine(engine_factory: Any) -> Engine:
     return engine_factory()  # type: ignore[no-any-return]
+
+
+def cli_env(db_url: str, sim: SimulatorHandle, secret: str, **extra: str) -> dict[str, str]:
+    """Environment for an `aln` subprocess on `db_url`, talking to `sim`."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALN_", "TWILIO_",
+                                                                        "SENDGRID_"))}
+    env.update({
+        "ALN_DATABASE_URL": db_url, "ALN_SECRET_KEY": secret, "ALN_CONFIG_DIR": str(CONFIG_DIR),
+        "ALN_POST": "mexico-city", "ALN_PUBLIC_URL": "http://127.0.0.1:9",
+        "TWILIO_ACCOUNT_SID": sim.account_sid, "TWILIO_AUTH_TOKEN": sim.auth_token,
+        "TWILIO_FROM_NUMBER": FROM_NUMBER, "ALN_TWILIO_API_URL": sim.twilio_api_url,
+        "ALN_SMS_RATE_PER_SECOND": "0", "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    })
+    env.update(extra)
+    return env

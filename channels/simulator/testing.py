@@ -102,13 +102,10 @@ def run_simulator(public_url: str = "http://127.0.0.1:9",
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the provider simulator did not start")
         time.sleep(0.02)
-    handle = SimulatorHandle(f"http://127.0.0.1:{port}")
     try:
-        if faults:
-            handle.set_faults(**faults)
-        yield handle
+        with _handle(f"http://127.0.0.1:{port}", faults) as handle:
+            yield handle
     finally:
-        handle.close()
         server.should_exit = True
         thread.join(timeout=10)
 
@@ -138,6 +135,16 @@ def spawn_simulator(public_url: str = "http://127.0.0.1:9", port: int = 0,
                 proc.kill()
                 raise RuntimeError("the provider simulator process did not start") from None
             time.sleep(0.05)
+    try:
+        with _handle(url, faults) as handle:
+            yield handle
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def _handle(url: str, faults: dict[str, Any]) -> Iterator[SimulatorHandle]:
     handle = SimulatorHandle(url)
     try:
         if faults:
@@ -145,5 +152,3 @@ def spawn_simulator(public_url: str = "http://127.0.0.1:9", port: int = 0,
         yield handle
     finally:
         handle.close()
-        proc.terminate()
-        proc.wait(timeout=10)

@@ -8,6 +8,7 @@ the rows, so a process killed at any line loses nobody.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -150,13 +151,15 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
             raise Refused(f"no provider is configured for {', '.join(missing)}")
     # Without any provider (a dry run on a fresh machine) the preview shows every path.
     channels = list(req.channels) or configured or None
-    members = zone_memberships(session, [z.id for z in zones])
     planned = []
     for zone in zones:
-        ms = members.get(zone.id, [])
+        # One zone's rows at a time: targets keep only ids and names, so the ORM objects
+        # of a 100,000-volunteer roster never all sit in memory at once.
+        ms = zone_memberships(session, [zone.id]).get(zone.id, [])
         tiers = chain(ms, channels, today)
         first = tier_targets(ms, tiers[0], channels, today) if tiers else []
         planned.append(PlannedZone(zone, tiers, first))
+        del ms
     dead = [pz.zone.name for pz in planned if not pz.reachable]
     if dead and not req.force:
         raise Refused(
@@ -193,6 +196,7 @@ def create_alert(session: Session, settings: Settings, plan: Plan, req: AlertReq
         session.flush()
         if pz.reachable:
             enqueue_tier(session, alert, az, pz.first, plan.policy, now, plan.post)
+            pz.first = []  # let the zone's rows go before the next zone is written
         else:
             # Forced: nobody to ask, so the zone's chain is exhausted at once.
             session.add(Deadline(alert_id=alert.id, zone_id=pz.zone.id, tier=-1,
@@ -204,14 +208,21 @@ def create_alert(session: Session, settings: Settings, plan: Plan, req: AlertReq
 
 
 def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequence[Target],
-                 policy: EscalationPolicy, now: datetime, post: Post) -> list[Recipient]:
-    """Recipients, deliveries and deadlines for one tier of one zone."""
+                 policy: EscalationPolicy, now: datetime, post: Post) -> list[tuple[int, str]]:
+    """Recipients, deliveries and deadlines for one tier of one zone: (id, state) each."""
     tier = targets[0].tier if targets else az.current_tier
     az.current_tier = tier
     due = now + timedelta(seconds=policy.ack_window_seconds)
     already = set(session.scalars(select(Recipient.volunteer_id).where(
         Recipient.alert_id == alert.id, Recipient.zone_id == az.zone_id)))
-    created = []
+    created: list[tuple[int, str]] = []
+    batch: list[Recipient] = []
+
+    def flush() -> None:
+        session.flush()
+        created.extend((r.id, r.state) for r in batch)
+        batch.clear()
+
     for target in targets:
         if target.volunteer.id in already:
             continue
@@ -225,15 +236,15 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
         for contact in target.contacts:
             rec.deliveries.append(new_delivery(alert, contact, DeliveryPurpose.ALERT, lang))
         session.add(rec)
-        created.append(rec)
-        if len(created) % FLUSH_EVERY == 0:
-            session.flush()
-    session.flush()
+        batch.append(rec)
+        if len(batch) >= FLUSH_EVERY:
+            flush()
+    flush()
     if policy.mode == "each":
-        for rec in created:
-            if rec.state != RecipientState.FAILED:
+        for rec_id, state in created:
+            if state != RecipientState.FAILED:
                 session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id,
-                                     recipient_id=rec.id, tier=tier, due_at=due))
+                                     recipient_id=rec_id, tier=tier, due_at=due))
     else:
         session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier, due_at=due))
     for offset in policy.reminder_offsets():
@@ -260,14 +271,19 @@ def new_delivery(alert: Alert, contact: Any, purpose: DeliveryPurpose, lang: str
                   purpose=purpose, language=lang)
     if text is not None:
         if contact.channel == Channel.SMS:
-            return Delivery(**common, body=text, segments=sms_segments(text).segments)
+            return Delivery(**common, body=text, segments=_segments(text))
         return Delivery(**common, subject=text[:120], body=text, html=None)
     bodies = alert.bodies.get(lang) or next(iter(alert.bodies.values()))
     if contact.channel == Channel.SMS:
-        return Delivery(**common, body=bodies["sms"],
-                        segments=sms_segments(bodies["sms"]).segments)
+        return Delivery(**common, body=bodies["sms"], segments=_segments(bodies["sms"]))
     return Delivery(**common, subject=bodies["subject"], body=bodies["email_text"],
                     html=bodies["email_html"])
+
+
+@functools.lru_cache(maxsize=64)
+def _segments(text: str) -> int:
+    """Segments of one body, computed once for the thousands of copies of an alert."""
+    return sms_segments(text).segments
 
 
 def message_to(session: Session, settings: Settings, alert: Alert,

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from dispatcher.domain import DUTY_OFFICER_TIER, Channel
-from dispatcher.models import Contact, Membership, Post, Volunteer, Zone
+from dispatcher.models import Membership, Post, Volunteer, Zone
 from dispatcher.roster.gaps import is_active
 from dispatcher.roster.posts import duty_officers
 
@@ -21,14 +21,31 @@ class Skip:
     reason: str
 
 
+@dataclass(frozen=True)
+class Person:
+    """What targeting keeps of a volunteer: small, so 100,000 of them fit in memory."""
+
+    id: int
+    name: str
+    language_list: list[str]
+
+
+@dataclass(frozen=True)
+class PathRef:
+    """A usable contact path: its row id and channel (never the number itself)."""
+
+    id: int
+    channel: str
+
+
 @dataclass
 class Target:
     """One volunteer to contact for one zone at one tier, and the paths to use."""
 
-    volunteer: Volunteer
-    zone: Zone
+    volunteer: Person
+    zone_id: int
     tier: int
-    contacts: list[Contact]
+    contacts: list[PathRef]
     skipped: list[Skip] = field(default_factory=list)
 
     @property
@@ -36,9 +53,13 @@ class Target:
         return bool(self.contacts)
 
 
+def person(volunteer: Volunteer) -> Person:
+    return Person(volunteer.id, volunteer.name, volunteer.language_list)
+
+
 def usable_contacts(
     volunteer: Volunteer, channels: Sequence[str] | None
-) -> tuple[list[Contact], list[Skip]]:
+) -> tuple[list[PathRef], list[Skip]]:
     """Paths we may use now; an opted-out or dead path is skipped with its reason."""
     wanted = set(channels or [c.value for c in Channel])
     use, skip = [], []
@@ -50,7 +71,7 @@ def usable_contacts(
         elif contact.dead_reason:
             skip.append(Skip(contact.channel, f"dead path: {contact.dead_reason}"))
         else:
-            use.append(contact)
+            use.append(PathRef(contact.id, contact.channel))
     return use, skip
 
 
@@ -75,11 +96,11 @@ def tier_targets(
         if m.tier != tier:
             continue
         if not is_active(m, today):
-            targets.append(Target(m.volunteer, m.zone, tier, [],
+            targets.append(Target(person(m.volunteer), m.zone_id, tier, [],
                                   [Skip("all", f"term ended {m.term_end.isoformat()}")]))
             continue
         use, skip = usable_contacts(m.volunteer, channels)
-        targets.append(Target(m.volunteer, m.zone, tier, use, skip))
+        targets.append(Target(person(m.volunteer), m.zone_id, tier, use, skip))
     return targets
 
 
@@ -100,5 +121,5 @@ def duty_officer_targets(session: Session, post: Post, zone: Zone) -> list[Targe
     out = []
     for officer in duty_officers(session, post):
         use, skip = usable_contacts(officer, None)
-        out.append(Target(officer, zone, DUTY_OFFICER_TIER, use, skip))
+        out.append(Target(person(officer), zone.id, DUTY_OFFICER_TIER, use, skip))
     return out

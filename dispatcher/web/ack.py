@@ -12,6 +12,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from dispatcher.acks import acknowledge
@@ -35,23 +36,28 @@ def _page(status: int = 200, **values: object) -> HTMLResponse:
     return HTMLResponse(_env.get_template("ack.html").render(**defaults), status_code=status)
 
 
-def _load(rt: Runtime, token: str) -> tuple[Recipient, Alert]:
+def _load(session: Session, rt: Runtime, token: str) -> tuple[Recipient, Alert]:
+    """The recipient and alert a token names; BadToken when forged, altered or expired."""
     recipient_id, _alert_id = read_ack_token(rt.vault, token, rt.settings.ack_link_max_age_seconds)
+    rec = session.get(Recipient, recipient_id)
+    if rec is None:
+        raise BadToken("this confirmation link is not valid")
+    alert = session.get(Alert, rec.alert_id)
+    assert alert is not None
+    _ = rec.zone.name  # loaded now: the page renders after the session closes
+    return rec, alert
+
+
+def _read(rt: Runtime, token: str) -> tuple[Recipient, Alert]:
     with rt.db.session() as session:
-        rec = session.get(Recipient, recipient_id)
-        if rec is None:
-            raise BadToken("this confirmation link is not valid")
-        alert = session.get(Alert, rec.alert_id)
-        assert alert is not None
-        _ = rec.zone.name
-        return rec, alert
+        return _load(session, rt, token)
 
 
 @router.get("/ack/{token}", response_class=HTMLResponse)
 async def ack_page(token: str, request: Request) -> HTMLResponse:
     rt = runtime_of(request)
     try:
-        rec, alert = await run_in_threadpool(_load, rt, token)
+        rec, alert = await run_in_threadpool(_read, rt, token)
     except BadToken as exc:
         return _page(400, heading="Link not valid", message=str(exc), message_class="bad")
     if rec.state == "acknowledged":
@@ -66,13 +72,8 @@ async def ack_confirm(token: str, request: Request) -> HTMLResponse:
     rt = runtime_of(request)
 
     def work() -> tuple[str, Alert]:
-        recipient_id, _ = read_ack_token(rt.vault, token, rt.settings.ack_link_max_age_seconds)
         with rt.db.session() as session:
-            rec = session.get(Recipient, recipient_id)
-            if rec is None:
-                raise BadToken("this confirmation link is not valid")
-            alert = session.get(Alert, rec.alert_id)
-            assert alert is not None
+            rec, alert = _load(session, rt, token)
             if alert.state == AlertState.CANCELLED and rec.state != "acknowledged":
                 return "closed", alert
             acknowledge(session, rt.settings, rec, at=db_now(session), via="link")

@@ -1,14 +1,15 @@
 """Escalation lateness: how late deadlines fire with 10,000 of them pending.
 
-10,000 single-zone alerts, each with a silent primary, whose deadlines come due
-spread over two minutes (83 a second); one worker (the same loop `aln serve` runs) fires them
-and sends the alternates' messages through the simulator. Lateness = fired_at -
-due_at on the database clock. Target: p99 <= 1 s.
+10,000 single-zone alerts, each with a silent primary: 2,000 deadlines come due
+over 40 seconds (50 a second, a large post's worst minute), the other 8,000 an
+hour later, so every claim searches a table of 10,000 pending rows. One worker
+(the loop `aln serve` runs) fires them and sends the alternates' messages through
+the simulator (its own process). Lateness = fired_at - due_at on the database
+clock. Target: p99 <= 1 s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import threading
 from datetime import timedelta
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
-from channels.simulator.testing import run_simulator
+from channels.simulator.testing import spawn_simulator
+from dispatcher import aio
 from dispatcher.db import db_now
 from dispatcher.models import Alert, AlertZone, Deadline, Membership, Recipient, Zone
 from dispatcher.roster.posts import ensure_post
@@ -27,14 +29,17 @@ from tests.conftest import make_settings
 from tests.helpers import wait_until
 
 DEADLINES = 10_000
-#: Due times are spread over this many seconds, starting this many seconds from now.
-SPREAD_SECONDS = 120.0
+#: How many come due during the run, spread over SPREAD_SECONDS after LEAD_SECONDS.
+DUE_NOW = 2_000
+SPREAD_SECONDS = 40.0
 LEAD_SECONDS = 5.0
+#: The rest come due this much later: pending throughout the run.
+LATER_SECONDS = 3600.0
 TARGET_P99_SECONDS = 1.0
 
 
 def test_escalation_lateness(tmp_path: Path) -> None:
-    with run_simulator(public_url="http://127.0.0.1:9") as sim:
+    with spawn_simulator(callbacks=False) as sim:
         settings = make_settings(
             f"sqlite:///{tmp_path / 'bench.db'}", twilio_account_sid=sim.account_sid,
             twilio_auth_token=sim.auth_token, twilio_from_number="+15005550006",
@@ -44,10 +49,10 @@ def test_escalation_lateness(tmp_path: Path) -> None:
         bulk_roster(rt, 2, zones=1, tiers=2)
         _alerts_with_due_deadlines(rt)
         worker = Worker(rt, name="bench")
-        thread = threading.Thread(target=lambda: asyncio.run(worker.run()), daemon=True)
+        thread = threading.Thread(target=lambda: aio.run(worker.run()), daemon=True)
         thread.start()
         try:
-            wait_until(lambda: _fired(rt) >= DEADLINES, timeout=SPREAD_SECONDS + 120,
+            wait_until(lambda: _fired(rt) >= DUE_NOW, timeout=SPREAD_SECONDS + 120,
                        interval=0.5, what="all deadlines fired")
         finally:
             worker.stop()
@@ -58,10 +63,11 @@ def test_escalation_lateness(tmp_path: Path) -> None:
         rt.close()
     p50 = statistics.median(late)
     p99 = late[int(len(late) * 0.99) - 1]
-    emit({"bench": "escalation", "deadlines": len(late), "lateness_p50_s": round(p50, 3),
+    emit({"bench": "escalation", "pending": DEADLINES, "fired": len(late),
+          "fire_rate_per_s": DUE_NOW / SPREAD_SECONDS, "lateness_p50_s": round(p50, 3),
           "lateness_p99_s": round(p99, 3), "lateness_max_s": round(late[-1], 3),
           "target_p99_s": TARGET_P99_SECONDS})
-    assert len(late) == DEADLINES
+    assert len(late) == DUE_NOW
     assert p99 <= TARGET_P99_SECONDS
 
 
@@ -96,7 +102,9 @@ def _alerts_with_due_deadlines(rt: Runtime) -> None:
             recipients.append({"alert_id": aid, "volunteer_id": primary, "zone_id": zone_id,
                                "tier": 0, "state": "notified", "notified_at": now,
                                "skipped": []})
-            due = now + timedelta(seconds=LEAD_SECONDS + SPREAD_SECONDS * i / DEADLINES)
+            offset = (LEAD_SECONDS + SPREAD_SECONDS * i / DUE_NOW if i < DUE_NOW
+                      else LATER_SECONDS)
+            due = now + timedelta(seconds=offset)
             deadlines.append({"alert_id": aid, "zone_id": zone_id, "tier": 0,
                               "kind": "escalate", "due_at": due, "state": "pending"})
         for table, rows in ((Alert, alerts), (AlertZone, zones), (Recipient, recipients),

@@ -11,7 +11,6 @@ duplicated".
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,28 +24,13 @@ from channels.simulator.testing import run_simulator
 from dispatcher.models import Contact, Delivery
 from dispatcher.runtime import Runtime
 from tests.bench.fixtures import bulk_roster
-from tests.conftest import CONFIG_DIR, make_settings
-from tests.engine import sms_requests
+from tests.conftest import make_settings
+from tests.engine import cli_env, sms_requests
 from tests.helpers import wait_until
 
 RECIPIENTS = 400
 CONCURRENCY = 10
 ALN = str(Path(sys.executable).parent / "aln")
-
-
-def cli_env(db_url: str, sim, secret: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALN_", "TWILIO_",
-                                                                        "SENDGRID_"))}
-    env.update({
-        "ALN_DATABASE_URL": db_url, "ALN_SECRET_KEY": secret, "ALN_CONFIG_DIR": str(CONFIG_DIR),
-        "ALN_POST": "mexico-city", "ALN_PUBLIC_URL": "http://127.0.0.1:9",
-        "TWILIO_ACCOUNT_SID": sim.account_sid, "TWILIO_AUTH_TOKEN": sim.auth_token,
-        "TWILIO_FROM_NUMBER": "+15005550006", "ALN_TWILIO_API_URL": sim.twilio_api_url,
-        "ALN_SEND_CONCURRENCY": str(CONCURRENCY), "ALN_SMS_RATE_PER_SECOND": "0",
-        "ALN_LEASE_SECONDS": "60", "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    })
-    return env
 
 
 @pytest.mark.slow
@@ -59,7 +43,8 @@ def test_sigkill_mid_fanout_then_drain_loses_nobody(tmp_path: Path, kill_after: 
         rt = Runtime.open(settings)
         phones = bulk_roster(rt, RECIPIENTS, zones=1)
         rt.close()
-        env = cli_env(db_url, sim, secret)
+        env = cli_env(db_url, sim, secret, ALN_SEND_CONCURRENCY=str(CONCURRENCY),
+                      ALN_LEASE_SECONDS="60")
         sender = subprocess.Popen(
             [ALN, "alert", "send", "--zone", "Chiapas", "--body", "Kill test",
              "--channel", "sms", "--json"], env=env, stdout=subprocess.PIPE,

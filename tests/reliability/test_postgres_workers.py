@@ -6,7 +6,6 @@ their lease to run out, then the live workers finish them.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -25,28 +24,13 @@ from dispatcher.roster.importer import import_roster
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
 from tests.conftest import CONFIG_DIR, make_settings
-from tests.engine import sms_requests
+from tests.engine import cli_env, sms_requests
 from tests.helpers import wait_until
 
 DEADLINES = 1000
 LEASE_SECONDS = 3
 ALN = str(Path(sys.executable).parent / "aln")
 BRIAN = "+529611230102"  # Chiapas alternate1
-
-
-def _env(db_url: str, sim, secret: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALN_", "TWILIO_",
-                                                                        "SENDGRID_"))}
-    env.update({
-        "ALN_DATABASE_URL": db_url, "ALN_SECRET_KEY": secret, "ALN_CONFIG_DIR": str(CONFIG_DIR),
-        "ALN_POST": "mexico-city", "ALN_PUBLIC_URL": "http://127.0.0.1:9",
-        "TWILIO_ACCOUNT_SID": sim.account_sid, "TWILIO_AUTH_TOKEN": sim.auth_token,
-        "TWILIO_FROM_NUMBER": "+15005550006", "ALN_TWILIO_API_URL": sim.twilio_api_url,
-        "ALN_SMS_RATE_PER_SECOND": "0", "ALN_LEASE_SECONDS": str(LEASE_SECONDS),
-        "ALN_SWEEP_SECONDS": "0.3", "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    })
-    return env
 
 
 def _due_alerts(rt: Runtime) -> None:
@@ -96,7 +80,8 @@ def test_two_workers_fire_each_escalation_exactly_once(postgres_url: str) -> Non
         # A worker on another host claims 100 deadlines and dies without firing them.
         dead = claim_due_deadlines(rt.db, "otherhost:4242:dead", LEASE_SECONDS, limit=100)
         assert len(dead) == 100
-        env = _env(postgres_url, sim, secret)
+        env = cli_env(postgres_url, sim, secret, ALN_LEASE_SECONDS=str(LEASE_SECONDS),
+                      ALN_SWEEP_SECONDS="0.3")
         workers = [subprocess.Popen([ALN, "worker"], env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE) for _ in range(2)]
         try:
