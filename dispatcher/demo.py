@@ -140,13 +140,13 @@ def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, conso
             time.sleep(keep_serving)
     report = _write_report(rt, alert_id, workdir)
     _summary(status, console)
-    console.print(f"[bold]HTML report:[/] {report}" if report else "(report module missing)")
+    console.print(f"[bold]HTML report:[/] {report}")
     console.print(
         "To run the same exercise against real providers, set TWILIO_ACCOUNT_SID, "
         "TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER, SENDGRID_API_KEY, ALN_EMAIL_FROM, "
         "ALN_SENDGRID_WEBHOOK_PUBLIC_KEY and ALN_PUBLIC_URL (see README), then use "
         "`aln serve` and `aln alert send --exercise ...`.")
-    return {"status": status, "report": str(report) if report else None}
+    return {"status": status, "report": str(report)}
 
 
 async def _fan_out(rt: Runtime, alert_id: int) -> None:
@@ -173,11 +173,9 @@ def _watch(rt: Runtime, alert_id: int, console: Console,
             time.sleep(0.5)
 
 
-def _write_report(rt: Runtime, alert_id: int, workdir: Path) -> Path | None:
-    try:
-        from dispatcher.reports.html import render_html
-    except ModuleNotFoundError:
-        return None
+def _write_report(rt: Runtime, alert_id: int, workdir: Path) -> Path:
+    from dispatcher.reports.html import render_html
+
     path = workdir / f"report-{alert_id}.html"
     with rt.db.session() as session:
         path.write_text(render_html(session, alert_id), encoding="utf-8")

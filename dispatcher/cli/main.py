@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-from dispatcher.cli import roster_cmd, run_cmd
+from dispatcher.cli import report_cmd, roster_cmd, run_cmd
 from dispatcher.runtime import configure_logging
 
 app = typer.Typer(
@@ -22,7 +22,6 @@ _OPTIONAL = {
     "channels": "dispatcher.cli.channels_cmd",
     "simulator": "dispatcher.cli.simulator_cmd",
     "alert": "dispatcher.cli.alert_cmd",
-    "report": "dispatcher.cli.report_cmd",
     "cap": "dispatcher.cli.cap_cmd",
     "officer": "dispatcher.cli.officer_cmd",
 }
@@ -37,6 +36,7 @@ for _name, _module in _OPTIONAL.items():
         app.add_typer(_mod.app, name=_name)
 
 run_cmd.register(app)
+app.command("report")(report_cmd.report)
 
 
 @app.callback()

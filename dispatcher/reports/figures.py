@@ -1,0 +1,262 @@
+"""The figures of a post-exercise report, read straight from the database.
+
+Definitions (also in the README):
+- recipients: volunteers asked (duty officers are counted apart);
+- handed off: at least one message accepted by a provider; reached: at least one
+  delivery confirmed by a receipt;
+- a volunteer's time to acknowledge = acknowledged_at - notified_at (first message
+  accepted); the summary's median and 90th percentile are over those;
+- a zone's time to acknowledge = the zone's acknowledged_at - the alert's sent_at,
+  escalation delays included;
+- escalations: escalate deadlines that fired and moved a zone on (or gave it up).
+Every query is a bulk select of plain columns: 100,000 deliveries take well under 2 s.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter, defaultdict
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from dispatcher.domain import DUTY_OFFICER_TIER, tier_name
+from dispatcher.errors import NotFound
+from dispatcher.models import (
+    Alert,
+    AlertZone,
+    Contact,
+    Deadline,
+    Delivery,
+    Membership,
+    Post,
+    Recipient,
+    Response,
+    Volunteer,
+    Zone,
+)
+from dispatcher.roster.gaps import TERM_ENDING_SOON_DAYS
+
+#: Delivery states that mean a provider took the message.
+HANDED_OFF = {"accepted", "sent", "delivered"}
+#: Alert-path purposes (the alert itself, or it again after a failover).
+ALERT_PURPOSES = ("alert", "failover")
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..1) of a list; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def _seconds(later: Any, earlier: Any) -> float | None:
+    if later is None or earlier is None:
+        return None
+    return round((later - earlier).total_seconds(), 3)
+
+
+def build_report(session: Session, alert_id: int, today: date | None = None) -> dict[str, Any]:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise NotFound(f"alert {alert_id} not found")
+    post = session.get(Post, alert.post_id)
+    assert post is not None
+    today = today or date.today()
+    recs = session.execute(
+        select(Recipient.id, Recipient.volunteer_id, Recipient.zone_id, Recipient.tier,
+               Recipient.state, Recipient.notified_at, Recipient.acknowledged_at,
+               Recipient.acknowledged_via, Recipient.skipped, Volunteer.name,
+               Zone.name.label("zone"))
+        .join(Volunteer, Volunteer.id == Recipient.volunteer_id)
+        .join(Zone, Zone.id == Recipient.zone_id)
+        .where(Recipient.alert_id == alert_id).order_by(Zone.name, Recipient.tier,
+                                                         Volunteer.name)).all()
+    deliveries = session.execute(
+        select(Delivery.recipient_id, Delivery.channel, Delivery.purpose, Delivery.state,
+               Delivery.error_code, Delivery.possibly_duplicate)
+        .where(Delivery.alert_id == alert_id)).all()
+    responses = session.execute(
+        select(Response.recipient_id, Response.zone_id, Response.kind, Response.text,
+               Response.headcount_reached, Response.headcount_need_help, Response.urgent)
+        .where(Response.alert_id == alert_id).order_by(Response.id)).all()
+    zones = session.execute(
+        select(AlertZone.zone_id, Zone.name, AlertZone.state, AlertZone.current_tier,
+               AlertZone.acknowledged_at, AlertZone.unreached_at)
+        .join(Zone, Zone.id == AlertZone.zone_id)
+        .where(AlertZone.alert_id == alert_id).order_by(Zone.name)).all()
+    escalations_by_zone = dict(session.execute(
+        select(Deadline.zone_id, func.count()).where(
+            Deadline.alert_id == alert_id, Deadline.kind == "escalate",
+            Deadline.state == "done").group_by(Deadline.zone_id)).all())
+    volunteer_ids = {r.volunteer_id for r in recs}
+    contacts: dict[int, list[Any]] = defaultdict(list)
+    for c in session.execute(select(Contact.volunteer_id, Contact.channel, Contact.masked,
+                                    Contact.opted_out, Contact.dead_reason)
+                             .where(Contact.volunteer_id.in_(volunteer_ids))):
+        contacts[c.volunteer_id].append(c)
+
+    by_rec: dict[int, list[Any]] = defaultdict(list)
+    for d in deliveries:
+        by_rec[d.recipient_id].append(d)
+    last_reply: dict[int, Any] = {}
+    heads: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for r in responses:
+        if r.recipient_id is not None:
+            last_reply[r.recipient_id] = r
+        if r.kind == "headcount" and r.zone_id is not None:
+            heads[r.zone_id][0] += r.headcount_reached or 0
+            heads[r.zone_id][1] += r.headcount_need_help or 0
+
+    volunteers = []
+    ack_times: list[float] = []
+    for r in recs:
+        if r.tier == DUTY_OFFICER_TIER:
+            continue
+        mine = [d for d in by_rec[r.id] if d.purpose in ALERT_PURPOSES]
+        states = {d.state for d in mine}
+        tta = _seconds(r.acknowledged_at, r.notified_at) if r.state == "acknowledged" else None
+        if tta is not None:
+            ack_times.append(tta)
+        reply = last_reply.get(r.id)
+        volunteers.append({
+            "name": r.name, "zone": r.zone, "tier": tier_name(r.tier), "state": r.state,
+            "channels_tried": sorted({d.channel for d in mine}),
+            "delivery_outcome": _outcome(states),
+            "error_codes": sorted({d.error_code for d in mine if d.error_code}),
+            "time_to_ack_seconds": tta, "acknowledged_via": r.acknowledged_via,
+            "reply": {"kind": reply.kind, "text": reply.text} if reply else None,
+            "contact": ", ".join(c.masked for c in contacts[r.volunteer_id]),
+            "skipped": r.skipped,
+        })
+
+    zone_rows = []
+    for z in zones:
+        people = [v for v in volunteers if v["zone"] == z.name]
+        zone_rows.append({
+            "zone": z.name, "state": z.state, "targeted": len(people),
+            "reached": sum(1 for v in people if v["delivery_outcome"] == "delivered"),
+            "handed_off": sum(1 for v in people if v["delivery_outcome"] in HANDED_OFF),
+            "acknowledged": z.state == "acknowledged",
+            "acknowledged_volunteers": sum(1 for v in people if v["state"] == "acknowledged"),
+            "time_to_ack_seconds": _seconds(z.acknowledged_at, alert.sent_at),
+            "deepest_tier": tier_name(z.current_tier) if z.current_tier >= 0 else None,
+            "escalations": escalations_by_zone.get(z.zone_id, 0),
+            "headcount_reached": heads[z.zone_id][0],
+            "headcount_need_help": heads[z.zone_id][1],
+        })
+
+    all_deliveries = deliveries
+    acknowledged = sum(1 for v in volunteers if v["state"] == "acknowledged")
+    summary = {
+        "recipients": len(volunteers),
+        "handed_off": sum(1 for v in volunteers if v["delivery_outcome"] in HANDED_OFF),
+        "reached": sum(1 for v in volunteers if v["delivery_outcome"] == "delivered"),
+        "acknowledged": acknowledged,
+        "acknowledgement_rate": round(acknowledged / len(volunteers), 4) if volunteers else 0.0,
+        "median_time_to_ack_seconds": statistics.median(ack_times) if ack_times else None,
+        "p90_time_to_ack_seconds": percentile(ack_times, 0.9),
+        "deliveries": len(all_deliveries),
+        "deliveries_by_status": dict(Counter(d.state for d in all_deliveries)),
+        "deliveries_by_error_code": dict(Counter(d.error_code for d in all_deliveries
+                                                 if d.error_code)),
+        "failovers": sum(1 for d in all_deliveries if d.purpose == "failover"),
+        "possibly_duplicated": sum(1 for d in all_deliveries if d.possibly_duplicate),
+        "opt_outs": sum(1 for vid in volunteer_ids for c in contacts[vid] if c.opted_out),
+        "escalations": sum(escalations_by_zone.values()),
+        "zones": len(zone_rows),
+        "zones_acknowledged": sum(1 for z in zone_rows if z["acknowledged"]),
+        "zones_unreached": sum(1 for z in zone_rows if z["state"] == "unreached"),
+        "help_requests": sum(1 for r in responses if r.kind == "help"),
+        "headcount_reached": sum(z["headcount_reached"] for z in zone_rows),
+        "headcount_need_help": sum(z["headcount_need_help"] for z in zone_rows),
+        "duty_officer_notified": any(r.tier == DUTY_OFFICER_TIER for r in recs),
+    }
+    curve_points = sorted(s for s in (_seconds(r.acknowledged_at, alert.sent_at) for r in recs
+                                      if r.state == "acknowledged" and
+                                      r.tier != DUTY_OFFICER_TIER) if s is not None)
+    curve = [{"seconds": s, "acknowledged": i + 1} for i, s in enumerate(curve_points)]
+    return {
+        "alert": {"id": alert.id, "title": alert.title, "kind": alert.kind,
+                  "exercise": alert.exercise, "state": alert.state, "post": post.name,
+                  "reply_code": alert.reply_code,
+                  "sent_at": alert.sent_at.isoformat() if alert.sent_at else None,
+                  "ack_window_seconds": alert.ack_window_seconds},
+        "summary": summary, "zones": zone_rows, "volunteers": volunteers, "curve": curve,
+        "findings": findings(session, alert, zone_rows, volunteers, contacts, recs, today),
+    }
+
+
+def _outcome(states: set[str]) -> str:
+    """The best thing that happened to any of a volunteer's messages."""
+    for state in ("delivered", "sent", "accepted", "sending", "pending", "undelivered",
+                  "bounced", "failed", "cancelled"):
+        if state in states:
+            return state
+    return "not sent"
+
+
+def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
+             volunteers: list[dict[str, Any]], contacts: dict[int, list[Any]],
+             recs: list[Any], today: date) -> list[dict[str, str]]:
+    """What the section should fix before a real crisis, most severe first."""
+    out: list[dict[str, str]] = []
+
+    def add(severity: str, kind: str, message: str) -> None:
+        out.append({"severity": severity, "kind": kind, "message": message})
+
+    for z in zones:
+        if z["state"] == "unreached":
+            add("critical", "zone_unreached",
+                f"{z['zone']}: nobody acknowledged; the chain ended at {z['deepest_tier']}")
+        elif z["time_to_ack_seconds"] and z["time_to_ack_seconds"] > alert.ack_window_seconds:
+            add("warning", "slow_zone", f"{z['zone']}: acknowledged after "
+                f"{z['time_to_ack_seconds']:.0f} s, beyond the {alert.ack_window_seconds} s "
+                "window (an escalation was needed)")
+    for v in volunteers:
+        if v["delivery_outcome"] in ("failed", "undelivered", "bounced"):
+            add("critical", "unreachable_volunteer", f"{v['name']} ({v['zone']}): no "
+                f"message got through on {', '.join(v['channels_tried']) or 'any path'} "
+                f"({', '.join(v['error_codes']) or 'no code'}); fix the contact details")
+        for skip in v["skipped"] or []:
+            add("warning", "skipped", f"{v['name']} ({v['zone']}) skipped on "
+                f"{skip['channel']}: {skip['reason']}")
+    seen: set[int] = set()
+    for r in recs:
+        if r.volunteer_id in seen:
+            continue
+        seen.add(r.volunteer_id)
+        for c in contacts[r.volunteer_id]:
+            if c.opted_out:
+                add("warning", "opted_out", f"{r.name}: {c.channel} {c.masked} is opted out "
+                    "(replied STOP)")
+    zone_ids = [row[0] for row in session.execute(
+        select(AlertZone.zone_id).where(AlertZone.alert_id == alert.id))]
+    members = session.execute(
+        select(Membership.zone_id, Membership.tier, Membership.term_start, Membership.term_end,
+               Volunteer.name, Zone.name.label("zone"))
+        .join(Volunteer, Volunteer.id == Membership.volunteer_id)
+        .join(Zone, Zone.id == Membership.zone_id)
+        .where(Membership.zone_id.in_(zone_ids))).all()
+    for zone_id in zone_ids:
+        mine = [m for m in members if m.zone_id == zone_id]
+        name = next((m.zone for m in mine), None) or _zone_name(session, zone_id)
+        if not any(m.tier > 0 and m.term_start <= today <= m.term_end for m in mine):
+            add("warning", "no_alternate", f"{name}: no active alternate")
+    soon = today + timedelta(days=TERM_ENDING_SOON_DAYS)
+    for m in members:
+        if m.term_end < today:
+            add("warning", "term_ended", f"{m.name} ({m.zone}): term ended {m.term_end}")
+        elif m.term_end <= soon:
+            add("info", "term_ending", f"{m.name} ({m.zone}): term ends {m.term_end}")
+    order = {"critical": 0, "warning": 1, "info": 2}
+    return sorted(out, key=lambda f: order[f["severity"]])
+
+
+def _zone_name(session: Session, zone_id: int) -> str:
+    zone = session.get(Zone, zone_id)
+    return zone.name if zone else str(zone_id)

@@ -1,0 +1,241 @@
+"""Report figures for a scenario with known times: every number checked exactly."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from dispatcher.cli.main import app
+from dispatcher.models import (
+    Alert,
+    AlertZone,
+    Contact,
+    Deadline,
+    Delivery,
+    Response,
+    Volunteer,
+    Zone,
+)
+from dispatcher.models import Recipient as Rec
+from dispatcher.reports.csv_export import render_csv
+from dispatcher.reports.figures import build_report, percentile
+from dispatcher.reports.trend import exercise_trend
+from dispatcher.roster.importer import import_roster
+from dispatcher.roster.posts import ensure_post
+from dispatcher.runtime import Runtime
+from tests.conftest import CONFIG_DIR
+
+T0 = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
+TODAY = date(2026, 11, 24)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def scenario(rt: Runtime, *, exercise: bool = True, shift: float = 0.0) -> int:
+    """Chiapas escalated to Brian (acks at 130 s), Oaxaca acked by Victor at 20 s, Puebla's
+    Quinn on a dead number then Rosa's headcount at 70 s, Guerrero unreached."""
+    with rt.db.session() as s:
+        post = ensure_post(s, rt.settings, rt.vault)
+        if s.scalar(select(Volunteer).where(Volunteer.name == "Ana Morales")) is None:
+            import_roster(s, rt.vault, post, CONFIG_DIR / "rosters" / "mexico-city.csv")
+        vol = {v.name: v for v in s.scalars(select(Volunteer))}
+        zone = {z.name: z for z in s.scalars(select(Zone))}
+        alert = Alert(post_id=post.id, kind="security", exercise=exercise, title="Drill",
+                      bodies={"en": {"sms": "x"}}, reply_code="4821", ack_window_seconds=60,
+                      policy={"quorum": 1}, state="completed", sent_at=at(shift))
+        s.add(alert)
+        s.flush()
+        zones = {"Chiapas": ("acknowledged", 1, at(shift + 130)),
+                 "Oaxaca": ("acknowledged", 0, at(shift + 20)),
+                 "Puebla": ("acknowledged", 1, at(shift + 70)),
+                 "Guerrero": ("unreached", 999, None)}
+        for name, (state, tier, acked) in zones.items():
+            s.add(AlertZone(alert_id=alert.id, zone_id=zone[name].id, state=state,
+                            current_tier=tier, acknowledged_at=acked,
+                            unreached_at=at(shift + 60) if state == "unreached" else None))
+
+        def rec(name: str, zname: str, tier: int, state: str, notified: float | None,
+                acked: float | None) -> Rec:
+            r = Rec(alert_id=alert.id, volunteer_id=vol[name].id, zone_id=zone[zname].id,
+                    tier=tier, state=state,
+                    notified_at=at(shift + notified) if notified is not None else None,
+                    acknowledged_at=at(shift + acked) if acked is not None else None,
+                    acknowledged_via="sms" if acked is not None else None)
+            s.add(r)
+            s.flush()
+            return r
+
+        people = {
+            "Ana": rec("Ana Morales", "Chiapas", 0, "escalated", 1, None),
+            "Brian": rec("Brian Keller", "Chiapas", 1, "acknowledged", 62, 130),
+            "Victor": rec("Victor Castillo", "Oaxaca", 0, "acknowledged", 2, 20),
+            "Quinn": rec("Quinn Harper", "Puebla", 0, "failed", None, None),
+            "Rosa": rec("Rosa Jiménez", "Puebla", 1, "acknowledged", 3, 70),
+            "Karla": rec("Karla Mendoza", "Guerrero", 0, "escalated", 1, None),
+            "Duty": rec("ACS Duty Officer", "Guerrero", 999, "notified", 61, None),
+        }
+
+        def deliver(who: str, channel: str, state: str, purpose: str = "alert",
+                    code: str | None = None) -> None:
+            contact = next(c for c in vol[_full(who)].contacts if c.channel == channel)
+            s.add(Delivery(alert_id=alert.id, recipient_id=people[who].id,
+                           contact_id=contact.id, channel=channel, purpose=purpose,
+                           body="x", state=state, error_code=code))
+
+        deliver("Ana", "sms", "delivered")
+        deliver("Brian", "sms", "delivered")
+        deliver("Victor", "sms", "delivered")
+        deliver("Victor", "email", "delivered")
+        deliver("Quinn", "sms", "failed", code="21211")
+        deliver("Quinn", "email", "bounced", purpose="failover", code="5.1.1")
+        deliver("Rosa", "sms", "sent")
+        deliver("Karla", "sms", "delivered")
+        deliver("Duty", "sms", "delivered", purpose="unreached")
+        for zname in ("Chiapas", "Guerrero"):
+            s.add(Deadline(alert_id=alert.id, zone_id=zone[zname].id, tier=0,
+                           kind="escalate", due_at=at(shift + 60), state="done"))
+        s.add(Response(alert_id=alert.id, recipient_id=people["Rosa"].id,
+                       zone_id=zone["Puebla"].id, kind="headcount", text="DONE 12 3",
+                       headcount_reached=12, headcount_need_help=3))
+        s.add(Response(alert_id=alert.id, recipient_id=people["Karla"].id,
+                       zone_id=zone["Guerrero"].id, kind="help", text="HELP", urgent=True))
+        s.add(Response(alert_id=alert.id, recipient_id=people["Victor"].id,
+                       zone_id=zone["Oaxaca"].id, kind="ack", text="Sí"))
+        teresa = s.scalars(select(Contact).join(Volunteer).where(
+            Volunteer.name == "Karla Mendoza", Contact.channel == "sms")).one()
+        teresa.opted_out = True
+        return alert.id
+
+
+def _full(short: str) -> str:
+    return {"Ana": "Ana Morales", "Brian": "Brian Keller", "Victor": "Victor Castillo",
+            "Quinn": "Quinn Harper", "Rosa": "Rosa Jiménez", "Karla": "Karla Mendoza",
+            "Duty": "ACS Duty Officer"}[short]
+
+
+def test_every_figure_of_a_known_scenario(rt: Runtime) -> None:
+    alert_id = scenario(rt)
+    with rt.db.session() as s:
+        r = build_report(s, alert_id, today=TODAY)
+    summary = r["summary"]
+    # Volunteer ack times: Brian 130-62=68, Victor 20-2=18, Rosa 70-3=67.
+    assert summary["recipients"] == 6
+    assert summary["acknowledged"] == 3
+    assert summary["acknowledgement_rate"] == 0.5
+    assert summary["median_time_to_ack_seconds"] == 67
+    assert summary["p90_time_to_ack_seconds"] == 68
+    assert summary["reached"] == 4  # Ana, Brian, Victor, Karla: delivered receipts
+    assert summary["handed_off"] == 5  # + Rosa (sent, no delivery receipt yet)
+    assert summary["failovers"] == 1
+    assert summary["escalations"] == 2
+    assert summary["zones_unreached"] == 1
+    assert summary["help_requests"] == 1
+    assert (summary["headcount_reached"], summary["headcount_need_help"]) == (12, 3)
+    assert summary["opt_outs"] == 1
+    assert summary["deliveries_by_status"] == {"delivered": 6, "failed": 1, "bounced": 1,
+                                               "sent": 1}
+    assert summary["deliveries_by_error_code"] == {"21211": 1, "5.1.1": 1}
+    assert summary["duty_officer_notified"] is True
+    zones = {z["zone"]: z for z in r["zones"]}
+    assert zones["Oaxaca"]["time_to_ack_seconds"] == 20
+    assert zones["Chiapas"]["time_to_ack_seconds"] == 130
+    assert zones["Chiapas"]["deepest_tier"] == "alternate1"
+    assert zones["Chiapas"]["escalations"] == 1
+    assert zones["Guerrero"]["acknowledged"] is False
+    assert zones["Guerrero"]["deepest_tier"] == "duty officer"
+    assert zones["Puebla"]["headcount_reached"] == 12
+    assert [p["seconds"] for p in r["curve"]] == [20, 70, 130]
+    assert [p["acknowledged"] for p in r["curve"]] == [1, 2, 3]
+    quinn = next(v for v in r["volunteers"] if v["name"] == "Quinn Harper")
+    assert quinn["delivery_outcome"] in ("failed", "bounced")
+    assert quinn["channels_tried"] == ["email", "sms"]
+    assert "*" in quinn["contact"] and "9" not in quinn["contact"].split("*")[0][3:]
+    kinds = [(f["severity"], f["kind"]) for f in r["findings"]]
+    assert ("critical", "zone_unreached") in kinds
+    assert ("critical", "unreachable_volunteer") in kinds
+    assert ("warning", "slow_zone") in kinds  # Chiapas 130 s > 60 s window
+    assert ("warning", "opted_out") in kinds
+    assert ("warning", "term_ended") in kinds  # Guerrero's Luis Herrera
+    assert any(f["kind"] == "no_alternate" and "Guerrero" in f["message"]
+               for f in r["findings"])
+    assert kinds.index(("critical", "zone_unreached")) < kinds.index(("warning", "slow_zone"))
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([], 0.9) is None
+    assert percentile([5.0], 0.9) == 5.0
+    assert percentile(list(map(float, range(1, 11))), 0.9) == 9.0
+
+
+def test_csv_has_one_row_per_volunteer(rt: Runtime) -> None:
+    alert_id = scenario(rt)
+    with rt.db.session() as s:
+        rows = list(csv.DictReader(io.StringIO(render_csv(build_report(s, alert_id)))))
+    assert len(rows) == 6
+    assert {r["name"] for r in rows} >= {"Brian Keller", "Quinn Harper"}
+    brian = next(r for r in rows if r["name"] == "Brian Keller")
+    assert brian["time_to_ack_seconds"] == "68.0" and brian["tier"] == "alternate1"
+
+
+def test_trend_lists_exercises_in_order(rt: Runtime) -> None:
+    first = scenario(rt, shift=0)
+    scenario(rt, exercise=False, shift=100)
+    second = scenario(rt, shift=86_400)
+    with rt.db.session() as s:
+        trend = exercise_trend(s)
+        later = exercise_trend(s, since=date(2026, 11, 21))
+    assert [t["id"] for t in trend] == [first, second]
+    assert [t["id"] for t in later] == [second]
+    assert trend[0]["acknowledgement_rate"] == 0.5 and trend[0]["zones_unreached"] == 1
+
+
+def test_cli_report_json_and_unknown_id(rt: Runtime, cli_env: dict[str, str],
+                                        tmp_path: Path) -> None:
+    alert_id = scenario(rt)
+    runner = CliRunner()
+    out = runner.invoke(app, ["report", str(alert_id), "--format", "json"], env=cli_env)
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["summary"]["recipients"] == 6 and len(data["zones"]) == 4
+    html = tmp_path / "r.html"
+    out = runner.invoke(app, ["report", str(alert_id), "-o", str(html)], env=cli_env)
+    assert out.exit_code == 0 and "<svg" in html.read_text()
+    missing = runner.invoke(app, ["report", "999", "--format", "json"], env=cli_env)
+    assert missing.exit_code == 2 and "not found" in missing.output
+    bad = runner.invoke(app, ["report", str(alert_id), "--format", "pdf"], env=cli_env)
+    assert bad.exit_code == 2 and "pdf" in bad.output
+
+
+@pytest.mark.browser
+def test_html_report_renders_in_chromium(rt: Runtime, tmp_path: Path) -> None:
+    from tests.browser_support import chromium_page
+
+    alert_id = scenario(rt)
+    from dispatcher.reports.html import render_html
+
+    with rt.db.session() as s:
+        path = tmp_path / "report.html"
+        path.write_text(render_html(s, alert_id), encoding="utf-8")
+    # Self-contained: nothing is loaded from elsewhere (namespace URIs are not loads).
+    assert not re.search(r"""(src|href)=["']https?://""", path.read_text())
+    shot = Path(__file__).resolve().parents[2] / "test-artifacts" / "report.png"
+    with chromium_page() as page:
+        page.goto(path.as_uri())
+        assert page.locator("#summary .card").count() >= 8
+        assert page.locator("#curve svg").is_visible()
+        assert page.locator("#zones tbody tr").count() == 4
+        assert page.locator('#zones tr[data-zone="Guerrero"]').get_attribute(
+            "data-state") == "unreached"
+        shot.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
