@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
-
 import typer
 
-from dispatcher.cli import report_cmd, roster_cmd, run_cmd
+from dispatcher.cli import (
+    alert_cmd,
+    cap_cmd,
+    channels_cmd,
+    officer_cmd,
+    report_cmd,
+    roster_cmd,
+    run_cmd,
+    simulator_cmd,
+)
 from dispatcher.runtime import configure_logging
 
 app = typer.Typer(
@@ -16,24 +23,11 @@ app = typer.Typer(
 )
 app.add_typer(roster_cmd.app, name="roster")
 app.add_typer(roster_cmd.zones_app, name="zones")
-
-#: Sub-applications mounted when their module exists (built issue by issue).
-_OPTIONAL = {
-    "channels": "dispatcher.cli.channels_cmd",
-    "simulator": "dispatcher.cli.simulator_cmd",
-    "alert": "dispatcher.cli.alert_cmd",
-    "cap": "dispatcher.cli.cap_cmd",
-    "officer": "dispatcher.cli.officer_cmd",
-}
-for _name, _module in _OPTIONAL.items():
-    try:
-        _mod = importlib.import_module(_module)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _module:
-            raise
-        continue
-    if isinstance(getattr(_mod, "app", None), typer.Typer):
-        app.add_typer(_mod.app, name=_name)
+app.add_typer(alert_cmd.app, name="alert")
+app.add_typer(officer_cmd.app, name="officer")
+app.add_typer(cap_cmd.app, name="cap")
+app.add_typer(channels_cmd.app, name="channels")
+app.add_typer(simulator_cmd.app, name="simulator")
 
 run_cmd.register(app)
 app.command("report")(report_cmd.report)

@@ -179,7 +179,8 @@ def create_alert(session: Session, settings: Settings, plan: Plan, req: AlertReq
                       "(or run `aln demo`, which uses the provider simulator)")
     now = db_now(session)
     template = load_template(settings.config_dir, plan.template)
-    lang = plan.post.default_language if plan.post.default_language in plan.bodies else "en"
+    # Officers read the title on the board: English when the template has it.
+    lang = "en" if "en" in plan.bodies else plan.post.default_language
     alert = Alert(
         post_id=plan.post.id, kind=template.kind, msg_type=msg_type, exercise=req.exercise,
         title=req.title or template.texts.get(lang, {}).get("title", template.name),

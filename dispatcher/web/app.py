@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import text
 
 from dispatcher import aio
+from dispatcher.domain import Role
 from dispatcher.errors import AlnError
 from dispatcher.runtime import Runtime
-from dispatcher.web import ack, webhooks
+from dispatcher.web import ack, api, dashboard, webhooks
+from dispatcher.web.auth import Caller, LoginThrottle, api_caller
+from dispatcher.web.dashboard import LoginRequired
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,9 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
             app.state.worker.stop()
             await task
 
-    app = FastAPI(title="ALN alert engine", lifespan=lifespan)
+    # The schema and docs are for officers only: served under /api with a token.
+    app = FastAPI(title="ALN alert engine", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.state.rt = rt
     app.state.worker = None
 
@@ -51,15 +56,19 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
             session.execute(text("SELECT 1"))
         return {"status": "ok"}
 
+    @app.exception_handler(LoginRequired)
+    async def _login(_request: Request, _exc: LoginRequired) -> RedirectResponse:
+        return RedirectResponse("/login", status_code=303)
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi(_: Caller = Depends(api_caller(Role.VIEWER))) -> dict[str, Any]:
+        return app.openapi()
+
+    app.state.login_throttle = LoginThrottle()
     app.include_router(webhooks.router)
     app.include_router(ack.router)
-    try:
-        officer = importlib.import_module("dispatcher.web.officer")
-    except ModuleNotFoundError as exc:  # the officer API and dashboard land separately
-        if exc.name != "dispatcher.web.officer":
-            raise
-    else:
-        officer.mount(app)
+    app.include_router(api.router)
+    app.include_router(dashboard.router)
     return app
 
 

@@ -1,0 +1,70 @@
+"""`aln channels test`: one real message through the configured providers."""
+
+from __future__ import annotations
+
+import typer
+
+from channels.base import ChannelKind, Message
+from channels.config import ChannelsConfig
+from channels.errors import ChannelError, PermanentError, describe_code
+from channels.factory import build_channels
+from channels.masking import mask_contact
+from dispatcher import aio
+from dispatcher.cli.common import console, err_console
+from dispatcher.roster.contacts import normalise_email, normalise_phone
+from dispatcher.settings import get_settings
+
+app = typer.Typer(help="Check the providers.", no_args_is_help=True)
+
+NEEDS = {ChannelKind.SMS: "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER "
+                          "(or TWILIO_MESSAGING_SERVICE_SID)",
+         ChannelKind.EMAIL: "SENDGRID_API_KEY and ALN_EMAIL_FROM"}
+
+
+@app.command("test")
+def test(sms: str | None = typer.Option(None, "--sms", help="Phone number to text."),
+         email: str | None = typer.Option(None, "--email", help="Address to email.")) -> None:
+    """Send one test message per path; exit 0 only if every provider accepted it."""
+    if not sms and not email:
+        err_console.print("give --sms NUMBER and/or --email ADDRESS")
+        raise typer.Exit(2)
+    settings = get_settings()
+    targets: list[tuple[ChannelKind, str]] = []
+    try:
+        if sms:
+            targets.append((ChannelKind.SMS, normalise_phone(sms, "US")))
+        if email:
+            targets.append((ChannelKind.EMAIL, normalise_email(email)))
+    except ValueError as exc:
+        err_console.print(f"error: {exc}")
+        raise typer.Exit(2) from None
+
+    async def run() -> bool:
+        channels = build_channels(ChannelsConfig.from_settings(settings))
+        ok = True
+        try:
+            for kind, to in targets:
+                channel = channels.get(kind)
+                if channel is None:
+                    err_console.print(f"{kind}: not configured: set {NEEDS[kind]}")
+                    ok = False
+                    continue
+                msg = Message(channel=kind, to=to, body="ALN test message: no action needed.",
+                              subject="ALN test message", reference="channels-test")
+                try:
+                    receipt = await channel.send(msg)
+                except ChannelError as exc:
+                    ok = False
+                    kind_text = "refused" if isinstance(exc, PermanentError) else "failed"
+                    err_console.print(f"{kind} to {mask_contact(to)} {kind_text}: {exc.describe()}"
+                                      f" ({describe_code(exc.provider, exc.code)})")
+                    continue
+                console.print(f"{kind} to {mask_contact(to)} accepted: {receipt.provider_id} "
+                              f"({receipt.status})")
+        finally:
+            for ch in channels.values():
+                await ch.aclose()
+        return ok
+
+    if not aio.run(run()):
+        raise typer.Exit(1)

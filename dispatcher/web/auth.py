@@ -1,0 +1,191 @@
+"""Officers: roles, API tokens (stored hashed), dashboard sessions, CSRF, login throttling.
+
+Roles are ordered: a viewer reads, an officer also composes, sends and cancels, an
+admin also manages the roster and officers. The API takes `Authorization: Bearer`;
+the dashboard a signed, HttpOnly, SameSite=Strict session cookie, and every form
+POST carries the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dispatcher import audit
+from dispatcher.crypto import hash_token
+from dispatcher.db import db_now
+from dispatcher.domain import Role
+from dispatcher.errors import InvalidInput, NotFound
+from dispatcher.models import ApiToken, Officer
+from dispatcher.runtime import Runtime
+
+ROLE_RANK = {Role.VIEWER: 0, Role.OFFICER: 1, Role.ADMIN: 2}
+SESSION_COOKIE = "aln_session"
+#: A dashboard session lasts a long shift, no more.
+SESSION_MAX_AGE_SECONDS = 12 * 3600
+#: Failed logins allowed per name and per client address within the window.
+LOGIN_ATTEMPTS, LOGIN_WINDOW_SECONDS = 5, 60.0
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+@dataclass(frozen=True)
+class Caller:
+    officer_id: int
+    name: str
+    role: Role
+    csrf: str = ""
+
+    def at_least(self, role: Role) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+# --- passwords and tokens ----------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def check_password(password: str, stored: str | None) -> bool:
+    if not stored or not stored.startswith("scrypt$"):
+        return False
+    _, salt, digest = stored.split("$")
+    got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), **_SCRYPT)
+    return hmac.compare_digest(got.hex(), digest)
+
+
+def add_officer(session: Session, name: str, role: str, actor: str = "cli") -> str:
+    """Create an officer; returns their API token, which is shown once and stored hashed."""
+    try:
+        parsed = Role(role)
+    except ValueError:
+        raise InvalidInput(f"role '{role}' is not admin, officer or viewer") from None
+    if session.scalar(select(Officer).where(Officer.name == name)) is not None:
+        raise InvalidInput(f"an officer named '{name}' already exists")
+    officer = Officer(name=name, role=parsed)
+    session.add(officer)
+    session.flush()
+    token = new_token(session, officer)
+    audit.record(session, actor, "officer.added", officer=name, role=parsed.value)
+    return token
+
+
+def new_token(session: Session, officer: Officer) -> str:
+    token = "aln_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(officer_id=officer.id, token_hash=hash_token(token)))
+    return token
+
+
+def get_officer(session: Session, name: str) -> Officer:
+    officer = session.scalar(select(Officer).where(Officer.name == name))
+    if officer is None:
+        raise NotFound(f"no officer named '{name}'")
+    return officer
+
+
+def caller_from_token(session: Session, token: str) -> Caller | None:
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token),
+                                                ApiToken.revoked.is_(False)))
+    if row is None or row.officer.disabled:
+        return None
+    row.last_used_at = db_now(session)
+    return Caller(row.officer.id, row.officer.name, Role(row.officer.role))
+
+
+# --- login throttling ----------------------------------------------------------------------
+
+
+class LoginThrottle:
+    """In-memory sliding window of failed logins per name and per client address."""
+
+    def __init__(self, attempts: int = LOGIN_ATTEMPTS, window: float = LOGIN_WINDOW_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.attempts, self.window, self.clock = attempts, window, clock
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str) -> deque[float]:
+        q = self._failures[key]
+        while q and self.clock() - q[0] > self.window:
+            q.popleft()
+        return q
+
+    def blocked(self, *keys: str) -> bool:
+        with self._lock:
+            return any(len(self._recent(k)) >= self.attempts for k in keys)
+
+    def failed(self, *keys: str) -> None:
+        with self._lock:
+            for k in keys:
+                self._recent(k).append(self.clock())
+
+
+# --- sessions and request authentication -----------------------------------------------------
+
+
+def _serializer(rt: Runtime) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(rt.vault.token_key, salt="aln-dashboard-session")
+
+
+def session_cookie(rt: Runtime, officer_id: int) -> str:
+    return _serializer(rt).dumps({"o": officer_id, "c": secrets.token_urlsafe(16)})
+
+
+def caller_from_cookie(rt: Runtime, session: Session, cookie: str) -> Caller | None:
+    try:
+        data = _serializer(rt).loads(cookie, max_age=SESSION_MAX_AGE_SECONDS)
+    except BadSignature:
+        return None
+    officer = session.get(Officer, data.get("o")) if isinstance(data, dict) else None
+    if officer is None or officer.disabled:
+        return None
+    return Caller(officer.id, officer.name, Role(officer.role), csrf=str(data.get("c", "")))
+
+
+def authenticate(request: Request) -> Caller | None:
+    """The officer behind a request (bearer token or session cookie), or None."""
+    rt: Runtime = request.app.state.rt
+    header = request.headers.get("authorization", "")
+    with rt.db.session() as session:
+        if header.lower().startswith("bearer "):
+            return caller_from_token(session, header[7:].strip())
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            return caller_from_cookie(rt, session, cookie)
+    return None
+
+
+def api_caller(role: Role) -> Callable[[Request], Caller]:
+    """FastAPI dependency: 401 for anonymous callers, 403 below `role`."""
+
+    def dependency(request: Request) -> Caller:
+        caller = authenticate(request)
+        if caller is None:
+            raise HTTPException(401, "authentication required",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not caller.at_least(role):
+            raise HTTPException(403, f"this needs the {role.value} role")
+        return caller
+
+    return dependency
+
+
+def check_csrf(caller: Caller, submitted: str | None) -> None:
+    """Dashboard form POSTs carry the session's token; API calls use bearer tokens."""
+    if not caller.csrf:
+        return  # a bearer-token client: no cookie, so no cross-site request to forge
+    if not submitted or not hmac.compare_digest(submitted, caller.csrf):
+        raise HTTPException(403, "missing or wrong CSRF token; reload the page")

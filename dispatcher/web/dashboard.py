@@ -1,0 +1,248 @@
+"""The dashboard: server-rendered pages, a live zone board by server-sent events.
+
+No front-end build step: Jinja2 pages, one small inline script per board. Every
+page needs a logged-in officer (else a redirect to /login); every form POST
+carries the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from dispatcher import audit
+from dispatcher.dispatch.lifecycle import cancel_alert
+from dispatcher.domain import Role
+from dispatcher.errors import AlnError
+from dispatcher.models import Alert, Officer, Zone
+from dispatcher.roster.posts import ensure_post
+from dispatcher.runtime import Runtime
+from dispatcher.status import alert_status
+from dispatcher.web.api import AlertIn, audit_rows, inbox_rows, mark_handled, send_alert
+from dispatcher.web.app_state import runtime_of, wake_worker
+from dispatcher.web.auth import (
+    SESSION_COOKIE,
+    SESSION_MAX_AGE_SECONDS,
+    Caller,
+    LoginThrottle,
+    authenticate,
+    caller_from_token,
+    check_csrf,
+    check_password,
+    session_cookie,
+)
+
+router = APIRouter(include_in_schema=False)
+_env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                   autoescape=select_autoescape(["html"]))
+#: How often the live board looks for changes.
+BOARD_POLL_SECONDS = 0.5
+TEMPLATES = ["security", "demonstration", "health", "weather", "administrative"]
+
+
+class LoginRequired(Exception):
+    """Raised by page handlers for anonymous callers; answered with a redirect."""
+
+
+def page(name: str, caller: Caller | None, http_status: int = 200,
+         **values: Any) -> HTMLResponse:
+    return HTMLResponse(_env.get_template(name).render(caller=caller, **values),
+                        status_code=http_status)
+
+
+def officer_or_login(request: Request, role: Role = Role.VIEWER) -> Caller:
+    caller = authenticate(request)
+    if caller is None:
+        raise LoginRequired()
+    if not caller.at_least(role):
+        from fastapi import HTTPException
+
+        raise HTTPException(403, f"this needs the {role.value} role")
+    return caller
+
+
+async def form_of(request: Request) -> dict[str, Any]:
+    form = await request.form()
+    return {k: form.getlist(k) if k == "zones" else form.get(k) for k in form.keys()}
+
+
+# --- login -----------------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request) -> HTMLResponse:
+    return page("login.html", None)
+
+
+@router.post("/login", response_model=None)
+async def login(request: Request) -> Response:
+    rt = runtime_of(request)
+    form = await form_of(request)
+    name, secret = str(form.get("name") or ""), str(form.get("password") or "")
+    throttle: LoginThrottle = request.app.state.login_throttle
+    client = request.client.host if request.client else "?"
+    keys = (f"name:{name.lower()}", f"ip:{client}")
+    if throttle.blocked(*keys):
+        return page("login.html", None, http_status=429, error="Too many attempts; wait a minute.")
+
+    def check() -> int | None:
+        with rt.db.session() as session:
+            officer = session.scalar(select(Officer).where(Officer.name == name))
+            by_token = caller_from_token(session, secret) if secret else None
+            ok = officer is not None and not officer.disabled and (
+                check_password(secret, officer.password_hash)
+                or (by_token is not None and by_token.officer_id == officer.id))
+            audit.record(session, name or "?", "officer.login" if ok else "officer.login_failed",
+                         client=client)
+            return officer.id if ok and officer else None
+
+    officer_id = await run_in_threadpool(check)
+    if officer_id is None:
+        throttle.failed(*keys)
+        return page("login.html", None, http_status=401, error="Wrong name or password.")
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(SESSION_COOKIE, session_cookie(rt, officer_id), httponly=True,
+                        samesite="strict", max_age=SESSION_MAX_AGE_SECONDS,
+                        secure=rt.settings.public_url.startswith("https"))
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> RedirectResponse:
+    caller = officer_or_login(request)
+    check_csrf(caller, (await form_of(request)).get("csrf"))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+# --- alerts ----------------------------------------------------------------------------------
+
+
+def _index(rt: Runtime, caller: Caller, **values: Any) -> HTMLResponse:
+    with rt.db.session() as session:
+        post = ensure_post(session, rt.settings, rt.vault)
+        zones = list(session.scalars(select(Zone.name).where(Zone.post_id == post.id)
+                                     .order_by(Zone.name)))
+        alerts = [{"id": a.id, "title": a.title, "state": a.state, "exercise": a.exercise,
+                   "reply_code": a.reply_code,
+                   "sent_at": a.sent_at.strftime("%Y-%m-%d %H:%M") if a.sent_at else ""}
+                  for a in session.scalars(select(Alert).order_by(Alert.id.desc()).limit(50))]
+    values.setdefault("form", {"zones": [], "template": "security", "body": "",
+                               "exercise": False})
+    return page("index.html", caller, zones=zones, alerts=alerts, templates=TEMPLATES,
+                **values)
+
+
+@router.get("/")
+def index(request: Request) -> HTMLResponse:
+    return _index(runtime_of(request), officer_or_login(request))
+
+
+@router.post("/compose", response_model=None)
+async def compose(request: Request) -> Response:
+    caller = officer_or_login(request, Role.OFFICER)
+    form = await form_of(request)
+    check_csrf(caller, form.get("csrf"))
+    rt = runtime_of(request)
+    data = AlertIn(zones=form.get("zones") or [], body=str(form.get("body") or ""),
+                   template=str(form.get("template") or "security"),
+                   exercise=bool(form.get("exercise")),
+                   ack_window=str(form.get("ack_window") or "") or None,
+                   dry_run=form.get("action") != "send")
+    kept = {"zones": data.zones, "template": data.template, "body": data.body,
+            "exercise": data.exercise, "ack_window": data.ack_window}
+    try:
+        result = await run_in_threadpool(send_alert, rt, data, caller)
+    except AlnError as exc:
+        return _index(rt, caller, form=kept, error=str(exc))
+    if data.dry_run:
+        return _index(rt, caller, form=kept, preview=result)
+    wake_worker(request)
+    return RedirectResponse(f"/alerts/{result['id']}", status_code=303)
+
+
+def _status(rt: Runtime, alert_id: int) -> dict[str, Any]:
+    with rt.db.session() as session:
+        return alert_status(session, alert_id)
+
+
+def _script_json(data: Any) -> str:
+    """JSON safe inside a <script> element: no '</script>' can close it early."""
+    return json.dumps(data, default=str).replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+@router.get("/alerts/{alert_id}")
+def board(alert_id: int, request: Request) -> HTMLResponse:
+    caller = officer_or_login(request)
+    status = _status(runtime_of(request), alert_id)
+    return page("board.html", caller, status=status, status_json=_script_json(status))
+
+
+@router.get("/alerts/{alert_id}/events")
+async def board_events(alert_id: int, request: Request) -> StreamingResponse:
+    """Server-sent events: the alert's status whenever it changes."""
+    officer_or_login(request)
+    rt = runtime_of(request)
+    await run_in_threadpool(_status, rt, alert_id)  # 404 now rather than mid-stream
+
+    async def stream() -> AsyncIterator[str]:
+        last = ""
+        while not await request.is_disconnected():
+            data = json.dumps(await run_in_threadpool(_status, rt, alert_id), default=str)
+            if data != last:
+                last = data
+                yield f"data: {data}\n\n"
+            else:
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(BOARD_POLL_SECONDS)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/alerts/{alert_id}/cancel")
+async def cancel(alert_id: int, request: Request) -> RedirectResponse:
+    caller = officer_or_login(request, Role.OFFICER)
+    check_csrf(caller, (await form_of(request)).get("csrf"))
+    rt = runtime_of(request)
+
+    def work() -> None:
+        with rt.db.session() as session:
+            cancel_alert(session, rt.settings, alert_id, actor=f"officer:{caller.name}")
+
+    await run_in_threadpool(work)
+    wake_worker(request)
+    return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
+
+
+# --- inbox and audit ---------------------------------------------------------------------------
+
+
+@router.get("/inbox")
+def inbox(request: Request) -> HTMLResponse:
+    caller = officer_or_login(request)
+    return page("inbox.html", caller, rows=inbox_rows(runtime_of(request)))
+
+
+@router.post("/inbox/{response_id}/handled")
+async def handled(response_id: int, request: Request) -> RedirectResponse:
+    caller = officer_or_login(request, Role.OFFICER)
+    check_csrf(caller, (await form_of(request)).get("csrf"))
+    await run_in_threadpool(mark_handled, runtime_of(request), response_id, caller)
+    return RedirectResponse("/inbox", status_code=303)
+
+
+@router.get("/audit")
+def audit_page(request: Request) -> HTMLResponse:
+    caller = officer_or_login(request)
+    return page("audit.html", caller, rows=audit_rows(runtime_of(request)))
