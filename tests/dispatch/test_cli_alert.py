@@ -78,3 +78,13 @@ def test_errors_are_messages_not_tracebacks(engine: Engine) -> None:
     assert bad_window.exit_code == 2 and "duration" in bad_window.output
     missing = aln(engine, "alert", "status", "999")
     assert missing.exit_code == 2 and "not found" in missing.output
+
+
+def test_channels_test_command(engine: Engine) -> None:
+    ok = aln(engine, "channels", "test", "--sms", "+529611230101", "--email", "a@example.org")
+    assert ok.exit_code == 0, ok.output
+    assert "accepted" in ok.output and "+529611230101" not in ok.output
+    engine.sim.set_faults(invalid_numbers=["+529611230101"])
+    bad = aln(engine, "channels", "test", "--sms", "+529611230101")
+    text = " ".join(bad.output.split())  # the console wraps long lines
+    assert bad.exit_code == 1 and "21211" in text and "invalid 'To' phone number" in text

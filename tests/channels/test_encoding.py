@@ -1,0 +1,49 @@
+"""GSM-7 / UCS-2 segment counting."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from channels.encoding import GSM7_BASIC, GSM7_EXTENDED, sms_segments
+
+
+@pytest.mark.parametrize(("text", "encoding", "units", "segments"), [
+    ("a" * 160, "GSM-7", 160, 1),
+    ("a" * 161, "GSM-7", 161, 2),
+    ("a" * 306, "GSM-7", 306, 2),
+    ("a" * 307, "GSM-7", 307, 3),
+    ("€" * 80, "GSM-7", 160, 1),  # extension characters take two septets
+    ("[" * 81, "GSM-7", 162, 2),
+    ("Manifestación" , "UCS-2", 13, 1),  # ó is not in GSM-7
+    ("Mañana en Querétaro, niños: ü" * 5, "GSM-7", 145, 1),  # ñ é ü are
+    ("é" * 161, "GSM-7", 161, 2),
+    ("Тревога: демонстрация", "UCS-2", 21, 1),
+    ("д" * 70, "UCS-2", 70, 1),
+    ("д" * 71, "UCS-2", 71, 2),
+    ("д" * 134, "UCS-2", 134, 2),
+    ("д" * 135, "UCS-2", 135, 3),
+    ("是" * 70, "UCS-2", 70, 1),
+    ("🚨" * 35, "UCS-2", 70, 1),  # an emoji is two UTF-16 units
+    ("🚨" * 36, "UCS-2", 72, 2),
+])
+def test_segment_counts(text: str, encoding: str, units: int, segments: int) -> None:
+    info = sms_segments(text)
+    assert (info.encoding, info.units, info.segments) == (encoding, units, segments)
+
+
+@given(st.text(alphabet=sorted(GSM7_BASIC - {"\r"}), max_size=800))
+def test_gsm7_only_text_never_goes_ucs2(text: str) -> None:
+    info = sms_segments(text)
+    assert info.encoding == "GSM-7"
+    assert info.segments == (1 if len(text) <= 160 else -(-len(text) // 153))
+
+
+@given(st.text(max_size=400))
+def test_any_text_has_a_sane_count(text: str) -> None:
+    info = sms_segments(text)
+    assert info.segments >= 1
+    assert info.units <= info.segments * (160 if info.encoding == "GSM-7" else 70)
+    if any(ch not in GSM7_BASIC and ch not in GSM7_EXTENDED for ch in text):
+        assert info.encoding == "UCS-2"

@@ -1,0 +1,55 @@
+"""Webhook signatures: good ones pass, forged ones fail, garbage never raises."""
+
+from __future__ import annotations
+
+import time
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from channels.webhooks import (
+    generate_sendgrid_keypair,
+    sendgrid_sign,
+    sendgrid_signature_valid,
+    twilio_sign,
+    twilio_signature_valid,
+    twiml_message,
+)
+
+URL = "https://aln.example/webhooks/twilio/sms"
+PARAMS = {"MessageSid": "SM1", "From": "+529611230101", "Body": "Sí 4821"}
+
+
+def test_twilio_good_and_forged() -> None:
+    sig = twilio_sign("token", URL, PARAMS)
+    assert twilio_signature_valid("token", URL, PARAMS, sig)
+    assert not twilio_signature_valid("other", URL, PARAMS, sig)
+    assert not twilio_signature_valid("token", URL + "?x=1", PARAMS, sig)
+    assert not twilio_signature_valid("token", URL, {**PARAMS, "Body": "YES"}, sig)
+
+
+@given(st.text(), st.dictionaries(st.text(), st.text(), max_size=5), st.text())
+def test_twilio_garbage_never_raises(url: str, params: dict[str, str], sig: str) -> None:
+    assert twilio_signature_valid("token", url, params, sig) in (True, False)
+
+
+def test_sendgrid_good_forged_and_stale_timestamp() -> None:
+    private, public = generate_sendgrid_keypair()
+    other, _ = generate_sendgrid_keypair()
+    body, ts = b'[{"event":"delivered"}]', str(int(time.time()))
+    sig = sendgrid_sign(private, body, ts)
+    assert sendgrid_signature_valid(public, body, sig, ts)
+    assert not sendgrid_signature_valid(public, body, sendgrid_sign(other, body, ts), ts)
+    assert not sendgrid_signature_valid(public, body + b" ", sig, ts)
+    assert not sendgrid_signature_valid(public, body, sig, str(int(ts) - 1))
+
+
+@given(st.binary(max_size=200), st.text(max_size=100), st.text(max_size=20),
+       st.text(max_size=100))
+def test_sendgrid_garbage_never_raises(body: bytes, sig: str, ts: str, key: str) -> None:
+    assert sendgrid_signature_valid(key, body, sig, ts) in (True, False)
+
+
+def test_twiml() -> None:
+    assert twiml_message(None).endswith("<Response />")
+    assert "<Message>Gracias &amp; adiós</Message>" in twiml_message("Gracias & adiós")
