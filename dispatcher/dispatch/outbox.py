@@ -222,6 +222,12 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
     def flush() -> None:
         session.flush()
         created.extend((r.id, r.state) for r in batch)
+        # Written rows are not needed again in this transaction: drop them from the
+        # session so a 100,000-recipient tier does not sit in memory.
+        for r in batch:
+            for d in r.deliveries:
+                session.expunge(d)
+            session.expunge(r)
         batch.clear()
 
     for target in targets:
