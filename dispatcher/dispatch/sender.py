@@ -125,12 +125,13 @@ class Sender:
                      or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now)),
                 and_(Delivery.state == DeliveryState.SENDING, Delivery.lease_until < now),
             )
+            crashed_q = select(Delivery.id).where(Delivery.state == DeliveryState.SENDING,
+                                                  Delivery.lease_until < now)
             if alert_id is not None:
                 due = and_(due, Delivery.alert_id == alert_id)
+                crashed_q = crashed_q.where(Delivery.alert_id == alert_id)
             # Rows left `sending` by a dead worker may already be at the provider.
-            crashed = list(session.scalars(select(Delivery.id).where(
-                Delivery.state == DeliveryState.SENDING, Delivery.lease_until < now,
-                *( [Delivery.alert_id == alert_id] if alert_id is not None else []))))
+            crashed = list(session.scalars(crashed_q))
             if crashed:
                 session.execute(update(Delivery).where(Delivery.id.in_(crashed))
                                 .values(possibly_duplicate=True))

@@ -30,7 +30,7 @@ from dispatcher.domain import (
     tier_name,
 )
 from dispatcher.escalation.policy import EscalationPolicy
-from dispatcher.models import Alert, Deadline, Post, Recipient
+from dispatcher.models import Alert, AlertZone, Deadline, Post, Recipient
 from dispatcher.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -107,9 +107,8 @@ def fire(session: Session, settings: Settings, deadline_id: int, worker: str) ->
     for rec in silent:
         if rec is not None and rec.state in (RecipientState.NOTIFIED, RecipientState.PENDING):
             rec.state = RecipientState.ESCALATED
-    following = next_tier(members, d.tier, channels, today) if d.tier >= -1 else None
-    if d.tier == -1:
-        following = next_tier(members, -1, channels, today)
+    # Tier -1 marks a zone sent with --force and nobody to ask: its chain starts anew.
+    following = next_tier(members, d.tier, channels, today)
     if following is not None:
         targets = tier_targets(members, following, channels, today)
         if policy.mode == "each" and following == az.current_tier:
@@ -127,7 +126,7 @@ def fire(session: Session, settings: Settings, deadline_id: int, worker: str) ->
     return True
 
 
-def give_up(session: Session, settings: Settings, alert: Alert, az, post: Post,  # type: ignore[no-untyped-def]
+def give_up(session: Session, settings: Settings, alert: Alert, az: AlertZone, post: Post,
             now: datetime) -> None:
     """The chain is exhausted: the zone is unreached and the duty officers are told."""
     az.state = ZoneState.UNREACHED
