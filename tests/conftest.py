@@ -65,6 +65,26 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'aln.db'}"
 
 
+#: Provider settings that make both channels "configured" without reaching anything.
+UNREACHABLE_PROVIDERS: dict[str, object] = dict(
+    twilio_account_sid="AC" + "0" * 32, twilio_auth_token="t",
+    twilio_from_number="+15005550006", twilio_api_url="http://127.0.0.1:9",
+    sendgrid_api_key="SG.x", email_from="aln@example.org",
+    sendgrid_api_url="http://127.0.0.1:9")
+
+
+def rt_with_roster(database_url: str) -> Runtime:
+    """A runtime on a fresh database holding the sample post and roster."""
+    runtime = Runtime.open(make_settings(database_url, **UNREACHABLE_PROVIDERS))
+    from dispatcher.roster.importer import import_roster
+    from dispatcher.roster.posts import ensure_post
+
+    with runtime.db.session() as session:
+        post = ensure_post(session, runtime.settings, runtime.vault)
+        import_roster(session, runtime.vault, post, CONFIG_DIR / "rosters" / "mexico-city.csv")
+    return runtime
+
+
 def make_settings(database_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": database_url,

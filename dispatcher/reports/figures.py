@@ -14,6 +14,7 @@ Every query is a bulk select of plain columns: 100,000 deliveries take well unde
 
 from __future__ import annotations
 
+import gc
 import math
 import statistics
 from collections import Counter, defaultdict
@@ -61,6 +62,19 @@ def _seconds(later: Any, earlier: Any) -> float | None:
 
 
 def build_report(session: Session, alert_id: int, today: date | None = None) -> dict[str, Any]:
+    """Every figure of one alert's report (see the module docstring for definitions)."""
+    # Hundreds of thousands of short-lived rows and dicts, none in a cycle: the cyclic
+    # collector would rescan them over and over (a third of the time at 100,000 rows).
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _build_report(session, alert_id, today)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _build_report(session: Session, alert_id: int, today: date | None) -> dict[str, Any]:
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"alert {alert_id} not found")

@@ -14,24 +14,17 @@ from dispatcher.errors import InvalidInput, Refused
 from dispatcher.escalation.engine import claim_due_deadlines, fire_due
 from dispatcher.escalation.policy import EscalationPolicy, load_policy, parse_duration
 from dispatcher.models import Alert, AlertZone, Deadline, Delivery, Recipient, Volunteer
-from dispatcher.roster.importer import import_roster
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
 from dispatcher.settings import Settings
-from tests.conftest import CONFIG_DIR, make_settings
+from tests.conftest import CONFIG_DIR, rt_with_roster
 
 SAMPLE = CONFIG_DIR / "rosters" / "mexico-city.csv"
-PROVIDERS = dict(twilio_account_sid="AC" + "0" * 32, twilio_auth_token="t",
-                 twilio_from_number="+15005550006", sendgrid_api_key="SG.x",
-                 email_from="aln@example.org")
 
 
 @pytest.fixture
 def rt(database_url: str) -> Runtime:
-    runtime = Runtime.open(make_settings(database_url, **PROVIDERS))
-    with runtime.db.session() as session:
-        post = ensure_post(session, runtime.settings, runtime.vault)
-        import_roster(session, runtime.vault, post, SAMPLE)
+    runtime = rt_with_roster(database_url)
     yield runtime
     runtime.close()
 

@@ -11,27 +11,18 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from dispatcher.models import Alert, AuditEvent, Officer, Response
-from dispatcher.roster.importer import import_roster
-from dispatcher.roster.posts import ensure_post
-from dispatcher.runtime import Runtime
 from dispatcher.web.app import create_app
 from dispatcher.web.auth import add_officer, hash_password
-from tests.conftest import CONFIG_DIR, make_settings
+from tests.conftest import CONFIG_DIR, rt_with_roster
 
 #: Routes anybody may call: providers sign theirs, volunteers hold a signed token.
 PUBLIC = re.compile(r"^/(webhooks/|healthz$|login$|ack/)")
-PROVIDERS = dict(twilio_account_sid="AC" + "0" * 32, twilio_auth_token="t",
-                 twilio_from_number="+15005550006", twilio_api_url="http://127.0.0.1:9",
-                 sendgrid_api_key="SG.x", email_from="aln@example.org",
-                 sendgrid_api_url="http://127.0.0.1:9")
 
 
 @pytest.fixture
 def app_rt(database_url: str) -> Any:
-    rt = Runtime.open(make_settings(database_url, **PROVIDERS))
+    rt = rt_with_roster(database_url)
     with rt.db.session() as s:
-        post = ensure_post(s, rt.settings, rt.vault)
-        import_roster(s, rt.vault, post, CONFIG_DIR / "rosters" / "mexico-city.csv")
         tokens = {role: add_officer(s, f"{role}-officer", role)
                   for role in ("admin", "officer", "viewer")}
         s.scalars(select(Officer).where(Officer.name == "officer-officer")).one() \
