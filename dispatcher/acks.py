@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from dispatcher import audit
 from dispatcher.db import db_now
@@ -46,7 +46,7 @@ def lock_zone(session: Session, alert_id: int, zone_id: int) -> AlertZone:
     """The alert zone row, locked on PostgreSQL so an ack and an escalation serialise."""
     return session.scalars(
         select(AlertZone).where(AlertZone.alert_id == alert_id, AlertZone.zone_id == zone_id)
-        .with_for_update()
+        .options(joinedload(AlertZone.zone)).with_for_update(of=AlertZone)
     ).one()
 
 
@@ -124,15 +124,17 @@ def maybe_complete(session: Session, alert: Alert, at: datetime) -> None:
         audit.record(session, "system", "alert.completed", alert_id=alert.id)
 
 
-def open_recipients(session: Session, volunteer_ids: list[int]) -> list[Recipient]:
+def open_recipients(session: Session, volunteer_ids: list[int],
+                    now: datetime | None = None) -> list[Recipient]:
     """This volunteer's recipients in alerts that still take replies, newest alert first."""
     if not volunteer_ids:
         return []
-    recent = db_now(session) - LATE_REPLY_WINDOW
+    recent = (now or db_now(session)) - LATE_REPLY_WINDOW
     return list(session.scalars(
         select(Recipient).join(Alert, Alert.id == Recipient.alert_id)
         .where(Recipient.volunteer_id.in_(volunteer_ids),
                or_(Alert.state.in_(OPEN_ALERT_STATES),
                    and_(Alert.state == AlertState.COMPLETED, Alert.closed_at >= recent)))
+        .options(contains_eager(Recipient.alert))
         .order_by(Alert.id.desc(), Recipient.id)
-    ))
+    ).unique())

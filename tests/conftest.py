@@ -13,8 +13,15 @@ from sqlalchemy import create_engine, text
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
 
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
 from dispatcher.runtime import Runtime  # noqa: E402
 from dispatcher.settings import Settings  # noqa: E402
+
+# In CI, property tests explore the same examples every run: a red build is reproducible.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI", "").lower() == "true":
+    hypothesis_settings.load_profile("ci")
 
 #: The whole engine on loopback (simulator + aln serve), for integration tests.
 pytest_plugins = ["tests.engine"]

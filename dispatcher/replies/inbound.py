@@ -13,10 +13,11 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from channels.masking import mask_contact
 from dispatcher import audit
@@ -66,26 +67,28 @@ def receive_sms(db: Database, settings: Settings, vault: Vault,
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     sender = params.get("From", "")
     with db.session() as session:
+        now = db_now(session)
         inbound = store_inbound(session, vault, "twilio_sms", sid, dict(params), sender)
         if inbound is None:
             return InboundResult(duplicate=True, answer=None)
         try:
             with session.begin_nested():
                 result = _act(session, settings, vault, inbound, sender,
-                              parse_reply(params.get("Body", "")))
+                              parse_reply(params.get("Body", "")), now)
         except Exception as exc:
             log.exception("inbound message %s kept but not processed", inbound.id)
             inbound.error = f"{type(exc).__name__}: {exc}"[:500]
             return InboundResult(duplicate=False, answer=None)
-        inbound.processed_at = db_now(session)
+        inbound.processed_at = now
         return result
 
 
 def _act(session: Session, settings: Settings, vault: Vault, inbound: InboundMessage,
-         sender: str, parsed: ParsedReply) -> InboundResult:
+         sender: str, parsed: ParsedReply, now: datetime) -> InboundResult:
     digest = vault.lookup_hash(sender) if sender else ""
-    contacts = list(session.scalars(select(Contact).where(
-        Contact.channel == Channel.SMS, Contact.value_hash == digest))) if digest else []
+    contacts = list(session.scalars(
+        select(Contact).where(Contact.channel == Channel.SMS, Contact.value_hash == digest)
+        .options(joinedload(Contact.volunteer)))) if digest else []
     volunteers = [c.volunteer for c in contacts]
     masked = mask_contact(sender) if sender else None
     lang = volunteers[0].language_list[0] if volunteers and volunteers[0].language_list else "en"
@@ -101,7 +104,6 @@ def _act(session: Session, settings: Settings, vault: Vault, inbound: InboundMes
         return resp
 
     if parsed.kind == ReplyKind.OPT_OUT:
-        now = db_now(session)
         for c in contacts:
             c.opted_out, c.opted_out_at = True, now
         keep(ResponseKind.OPT_OUT)
@@ -118,7 +120,7 @@ def _act(session: Session, settings: Settings, vault: Vault, inbound: InboundMes
         log.info("message from an unknown number %s kept as a field report", masked)
         return InboundResult(False, say("field_report"), kind=ResponseKind.FIELD_REPORT)
 
-    recipients = open_recipients(session, [v.id for v in volunteers])
+    recipients = open_recipients(session, [v.id for v in volunteers], now)
     target, ambiguous = _choose(session, recipients, parsed.code)
     volunteer = target.volunteer if target is not None else volunteers[0]
     lang = pick_language(volunteer.language_list, _languages(session, target), "en")
@@ -149,7 +151,6 @@ def _act(session: Session, settings: Settings, vault: Vault, inbound: InboundMes
                     headcount_need_help=parsed.headcount_need_help)
         for key, value in link.items():
             setattr(resp, key, value)
-        now = db_now(session)
         # A volunteer serving two zones answers once for both.
         zones = [acknowledge(session, settings, r, at=now, via="sms").zone
                  for r in recipients if r.alert_id == target.alert_id]
@@ -203,9 +204,7 @@ def _prefer_waiting(recipients: list[Recipient]) -> Recipient:
 
 
 def _alert(session: Session, r: Recipient) -> Alert:
-    alert = session.get(Alert, r.alert_id)
-    assert alert is not None
-    return alert
+    return r.alert  # loaded with the recipient by open_recipients
 
 
 def _languages(session: Session, r: Recipient | None) -> list[str]:

@@ -211,7 +211,8 @@ def test_signed_arbitrary_bodies_never_5xx_and_never_ack_without_an_ack_word(
     acked = engine.recipient(alert_id, "Victor Castillo")["state"] == "acknowledged"
     if acked:
         assert parse_reply(body).kind in (ReplyKind.ACK, ReplyKind.SAFE, ReplyKind.HEADCOUNT)
-        assert ACK_WORDS.search(fold(body)), body
+        words = re.sub(r"[\W_]+", " ", fold(body))  # the parser ignores punctuation
+        assert ACK_WORDS.search(words), body
 
 
 def test_unknown_sender_never_acknowledges_anything(engine: Engine) -> None:
