@@ -10,7 +10,6 @@ with HELP, and a stranger's field report. Escalation happens live on screen.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -74,7 +73,9 @@ FIELD_REPORT = ("+525599990000", "Road to the airport blocked at km 12, police o
 
 def demo_settings(workdir: Path, sim: SimulatorHandle, port: int) -> Settings:
     return Settings(
-        database_url=f"sqlite:///{workdir / 'aln.db'}", secret_key=secrets.token_urlsafe(32),
+        # No ALN_SECRET_KEY: the embedded default keeps one beside the database, so the
+        # CLI run later in the demo directory reads the same contacts.
+        database_url=f"sqlite:///{workdir / 'aln.db'}", secret_key=None,
         public_url=f"http://127.0.0.1:{port}", post="mexico-city",
         twilio_account_sid=sim.account_sid, twilio_auth_token=sim.auth_token,
         twilio_from_number="+15005550006", twilio_api_url=sim.twilio_api_url,
@@ -139,6 +140,7 @@ def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, conso
             console.print(f"Dashboard open for {keep_serving:.0f} s at {server.url}/")
             time.sleep(keep_serving)
     report = _write_report(rt, alert_id, workdir)
+    console.print()
     _summary(status, console)
     console.print(f"[bold]HTML report:[/] {report}")
     console.print(
