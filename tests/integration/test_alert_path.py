@@ -109,7 +109,7 @@ def test_silent_primary_escalates_after_the_window(engine: Engine) -> None:
     alert_id = engine.send(["Chiapas"], ack_window_seconds=4)
     wait_until(lambda: engine.sms_to(BRIAN), timeout=12, what="alternate1 contacted")
     elapsed = time.monotonic() - start
-    assert 3.5 <= elapsed <= 7.0, elapsed
+    assert 3.5 <= elapsed <= 8.0, elapsed
     engine.wait_zone(alert_id, "Chiapas", "acknowledged", timeout=10)
     assert engine.recipient(alert_id, "Ana Morales")["state"] == "escalated"
     assert engine.recipient(alert_id, "Brian Keller")["state"] == "acknowledged"

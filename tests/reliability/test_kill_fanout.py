@@ -34,7 +34,7 @@ ALN = str(Path(sys.executable).parent / "aln")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_after", [1, 97, 233, 371])
+@pytest.mark.parametrize("kill_after", [1, 97, 233, 331])
 def test_sigkill_mid_fanout_then_drain_loses_nobody(tmp_path: Path, kill_after: int) -> None:
     secret = "kill-test-secret"
     db_url = f"sqlite:///{tmp_path / 'aln.db'}"

@@ -18,9 +18,9 @@ RECIPIENTS = 300
 def test_outage_mid_fanout_then_everybody_is_reached(engine_factory) -> None:  # type: ignore[no-untyped-def]
     # Short retry budget so the outage outlasts it: deliveries go back to the outbox and
     # the running worker (aln serve) sends them when the provider is back.
-    engine = engine_factory(retry_max_seconds=1.0, retry_max_attempts=3, send_concurrency=20)
+    engine = engine_factory(retry_max_seconds=1.0, retry_max_attempts=3, send_concurrency=5)
     phones = bulk_roster(engine.rt, RECIPIENTS, zones=1)
-    engine.sim.set_faults(latency_ms=20)
+    engine.sim.set_faults(latency_ms=50)  # 100 messages a second: an outage lands mid-way
     alert_id = engine.send(["Chiapas"], channels=["sms"], ack_window_seconds=3600,
                            fan_out=False)
     done = threading.Event()
@@ -29,7 +29,7 @@ def test_outage_mid_fanout_then_everybody_is_reached(engine_factory) -> None:  #
     thread.start()
     wait_until(lambda: len(sms_requests(engine.sim)) >= 60, timeout=20,
                what="the fan-out under way")
-    engine.sim.set_faults(outage_seconds=4)
+    engine.sim.set_faults(outage_seconds=3)
     during = len({r["to"] for r in sms_requests(engine.sim)})
     thread.join(timeout=60)
     assert done.is_set()
