@@ -103,18 +103,16 @@ def _act(session: Session, settings: Settings, vault: Vault, inbound: InboundMes
         session.add(resp)
         return resp
 
-    if parsed.kind == ReplyKind.OPT_OUT:
+    if parsed.kind in (ReplyKind.OPT_OUT, ReplyKind.OPT_IN):
+        # Twilio's own keywords: STOP blocks the number at Twilio too, START lifts it.
+        out = parsed.kind == ReplyKind.OPT_OUT
         for c in contacts:
-            c.opted_out, c.opted_out_at = True, now
-        keep(ResponseKind.OPT_OUT)
-        audit.record(session, "volunteer", "contact.opted_out", contact=masked)
-        return InboundResult(False, say("opt_out"), kind=ResponseKind.OPT_OUT)
-    if parsed.kind == ReplyKind.OPT_IN:
-        for c in contacts:
-            c.opted_out, c.opted_out_at = False, None
-        keep(ResponseKind.OPT_IN)
-        audit.record(session, "volunteer", "contact.opted_in", contact=masked)
-        return InboundResult(False, say("opt_in"), kind=ResponseKind.OPT_IN)
+            c.opted_out, c.opted_out_at = out, now if out else None
+        kind = ResponseKind.OPT_OUT if out else ResponseKind.OPT_IN
+        keep(kind)
+        audit.record(session, "volunteer",
+                     "contact.opted_out" if out else "contact.opted_in", contact=masked)
+        return InboundResult(False, say(kind.value), kind=kind)
     if not volunteers:
         keep(ResponseKind.FIELD_REPORT, urgent=parsed.kind == ReplyKind.HELP)
         log.info("message from an unknown number %s kept as a field report", masked)
