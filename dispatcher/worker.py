@@ -62,11 +62,14 @@ class Worker:
         self._stop = threading.Event()
         self.scheduler: BackgroundScheduler | None = None
         self.ticks = 0
+        self.registered = False
 
     # --- single-worker guard for SQLite ------------------------------------------------------
 
     def register(self) -> None:
         """Record this worker; on SQLite refuse to run beside a live one."""
+        if self.registered:
+            return
         with self.rt.db.session() as session:
             now = db_now(session)
             stale = now - timedelta(seconds=HEARTBEAT_STALE_SECONDS)
@@ -80,6 +83,7 @@ class Worker:
                         "Stop it, or use PostgreSQL (ALN_DATABASE_URL) for several workers.")
             session.add(WorkerLease(name=self.name, host=socket.gethostname(),
                                     pid=os.getpid(), started_at=now, heartbeat_at=now))
+        self.registered = True
 
     def heartbeat(self) -> None:
         with self.rt.db.session() as session:

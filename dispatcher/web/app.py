@@ -33,6 +33,9 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
             from dispatcher.worker import Worker
 
             worker = Worker(rt)
+            # Refused here, at start-up, rather than in the worker's thread: `aln serve`
+            # must not run silently without its worker (SQLite allows one per file).
+            await asyncio.to_thread(worker.register)
             app.state.worker = worker
             task = asyncio.create_task(_run_worker(worker))
         yield
