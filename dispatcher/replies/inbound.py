@@ -2,9 +2,9 @@
 
 The request is stored first (encrypted, deduplicated by MessageSid), then
 processed in the same transaction; whatever happens, the text is kept for the
-officers. Choice for a bare "YES" while several alerts are open for the sender:
-acknowledge none and answer with the open alerts' codes, since a wrong guess would
-stop escalation in a zone nobody covered.
+officers. Choice for a bare "YES" while several alerts wait for the sender's
+answer: acknowledge none and answer with their codes, since a wrong guess would
+stop escalation in a zone nobody covered. With one waiting alert, YES is for it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, joinedload
 
 from channels.masking import mask_contact
@@ -26,7 +27,16 @@ from dispatcher.compose.templates import pick_language, wording
 from dispatcher.crypto import Vault
 from dispatcher.db import Database, db_now
 from dispatcher.domain import Channel, RecipientState, ResponseKind
-from dispatcher.models import Alert, Contact, InboundMessage, Post, Recipient, Response, Volunteer
+from dispatcher.models import (
+    Alert,
+    Contact,
+    InboundMessage,
+    Post,
+    Recipient,
+    Response,
+    Volunteer,
+    utcnow,
+)
 from dispatcher.replies.parser import ParsedReply, ReplyKind, parse_reply
 from dispatcher.settings import Settings
 
@@ -45,45 +55,55 @@ class InboundResult:
 
 
 def store_inbound(session: Session, vault: Vault, source: str, dedupe_key: str,
-                  raw: Mapping[str, object], sender: str | None) -> InboundMessage | None:
-    """Write the request before acting on it; None when it was already received."""
-    inbound = InboundMessage(
+                  raw: Mapping[str, object], sender: str | None,
+                  now: datetime | None = None) -> int | None:
+    """Write the request before acting on it; its id, or None when already received.
+
+    One `INSERT ... ON CONFLICT DO NOTHING`: a repeat (Twilio or SendGrid retrying) is
+    recognised without a savepoint or an exception.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(InboundMessage).values(
         source=source, dedupe_key=dedupe_key[:200],
         raw_enc=vault.encrypt(json.dumps(raw, ensure_ascii=False, default=str)),
-        sender_hash=vault.lookup_hash(sender) if sender else None)
-    try:
-        with session.begin_nested():
-            session.add(inbound)
-            session.flush()
-    except IntegrityError:
-        return None
-    return inbound
+        sender_hash=vault.lookup_hash(sender) if sender else None,
+        received_at=now or utcnow(),
+    ).on_conflict_do_nothing(index_elements=["source", "dedupe_key"]) \
+        .returning(InboundMessage.id)
+    return session.execute(stmt).scalar_one_or_none()
 
 
 def receive_sms(db: Database, settings: Settings, vault: Vault,
                 params: Mapping[str, str]) -> InboundResult:
-    """Store the message, then act on it inside a savepoint: if acting fails, the message
-    is still committed (with the error) for an officer, and nothing half-done remains."""
+    """Store the message and act on it in one transaction. If acting fails, that
+    transaction is rolled back and the message is stored again on its own with the
+    error, so what a volunteer said is never lost and nothing half-done remains."""
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     sender = params.get("From", "")
-    with db.session() as session:
-        now = db_now(session)
-        inbound = store_inbound(session, vault, "twilio_sms", sid, dict(params), sender)
-        if inbound is None:
-            return InboundResult(duplicate=True, answer=None)
-        try:
-            with session.begin_nested():
-                result = _act(session, settings, vault, inbound, sender,
-                              parse_reply(params.get("Body", "")), now)
-        except Exception as exc:
-            log.exception("inbound message %s kept but not processed", inbound.id)
-            inbound.error = f"{type(exc).__name__}: {exc}"[:500]
-            return InboundResult(duplicate=False, answer=None)
-        inbound.processed_at = now
-        return result
+    try:
+        with db.session() as session:
+            now = db_now(session)
+            inbound_id = store_inbound(session, vault, "twilio_sms", sid, dict(params),
+                                       sender, now)
+            if inbound_id is None:
+                return InboundResult(duplicate=True, answer=None)
+            result = _act(session, settings, vault, inbound_id, sender,
+                          parse_reply(params.get("Body", "")), now)
+            session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id)
+                            .values(processed_at=now))
+            return result
+    except Exception as exc:
+        log.exception("inbound message could not be processed; kept for an officer")
+        with db.session() as session:
+            inbound_id = store_inbound(session, vault, "twilio_sms", sid, dict(params), sender)
+            if inbound_id is not None:
+                session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id)
+                                .values(error=f"{type(exc).__name__}: {exc}"[:500]))
+        return InboundResult(duplicate=False, answer=None)
 
 
-def _act(session: Session, settings: Settings, vault: Vault, inbound: InboundMessage,
+def _act(session: Session, settings: Settings, vault: Vault, inbound_id: int,
          sender: str, parsed: ParsedReply, now: datetime) -> InboundResult:
     digest = vault.lookup_hash(sender) if sender else ""
     contacts = list(session.scalars(
@@ -97,7 +117,7 @@ def _act(session: Session, settings: Settings, vault: Vault, inbound: InboundMes
         return wording(settings.config_dir, lang, key, **values)
 
     def keep(kind: ResponseKind, **fields: object) -> Response:
-        resp = Response(inbound_id=inbound.id, channel=Channel.SMS, kind=kind,
+        resp = Response(inbound_id=inbound_id, channel=Channel.SMS, kind=kind,
                         text=parsed.text[:2000], sender_masked=masked,
                         volunteer_id=volunteers[0].id if volunteers else None, **fields)
         session.add(resp)
