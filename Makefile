@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export NO_PROXY := 127.0.0.1,localhost
 export no_proxy := 127.0.0.1,localhost
 
-.PHONY: test demo bench lint install clean browser
+.PHONY: test demo bench lint typecheck install clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ install: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check dispatcher channels tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy dispatcher channels
 
 # Browser tests drive Debian's Chromium (never a browser Playwright downloads).
 browser:

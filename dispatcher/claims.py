@@ -28,7 +28,7 @@ def claim(session: Session, model: Any, due: ColumnElement[bool], *, worker: str
     query = select(model.id).where(due).order_by(*(order_by or (model.id,))).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(query))
+    ids: list[int] = list(session.scalars(query))
     if not ids:
         return []
     session.execute(
@@ -69,7 +69,7 @@ def release_dead_claims(session: Session, model: Any, in_flight_state: str,
                         now: datetime) -> int:
     """End the leases of rows claimed by processes that died on this host (SIGKILL),
     so their work is taken over now rather than when the lease runs out."""
-    claimers = session.scalars(select(model.claimed_by).where(
+    claimers: Sequence[str | None] = session.scalars(select(model.claimed_by).where(
         model.state == in_flight_state, model.lease_until > now).distinct()).all()
     dead = [c for c in claimers if claimer_is_dead(c)]
     if not dead:
@@ -78,4 +78,4 @@ def release_dead_claims(session: Session, model: Any, in_flight_state: str,
         update(model).where(model.state == in_flight_state, model.claimed_by.in_(dead))
         .values(lease_until=now - timedelta(microseconds=1))
         .execution_options(synchronize_session=False))
-    return int(result.rowcount or 0)
+    return int(getattr(result, "rowcount", 0) or 0)

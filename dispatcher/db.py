@@ -132,7 +132,7 @@ class Database:
 def db_now(session: Session) -> datetime:
     """The database's clock (UTC): it, not a worker's clock, decides what is due."""
     if session.get_bind().dialect.name == "sqlite":
-        raw = session.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))).scalar_one()
+        raw: str = session.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))).scalar_one()
         return datetime.fromisoformat(raw).replace(tzinfo=UTC)
-    value = session.execute(select(func.clock_timestamp())).scalar_one()
+    value: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
     return value.astimezone(UTC)

@@ -294,6 +294,7 @@ async def _post(state: SimState, url: str, what: str, **kwargs: Any) -> bool:
 async def _status_sequence(state: SimState, url: str, sid: str, to: str) -> None:
     await asyncio.sleep(CALLBACK_DELAY_SECONDS)
     f = state.faults
+    steps: list[tuple[str, str | None]]
     if to in f.failed_numbers:
         steps = [("failed", "30006")]
     elif to in f.undelivered_numbers:

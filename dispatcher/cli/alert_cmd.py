@@ -195,9 +195,9 @@ def list_alerts(as_json: bool = typer.Option(False, "--json")) -> None:
         return
     table = Table("ID", "Sent", "Kind", "Title", "State", "Code")
     for r in rows:
-        table.add_row(str(r["id"]), (r["sent_at"] or "")[:19], r["kind"],
-                      ("EXERCISE " if r["exercise"] else "") + r["title"], r["state"],
-                      r["reply_code"])
+        table.add_row(str(r["id"]), str(r["sent_at"] or "")[:19], str(r["kind"]),
+                      ("EXERCISE " if r["exercise"] else "") + str(r["title"]),
+                      str(r["state"]), str(r["reply_code"]))
     console.print(table)
 
 

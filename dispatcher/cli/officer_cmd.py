@@ -42,7 +42,7 @@ def list_officers(as_json: bool = typer.Option(False, "--json")) -> None:
         return
     table = Table("Name", "Role", "Password", "Active tokens", "Disabled")
     for r in rows:
-        table.add_row(r["name"], r["role"], "yes" if r["has_password"] else "no",
+        table.add_row(str(r["name"]), str(r["role"]), "yes" if r["has_password"] else "no",
                       str(r["tokens"]), "yes" if r["disabled"] else "no")
     console.print(table)
 

@@ -141,5 +141,5 @@ def zones_list(as_json: bool = typer.Option(False, "--json")) -> None:
         return
     table = Table("Zone", "Volunteers")
     for z in zones:
-        table.add_row(z["zone"], str(z["volunteers"]))
+        table.add_row(str(z["zone"]), str(z["volunteers"]))
     console.print(table)

@@ -14,8 +14,9 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from channels.base import Channel, ChannelKind, Message, Receipt
@@ -293,7 +294,7 @@ def _obsolete(d: Delivery, alert_state: str, rec_state: str) -> bool:
 
 
 def _record_accepted(session: Session, ok: Sequence[Outcome], now: datetime) -> None:
-    table = Delivery.__table__
+    table = cast(Table, Delivery.__table__)
     session.execute(
         update(table).where(table.c.id == bindparam("b_id")).values(
             provider_id=bindparam("b_pid"), segments=bindparam("b_seg"), sent_at=now,

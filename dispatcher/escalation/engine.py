@@ -102,7 +102,8 @@ def fire(session: Session, settings: Settings, deadline_id: int, worker: str) ->
     today = date.today()
     members = zone_memberships(session, [d.zone_id]).get(d.zone_id, [])
     channels = alert.channels or None
-    silent = ([session.get(Recipient, d.recipient_id)] if d.recipient_id
+    watched = session.get(Recipient, d.recipient_id) if d.recipient_id else None
+    silent = ([watched] if watched is not None
               else _silent(session, alert.id, d.zone_id, d.tier))
     for rec in silent:
         if rec is not None and rec.state in (RecipientState.NOTIFIED, RecipientState.PENDING):

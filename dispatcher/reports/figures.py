@@ -18,6 +18,7 @@ import gc
 import math
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -92,7 +93,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
         .join(Zone, Zone.id == Recipient.zone_id)
         .where(Recipient.alert_id == alert_id).order_by(Zone.name, Recipient.tier,
                                                          Volunteer.name)).all()
-    skipped = dict(db.execute(
+    skipped: dict[int, list[Any]] = dict(db.execute(
         select(Recipient.id, Recipient.skipped).where(
             Recipient.alert_id == alert_id,
             func.length(cast(Recipient.skipped, String)) > 2)).all())
@@ -142,12 +143,12 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
                 codes_of[rec_id].add(code)
     last_reply: dict[int, Any] = {}
     heads: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    for r in responses:
-        if r.recipient_id is not None:
-            last_reply[r.recipient_id] = r
-        if r.kind == "headcount" and r.zone_id is not None:
-            heads[r.zone_id][0] += r.headcount_reached or 0
-            heads[r.zone_id][1] += r.headcount_need_help or 0
+    for resp in responses:
+        if resp.recipient_id is not None:
+            last_reply[resp.recipient_id] = resp
+        if resp.kind == "headcount" and resp.zone_id is not None:
+            heads[resp.zone_id][0] += resp.headcount_reached or 0
+            heads[resp.zone_id][1] += resp.headcount_need_help or 0
 
     volunteers = []
     ack_times: list[float] = []
@@ -238,7 +239,7 @@ def _outcome(states: set[str]) -> str:
 
 def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
              volunteers: list[dict[str, Any]], contacts: dict[int, list[Any]],
-             recs: list[Any], today: date) -> list[dict[str, str]]:
+             recs: Sequence[Any], today: date) -> list[dict[str, str]]:
     """What the section should fix before a real crisis, most severe first."""
     out: list[dict[str, str]] = []
 

@@ -33,7 +33,7 @@ def normalise_phone(raw: str, region: str) -> str:
                     number = fixed
                     break
     if not phonenumbers.is_valid_number(number):
-        where = phonenumbers.region_code_for_country_code(number.country_code)
+        where = phonenumbers.region_code_for_country_code(number.country_code or 0)
         raise ValueError(f"'{raw}' is not a valid number for {where} (default region {region})")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
