@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from dispatcher import audit
@@ -42,12 +42,27 @@ class AckOutcome:
     zone: str
 
 
+# Statements on the acknowledgement path are built once: building them per request cost
+# more Python time than running them.
+_LOCK_ZONE = (
+    select(AlertZone)
+    .where(AlertZone.alert_id == bindparam("alert_id"), AlertZone.zone_id == bindparam("zone_id"))
+    .options(joinedload(AlertZone.zone)).with_for_update(of=AlertZone)
+)
+_OPEN_RECIPIENTS = (
+    select(Recipient).join(Alert, Alert.id == Recipient.alert_id)
+    .where(Recipient.volunteer_id.in_(bindparam("volunteer_ids", expanding=True)),
+           or_(Alert.state.in_([s.value for s in (AlertState.SENDING, AlertState.ACTIVE)]),
+               and_(Alert.state == AlertState.COMPLETED.value,
+                    Alert.closed_at >= bindparam("recent"))))
+    .options(contains_eager(Recipient.alert))
+    .order_by(Alert.id.desc(), Recipient.id)
+)
+
+
 def lock_zone(session: Session, alert_id: int, zone_id: int) -> AlertZone:
     """The alert zone row, locked on PostgreSQL so an ack and an escalation serialise."""
-    return session.scalars(
-        select(AlertZone).where(AlertZone.alert_id == alert_id, AlertZone.zone_id == zone_id)
-        .options(joinedload(AlertZone.zone)).with_for_update(of=AlertZone)
-    ).one()
+    return session.scalars(_LOCK_ZONE, {"alert_id": alert_id, "zone_id": zone_id}).one()
 
 
 def acknowledge(session: Session, settings: Settings, rec: Recipient, *, at: datetime,
@@ -130,11 +145,5 @@ def open_recipients(session: Session, volunteer_ids: list[int],
     if not volunteer_ids:
         return []
     recent = (now or db_now(session)) - LATE_REPLY_WINDOW
-    return list(session.scalars(
-        select(Recipient).join(Alert, Alert.id == Recipient.alert_id)
-        .where(Recipient.volunteer_id.in_(volunteer_ids),
-               or_(Alert.state.in_(OPEN_ALERT_STATES),
-                   and_(Alert.state == AlertState.COMPLETED, Alert.closed_at >= recent)))
-        .options(contains_eager(Recipient.alert))
-        .order_by(Alert.id.desc(), Recipient.id)
-    ).unique())
+    return list(session.scalars(_OPEN_RECIPIENTS, {"volunteer_ids": volunteer_ids,
+                                                   "recent": recent}).unique())

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, joinedload
@@ -42,6 +42,10 @@ from dispatcher.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: The sender's phone paths by keyed hash, with their volunteers (built once).
+_SENDER = (select(Contact)
+           .where(Contact.channel == Channel.SMS.value, Contact.value_hash == bindparam("digest"))
+           .options(joinedload(Contact.volunteer)))
 #: Parsed kinds that acknowledge the alert they answer.
 ACK_KINDS = (ReplyKind.ACK, ReplyKind.SAFE, ReplyKind.HEADCOUNT)
 
@@ -106,9 +110,7 @@ def receive_sms(db: Database, settings: Settings, vault: Vault,
 def _act(session: Session, settings: Settings, vault: Vault, inbound_id: int,
          sender: str, parsed: ParsedReply, now: datetime) -> InboundResult:
     digest = vault.lookup_hash(sender) if sender else ""
-    contacts = list(session.scalars(
-        select(Contact).where(Contact.channel == Channel.SMS, Contact.value_hash == digest)
-        .options(joinedload(Contact.volunteer)))) if digest else []
+    contacts = list(session.scalars(_SENDER, {"digest": digest})) if digest else []
     volunteers = [c.volunteer for c in contacts]
     masked = mask_contact(sender) if sender else None
     lang = volunteers[0].language_list[0] if volunteers and volunteers[0].language_list else "en"
