@@ -129,10 +129,14 @@ class Database:
         self.engine.dispose()
 
 
+_SQLITE_NOW = select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))
+_PG_NOW = select(func.clock_timestamp())
+
+
 def db_now(session: Session) -> datetime:
     """The database's clock (UTC): it, not a worker's clock, decides what is due."""
     if session.get_bind().dialect.name == "sqlite":
-        raw: str = session.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))).scalar_one()
+        raw: str = session.execute(_SQLITE_NOW).scalar_one()
         return datetime.fromisoformat(raw).replace(tzinfo=UTC)
-    value: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
+    value: datetime = session.execute(_PG_NOW).scalar_one()
     return value.astimezone(UTC)

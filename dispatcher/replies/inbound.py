@@ -14,6 +14,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 _SENDER = (select(Contact)
            .where(Contact.channel == Channel.SMS.value, Contact.value_hash == bindparam("digest"))
            .options(joinedload(Contact.volunteer)))
+_PROCESSED = (update(InboundMessage).where(InboundMessage.id == bindparam("p_id"))
+              .values(processed_at=bindparam("p_at")))
+#: The store statement, per database dialect (built on first use).
+_STORE: dict[str, Any] = {}
 #: Parsed kinds that acknowledge the alert they answer.
 ACK_KINDS = (ReplyKind.ACK, ReplyKind.SAFE, ReplyKind.HEADCOUNT)
 
@@ -67,15 +72,21 @@ def store_inbound(session: Session, vault: Vault, source: str, dedupe_key: str,
     recognised without a savepoint or an exception.
     """
     dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(InboundMessage).values(
-        source=source, dedupe_key=dedupe_key[:200],
-        raw_enc=vault.encrypt(json.dumps(raw, ensure_ascii=False, default=str)),
-        sender_hash=vault.lookup_hash(sender) if sender else None,
-        received_at=now or utcnow(),
-    ).on_conflict_do_nothing(index_elements=["source", "dedupe_key"]) \
-        .returning(InboundMessage.id)
-    return session.execute(stmt).scalar_one_or_none()
+    stmt = _STORE.get(dialect)
+    if stmt is None:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = _STORE[dialect] = insert(InboundMessage).values(
+            source=bindparam("p_source"), dedupe_key=bindparam("p_key"),
+            raw_enc=bindparam("p_raw"), sender_hash=bindparam("p_sender"),
+            received_at=bindparam("p_at"),
+        ).on_conflict_do_nothing(index_elements=["source", "dedupe_key"]) \
+            .returning(InboundMessage.id)
+    return session.execute(stmt, {
+        "p_source": source, "p_key": dedupe_key[:200],
+        "p_raw": vault.encrypt(json.dumps(raw, ensure_ascii=False, default=str)),
+        "p_sender": vault.lookup_hash(sender) if sender else None,
+        "p_at": now or utcnow(),
+    }).scalar_one_or_none()
 
 
 def receive_sms(db: Database, settings: Settings, vault: Vault,
@@ -94,8 +105,7 @@ def receive_sms(db: Database, settings: Settings, vault: Vault,
                 return InboundResult(duplicate=True, answer=None)
             result = _act(session, settings, vault, inbound_id, sender,
                           parse_reply(params.get("Body", "")), now)
-            session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id)
-                            .values(processed_at=now))
+            session.execute(_PROCESSED, {"p_id": inbound_id, "p_at": now})
             return result
     except Exception as exc:
         log.exception("inbound message could not be processed; kept for an officer")
