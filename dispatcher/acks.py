@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
-from sqlalchemy.orm import Session, contains_eager, joinedload
+from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from dispatcher import audit
-from dispatcher.db import db_now
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
     AlertState,
@@ -24,7 +25,7 @@ from dispatcher.domain import (
     RecipientState,
     ZoneState,
 )
-from dispatcher.models import Alert, AlertZone, Deadline, Recipient
+from dispatcher.models import Alert, AlertZone, Deadline, Recipient, Zone, table
 from dispatcher.settings import Settings
 
 #: Alert states in which the chain may still move.
@@ -40,23 +41,52 @@ class AckOutcome:
     already: bool
     zone_acknowledged: bool
     zone: str
+    #: The zone was covered by this acknowledgement: stand-down messages may be queued.
+    covered: bool = False
 
 
-# Statements on the acknowledgement path are built once: building them per request cost
-# more Python time than running them.
+@dataclass(frozen=True)
+class Waiting:
+    """A recipient row as the acknowledgement path needs it, read without the ORM.
+
+    `zone_state` is the alert zone's state read in the same transaction, or None to
+    have `acknowledge` read it.
+    """
+
+    recipient_id: int
+    alert_id: int
+    zone_id: int
+    tier: int
+    state: str
+    zone_name: str | None = None
+    zone_state: str | None = None
+
+    @classmethod
+    def of(cls, rec: Recipient) -> Waiting:
+        return cls(rec.id, rec.alert_id, rec.zone_id, rec.tier, rec.state)
+
+
+# Statements on the acknowledgement path are built once and run on the Core connection:
+# building them per request, or going through the ORM's unit of work, cost more Python
+# time than running them.
 _LOCK_ZONE = (
     select(AlertZone)
     .where(AlertZone.alert_id == bindparam("alert_id"), AlertZone.zone_id == bindparam("zone_id"))
     .options(joinedload(AlertZone.zone)).with_for_update(of=AlertZone)
 )
-_OPEN_RECIPIENTS = (
-    select(Recipient).join(Alert, Alert.id == Recipient.alert_id)
-    .where(Recipient.volunteer_id.in_(bindparam("volunteer_ids", expanding=True)),
-           or_(Alert.state.in_([s.value for s in (AlertState.SENDING, AlertState.ACTIVE)]),
-               and_(Alert.state == AlertState.COMPLETED.value,
-                    Alert.closed_at >= bindparam("recent"))))
-    .options(contains_eager(Recipient.alert))
-    .order_by(Alert.id.desc(), Recipient.id)
+_az, _zones, _recipients = table(AlertZone), table(Zone), table(Recipient)
+_ZONE_STATE = (
+    select(_az.c.state, _zones.c.name)
+    .join_from(_az, _zones, _zones.c.id == _az.c.zone_id)
+    .where(_az.c.alert_id == bindparam("alert_id"), _az.c.zone_id == bindparam("zone_id"))
+    .with_for_update(of=_az)
+)
+_ACK_RECIPIENT = (
+    update(_recipients)
+    .where(_recipients.c.id == bindparam("r_id"),
+           _recipients.c.state != RecipientState.ACKNOWLEDGED.value)
+    .values(state=RecipientState.ACKNOWLEDGED.value, acknowledged_at=bindparam("r_at"),
+            acknowledged_via=bindparam("r_via"))
 )
 
 
@@ -65,27 +95,44 @@ def lock_zone(session: Session, alert_id: int, zone_id: int) -> AlertZone:
     return session.scalars(_LOCK_ZONE, {"alert_id": alert_id, "zone_id": zone_id}).one()
 
 
-def acknowledge(session: Session, settings: Settings, rec: Recipient, *, at: datetime,
-                via: str, actor: str = "volunteer") -> AckOutcome:
-    """Record the acknowledgement; cover the zone when its quorum is met."""
-    alert = session.get(Alert, rec.alert_id)
-    assert alert is not None
-    az = lock_zone(session, rec.alert_id, rec.zone_id)
-    if rec.state == RecipientState.ACKNOWLEDGED:
-        return AckOutcome(rec.id, True, az.state == ZoneState.ACKNOWLEDGED, az.zone.name)
-    rec.state = RecipientState.ACKNOWLEDGED
-    rec.acknowledged_at = at
-    rec.acknowledged_via = via
-    session.flush()
-    audit.record(session, actor, "recipient.acknowledged", alert_id=alert.id,
-                 recipient_id=rec.id, zone=az.zone.name, via=via)
+def acknowledge(session: Session, settings: Settings, rec: Recipient | Waiting, *,
+                at: datetime, via: str, actor: str = "volunteer") -> AckOutcome:
+    """Record the acknowledgement; cover the zone when its quorum is met.
+
+    The common case (a volunteer answers, the zone already covered or short of its
+    quorum) is three statements on the Core connection; covering a zone goes through
+    the ORM, once per zone.
+    """
+    w = Waiting.of(rec) if isinstance(rec, Recipient) else rec
+    conn = session.connection()
+    zone_state, zone_name = w.zone_state, w.zone_name
+    if zone_state is None or zone_name is None or conn.dialect.name != "sqlite":
+        # On PostgreSQL this row lock serialises an acknowledgement with an escalation
+        # of the same zone; SQLite's write lock, held since BEGIN IMMEDIATE, already does.
+        row = conn.execute(_ZONE_STATE, {"alert_id": w.alert_id, "zone_id": w.zone_id}).one()
+        zone_state, zone_name = str(row.state), str(row.name)
+    changed = conn.execute(_ACK_RECIPIENT, {"r_id": w.recipient_id, "r_at": at,
+                                            "r_via": via}).rowcount
+    if isinstance(rec, Recipient) and changed:
+        # Keep the caller's object in step without marking it dirty.
+        for key, value in (("state", RecipientState.ACKNOWLEDGED.value),
+                           ("acknowledged_at", at), ("acknowledged_via", via)):
+            set_committed_value(rec, key, value)
+    if not changed:
+        return AckOutcome(w.recipient_id, True, zone_state == ZoneState.ACKNOWLEDGED,
+                          zone_name)
+    audit.record(session, actor, "recipient.acknowledged", alert_id=w.alert_id,
+                 recipient_id=w.recipient_id, zone=zone_name, via=via)
     covered = False
-    if az.state == ZoneState.WAITING and rec.tier != DUTY_OFFICER_TIER:
+    if zone_state == ZoneState.WAITING and w.tier != DUTY_OFFICER_TIER:
+        alert = session.get(Alert, w.alert_id)
+        assert alert is not None
+        az = lock_zone(session, w.alert_id, w.zone_id)
         if _quorum_met(session, alert, az):
             cover_zone(session, settings, alert, az, at)
             covered = True
-    return AckOutcome(rec.id, False, covered or az.state == ZoneState.ACKNOWLEDGED,
-                      az.zone.name)
+    return AckOutcome(w.recipient_id, False, covered or zone_state == ZoneState.ACKNOWLEDGED,
+                      zone_name, covered)
 
 
 def _quorum_met(session: Session, alert: Alert, az: AlertZone) -> bool:
@@ -139,11 +186,11 @@ def maybe_complete(session: Session, alert: Alert, at: datetime) -> None:
         audit.record(session, "system", "alert.completed", alert_id=alert.id)
 
 
-def open_recipients(session: Session, volunteer_ids: list[int],
-                    now: datetime | None = None) -> list[Recipient]:
-    """This volunteer's recipients in alerts that still take replies, newest alert first."""
-    if not volunteer_ids:
-        return []
-    recent = (now or db_now(session)) - LATE_REPLY_WINDOW
-    return list(session.scalars(_OPEN_RECIPIENTS, {"volunteer_ids": volunteer_ids,
-                                                   "recent": recent}).unique())
+def takes_replies(recent: BindParameter[datetime]) -> ColumnElement[bool]:
+    """Alerts that still take replies: open ones, and completed ones closed after `recent`
+    (the caller binds it to now - LATE_REPLY_WINDOW)."""
+    alerts = table(Alert)
+    # Spelled out rather than IN (...): a literal list is an "expanding" parameter that
+    # SQLAlchemy re-renders on every execution, on the hottest query of the reply path.
+    return or_(*(alerts.c.state == s.value for s in OPEN_ALERT_STATES),
+               and_(alerts.c.state == AlertState.COMPLETED.value, alerts.c.closed_at >= recent))
