@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from dispatcher.replies.intake import Intake
 from dispatcher.runtime import Runtime
 
 
@@ -16,3 +17,7 @@ def wake_worker(request: Request) -> None:
     worker = getattr(request.app.state, "worker", None)
     if worker is not None:
         worker.wake()
+
+
+def intake_of(request: Request) -> Intake:
+    return request.app.state.intake  # type: ignore[no-any-return]

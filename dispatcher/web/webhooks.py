@@ -12,21 +12,24 @@ import json
 import logging
 import time
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from channels.webhooks import sendgrid_signature_valid, twilio_signature_valid, twiml_message
 from dispatcher.receipts import apply_sendgrid_event, apply_twilio_status
-from dispatcher.replies.inbound import receive_sms, store_inbound
+from dispatcher.replies.inbound import store_inbound
 from dispatcher.runtime import Runtime
-from dispatcher.web.app_state import runtime_of, wake_worker
+from dispatcher.web.app_state import intake_of, runtime_of, wake_worker
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks", include_in_schema=False)
 
 #: Largest webhook body we read; Twilio and SendGrid stay far below.
 MAX_BODY_BYTES = 1_000_000
+#: Most form fields we parse; a Twilio request has about twenty (more with media).
+MAX_FIELDS = 200
 TWIML = "application/xml"
 
 
@@ -41,10 +44,12 @@ async def twilio_params(request: Request, rt: Runtime) -> dict[str, str]:
     if len(body) > MAX_BODY_BYTES:
         raise HTTPException(413, "body too large")
     try:
-        form = await request.form()
-    except Exception:
-        raise HTTPException(400, "body is not form-encoded") from None
-    params = {k: v for k, v in form.items() if isinstance(v, str)}
+        # Twilio posts application/x-www-form-urlencoded, always; parsed directly, at a
+        # tenth of the cost of the general multipart-capable form parser.
+        params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True,
+                                max_num_fields=MAX_FIELDS))
+    except (UnicodeDecodeError, ValueError):
+        raise HTTPException(400, "body is not form-encoded UTF-8") from None
     signature = request.headers.get("X-Twilio-Signature", "")
     token = rt.settings.twilio_auth_token or ""
     if not token or not signature or not twilio_signature_valid(
@@ -61,8 +66,8 @@ async def twilio_sms(request: Request) -> Response:
     params = await twilio_params(request, rt)
     if not params.get("MessageSid") or "From" not in params:
         raise HTTPException(400, "MessageSid and From are required")
-    result = await run_in_threadpool(receive_sms, rt.db, rt.settings, rt.vault, params)
-    if result.acknowledged_alert is not None:
+    result = await intake_of(request).submit(params)
+    if result.queued_work:
         wake_worker(request)
     return Response(twiml_message(result.answer), media_type=TWIML)
 

@@ -1,0 +1,106 @@
+"""Inbound SMS handed from the web server's event loop to one writer thread, in batches.
+
+Replies arrive in bursts: a drill to five thousand volunteers brings thousands of
+"YES" within a minute. SQLite takes one writer at a time, so webhooks handled in a
+thread pool would each wait for the lock, then pay for their own transaction. Here
+one thread takes whatever has arrived since its last commit (up to `MAX_BATCH`) and
+handles it in one transaction (`receive_batch`); each webhook waits only for the
+batch it is in. Under light load a batch is one message and nothing waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Mapping
+
+from dispatcher.replies.inbound import InboundResult, receive_batch
+from dispatcher.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: Most messages in one transaction: enough to amortise the commit, small enough that
+#: the write lock is never held long (about 0.5 ms per message).
+MAX_BATCH = 64
+
+_Item = tuple[Mapping[str, str], asyncio.AbstractEventLoop, "asyncio.Future[InboundResult]"]
+
+
+class Intake:
+    """`await intake.submit(params)`: the message stored, acted on and committed."""
+
+    def __init__(self, rt: Runtime, max_batch: int = MAX_BATCH) -> None:
+        self.rt = rt
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    async def submit(self, params: Mapping[str, str]) -> InboundResult:
+        self._ensure_started()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[InboundResult] = loop.create_future()
+        self._queue.put((params, loop, future))
+        return await future
+
+    def _ensure_started(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="aln-intake",
+                                                     daemon=True)
+                    self._thread.start()
+
+    def stop(self) -> None:
+        """Finish what was submitted, then end the thread."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._handle(batch)
+            if stop:
+                return
+
+    def _handle(self, batch: list[_Item]) -> None:
+        outcomes: list[InboundResult] | BaseException
+        try:
+            outcomes = receive_batch(self.rt.db, self.rt.settings, self.rt.vault,
+                                     [params for params, _, _ in batch])
+        except BaseException as exc:  # the database is gone: every webhook in it gets a 5xx
+            log.exception("a batch of %d inbound messages could not be stored", len(batch))
+            outcomes = exc
+        for i, (_, loop, future) in enumerate(batch):
+            outcome = outcomes if isinstance(outcomes, BaseException) else outcomes[i]
+            try:
+                loop.call_soon_threadsafe(_settle, future, outcome)
+            except RuntimeError:  # the server's loop has closed; nobody is waiting
+                pass
+
+
+def _settle(future: asyncio.Future[InboundResult],
+            outcome: InboundResult | BaseException) -> None:
+    if future.done():  # the request was cancelled (client went away)
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

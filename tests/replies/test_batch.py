@@ -1,0 +1,163 @@
+"""Inbound SMS in batches: the same outcome as one at a time, and one bad message costs
+nothing but itself."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+from sqlalchemy import select, text
+
+from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
+from dispatcher.models import (
+    Alert,
+    AlertZone,
+    AuditEvent,
+    InboundMessage,
+    Recipient,
+    Response,
+    Volunteer,
+)
+from dispatcher.replies.inbound import InboundResult, receive_batch, receive_sms
+from dispatcher.replies.intake import Intake
+from dispatcher.roster.posts import ensure_post
+from dispatcher.runtime import Runtime
+from tests.conftest import rt_with_roster
+
+DANIEL, EMILY, FERNANDO = "+525551000201", "+525551000202", "+525551000203"  # Mexico City
+STRANGER = "+525599999999"
+
+
+@pytest.fixture
+def rt(database_url: str) -> Runtime:
+    runtime = rt_with_roster(database_url)
+    yield runtime
+    runtime.close()
+
+
+def send(rt: Runtime, zones: list[str]) -> tuple[int, str]:
+    req = AlertRequest(zones=zones, body="Test", ack_window_seconds=600)
+    with rt.db.session() as session:
+        post = ensure_post(session, rt.settings, rt.vault)
+        alert = create_alert(session, rt.settings, plan_alert(session, rt.settings, post, req),
+                             req)
+        return alert.id, alert.reply_code
+
+
+def script(run: str, code: str) -> list[dict[str, str]]:
+    """Replies that depend on each other: the second and third see what the first did."""
+    said = [
+        ("a", DANIEL, f"YES {code}"),     # acknowledges, covers the zone
+        ("b", DANIEL, f"ok {code}"),      # already acknowledged
+        ("c", EMILY, f"sí {code}"),       # the zone is covered by now
+        ("a", DANIEL, f"YES {code}"),     # Twilio retrying the first: a repeat
+        ("d", FERNANDO, "HELP"),          # an alternate not yet asked, in distress
+        ("e", STRANGER, "road blocked at Reforma"),
+        ("f", EMILY, "STOP"),
+    ]
+    return [{"MessageSid": f"SM{run}{sid}", "From": phone, "To": "+15005550006", "Body": body}
+            for sid, phone, body in said]
+
+
+def outcome(rt: Runtime, alert_id: int, code: str,
+            results: list[InboundResult]) -> dict[str, object]:
+    with rt.db.session() as s:
+        states = dict(s.execute(select(Volunteer.name, Recipient.state).join(Volunteer)
+                                .where(Recipient.alert_id == alert_id)).all())
+        zone = s.scalars(select(AlertZone.state).where(AlertZone.alert_id == alert_id)).one()
+        audit = list(s.scalars(select(AuditEvent.action).where(AuditEvent.alert_id == alert_id)
+                               .order_by(AuditEvent.id)))
+        alert_state = s.get(Alert, alert_id).state
+    return {
+        "answers": [(r.duplicate, (r.answer or "").replace(code, "CODE"), r.kind,
+                     r.acknowledged_alert == alert_id) for r in results],
+        "states": states, "zone": zone, "alert": alert_state, "audit": audit,
+    }
+
+
+def test_a_batch_does_what_one_at_a_time_does(rt: Runtime) -> None:
+    first, first_code = send(rt, ["Mexico City"])
+    one_by_one = [receive_sms(rt.db, rt.settings, rt.vault, m) for m in script("x", first_code)]
+    second, second_code = send(rt, ["Mexico City"])
+    batch = receive_batch(rt.db, rt.settings, rt.vault, script("y", second_code))
+
+    expected = outcome(rt, first, first_code, one_by_one)
+    assert outcome(rt, second, second_code, batch) == expected
+    # And what that is, spelled out.
+    assert [a[0] for a in expected["answers"]] == [False, False, False, True, False, False,
+                                                    False]
+    assert [a[3] for a in expected["answers"]] == [True, True, True, False, False, False,
+                                                    False]
+    assert expected["states"] == {"Daniel Ortega": "acknowledged",
+                                  "Emily Carter": "acknowledged"}
+    assert (expected["zone"], expected["alert"]) == ("acknowledged", "completed")
+    assert expected["audit"] == ["alert.sent", "recipient.acknowledged", "zone.acknowledged",
+                                 "alert.completed", "recipient.acknowledged"]
+    assert batch[0].queued_work and not batch[2].queued_work
+    with rt.db.session() as s:
+        kinds = Counter(s.scalars(select(Response.kind).join(InboundMessage).where(
+            InboundMessage.dedupe_key.like("SMy%"))))
+        stored = s.scalar(select(InboundMessage.id).where(InboundMessage.dedupe_key == "SMya"))
+    assert kinds == {"ack": 3, "help": 1, "field_report": 1, "opt_out": 1}
+    assert stored is not None
+
+
+def _inject_fault(rt: Runtime) -> None:
+    """A real database error on one message: the responses table refuses text 'boom'."""
+    with rt.db.session() as s:
+        if rt.db.is_sqlite:
+            s.execute(text("CREATE TRIGGER boom BEFORE INSERT ON responses "
+                           "WHEN NEW.text = 'boom' BEGIN SELECT RAISE(ABORT, 'injected'); END"))
+        else:
+            s.execute(text("CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN "
+                           "IF NEW.text = 'boom' THEN RAISE EXCEPTION 'injected'; END IF; "
+                           "RETURN NEW; END $$ LANGUAGE plpgsql"))
+            s.execute(text("CREATE TRIGGER boom BEFORE INSERT ON responses "
+                           "FOR EACH ROW EXECUTE FUNCTION boom()"))
+
+
+def test_one_failing_message_costs_only_itself(rt: Runtime) -> None:
+    alert_id, code = send(rt, ["Mexico City"])
+    _inject_fault(rt)
+    results = receive_batch(rt.db, rt.settings, rt.vault, [
+        {"MessageSid": "SM1", "From": DANIEL, "Body": f"YES {code}"},
+        {"MessageSid": "SM2", "From": FERNANDO, "Body": "boom"},
+        {"MessageSid": "SM3", "From": EMILY, "Body": f"YES {code}"},
+    ])
+    assert [r.acknowledged_alert for r in results] == [alert_id, None, alert_id]
+    assert results[1].answer is None
+    with rt.db.session() as s:
+        failed = s.scalars(select(InboundMessage).where(InboundMessage.dedupe_key == "SM2")).one()
+        states = set(s.scalars(select(Recipient.state).where(Recipient.alert_id == alert_id)))
+        done = s.scalars(select(InboundMessage.processed_at).where(
+            InboundMessage.dedupe_key.in_(["SM1", "SM3"]))).all()
+    # What Fernando said is kept, marked as not acted on, with the reason.
+    assert failed.processed_at is None and "injected" in (failed.error or "")
+    assert rt.vault.decrypt(failed.raw_enc).count("boom") == 1
+    assert states == {"acknowledged"} and len(done) == 2 and all(done)
+
+
+def test_intake_answers_every_concurrent_webhook(rt: Runtime) -> None:
+    alert_id, code = send(rt, ["Mexico City", "Chiapas", "Oaxaca", "Puebla"])
+    with rt.db.session() as s:
+        asked = s.scalar(select(Recipient.id).where(Recipient.alert_id == alert_id).limit(1))
+    assert asked is not None
+    messages = [{"MessageSid": f"SM{i}", "From": phone, "Body": f"YES {code}"}
+                for i, phone in enumerate([DANIEL, EMILY, "+529611230101", "+529515101001",
+                                           "+522222300801"] * 8)]  # each says it 8 times
+
+    async def burst() -> list[InboundResult]:
+        intake = Intake(rt)
+        try:
+            return await asyncio.gather(*(intake.submit(m) for m in messages))
+        finally:
+            intake.stop()
+
+    results = asyncio.run(burst())
+    assert all(r.acknowledged_alert == alert_id for r in results)
+    assert sum(r.queued_work for r in results) == 4  # one per zone covered
+    with rt.db.session() as s:
+        states = Counter(s.scalars(select(Recipient.state).where(Recipient.alert_id == alert_id)))
+        stored = len(s.scalars(select(InboundMessage.id)).all())
+    assert states["acknowledged"] == 5 and stored == len(messages)
