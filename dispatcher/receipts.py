@@ -8,7 +8,7 @@ bounced, dropped) fails over to the volunteer's other channel at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -18,6 +18,8 @@ from dispatcher.db import db_now
 from dispatcher.dispatch.failover import on_dead_path
 from dispatcher.domain import DEAD_DELIVERY_STATES, DeliveryState, RecipientState, delivery_can_move
 from dispatcher.models import Contact, Delivery, Recipient
+from dispatcher.replies.inbound import batch_or_alone, keep_failed, store_inbound
+from dispatcher.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,55 @@ def apply_twilio_status(session: Session, params: Mapping[str, str], ref: str | 
     return apply_state(session, d, new, error_code=code,
                        reason=f"twilio {status} {code or ''}".strip(),
                        recipient_specific=code not in TWILIO_TEMPORARY)
+
+
+def status_batch(rt: Runtime, batch: Sequence[tuple[Mapping[str, str], str | None]]
+                 ) -> list[bool]:
+    """Twilio status callbacks (parameters, our `ref`), stored and applied in one
+    transaction, as the intake thread calls it. True for each that moved a delivery."""
+
+    def run(session: Session, items: Sequence[tuple[Mapping[str, str], str | None]]
+            ) -> list[bool]:
+        moved = []
+        for params, ref in items:
+            sid, status = params.get("MessageSid", ""), params.get("MessageStatus", "")
+            stored = store_inbound(session, rt.vault, "twilio_status", f"{sid}:{status}",
+                                   params, params.get("To"))
+            moved.append(stored is not None and apply_twilio_status(session, params, ref))
+        return moved
+
+    def failed(session: Session, item: tuple[Mapping[str, str], str | None],
+               exc: Exception) -> bool:
+        params = item[0]
+        keep_failed(session, rt.vault, "twilio_status",
+                    f"{params.get('MessageSid', '')}:{params.get('MessageStatus', '')}",
+                    params, params.get("To"), exc)
+        return False
+
+    return batch_or_alone(rt.db, batch, run, failed, "status callback")
+
+
+def sendgrid_batch(rt: Runtime, events: Sequence[Mapping[str, Any]]) -> list[bool]:
+    """SendGrid's events (one POST carries many), stored and applied in one transaction;
+    events without an `sg_event_id` are ignored (SendGrid always sends one)."""
+
+    def run(session: Session, batch: Sequence[Mapping[str, Any]]) -> list[bool]:
+        moved = []
+        for event in batch:
+            key = str(event.get("sg_event_id") or "")
+            stored = key and store_inbound(session, rt.vault, "sendgrid_event", key, event,
+                                           str(event.get("email") or ""))
+            moved.append(bool(stored) and apply_sendgrid_event(session, event))
+        return moved
+
+    def failed(session: Session, event: Mapping[str, Any], exc: Exception) -> bool:
+        key = str(event.get("sg_event_id") or "")
+        if key:
+            keep_failed(session, rt.vault, "sendgrid_event", key, event,
+                        str(event.get("email") or ""), exc)
+        return False
+
+    return batch_or_alone(rt.db, events, run, failed, "SendGrid event")
 
 
 def apply_sendgrid_event(session: Session, event: Mapping[str, Any]) -> bool:

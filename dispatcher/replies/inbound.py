@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -46,9 +46,12 @@ from dispatcher.models import (
     utcnow,
 )
 from dispatcher.replies.parser import ParsedReply, ReplyKind, parse_reply
+from dispatcher.runtime import Runtime
 from dispatcher.settings import Settings
 
 log = logging.getLogger(__name__)
+P = TypeVar("P")
+R = TypeVar("R")
 
 #: Parsed kinds that acknowledge the alert they answer.
 ACK_KINDS = (ReplyKind.ACK, ReplyKind.SAFE, ReplyKind.HEADCOUNT)
@@ -209,28 +212,51 @@ def receive_batch(db: Database, settings: Settings, vault: Vault,
     """Store each message and act on it; the whole batch commits at once.
 
     Messages are handled in order, each seeing what the ones before it did (a repeated
-    MessageSid is a duplicate even inside one batch). If acting on any of them fails,
-    the batch is rolled back and its messages are handled again one at a time, so one
-    bad message cannot cost the others; a message that fails on its own is stored with
-    the error, so what a volunteer said is never lost and nothing half-done remains.
+    MessageSid is a duplicate even inside one batch). One message that cannot be handled
+    costs nothing but itself (see `batch_or_alone`).
     """
+
+    def run(session: Session, messages: Sequence[Mapping[str, str]]) -> list[InboundResult]:
+        return Batch(session, settings, vault, db_now(session)).run(messages)
+
+    def failed(session: Session, params: Mapping[str, str], exc: Exception) -> InboundResult:
+        keep_failed(session, vault, "twilio_sms", _sid(params), params, params.get("From"), exc)
+        return InboundResult(duplicate=False, answer=None)
+
+    return batch_or_alone(db, batch, run, failed, "inbound message")
+
+
+def sms_batch(rt: Runtime, batch: Sequence[Mapping[str, str]]) -> list[InboundResult]:
+    """`receive_batch` as the intake thread calls it."""
+    return receive_batch(rt.db, rt.settings, rt.vault, batch)
+
+
+def batch_or_alone(db: Database, batch: Sequence[P], run: Callable[[Session, Sequence[P]], list[R]],
+                   failed: Callable[[Session, P, Exception], R], what: str) -> list[R]:
+    """`run` the batch in one transaction. If it fails, the batch is rolled back and each
+    request run again alone, so one bad request cannot cost the others; one that fails
+    alone is handed to `failed` in a new transaction (to be kept with its error), so what
+    a volunteer or a provider said is never lost and nothing half-done remains."""
     try:
         with db.session() as session:
-            return Batch(session, settings, vault, db_now(session)).run(batch)
+            return run(session, batch)
     except Exception as exc:
         if len(batch) > 1:
-            log.warning("a batch of %d inbound messages failed (%s); handling them one by "
-                        "one", len(batch), type(exc).__name__)
-            return [receive_batch(db, settings, vault, [params])[0] for params in batch]
-        log.exception("inbound message could not be processed; kept for an officer")
-        params = batch[0]
+            log.warning("a batch of %d %ss failed (%s); handling them one by one", len(batch),
+                        what, type(exc).__name__)
+            return [batch_or_alone(db, [one], run, failed, what)[0] for one in batch]
+        log.exception("%s could not be processed; kept for an officer", what)
         with db.session() as session:
-            inbound_id = store_inbound(session, vault, "twilio_sms", _sid(params), dict(params),
-                                       params.get("From", ""))
-            if inbound_id is not None:
-                session.connection().execute(_FAILED, {
-                    "i_id": inbound_id, "i_error": f"{type(exc).__name__}: {exc}"[:500]})
-        return [InboundResult(duplicate=False, answer=None)]
+            return [failed(session, batch[0], exc)]
+
+
+def keep_failed(session: Session, vault: Vault, source: str, key: str,
+                raw: Mapping[str, object], sender: str | None, exc: Exception) -> None:
+    """Store a request that could not be acted on, unprocessed, with the reason."""
+    inbound_id = store_inbound(session, vault, source, key, dict(raw), sender)
+    if inbound_id is not None:
+        session.connection().execute(_FAILED, {
+            "i_id": inbound_id, "i_error": f"{type(exc).__name__}: {exc}"[:500]})
 
 
 def _sid(params: Mapping[str, str]) -> str:

@@ -1,11 +1,13 @@
-"""Inbound SMS handed from the web server's event loop to one writer thread, in batches.
+"""Webhooks handed from the web server's event loop to one writer thread, in batches.
 
-Replies arrive in bursts: a drill to five thousand volunteers brings thousands of
-"YES" within a minute. SQLite takes one writer at a time, so webhooks handled in a
-thread pool would each wait for the lock, then pay for their own transaction. Here
-one thread takes whatever has arrived since its last commit (up to `MAX_BATCH`) and
-handles it in one transaction (`receive_batch`); each webhook waits only for the
-batch it is in. Under light load a batch is one message and nothing waits.
+Replies and delivery receipts arrive in bursts: a drill to five thousand volunteers
+brings thousands of "YES" within a minute, and two or three status callbacks per
+message. SQLite takes one writer at a time, so webhooks handled in a thread pool
+would each wait for the lock, then pay for their own transaction. Here one thread
+takes whatever has arrived since its last commit (up to `MAX_BATCH`) and gives each
+kind to its batch handler, which handles it in one transaction; each webhook waits
+only for the batch it is in. Under light load a batch is one request and nothing
+waits.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from dispatcher.replies.inbound import InboundResult, receive_batch
 from dispatcher.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -25,11 +27,16 @@ log = logging.getLogger(__name__)
 #: the write lock is never held long (about 0.5 ms per message).
 MAX_BATCH = 64
 
-_Item = tuple[Mapping[str, str], asyncio.AbstractEventLoop, "asyncio.Future[InboundResult]"]
+P = TypeVar("P")
+R = TypeVar("R")
+#: Handles a batch of one kind of request in one transaction: one result per request,
+#: in order. It must not raise for one bad request (it keeps that one aside instead).
+BatchHandler = Callable[[Runtime, Sequence[P]], list[R]]
+_Item = tuple[BatchHandler[Any, Any], Any, asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 
 
 class Intake:
-    """`await intake.submit(params)`: the message stored, acted on and committed."""
+    """`await intake.submit(handler, payload)`: the request stored, acted on, committed."""
 
     def __init__(self, rt: Runtime, max_batch: int = MAX_BATCH) -> None:
         self.rt = rt
@@ -38,11 +45,11 @@ class Intake:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    async def submit(self, params: Mapping[str, str]) -> InboundResult:
+    async def submit(self, handler: BatchHandler[P, R], payload: P) -> R:
         self._ensure_started()
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[InboundResult] = loop.create_future()
-        self._queue.put((params, loop, future))
+        future: asyncio.Future[R] = loop.create_future()
+        self._queue.put((handler, payload, loop, future))
         return await future
 
     def _ensure_started(self) -> None:
@@ -76,19 +83,22 @@ class Intake:
                     stop = True
                     break
                 batch.append(more)
-            self._handle(batch)
+            kinds: dict[BatchHandler[Any, Any], list[_Item]] = {}
+            for one in batch:
+                kinds.setdefault(one[0], []).append(one)
+            for handler, items in kinds.items():
+                self._handle(handler, items)
             if stop:
                 return
 
-    def _handle(self, batch: list[_Item]) -> None:
-        outcomes: list[InboundResult] | BaseException
+    def _handle(self, handler: BatchHandler[Any, Any], batch: list[_Item]) -> None:
+        outcomes: list[Any] | BaseException
         try:
-            outcomes = receive_batch(self.rt.db, self.rt.settings, self.rt.vault,
-                                     [params for params, _, _ in batch])
-        except BaseException as exc:  # the database is gone: every webhook in it gets a 5xx
-            log.exception("a batch of %d inbound messages could not be stored", len(batch))
+            outcomes = handler(self.rt, [payload for _, payload, _, _ in batch])
+        except Exception as exc:  # the database is gone: every webhook in it gets a 5xx
+            log.exception("a batch of %d webhooks could not be stored", len(batch))
             outcomes = exc
-        for i, (_, loop, future) in enumerate(batch):
+        for i, (_, _, loop, future) in enumerate(batch):
             outcome = outcomes if isinstance(outcomes, BaseException) else outcomes[i]
             try:
                 loop.call_soon_threadsafe(_settle, future, outcome)
@@ -96,8 +106,7 @@ class Intake:
                 pass
 
 
-def _settle(future: asyncio.Future[InboundResult],
-            outcome: InboundResult | BaseException) -> None:
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
     if future.done():  # the request was cancelled (client went away)
         return
     if isinstance(outcome, BaseException):

@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from channels.webhooks import sendgrid_signature_valid, twilio_signature_valid, twiml_message
-from dispatcher.receipts import apply_sendgrid_event, apply_twilio_status
-from dispatcher.replies.inbound import store_inbound
+from dispatcher.domain import DEAD_DELIVERY_STATES
+from dispatcher.receipts import TWILIO_STATUS, sendgrid_batch, status_batch
+from dispatcher.replies.inbound import sms_batch
 from dispatcher.runtime import Runtime
 from dispatcher.web.app_state import intake_of, runtime_of, wake_worker
 
@@ -66,7 +66,7 @@ async def twilio_sms(request: Request) -> Response:
     params = await twilio_params(request, rt)
     if not params.get("MessageSid") or "From" not in params:
         raise HTTPException(400, "MessageSid and From are required")
-    result = await intake_of(request).submit(params)
+    result = await intake_of(request).submit(sms_batch, params)
     if result.queued_work:
         wake_worker(request)
     return Response(twiml_message(result.answer), media_type=TWIML)
@@ -79,17 +79,9 @@ async def twilio_status(request: Request) -> Response:
     sid, status = params.get("MessageSid"), params.get("MessageStatus")
     if not sid or not status:
         raise HTTPException(400, "MessageSid and MessageStatus are required")
-    ref = request.query_params.get("ref")
-
-    def work() -> None:
-        with rt.db.session() as session:
-            if store_inbound(session, rt.vault, "twilio_status", f"{sid}:{status}", params,
-                             params.get("To")) is None:
-                return
-            apply_twilio_status(session, params, ref)
-
-    await run_in_threadpool(work)
-    wake_worker(request)
+    moved = await intake_of(request).submit(status_batch, (params, request.query_params.get("ref")))
+    if moved and TWILIO_STATUS.get(status.lower()) in DEAD_DELIVERY_STATES:
+        wake_worker(request)  # a failover message was queued, or an escalation brought forward
     return Response(status_code=204)
 
 
@@ -113,19 +105,9 @@ async def sendgrid_events(request: Request) -> Response:
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         raise HTTPException(400, "body is not a JSON array of events")
 
-    def work(batch: list[dict[str, Any]]) -> None:
-        for event in batch:
-            key = str(event.get("sg_event_id") or "")
-            if not key:
-                continue
-            with rt.db.session() as session:
-                if store_inbound(session, rt.vault, "sendgrid_event", key, event,
-                                 str(event.get("email") or "")) is None:
-                    continue
-                apply_sendgrid_event(session, event)
-
-    await run_in_threadpool(work, events)
-    wake_worker(request)
+    moved = await run_in_threadpool(sendgrid_batch, rt, events)
+    if any(moved):
+        wake_worker(request)
     return Response(status_code=204)
 
 

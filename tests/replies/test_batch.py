@@ -14,12 +14,14 @@ from dispatcher.models import (
     Alert,
     AlertZone,
     AuditEvent,
+    Delivery,
     InboundMessage,
     Recipient,
     Response,
     Volunteer,
 )
-from dispatcher.replies.inbound import InboundResult, receive_batch, receive_sms
+from dispatcher.receipts import status_batch
+from dispatcher.replies.inbound import InboundResult, receive_batch, receive_sms, sms_batch
 from dispatcher.replies.intake import Intake
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
@@ -147,17 +149,30 @@ def test_intake_answers_every_concurrent_webhook(rt: Runtime) -> None:
                 for i, phone in enumerate([DANIEL, EMILY, "+529611230101", "+529515101001",
                                            "+522222300801"] * 8)]  # each says it 8 times
 
-    async def burst() -> list[InboundResult]:
+    with rt.db.session() as s:
+        delivery_ids = list(s.scalars(select(Delivery.id).where(Delivery.alert_id == alert_id,
+                                                                Delivery.channel == "sms")))
+    receipts = [({"MessageSid": f"SMd{d}", "MessageStatus": "delivered", "To": DANIEL},
+                 str(d)) for d in delivery_ids]
+
+    async def burst() -> tuple[list[InboundResult], list[bool]]:
         intake = Intake(rt)
         try:
-            return await asyncio.gather(*(intake.submit(m) for m in messages))
+            # Replies and receipts interleaved: each kind goes to its own batch handler.
+            replies = [intake.submit(sms_batch, m) for m in messages]
+            statuses = [intake.submit(status_batch, r) for r in receipts]
+            both = await asyncio.gather(*replies, *statuses)
+            return list(both[:len(replies)]), list(both[len(replies):])
         finally:
             intake.stop()
 
-    results = asyncio.run(burst())
+    results, moved = asyncio.run(burst())
+    assert all(moved) and len(moved) == len(delivery_ids) > 0
     assert all(r.acknowledged_alert == alert_id for r in results)
     assert sum(r.queued_work for r in results) == 4  # one per zone covered
     with rt.db.session() as s:
         states = Counter(s.scalars(select(Recipient.state).where(Recipient.alert_id == alert_id)))
         stored = len(s.scalars(select(InboundMessage.id)).all())
-    assert states["acknowledged"] == 5 and stored == len(messages)
+        delivered = set(s.scalars(select(Delivery.state).where(Delivery.id.in_(delivery_ids))))
+    assert states["acknowledged"] == 5 and stored == len(messages) + len(receipts)
+    assert delivered == {"delivered"}
