@@ -39,8 +39,12 @@ test: $(STAMP) lint browser
 demo: $(STAMP)
 	$(BIN)/aln demo
 
+# One process per benchmark file: peak memory is per process, and one benchmark's
+# leftovers must not count against the next.
 bench: $(STAMP)
-	$(BIN)/python -m pytest -q -s tests/bench -o norecursedirs= -o python_files="bench_*.py"
+	@set -e; for f in tests/bench/bench_*.py; do \
+	  $(BIN)/python -m pytest -q -s $$f -o norecursedirs= -o python_files="bench_*.py" -p no:cacheprovider; \
+	done
 
 clean:
 	rm -rf $(VENV) aln.db aln.db-* .aln-secret-key

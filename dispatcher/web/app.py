@@ -47,7 +47,7 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
         gc.collect()
         gc.freeze()
         yield
-        app.state.intake.stop()
+        await asyncio.to_thread(app.state.intake.stop)
         if task is not None:
             app.state.worker.stop()
             await task

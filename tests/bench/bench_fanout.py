@@ -25,7 +25,7 @@ LATENCY_S = 0.1
 CONCURRENCY = 120
 
 RUN = textwrap.dedent('''
-    import asyncio, json, os, resource, sys, time
+    import asyncio, json, os, sys, time
     from channels.simulator.testing import spawn_simulator
     from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
     from dispatcher.dispatch.sender import Sender
@@ -63,7 +63,8 @@ RUN = textwrap.dedent('''
         sent = aio.run(go())
         t2 = time.perf_counter()
         # Peak RSS of the fan-out itself, before the simulator's request log is fetched.
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        from tests.bench.fixtures import peak_rss_mb
+        rss = peak_rss_mb()
         received = sum(1 for r in sim.requests() if r["path"].endswith("/Messages.json"))
     print(json.dumps({"recipients": n, "sent": sent, "received": received,
                       "enqueue_seconds": t1 - t0, "send_seconds": t2 - t1,

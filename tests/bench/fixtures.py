@@ -62,6 +62,18 @@ def bulk_roster(rt: Runtime, n: int, *, zones: int = 15, email: bool = False,
 
 
 def peak_rss_mb() -> float:
+    """This process's own peak resident memory.
+
+    On Linux, VmHWM: `ru_maxrss` is carried over fork and exec, so a process started by
+    a large parent would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return usage / 1024 if sys.platform != "darwin" else usage / 1024 / 1024
 
