@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,12 +39,7 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
             await asyncio.to_thread(worker.register)
             app.state.worker = worker
             task = asyncio.create_task(_run_worker(worker))
-        # Everything loaded so far (the framework, SQLAlchemy, the SDKs) lives as long as
-        # the process: out of the collector's sight, a full collection scans only what
-        # requests create. Without this, full collections paused every request in flight
-        # for 50-95 ms under a burst of webhooks (tests/bench/bench_ack.py).
-        gc.collect()
-        gc.freeze()
+        aio.settle_heap()
         yield
         await asyncio.to_thread(app.state.intake.stop)
         if task is not None:
