@@ -87,6 +87,18 @@ class Settings(BaseSettings):
         7 * 24 * 3600, validation_alias=_env("ALN_ACK_LINK_MAX_AGE")
     )
 
+    #: Where webhooks wait on local disk while the database cannot take them.
+    spool_dir: Path | None = Field(None, validation_alias=_env("ALN_SPOOL_DIR"))
+
+    def spool_path(self) -> Path:
+        """`ALN_SPOOL_DIR`, else beside an embedded database file, else `.aln-spool`."""
+        if self.spool_dir is not None:
+            return self.spool_dir
+        db_file = self.sqlite_path()
+        if db_file is not None:
+            return db_file.with_name(db_file.name + ".spool")
+        return Path(".aln-spool")
+
     @property
     def configured_channels(self) -> list[str]:
         """Channels whose provider credentials are set, in preference order."""

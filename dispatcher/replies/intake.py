@@ -7,7 +7,8 @@ would each wait for the lock, then pay for their own transaction. Here one threa
 takes whatever has arrived since its last commit (up to `MAX_BATCH`) and gives each
 kind to its batch handler, which handles it in one transaction; each webhook waits
 only for the batch it is in. Under light load a batch is one request and nothing
-waits.
+waits. When the database cannot take a batch at all, its requests wait on local disk
+(`dispatcher.replies.spool`) and are replayed once a batch commits again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from dispatcher.replies.spool import Spool
 from dispatcher.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -38,9 +40,11 @@ _Item = tuple[BatchHandler[Any, Any], Any, asyncio.AbstractEventLoop, "asyncio.F
 class Intake:
     """`await intake.submit(handler, payload)`: the request stored, acted on, committed."""
 
-    def __init__(self, rt: Runtime, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, rt: Runtime, max_batch: int = MAX_BATCH,
+                 spool: Spool | None = None) -> None:
         self.rt = rt
         self.max_batch = max_batch
+        self.spool = spool or Spool(rt.settings.spool_path(), rt.vault)
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -68,6 +72,7 @@ class Intake:
             self._thread = None
 
     def _run(self) -> None:
+        self.spool.replay(self.rt)  # what an earlier run could not store
         while True:
             item = self._queue.get()
             if item is None:
@@ -93,17 +98,30 @@ class Intake:
 
     def _handle(self, handler: BatchHandler[Any, Any], batch: list[_Item]) -> None:
         outcomes: list[Any] | BaseException
+        payloads = [payload for _, payload, _, _ in batch]
         try:
-            outcomes = handler(self.rt, [payload for _, payload, _, _ in batch])
-        except Exception as exc:  # the database is gone: every webhook in it gets a 5xx
-            log.exception("a batch of %d webhooks could not be stored", len(batch))
-            outcomes = exc
+            outcomes = handler(self.rt, payloads)
+        except Exception as exc:  # the database cannot take even one request
+            outcomes = self._keep(handler, payloads, exc)
+        else:
+            self.spool.replay(self.rt)
         for i, (_, _, loop, future) in enumerate(batch):
             outcome = outcomes if isinstance(outcomes, BaseException) else outcomes[i]
             try:
                 loop.call_soon_threadsafe(_settle, future, outcome)
             except RuntimeError:  # the server's loop has closed; nobody is waiting
                 pass
+
+
+    def _keep(self, handler: BatchHandler[Any, Any], payloads: list[Any],
+              exc: Exception) -> list[Any] | BaseException:
+        if self.spool.accepts(handler):
+            try:
+                return [self.spool.put(handler, payload) for payload in payloads]
+            except Exception:
+                log.exception("could not keep webhooks on disk either")
+        log.error("a batch of %d webhooks could not be stored (%s)", len(payloads), exc)
+        return exc  # every webhook in it gets a 5xx
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:

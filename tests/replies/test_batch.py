@@ -23,6 +23,7 @@ from dispatcher.models import (
 from dispatcher.receipts import status_batch
 from dispatcher.replies.inbound import InboundResult, receive_batch, receive_sms, sms_batch
 from dispatcher.replies.intake import Intake
+from dispatcher.replies.spool import Spool
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
 from tests.conftest import rt_with_roster
@@ -176,3 +177,65 @@ def test_intake_answers_every_concurrent_webhook(rt: Runtime) -> None:
         delivered = set(s.scalars(select(Delivery.state).where(Delivery.id.in_(delivery_ids))))
     assert states["acknowledged"] == 5 and stored == len(messages) + len(receipts)
     assert delivered == {"delivered"}
+
+
+def _refuse_all_writes(rt: Runtime, on: bool) -> None:
+    """The database refusing every inbound write: as good as gone, for the intake."""
+    with rt.db.session() as s:
+        if not on:
+            s.execute(text("DROP TRIGGER down ON inbound_messages" if not rt.db.is_sqlite
+                           else "DROP TRIGGER down"))
+        elif rt.db.is_sqlite:
+            s.execute(text("CREATE TRIGGER down BEFORE INSERT ON inbound_messages "
+                           "BEGIN SELECT RAISE(ABORT, 'database down'); END"))
+        else:
+            s.execute(text("CREATE OR REPLACE FUNCTION down() RETURNS trigger AS $$ BEGIN "
+                           "RAISE EXCEPTION 'database down'; END $$ LANGUAGE plpgsql"))
+            s.execute(text("CREATE TRIGGER down BEFORE INSERT ON inbound_messages "
+                           "FOR EACH ROW EXECUTE FUNCTION down()"))
+
+
+def test_replies_wait_on_disk_while_the_database_is_down(rt: Runtime, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    alert_id, code = send(rt, ["Mexico City"])
+    spool = Spool(tmp_path / "spool", rt.vault)
+
+    async def reply(intake: Intake, sid: str, phone: str) -> InboundResult:
+        return await intake.submit(sms_batch, {"MessageSid": sid, "From": phone,
+                                               "Body": f"YES {code}"})
+
+    async def outage() -> list[InboundResult]:
+        intake = Intake(rt, spool=spool)
+        try:
+            _refuse_all_writes(rt, True)
+            during = [await reply(intake, "SMdown1", DANIEL), await reply(intake, "SMdown2", EMILY)]
+            kept = spool.files()
+            assert len(kept) == 2
+            # Encrypted like the database: no phone number on disk in clear.
+            assert all(b"5551000" not in p.read_bytes() for p in kept)
+            _refuse_all_writes(rt, False)
+            # The first batch that commits again replays what waited, oldest first.
+            during.append(await intake.submit(sms_batch, {"MessageSid": "SMup", "From": FERNANDO,
+                                                          "Body": "HELP"}))
+            return during
+        finally:
+            intake.stop()
+
+    results = asyncio.run(outage())
+    assert [r.answer for r in results[:2]] == [None, None]  # answered, with no text yet
+    assert results[2].kind == "help" and results[2].answer
+    assert spool.files() == []
+    with rt.db.session() as s:
+        states = dict(s.execute(select(Volunteer.name, Recipient.state).join(Volunteer)
+                                .where(Recipient.alert_id == alert_id)).all())
+        stored = list(s.scalars(select(InboundMessage.dedupe_key).order_by(InboundMessage.id)))
+    assert states == {"Daniel Ortega": "acknowledged", "Emily Carter": "acknowledged"}
+    assert stored == ["SMup", "SMdown1", "SMdown2"]
+
+
+def test_a_kept_request_that_cannot_be_read_is_set_aside(rt: Runtime, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spool = Spool(tmp_path / "spool", rt.vault)
+    spool.directory.mkdir()
+    (spool.directory / "00000000000000000001-abcdef12.req").write_bytes(b"not ours")
+    assert spool.replay(rt) == 0
+    assert spool.files() == []
+    assert [p.suffix for p in spool.directory.iterdir()] == [".unreadable"]
