@@ -72,7 +72,7 @@ class Intake:
             self._thread = None
 
     def _run(self) -> None:
-        self.spool.replay(self.rt)  # what an earlier run could not store
+        self._replay()  # what an earlier run could not store
         while True:
             item = self._queue.get()
             if item is None:
@@ -104,7 +104,7 @@ class Intake:
         except Exception as exc:  # the database cannot take even one request
             outcomes = self._keep(handler, payloads, exc)
         else:
-            self.spool.replay(self.rt)
+            self._replay()
         for i, (_, _, loop, future) in enumerate(batch):
             outcome = outcomes if isinstance(outcomes, BaseException) else outcomes[i]
             try:
@@ -112,6 +112,12 @@ class Intake:
             except RuntimeError:  # the server's loop has closed; nobody is waiting
                 pass
 
+
+    def _replay(self) -> None:
+        try:
+            self.spool.replay(self.rt)
+        except Exception:  # never let the spool stop the intake
+            log.exception("replaying kept webhooks failed; they stay on disk")
 
     def _keep(self, handler: BatchHandler[Any, Any], payloads: list[Any],
               exc: Exception) -> list[Any] | BaseException:

@@ -78,11 +78,15 @@ class Spool:
         done = 0
         for path in self.files():
             try:
-                item = json.loads(self.vault.decrypt(path.read_bytes()))
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                continue  # another serving process on this host replayed it first
+            try:
+                item = json.loads(self.vault.decrypt(raw))
                 handler = SPOOLABLE[item["handler"]][0]
             except Exception:
                 # Another key, or not ours: set aside for a person, never replayed blindly.
-                path.rename(path.with_suffix(".unreadable"))
+                path.replace(path.with_suffix(".unreadable"))
                 log.error("kept request %s cannot be read with this key; set aside", path.name)
                 continue
             try:
@@ -90,7 +94,7 @@ class Spool:
             except Exception:
                 log.warning("the database still cannot take kept requests; retrying later")
                 return done
-            path.unlink()
+            path.unlink(missing_ok=True)  # a repeat, if another process replayed it too
             done += 1
         self._pending = False
         if done:
