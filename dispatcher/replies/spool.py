@@ -1,8 +1,8 @@
 """Webhooks kept on local disk while the database cannot take them, replayed after.
 
-Twilio does not send an inbound SMS again when our answer is an error, so a "YES"
-that arrives while PostgreSQL fails over, or while SQLite's disk is full, would be
-lost. When a batch cannot be stored at all (even a request on its own, even kept
+By default Twilio retries a webhook only when it cannot connect, not when our answer
+is an error (it calls the number's fallback URL, if one is set), so a "YES" that
+arrives while PostgreSQL fails over, or while SQLite's disk is full, would be lost. When a batch cannot be stored at all (even a request on its own, even kept
 aside with its error), the intake writes each request here instead: one file per
 request, encrypted like everything else that carries a phone number, written to a
 temporary name, synced and renamed so a crash never leaves half a file. Twilio is
