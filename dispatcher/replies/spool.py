@@ -2,13 +2,15 @@
 
 By default Twilio retries a webhook only when it cannot connect, not when our answer
 is an error (it calls the number's fallback URL, if one is set), so a "YES" that
-arrives while PostgreSQL fails over, or while SQLite's disk is full, would be lost. When a batch cannot be stored at all (even a request on its own, even kept
-aside with its error), the intake writes each request here instead: one file per
-request, encrypted like everything else that carries a phone number, written to a
-temporary name, synced and renamed so a crash never leaves half a file. Twilio is
-answered normally (no reply text: we do not know yet what the message means). As
-soon as a batch commits again, the intake replays the files, oldest first; a request
-that was stored after all is recognised as a repeat by its MessageSid.
+arrives while PostgreSQL fails over, or while SQLite's disk is full, would be lost.
+
+When a batch cannot be stored at all (even a request on its own, even kept aside
+with its error), the intake writes each request here instead: one file per request,
+encrypted like everything else that carries a phone number, written to a temporary
+name, synced and renamed so a crash never leaves half a file. Twilio is answered
+normally (no reply text: we do not know yet what the message means). As soon as a
+batch commits again, the intake replays the files, oldest first; a request that was
+stored after all is recognised as a repeat by its MessageSid.
 """
 
 from __future__ import annotations
