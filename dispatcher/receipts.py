@@ -106,8 +106,7 @@ def status_batch(rt: Runtime, batch: Sequence[tuple[Mapping[str, str], str | Non
             ) -> list[bool]:
         moved = []
         for params, ref in items:
-            sid, status = params.get("MessageSid", ""), params.get("MessageStatus", "")
-            stored = store_inbound(session, rt.vault, "twilio_status", f"{sid}:{status}",
+            stored = store_inbound(session, rt.vault, "twilio_status", _status_key(params),
                                    params, params.get("To"))
             moved.append(stored is not None and apply_twilio_status(session, params, ref))
         return moved
@@ -115,12 +114,24 @@ def status_batch(rt: Runtime, batch: Sequence[tuple[Mapping[str, str], str | Non
     def failed(session: Session, item: tuple[Mapping[str, str], str | None],
                exc: Exception) -> bool:
         params = item[0]
-        keep_failed(session, rt.vault, "twilio_status",
-                    f"{params.get('MessageSid', '')}:{params.get('MessageStatus', '')}",
-                    params, params.get("To"), exc)
+        keep_failed(session, rt.vault, "twilio_status", _status_key(params), params,
+                    params.get("To"), exc)
         return False
 
     return batch_or_alone(rt.db, batch, run, failed, "status callback")
+
+
+def _status_key(params: Mapping[str, str]) -> str:
+    """A status callback's dedupe key: the same message may report each status once."""
+    return f"{params.get('MessageSid', '')}:{params.get('MessageStatus', '')}"
+
+
+def _event_key(event: Mapping[str, Any]) -> str:
+    return str(event.get("sg_event_id") or "")
+
+
+def _event_address(event: Mapping[str, Any]) -> str:
+    return str(event.get("email") or "")
 
 
 def sendgrid_batch(rt: Runtime, events: Sequence[Mapping[str, Any]]) -> list[bool]:
@@ -130,17 +141,16 @@ def sendgrid_batch(rt: Runtime, events: Sequence[Mapping[str, Any]]) -> list[boo
     def run(session: Session, batch: Sequence[Mapping[str, Any]]) -> list[bool]:
         moved = []
         for event in batch:
-            key = str(event.get("sg_event_id") or "")
+            key = _event_key(event)
             stored = key and store_inbound(session, rt.vault, "sendgrid_event", key, event,
-                                           str(event.get("email") or ""))
+                                           _event_address(event))
             moved.append(bool(stored) and apply_sendgrid_event(session, event))
         return moved
 
     def failed(session: Session, event: Mapping[str, Any], exc: Exception) -> bool:
-        key = str(event.get("sg_event_id") or "")
-        if key:
+        if key := _event_key(event):
             keep_failed(session, rt.vault, "sendgrid_event", key, event,
-                        str(event.get("email") or ""), exc)
+                        _event_address(event), exc)
         return False
 
     return batch_or_alone(rt.db, events, run, failed, "SendGrid event")

@@ -179,25 +179,25 @@ def _store_statement(conn: Connection) -> Any:
     return stmt
 
 
+def _inbound_row(vault: Vault, source: str, key: str, raw: Mapping[str, object],
+                 digest: str | None, at: datetime, done: datetime | None) -> dict[str, object]:
+    """The parameters of `_store_statement` for one request: raw text encrypted."""
+    return {"p_source": source, "p_key": key[:200], "p_sender": digest,
+            "p_raw": vault.encrypt(json.dumps(raw, ensure_ascii=False, default=str)),
+            "p_at": at, "p_done": done}
+
+
 def store_inbound(session: Session, vault: Vault, source: str, dedupe_key: str,
-                  raw: Mapping[str, object], sender: str | None,
-                  now: datetime | None = None, *, processed: bool = False) -> int | None:
+                  raw: Mapping[str, object], sender: str | None) -> int | None:
     """Write the request before acting on it; its id, or None when already received.
 
     One `INSERT ... ON CONFLICT DO NOTHING`: a repeat (Twilio or SendGrid retrying) is
-    recognised without a savepoint or an exception. With `processed`, the row is marked
-    processed at once: the caller acts on it in the same transaction, so the mark and
-    the action commit together or not at all.
+    recognised without a savepoint or an exception.
     """
     conn = session.connection()
-    stmt = _store_statement(conn)
-    at = now or utcnow()
-    inbound_id: int | None = conn.execute(stmt, {
-        "p_source": source, "p_key": dedupe_key[:200],
-        "p_raw": vault.encrypt(json.dumps(raw, ensure_ascii=False, default=str)),
-        "p_sender": vault.lookup_hash(sender) if sender else None,
-        "p_at": at, "p_done": at if processed else None,
-    }).scalar()
+    row = _inbound_row(vault, source, dedupe_key, raw,
+                       vault.lookup_hash(sender) if sender else None, utcnow(), None)
+    inbound_id: int | None = conn.execute(_store_statement(conn), row).scalar()
     return inbound_id
 
 
@@ -326,10 +326,9 @@ class Batch:
             if key in first:
                 continue
             first.add(key)
-            rows.append({"p_source": "twilio_sms", "p_key": key, "p_sender": digest,
-                         "p_raw": self.vault.encrypt(json.dumps(dict(params),
-                                                                ensure_ascii=False)),
-                         "p_at": self.now, "p_done": self.now})
+            # Marked processed at once: acting on it commits with it, or neither does.
+            rows.append(_inbound_row(self.vault, "twilio_sms", key, dict(params), digest,
+                                     self.now, self.now))
         returned: Iterable[Any] = self.conn.execute(_store_statement(self.conn), rows)
         stored = {str(key): int(inbound_id) for inbound_id, key in returned}
         return [stored.get(key) if key is not None else None for key in keys]
