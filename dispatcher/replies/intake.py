@@ -99,19 +99,22 @@ class Intake:
     def _handle(self, handler: BatchHandler[Any, Any], batch: list[_Item]) -> None:
         outcomes: list[Any] | BaseException
         payloads = [payload for _, payload, _, _ in batch]
+        stored = False
         try:
             outcomes = handler(self.rt, payloads)
+            stored = True
         except Exception as exc:  # the database cannot take even one request
             outcomes = self._keep(handler, payloads, exc)
-        else:
-            self._replay()
         for i, (_, _, loop, future) in enumerate(batch):
             outcome = outcomes if isinstance(outcomes, BaseException) else outcomes[i]
             try:
                 loop.call_soon_threadsafe(_settle, future, outcome)
             except RuntimeError:  # the server's loop has closed; nobody is waiting
                 pass
-
+        if stored:
+            # The database takes writes again: what waited on disk goes in, after this
+            # batch's webhooks have their answers.
+            self._replay()
 
     def _replay(self) -> None:
         try:
