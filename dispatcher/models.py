@@ -97,6 +97,11 @@ class Zone(Base):
     memberships: Mapped[list[Membership]] = relationship(back_populates="zone")
 
 
+def language_list(stored: str) -> list[str]:
+    """A volunteer's stored languages ("es;en") as a list, first preferred."""
+    return [code for code in stored.split(";") if code]
+
+
 class Volunteer(Base):
     """A Citizen Liaison Volunteer, or a duty officer reachable at the end of every chain."""
 
@@ -117,7 +122,7 @@ class Volunteer(Base):
 
     @property
     def language_list(self) -> list[str]:
-        return [code for code in self.languages.split(";") if code]
+        return language_list(self.languages)
 
 
 class Contact(Base):

@@ -42,6 +42,7 @@ from dispatcher.models import (
     Response,
     Volunteer,
     Zone,
+    language_list,
     table,
     utcnow,
 )
@@ -155,8 +156,7 @@ def find_senders(conn: Connection, digests: Iterable[str], now: datetime) -> dic
          state, code, exercise, bodies, zone_state, zone_name) = row
         sender = senders[digest]
         if vid not in volunteers:
-            volunteers[vid] = SenderVolunteer(vid, name, [c for c in languages.split(";") if c],
-                                              post_id)
+            volunteers[vid] = SenderVolunteer(vid, name, language_list(languages), post_id)
             sender.contact_ids.append(contact_id)
             sender.volunteers.append(volunteers[vid])
         if rid is not None:
