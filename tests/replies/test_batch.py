@@ -106,17 +106,19 @@ def test_a_batch_does_what_one_at_a_time_does(rt: Runtime) -> None:
     assert stored is not None
 
 
-def _inject_fault(rt: Runtime) -> None:
-    """A real database error on one message: the responses table refuses text 'boom'."""
+def _inject_fault(rt: Runtime, event: str = "INSERT ON responses",
+                  when: str = "NEW.text = 'boom'") -> None:
+    """A real database error on some rows: by default the responses table refuses the
+    text 'boom'."""
     with rt.db.session() as s:
         if rt.db.is_sqlite:
-            s.execute(text("CREATE TRIGGER boom BEFORE INSERT ON responses "
-                           "WHEN NEW.text = 'boom' BEGIN SELECT RAISE(ABORT, 'injected'); END"))
+            s.execute(text(f"CREATE TRIGGER boom BEFORE {event} "
+                           f"WHEN {when} BEGIN SELECT RAISE(ABORT, 'injected'); END"))
         else:
             s.execute(text("CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN "
-                           "IF NEW.text = 'boom' THEN RAISE EXCEPTION 'injected'; END IF; "
+                           f"IF {when} THEN RAISE EXCEPTION 'injected'; END IF; "
                            "RETURN NEW; END $$ LANGUAGE plpgsql"))
-            s.execute(text("CREATE TRIGGER boom BEFORE INSERT ON responses "
+            s.execute(text(f"CREATE TRIGGER boom BEFORE {event} "
                            "FOR EACH ROW EXECUTE FUNCTION boom()"))
 
 
@@ -177,6 +179,24 @@ def test_intake_answers_every_concurrent_webhook(rt: Runtime) -> None:
         delivered = set(s.scalars(select(Delivery.state).where(Delivery.id.in_(delivery_ids))))
     assert states["acknowledged"] == 5 and stored == len(messages) + len(receipts)
     assert delivered == {"delivered"}
+
+
+def test_a_status_callback_that_cannot_be_applied_is_kept_with_its_error(rt: Runtime) -> None:
+    alert_id, _ = send(rt, ["Mexico City"])
+    with rt.db.session() as s:
+        first, second = s.scalars(select(Delivery.id).where(
+            Delivery.alert_id == alert_id, Delivery.channel == "sms").order_by(Delivery.id))
+    _inject_fault(rt, "UPDATE ON deliveries", f"NEW.id = {first}")
+    receipts = [({"MessageSid": f"SMs{d}", "MessageStatus": "delivered", "To": DANIEL}, str(d))
+                for d in (first, second)]
+    assert status_batch(rt, receipts) == [False, True]
+    with rt.db.session() as s:
+        kept = s.scalars(select(InboundMessage).where(
+            InboundMessage.dedupe_key == f"SMs{first}:delivered")).one()
+        states = dict(s.execute(select(Delivery.id, Delivery.state).where(
+            Delivery.id.in_([first, second]))).all())
+    assert kept.processed_at is None and "injected" in (kept.error or "")
+    assert states[second] == "delivered" and states[first] != "delivered"
 
 
 def _refuse_all_writes(rt: Runtime, on: bool) -> None:
