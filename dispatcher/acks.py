@@ -11,25 +11,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
-from dispatcher import audit
+from dispatcher import audit, lifecycle
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
+    OPEN_ALERT_STATES,
     AlertState,
     DeadlineState,
     DeliveryPurpose,
     RecipientState,
     ZoneState,
 )
+from dispatcher.lifecycle import ACKNOWLEDGE_RECIPIENT
 from dispatcher.models import Alert, AlertZone, Deadline, Recipient, Zone, table
 from dispatcher.settings import Settings
 
-#: Alert states in which the chain may still move.
-OPEN_ALERT_STATES = (AlertState.SENDING, AlertState.ACTIVE)
 #: A completed alert (every zone covered or unreached) still takes late acknowledgements
 #: for this long: they count in the report, and the volunteer deserves an answer.
 LATE_REPLY_WINDOW = timedelta(hours=24)
@@ -74,19 +74,12 @@ _LOCK_ZONE = (
     .where(AlertZone.alert_id == bindparam("alert_id"), AlertZone.zone_id == bindparam("zone_id"))
     .options(joinedload(AlertZone.zone)).with_for_update(of=AlertZone)
 )
-_az, _zones, _recipients = table(AlertZone), table(Zone), table(Recipient)
+_az, _zones = table(AlertZone), table(Zone)
 _ZONE_STATE = (
     select(_az.c.state, _zones.c.name)
     .join_from(_az, _zones, _zones.c.id == _az.c.zone_id)
     .where(_az.c.alert_id == bindparam("alert_id"), _az.c.zone_id == bindparam("zone_id"))
     .with_for_update(of=_az)
-)
-_ACK_RECIPIENT = (
-    update(_recipients)
-    .where(_recipients.c.id == bindparam("r_id"),
-           _recipients.c.state != RecipientState.ACKNOWLEDGED.value)
-    .values(state=RecipientState.ACKNOWLEDGED.value, acknowledged_at=bindparam("r_at"),
-            acknowledged_via=bindparam("r_via"))
 )
 
 
@@ -111,11 +104,11 @@ def acknowledge(session: Session, settings: Settings, rec: Recipient | Waiting, 
         # of the same zone; SQLite's write lock, held since BEGIN IMMEDIATE, already does.
         row = conn.execute(_ZONE_STATE, {"alert_id": w.alert_id, "zone_id": w.zone_id}).one()
         zone_state, zone_name = str(row.state), str(row.name)
-    changed = conn.execute(_ACK_RECIPIENT, {"r_id": w.recipient_id, "r_at": at,
+    changed = conn.execute(ACKNOWLEDGE_RECIPIENT, {"r_id": w.recipient_id, "r_at": at,
                                             "r_via": via}).rowcount
     if isinstance(rec, Recipient) and changed:
         # Keep the caller's object in step without marking it dirty.
-        for key, value in (("state", RecipientState.ACKNOWLEDGED.value),
+        for key, value in (("state", RecipientState.ACKNOWLEDGED),
                            ("acknowledged_at", at), ("acknowledged_via", via)):
             set_committed_value(rec, key, value)
     if not changed:
@@ -156,14 +149,9 @@ def _quorum_met(session: Session, alert: Alert, az: AlertZone) -> bool:
 def cover_zone(session: Session, settings: Settings, alert: Alert, az: AlertZone,
                at: datetime) -> None:
     """The zone is acknowledged: cancel its deadlines, optionally stand the others down."""
-    az.state = ZoneState.ACKNOWLEDGED
+    lifecycle.move(az, ZoneState.ACKNOWLEDGED)
     az.acknowledged_at = at
-    session.execute(
-        update(Deadline)
-        .where(Deadline.alert_id == alert.id, Deadline.zone_id == az.zone_id,
-               Deadline.state.in_([DeadlineState.PENDING, DeadlineState.CLAIMED]))
-        .values(state=DeadlineState.CANCELLED)
-    )
+    cancel_deadlines(session, Deadline.alert_id == alert.id, Deadline.zone_id == az.zone_id)
     audit.record(session, "system", "zone.acknowledged", alert_id=alert.id, zone=az.zone.name)
     if (alert.policy or {}).get("stand_down"):
         from dispatcher.dispatch.outbox import message_to
@@ -181,9 +169,16 @@ def maybe_complete(session: Session, alert: Alert, at: datetime) -> None:
     waiting = session.scalar(select(func.count()).select_from(AlertZone).where(
         AlertZone.alert_id == alert.id, AlertZone.state == ZoneState.WAITING)) or 0
     if waiting == 0 and alert.state in OPEN_ALERT_STATES:
-        alert.state = AlertState.COMPLETED
+        lifecycle.move(alert, AlertState.COMPLETED)
         alert.closed_at = at
         audit.record(session, "system", "alert.completed", alert_id=alert.id)
+
+
+def cancel_deadlines(session: Session, *where: ColumnElement[bool]) -> int:
+    """Cancel the pending and claimed deadlines matching `where` (a zone covered, an
+    alert cancelled)."""
+    return lifecycle.move_rows(session, Deadline, DeadlineState.CANCELLED,
+                               *where, only_from=(DeadlineState.PENDING, DeadlineState.CLAIMED))
 
 
 def takes_replies(recent: BindParameter[datetime]) -> ColumnElement[bool]:

@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
+from dispatcher import lifecycle
+
 
 def claim(session: Session, model: Any, due: ColumnElement[bool], *, worker: str,
           now: datetime, lease_seconds: float, limit: int,
@@ -31,12 +33,8 @@ def claim(session: Session, model: Any, due: ColumnElement[bool], *, worker: str
     ids: list[int] = list(session.scalars(query))
     if not ids:
         return []
-    session.execute(
-        update(model).where(model.id.in_(ids)).values(
-            state=claimed_state, claimed_by=worker,
-            lease_until=now + timedelta(seconds=lease_seconds))
-        .execution_options(synchronize_session=False)
-    )
+    lifecycle.move_rows(session, model, claimed_state, model.id.in_(ids), claimed_by=worker,
+                        lease_until=now + timedelta(seconds=lease_seconds))
     return ids
 
 

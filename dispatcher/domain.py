@@ -1,7 +1,8 @@
 """Domain vocabulary: the states and kinds every module speaks, with allowed transitions.
 
-The storage models (`dispatcher.models`) keep these values as strings; the
-transition tables here are the single place that says which moves are legal.
+Each state machine (alert, alert zone, recipient, delivery, deadline) is an enum
+with its allowed moves written once here; the storage models keep the enums as
+such, and `dispatcher.lifecycle` is the one module that performs a move.
 """
 
 from __future__ import annotations
@@ -26,6 +27,24 @@ class AlertState(StrEnum):
     CANCELLED = "cancelled"
 
 
+#: An alert's allowed moves. A draft is sent or discarded; an alert being sent becomes
+#: active when the first message is handed off; it completes when no zone is waiting any
+#: more (a forced alert to nobody may complete before anything was handed off); any
+#: alert that is not already cancelled may be cancelled (a completed one tells everyone
+#: reached to stand down).
+ALERT_TRANSITIONS: dict[AlertState, frozenset[AlertState]] = {
+    AlertState.DRAFT: frozenset({AlertState.SENDING, AlertState.CANCELLED}),
+    AlertState.SENDING: frozenset({AlertState.ACTIVE, AlertState.COMPLETED,
+                                   AlertState.CANCELLED}),
+    AlertState.ACTIVE: frozenset({AlertState.COMPLETED, AlertState.CANCELLED}),
+    AlertState.COMPLETED: frozenset({AlertState.CANCELLED}),
+    AlertState.CANCELLED: frozenset(),
+}
+
+#: Alert states in which a zone's chain may still move and a bare reply is awaited.
+OPEN_ALERT_STATES = (AlertState.SENDING, AlertState.ACTIVE)
+
+
 class MsgType(StrEnum):
     ALERT = "alert"
     UPDATE = "update"
@@ -46,6 +65,9 @@ class RecipientState(StrEnum):
     CANCELLED = "cancelled"
 
 
+#: A recipient's allowed moves. Escalated and failed are not an end: a volunteer who
+#: answers after their duty passed on still counts as acknowledged, and a volunteer
+#: whose first path failed may be reached on another.
 RECIPIENT_TRANSITIONS: dict[RecipientState, frozenset[RecipientState]] = {
     RecipientState.PENDING: frozenset(
         {RecipientState.NOTIFIED, RecipientState.ACKNOWLEDGED, RecipientState.FAILED,
@@ -55,7 +77,6 @@ RECIPIENT_TRANSITIONS: dict[RecipientState, frozenset[RecipientState]] = {
         {RecipientState.ACKNOWLEDGED, RecipientState.ESCALATED, RecipientState.FAILED,
          RecipientState.CANCELLED}
     ),
-    # A volunteer who answers after their duty passed on still counts as acknowledged.
     RecipientState.ESCALATED: frozenset({RecipientState.ACKNOWLEDGED, RecipientState.CANCELLED}),
     RecipientState.FAILED: frozenset({RecipientState.ACKNOWLEDGED, RecipientState.NOTIFIED}),
     RecipientState.ACKNOWLEDGED: frozenset(),
@@ -67,6 +88,14 @@ class ZoneState(StrEnum):
     WAITING = "waiting"
     ACKNOWLEDGED = "acknowledged"
     UNREACHED = "unreached"
+
+
+#: A zone waits until a volunteer of it covers it or its chain runs out.
+ZONE_TRANSITIONS: dict[ZoneState, frozenset[ZoneState]] = {
+    ZoneState.WAITING: frozenset({ZoneState.ACKNOWLEDGED, ZoneState.UNREACHED}),
+    ZoneState.ACKNOWLEDGED: frozenset(),
+    ZoneState.UNREACHED: frozenset(),
+}
 
 
 class DeliveryState(StrEnum):
@@ -102,6 +131,23 @@ DEAD_DELIVERY_STATES = frozenset(
 )
 
 
+#: Terminal delivery states: nothing moves a delivery out of them.
+FINAL_DELIVERY_STATES = DEAD_DELIVERY_STATES | {DeliveryState.DELIVERED, DeliveryState.CANCELLED}
+
+
+def _delivery_transitions() -> dict[DeliveryState, frozenset[DeliveryState]]:
+    """Receipts move a delivery forward by rank; the outbox also claims a row (again,
+    after a dead claimer's lease ran out), puts it back for a later retry, or drops it."""
+    moves: dict[DeliveryState, set[DeliveryState]] = {s: set() for s in DeliveryState}
+    for current in DeliveryState:
+        if current in FINAL_DELIVERY_STATES:
+            continue
+        moves[current] |= {new for new in DeliveryState
+                           if DELIVERY_RANK[new] > DELIVERY_RANK[current]}
+    moves[DeliveryState.SENDING] |= {DeliveryState.SENDING, DeliveryState.PENDING}
+    return {state: frozenset(targets) for state, targets in moves.items()}
+
+
 def delivery_can_move(current: DeliveryState, new: DeliveryState) -> bool:
     """True when a receipt saying `new` may replace `current` (never backwards)."""
     if current == new:
@@ -113,6 +159,9 @@ def delivery_can_move(current: DeliveryState, new: DeliveryState) -> bool:
     if current == DeliveryState.DELIVERED:
         return False
     return DELIVERY_RANK[new] > DELIVERY_RANK[current]
+
+
+DELIVERY_TRANSITIONS = _delivery_transitions()
 
 
 class DeliveryPurpose(StrEnum):
@@ -135,6 +184,17 @@ class DeadlineState(StrEnum):
     CLAIMED = "claimed"
     DONE = "done"
     CANCELLED = "cancelled"
+
+
+#: A deadline is claimed (again, once a dead claimer's lease ran out), then fired or
+#: found obsolete; an acknowledgement or a cancel may cancel it before it is claimed.
+DEADLINE_TRANSITIONS: dict[DeadlineState, frozenset[DeadlineState]] = {
+    DeadlineState.PENDING: frozenset({DeadlineState.CLAIMED, DeadlineState.CANCELLED}),
+    DeadlineState.CLAIMED: frozenset({DeadlineState.CLAIMED, DeadlineState.DONE,
+                                      DeadlineState.CANCELLED}),
+    DeadlineState.DONE: frozenset(),
+    DeadlineState.CANCELLED: frozenset(),
+}
 
 
 class ResponseKind(StrEnum):

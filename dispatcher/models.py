@@ -9,6 +9,7 @@ so inbound messages can be matched without decrypting the table.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -29,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from dispatcher.domain import AlertState, DeadlineState, DeliveryState, RecipientState, ZoneState
 
 
 def utcnow() -> datetime:
@@ -57,6 +61,16 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def state_column(states: type[StrEnum], default: StrEnum, *, index: bool = False) -> Any:
+    """A state column: stored as its enum's text (no database enum type, so adding a state
+    needs no migration), read back as the enum, and refusing any other value on write.
+    Only `dispatcher.lifecycle` writes one."""
+    return mapped_column(
+        Enum(states, native_enum=False, create_constraint=False, length=16,
+             validate_strings=True, values_callable=lambda e: [m.value for m in e]),
+        default=default, index=index)
 
 
 def table(model: type[Base]) -> Table:
@@ -183,7 +197,7 @@ class Alert(Base):
     ack_window_seconds: Mapped[int] = mapped_column(Integer)
     #: The escalation policy as it was when the alert was sent (later edits do not apply).
     policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    state: Mapped[str] = mapped_column(String(16), default="draft", index=True)
+    state: Mapped[AlertState] = state_column(AlertState, AlertState.DRAFT, index=True)
     references_alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
     created_by: Mapped[str] = mapped_column(String(200), default="cli")
     cap_identifier: Mapped[str | None] = mapped_column(String(200))
@@ -204,7 +218,7 @@ class AlertZone(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
     zone_id: Mapped[int] = mapped_column(ForeignKey("zones.id"))
-    state: Mapped[str] = mapped_column(String(16), default="waiting")
+    state: Mapped[ZoneState] = state_column(ZoneState, ZoneState.WAITING)
     current_tier: Mapped[int] = mapped_column(Integer, default=0)
     acknowledged_at: Mapped[datetime | None]
     unreached_at: Mapped[datetime | None]
@@ -225,7 +239,7 @@ class Recipient(Base):
     volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteers.id"), index=True)
     zone_id: Mapped[int] = mapped_column(ForeignKey("zones.id"))
     tier: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[RecipientState] = state_column(RecipientState, RecipientState.PENDING)
     #: Why this volunteer was skipped on some channel (ended term, opted out), for the officer.
     skipped: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -258,7 +272,7 @@ class Delivery(Base):
     body: Mapped[str] = mapped_column(Text)
     html: Mapped[str | None] = mapped_column(Text)
     segments: Mapped[int] = mapped_column(Integer, default=1)
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[DeliveryState] = state_column(DeliveryState, DeliveryState.PENDING)
     provider_id: Mapped[str | None] = mapped_column(String(100), index=True)
     error_code: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str | None] = mapped_column(String(500))
@@ -289,7 +303,7 @@ class Deadline(Base):
     kind: Mapped[str] = mapped_column(String(16), default="escalate")
     tier: Mapped[int] = mapped_column(Integer)
     due_at: Mapped[datetime]
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[DeadlineState] = state_column(DeadlineState, DeadlineState.PENDING)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None]
     fired_at: Mapped[datetime | None]

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dispatcher import lifecycle
 from dispatcher.db import db_now
 from dispatcher.dispatch.failover import on_dead_path
 from dispatcher.domain import DEAD_DELIVERY_STATES, DeliveryState, RecipientState, delivery_can_move
@@ -60,7 +61,7 @@ def apply_state(session: Session, d: Delivery, new: DeliveryState, *, error_code
     if not delivery_can_move(current, new):
         return False
     now = db_now(session)
-    d.state = new
+    lifecycle.move(d, new)
     if error_code:
         d.error_code = error_code[:32]
     if new == DeliveryState.DELIVERED:
@@ -71,7 +72,7 @@ def apply_state(session: Session, d: Delivery, new: DeliveryState, *, error_code
             if rec.notified_at is None:
                 rec.notified_at = now
             if rec.state == RecipientState.PENDING:
-                rec.state = RecipientState.NOTIFIED
+                lifecycle.move(rec, RecipientState.NOTIFIED)
     if new in DEAD_DELIVERY_STATES:
         d.failed_at = now
         log.warning("delivery %s %s (%s)", d.id, new.value, error_code or "no code",

@@ -29,7 +29,7 @@ from dispatcher.cap.schema import (
     READABLE_NAMESPACES,
 )
 from dispatcher.compose.composer import new_reply_code
-from dispatcher.domain import AlertKind, AlertState
+from dispatcher.domain import AlertKind
 from dispatcher.errors import InvalidInput, Refused
 from dispatcher.models import Alert, AlertZone, Post
 from dispatcher.roster.posts import find_zone, unknown_zone_message, zones_by_key
@@ -161,7 +161,7 @@ def create_draft_alert(session: Session, post: Post, draft: CapDraft, *,
         post_id=post.id, kind=draft["kind"], msg_type=draft["msg_type"],
         exercise=draft["exercise"], title=draft["title"][:300], bodies=draft["bodies"],
         channels=[], reply_code=new_reply_code(session, post.id),
-        ack_window_seconds=DRAFT_ACK_WINDOW_SECONDS, policy={}, state=AlertState.DRAFT,
+        ack_window_seconds=DRAFT_ACK_WINDOW_SECONDS, policy={},
         references_alert_id=draft.get("references_alert_id"), created_by=actor,
         cap_identifier=None if own or not identifier else identifier[:200],
     )

@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 
 from dispatcher import aio
 from dispatcher.cli.common import console, err_console, handle_errors, print_json, runtime
-from dispatcher.dispatch.lifecycle import cancel_alert, update_alert
 from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
 from dispatcher.dispatch.sender import Sender
+from dispatcher.dispatch.versions import cancel_alert, update_alert
 from dispatcher.escalation.policy import parse_duration
 from dispatcher.models import Alert, Delivery
 from dispatcher.roster.posts import ensure_post

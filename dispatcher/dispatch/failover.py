@@ -13,7 +13,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatcher import audit
+from dispatcher import audit, lifecycle
 from dispatcher.db import db_now
 from dispatcher.dispatch.outbox import add_delivery
 from dispatcher.domain import (
@@ -25,6 +25,9 @@ from dispatcher.models import Alert, AlertZone, Contact, Delivery, Recipient
 
 log = logging.getLogger(__name__)
 
+#: A dead path of a recipient who acknowledged, or whose alert was cancelled, changes
+#: nothing but the contact.
+DONE_RECIPIENT = (RecipientState.ACKNOWLEDGED, RecipientState.CANCELLED)
 #: Purposes whose failure means the volunteer never got the alert itself.
 ALERT_PURPOSES = (DeliveryPurpose.ALERT, DeliveryPurpose.FAILOVER)
 
@@ -41,7 +44,7 @@ def on_dead_path(session: Session, delivery: Delivery, reason: str, *,
         return
     rec = session.get(Recipient, delivery.recipient_id)
     alert = session.get(Alert, delivery.alert_id)
-    if rec is None or alert is None or rec.state == RecipientState.ACKNOWLEDGED:
+    if rec is None or alert is None or rec.state in DONE_RECIPIENT:
         return
     tried = {d.contact_id: d for d in session.scalars(select(Delivery).where(
         Delivery.recipient_id == rec.id, Delivery.purpose.in_(ALERT_PURPOSES)))}
@@ -59,7 +62,9 @@ def on_dead_path(session: Session, delivery: Delivery, reason: str, *,
              if d.id != delivery.id and d.state not in DEAD_DELIVERY_STATES]
     if alive:
         return
-    rec.state = RecipientState.FAILED
+    if rec.state == RecipientState.ESCALATED:
+        return  # their duty already passed on: only the contact is marked dead
+    lifecycle.move(rec, RecipientState.FAILED)
     audit.record(session, "system", "recipient.unreachable", alert_id=alert.id,
                  recipient_id=rec.id, reason=reason)
     _escalate_if_tier_dead(session, alert, rec)

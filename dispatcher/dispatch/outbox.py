@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from channels.encoding import sms_segments
-from dispatcher import audit
+from dispatcher import audit, lifecycle
 from dispatcher.compose.composer import compose, new_reply_code, sms_preview
 from dispatcher.compose.templates import load_template, pick_language, wording
 from dispatcher.db import db_now
@@ -186,9 +186,10 @@ def create_alert(session: Session, settings: Settings, plan: Plan, req: AlertReq
         title=req.title or template.texts.get(lang, {}).get("title", template.name),
         template=plan.template, bodies=plan.bodies, channels=plan.channels,
         reply_code=plan.code, ack_window_seconds=plan.policy.ack_window_seconds,
-        policy=plan.policy.to_dict(), state=AlertState.SENDING, created_by=req.actor,
+        policy=plan.policy.to_dict(), created_by=req.actor,
         references_alert_id=references.id if references else None, sent_at=now,
     )
+    lifecycle.start(alert, AlertState.SENDING)
     session.add(alert)
     session.flush()
     for pz in plan.zones:
@@ -233,11 +234,11 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
     for target in targets:
         if target.volunteer.id in already:
             continue
-        rec = Recipient(alert_id=alert.id, volunteer_id=target.volunteer.id,
-                        zone_id=az.zone_id, tier=tier, due_at=due,
-                        skipped=[s.__dict__ for s in target.skipped],
-                        state=RecipientState.PENDING if target.reachable
-                        else RecipientState.FAILED)
+        rec = lifecycle.start(
+            Recipient(alert_id=alert.id, volunteer_id=target.volunteer.id,
+                      zone_id=az.zone_id, tier=tier, due_at=due,
+                      skipped=[s.__dict__ for s in target.skipped]),
+            RecipientState.PENDING if target.reachable else RecipientState.FAILED)
         lang = pick_language(target.volunteer.language_list, list(alert.bodies),
                              post.default_language)
         for contact in target.contacts:
@@ -325,8 +326,7 @@ def duty_officer_recipients(session: Session, alert: Alert, az: AlertZone,
             Recipient.zone_id == az.zone_id))
         if rec is None:
             rec = Recipient(alert_id=alert.id, volunteer_id=target.volunteer.id,
-                            zone_id=az.zone_id, tier=DUTY_OFFICER_TIER,
-                            state=RecipientState.PENDING)
+                            zone_id=az.zone_id, tier=DUTY_OFFICER_TIER)
             session.add(rec)
             session.flush()
         out.append(rec)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from channels.base import Channel, ChannelKind, Message, Receipt
 from channels.errors import ChannelError, PermanentError
-from dispatcher import audit
+from dispatcher import audit, lifecycle
 from dispatcher.claims import claim, release_dead_claims
 from dispatcher.compose.composer import ACK_URL_TAG
 from dispatcher.crypto import Vault
@@ -159,15 +159,15 @@ class Sender:
                 if _obsolete(delivery, alert_state, rec_state):
                     dropped.append(delivery.id)
                 elif delivery.attempts > MAX_CLAIMS:
-                    delivery.state = DeliveryState.FAILED
+                    lifecycle.move(delivery, DeliveryState.FAILED)
                     delivery.failed_at = now
                     on_dead_path(session, delivery, "gave up after repeated provider errors",
                                  recipient_specific=False)
                 else:
                     ready.append((delivery, self.vault.decrypt(enc)))
             if dropped:
-                session.execute(update(Delivery).where(Delivery.id.in_(dropped))
-                                .values(state=DeliveryState.CANCELLED, lease_until=None))
+                lifecycle.move_rows(session, Delivery, DeliveryState.CANCELLED,
+                                    Delivery.id.in_(dropped), lease_until=None)
             session.expunge_all()
             return ready
 
@@ -270,7 +270,7 @@ class Sender:
         d.error_message = str(err.message)[:500]
         d.claimed_by = None
         if isinstance(err, PermanentError):
-            d.state = DeliveryState.FAILED
+            lifecycle.move(d, DeliveryState.FAILED)
             d.failed_at = now
             d.lease_until = None
             log.warning("delivery %s failed permanently (%s %s)", d.id, err.provider, err.code,
@@ -279,7 +279,7 @@ class Sender:
                          recipient_specific=err.recipient_specific)
         else:
             # The retry policy gave up for now (an outage): back to the outbox for later.
-            d.state = DeliveryState.PENDING
+            lifecycle.move(d, DeliveryState.PENDING)
             d.lease_until = now + timedelta(seconds=RETRY_LATER_SECONDS)
             log.warning("delivery %s: provider still failing (%s), retrying in %ss", d.id,
                         err.code or err.status, RETRY_LATER_SECONDS,
@@ -304,17 +304,13 @@ def _record_accepted(session: Session, ok: Sequence[Outcome], now: datetime) -> 
     )
     ids = [o.delivery_id for o in ok]
     # A status callback may already have moved it further: only `sending` becomes `accepted`.
-    session.execute(update(Delivery).where(Delivery.id.in_(ids),
-                                           Delivery.state == DeliveryState.SENDING)
-                    .values(state=DeliveryState.ACCEPTED))
+    lifecycle.move_rows(session, Delivery, DeliveryState.ACCEPTED, Delivery.id.in_(ids),
+                        only_from=(DeliveryState.SENDING,))
     rec_ids = list({o.recipient_id for o in ok})
     session.execute(update(Recipient).where(Recipient.id.in_(rec_ids),
                                             Recipient.notified_at.is_(None))
                     .values(notified_at=now))
-    session.execute(update(Recipient).where(Recipient.id.in_(rec_ids),
-                                            Recipient.state.in_([RecipientState.PENDING,
-                                                                 RecipientState.FAILED]))
-                    .values(state=RecipientState.NOTIFIED))
-    session.execute(update(Alert).where(
-        Alert.id.in_(select(Delivery.alert_id).where(Delivery.id.in_(ids))),
-        Alert.state == AlertState.SENDING).values(state=AlertState.ACTIVE))
+    lifecycle.move_rows(session, Recipient, RecipientState.NOTIFIED, Recipient.id.in_(rec_ids),
+                        only_from=(RecipientState.PENDING, RecipientState.FAILED))
+    lifecycle.move_rows(session, Alert, AlertState.ACTIVE, Alert.id.in_(
+        select(Delivery.alert_id).where(Delivery.id.in_(ids))))

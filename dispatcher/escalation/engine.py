@@ -13,7 +13,7 @@ from datetime import date, datetime
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from dispatcher import audit
+from dispatcher import audit, lifecycle
 from dispatcher.acks import lock_zone, maybe_complete
 from dispatcher.claims import claim, release_dead_claims
 from dispatcher.db import Database, db_now
@@ -21,7 +21,7 @@ from dispatcher.dispatch.outbox import duty_officer_recipients, enqueue_tier, me
 from dispatcher.dispatch.targeting import next_tier, tier_targets, zone_memberships
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
-    AlertState,
+    OPEN_ALERT_STATES,
     DeadlineKind,
     DeadlineState,
     DeliveryPurpose,
@@ -82,10 +82,10 @@ def fire(session: Session, settings: Settings, deadline_id: int, worker: str) ->
     now = db_now(session)
     d.fired_at = now
     d.lateness_seconds = max(0.0, (now - d.due_at).total_seconds())
-    if alert.state not in (AlertState.SENDING, AlertState.ACTIVE) or az.state != ZoneState.WAITING:
-        d.state = DeadlineState.CANCELLED
+    if alert.state not in OPEN_ALERT_STATES or az.state != ZoneState.WAITING:
+        lifecycle.move(d, DeadlineState.CANCELLED)
         return False
-    d.state = DeadlineState.DONE
+    lifecycle.move(d, DeadlineState.DONE)
     policy = EscalationPolicy.from_dict(alert.policy or {})
     if d.kind == DeadlineKind.REMINDER:
         silent = _silent(session, alert.id, d.zone_id, d.tier)
@@ -107,7 +107,7 @@ def fire(session: Session, settings: Settings, deadline_id: int, worker: str) ->
               else _silent(session, alert.id, d.zone_id, d.tier))
     for rec in silent:
         if rec is not None and rec.state in (RecipientState.NOTIFIED, RecipientState.PENDING):
-            rec.state = RecipientState.ESCALATED
+            lifecycle.move(rec, RecipientState.ESCALATED)
     # Tier -1 marks a zone sent with --force and nobody to ask: its chain starts anew.
     following = next_tier(members, d.tier, channels, today)
     if following is not None:
@@ -130,7 +130,7 @@ def fire(session: Session, settings: Settings, deadline_id: int, worker: str) ->
 def give_up(session: Session, settings: Settings, alert: Alert, az: AlertZone, post: Post,
             now: datetime) -> None:
     """The chain is exhausted: the zone is unreached and the duty officers are told."""
-    az.state = ZoneState.UNREACHED
+    lifecycle.move(az, ZoneState.UNREACHED)
     az.unreached_at = now
     audit.record(session, "system", "zone.unreached", alert_id=alert.id, zone=az.zone.name)
     log.warning("alert %s: zone %s unreached", alert.id, az.zone.name,

@@ -14,8 +14,8 @@ from starlette.concurrency import run_in_threadpool
 
 from dispatcher import audit
 from dispatcher.db import db_now
-from dispatcher.dispatch.lifecycle import cancel_alert, update_alert
 from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
+from dispatcher.dispatch.versions import cancel_alert, update_alert
 from dispatcher.domain import Role
 from dispatcher.errors import InvalidInput, NotFound
 from dispatcher.escalation.policy import parse_duration

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from dispatcher import audit
-from dispatcher.dispatch.lifecycle import cancel_alert
+from dispatcher.dispatch.versions import cancel_alert
 from dispatcher.domain import Role
 from dispatcher.errors import AlnError
 from dispatcher.models import Alert, Officer, Zone

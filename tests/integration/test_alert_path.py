@@ -156,7 +156,7 @@ def test_dead_number_fails_over_and_escalates_without_waiting(engine: Engine) ->
 
 
 def test_cancel_stops_escalation_and_tells_recipients(engine: Engine) -> None:
-    from dispatcher.dispatch.lifecycle import cancel_alert
+    from dispatcher.dispatch.versions import cancel_alert
 
     alert_id = engine.send(["Chiapas"], ack_window_seconds=3)
     with engine.rt.db.session() as s:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatcher import audit
+from dispatcher import audit, lifecycle
+from dispatcher.acks import cancel_deadlines
 from dispatcher.compose.templates import pick_language, wording
 from dispatcher.db import db_now
 from dispatcher.dispatch.outbox import add_delivery, message_to
 from dispatcher.domain import (
     AlertState,
-    DeadlineState,
     DeliveryPurpose,
     DeliveryState,
     MsgType,
@@ -38,18 +38,13 @@ def cancel_alert(session: Session, settings: Settings, alert_id: int, actor: str
     if alert.state == AlertState.CANCELLED:
         raise Refused(f"alert {alert_id} is already cancelled")
     now = db_now(session)
-    alert.state = AlertState.CANCELLED
+    lifecycle.move(alert, AlertState.CANCELLED)
     alert.closed_at = now
-    session.execute(update(Deadline).where(
-        Deadline.alert_id == alert_id,
-        Deadline.state.in_([DeadlineState.PENDING, DeadlineState.CLAIMED]))
-        .values(state=DeadlineState.CANCELLED))
-    session.execute(update(Delivery).where(
-        Delivery.alert_id == alert_id, Delivery.state == DeliveryState.PENDING)
-        .values(state=DeliveryState.CANCELLED))
-    session.execute(update(Recipient).where(
-        Recipient.alert_id == alert_id, Recipient.state == RecipientState.PENDING)
-        .values(state=RecipientState.CANCELLED))
+    cancel_deadlines(session, Deadline.alert_id == alert_id)
+    lifecycle.move_rows(session, Delivery, DeliveryState.CANCELLED, Delivery.alert_id == alert_id,
+                        only_from=(DeliveryState.PENDING,))
+    lifecycle.move_rows(session, Recipient, RecipientState.CANCELLED,
+                        Recipient.alert_id == alert_id, only_from=(RecipientState.PENDING,))
     told = session.scalars(select(Recipient).where(Recipient.alert_id == alert_id,
                                                    Recipient.state.in_(RECEIVED))).all()
     count = message_to(session, settings, alert, told, DeliveryPurpose.CANCEL, "cancelled")
@@ -70,8 +65,9 @@ def update_alert(session: Session, settings: Settings, alert_id: int, body: str,
                 exercise=original.exercise, title=original.title, template=original.template,
                 bodies={}, channels=original.channels, reply_code=original.reply_code,
                 ack_window_seconds=original.ack_window_seconds, policy=original.policy,
-                state=AlertState.COMPLETED, references_alert_id=original.id,
+                references_alert_id=original.id,
                 created_by=actor, sent_at=now, closed_at=now)
+    lifecycle.move(lifecycle.start(upd, AlertState.SENDING), AlertState.COMPLETED)
     session.add(upd)
     session.flush()
     received = session.scalars(select(Recipient).where(Recipient.alert_id == alert_id,
@@ -87,7 +83,7 @@ def update_alert(session: Session, settings: Settings, alert_id: int, body: str,
         bodies.setdefault(lang, {"sms": text, "subject": text[:120], "email_text": text,
                                      "email_html": ""})
         rec = Recipient(alert_id=upd.id, volunteer_id=vol.id, zone_id=old.zone_id,
-                        tier=old.tier, state=RecipientState.PENDING)
+                        tier=old.tier)
         session.add(rec)
         session.flush()
         for contact in vol.contacts:

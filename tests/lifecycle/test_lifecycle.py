@@ -1,0 +1,116 @@
+"""The one owner of state: allowed moves pass, every other move is refused by name."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dispatcher import lifecycle
+from dispatcher.domain import (
+    AlertState,
+    DeadlineState,
+    DeliveryState,
+    RecipientState,
+    ZoneState,
+)
+from dispatcher.lifecycle import IllegalTransition
+from dispatcher.models import Alert, AlertZone, Deadline, Delivery, Recipient
+from dispatcher.runtime import Runtime
+from tests.conftest import rt_with_roster
+
+MODELS = [(Alert, AlertState), (AlertZone, ZoneState), (Recipient, RecipientState),
+          (Delivery, DeliveryState), (Deadline, DeadlineState)]
+PACKAGE = Path(__file__).resolve().parents[2] / "dispatcher"
+
+
+@pytest.mark.parametrize(("model", "states"), MODELS)
+def test_every_move_is_allowed_or_refused_naming_both_states(model, states) -> None:
+    for current in states:
+        for new in states:
+            obj = model()
+            obj.state = current  # the test sets up a state by hand; code never does
+            if lifecycle.allowed(model, current, new):
+                assert lifecycle.move(obj, new) or current == new
+                assert obj.state == new
+            elif current == new:
+                assert lifecycle.move(obj, new) is False  # already there: nothing to do
+            else:
+                with pytest.raises(IllegalTransition) as err:
+                    lifecycle.move(obj, new)
+                assert current.value in str(err.value) and new.value in str(err.value)
+                assert obj.state == current
+
+
+@given(st.lists(st.sampled_from(list(RecipientState)), max_size=12))
+def test_a_recipient_only_ever_takes_allowed_moves(moves: list[RecipientState]) -> None:
+    rec = Recipient()
+    rec.state = RecipientState.PENDING
+    for new in moves:
+        before = rec.state
+        try:
+            lifecycle.move(rec, new)
+        except IllegalTransition:
+            assert rec.state == before
+        else:
+            assert rec.state == before == new or new in lifecycle.TRANSITIONS[Recipient][before]
+    # Acknowledged is final.
+    if rec.state == RecipientState.ACKNOWLEDGED:
+        for new in RecipientState:
+            if new != RecipientState.ACKNOWLEDGED:
+                with pytest.raises(IllegalTransition):
+                    lifecycle.move(rec, new)
+
+
+def test_a_bulk_move_refuses_a_source_the_table_does_not_allow() -> None:
+    with pytest.raises(IllegalTransition, match="from acknowledged to pending"):
+        lifecycle.move_statement(Recipient, RecipientState.PENDING,
+                                 only_from=[RecipientState.ACKNOWLEDGED])
+
+
+def test_a_bulk_move_leaves_rows_it_may_not_move(sqlite_url: str) -> None:
+    rt: Runtime = rt_with_roster(sqlite_url)
+    with rt.db.session() as session:
+        alert = lifecycle.start(Alert(post_id=1, kind="security", title="t", reply_code="1234",
+                                      ack_window_seconds=60), AlertState.SENDING)
+        session.add(alert)
+        session.flush()
+        alert_id = alert.id
+    with rt.db.session() as session:
+        # An active alert may complete; a draft may not.
+        assert lifecycle.move_rows(session, Alert, AlertState.COMPLETED,
+                                   Alert.id == alert_id) == 1
+        assert lifecycle.move_rows(session, Alert, AlertState.ACTIVE, Alert.id == alert_id) == 0
+    with rt.db.session() as session:
+        stored = session.get(Alert, alert_id)
+        assert stored is not None and stored.state is AlertState.COMPLETED
+    rt.close()
+
+
+def test_a_state_column_refuses_a_value_outside_its_enum(sqlite_url: str) -> None:
+    rt = rt_with_roster(sqlite_url)
+    with pytest.raises(Exception, match="nonsense"), rt.db.session() as session:
+        session.add(Alert(post_id=1, kind="security", title="t", reply_code="1",
+                          ack_window_seconds=60, state="nonsense"))
+        session.flush()
+    rt.close()
+
+
+#: Assigning a state: `x.state = ...`, `state=SomeState.X` in a constructor or `.values()`.
+ASSIGNMENT = re.compile(r"\.state\s*=(?!=)|\bstate\s*=\s*\w*State\.|values\([^)]*\bstate\s*=")
+
+
+def test_no_module_but_the_lifecycle_assigns_a_state() -> None:
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "lifecycle.py" and path.parent == PACKAGE:
+            continue
+        if "migrations" in path.parts:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if ASSIGNMENT.search(line):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
