@@ -23,7 +23,7 @@ from rich.table import Table
 
 from channels.simulator.testing import SimulatorHandle, run_simulator
 from dispatcher import aio
-from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
+from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.sender import Sender
 from dispatcher.roster.importer import import_roster
 from dispatcher.roster.posts import ensure_post
@@ -122,9 +122,9 @@ def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, conso
                            channels=["sms"], actor="demo")
         with rt.db.session() as session:
             post = ensure_post(session, rt.settings, rt.vault)
-            plan = plan_alert(session, rt.settings, post, req)
-            alert = create_alert(session, rt.settings, plan, req)
-            alert_id, code = alert.id, alert.reply_code
+            sent = send_alert(session, rt.settings, post, req)
+            assert sent.alert_id is not None and sent.reply_code is not None
+            alert_id, code = sent.alert_id, sent.reply_code
         for b in CAST:
             if b.reply is not None:
                 sim.script(b.number, reply=b.reply.replace("{code}", code), delay=b.delay)

@@ -83,7 +83,7 @@ def move(obj: Any, new: StrEnum | str) -> bool:
     acknowledged" is an answer, not an error.
     """
     model = type(obj)
-    current = obj.state
+    current = obj.state if obj.state is not None else _default(model)
     states = STATES[model]
     if states(current) == states(new) and not allowed(model, current, new):
         return False
@@ -95,11 +95,16 @@ def move(obj: Any, new: StrEnum | str) -> bool:
 def start(obj: Any, initial: StrEnum | str) -> Any:
     """A new object's first state, other than its model's default (a recipient nobody
     can reach starts failed; an alert created to be sent at once starts sending)."""
-    default = STATES[type(obj)](table(type(obj)).c.state.default.arg)
+    default = _default(type(obj))
     if STATES[type(obj)](initial) != default:
         check(type(obj), default, initial)
     obj.state = STATES[type(obj)](initial)
     return obj
+
+
+def _default(model: type[Any]) -> StrEnum:
+    """The state a new row of `model` starts in when nobody says otherwise."""
+    return STATES[model](table(model).c.state.default.arg)
 
 
 def move_rows(session: Session, model: type[Any], new: StrEnum | str,

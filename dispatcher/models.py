@@ -208,6 +208,31 @@ class Alert(Base):
         back_populates="alert", cascade="all, delete-orphan"
     )
     recipients: Mapped[list[Recipient]] = relationship(back_populates="alert")
+    versions: Mapped[list[AlertVersion]] = relationship(order_by="AlertVersion.number")
+
+
+class AlertVersion(Base):
+    """One version of an alert: the alert itself (1), each update, and its cancel.
+
+    Every version shares the alert's reply code, zones and escalation; CAP exports the
+    latest with `<references>` to the earlier ones.
+    """
+
+    __tablename__ = "alert_versions"
+    __table_args__ = (UniqueConstraint("alert_id", "number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    msg_type: Mapped[str] = mapped_column(String(16))
+    #: What the officer wrote for this version (the whole text of an update).
+    body: Mapped[str] = mapped_column(Text)
+    #: The message each language's volunteers get for an update ({language: text}), kept
+    #: so a tier asked later gets the alert and then every update in its own language.
+    texts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    sent_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(200))
+    #: Messages queued for this version when it was sent.
+    messages: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class AlertZone(Base):

@@ -47,6 +47,9 @@ def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
         "ack_window_seconds": alert.ack_window_seconds, "sent_at": _iso(alert.sent_at),
         "references": alert.references_alert_id, "policy": alert.policy,
         "recipients": rec_rows, "zones": zone_rows,
+        "versions": [{"number": v.number, "msg_type": v.msg_type, "body": v.body,
+                      "sent_at": _iso(v.sent_at), "by": v.created_by, "messages": v.messages}
+                     for v in alert.versions],
     }
 
 

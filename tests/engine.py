@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from channels.simulator.testing import SimulatorHandle, run_simulator
-from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
+from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.sender import Sender
 from dispatcher.roster.importer import import_roster
 from dispatcher.roster.posts import ensure_post
@@ -71,8 +71,8 @@ class Engine:
         req = AlertRequest(zones=zones, body=body, **kwargs)
         with self.rt.db.session() as session:
             post = ensure_post(session, self.rt.settings, self.rt.vault)
-            plan = plan_alert(session, self.rt.settings, post, req)
-            alert_id = create_alert(session, self.rt.settings, plan, req).id
+            alert_id = send_alert(session, self.rt.settings, post, req).alert_id
+        assert alert_id is not None
         if fan_out:
             asyncio.run(self.fan_out(alert_id))
         return alert_id

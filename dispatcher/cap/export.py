@@ -31,6 +31,8 @@ _NOT_IN_IDENTIFIER = re.compile(r"[\s,<&]+")
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 #: xs:language, which <language> must match.
 _LANGUAGE = re.compile(r"^[a-zA-Z]{1,8}(-[a-zA-Z0-9]{1,8})*$")
+#: Version 2 and later of an alert carry "-v2", "-v3" ... after the alert's identifier.
+_VERSION_SUFFIX = re.compile(r"-v\d+$")
 
 
 def own_identifier(post: Post, alert_id: int) -> str:
@@ -39,9 +41,9 @@ def own_identifier(post: Post, alert_id: int) -> str:
 
 
 def own_alert_id(post: Post, identifier: str) -> int | None:
-    """The alert id in one of our own identifiers for this post, else None."""
+    """The alert id in one of our own identifiers for this post (of any version), else None."""
     prefix = own_identifier(post, 0).removesuffix("0")
-    number = identifier.removeprefix(prefix)
+    number = _VERSION_SUFFIX.sub("", identifier.removeprefix(prefix))
     return int(number) if identifier.startswith(prefix) and number.isdigit() else None
 
 
@@ -49,8 +51,10 @@ def sender_of(post: Post) -> str:
     return _clean(f"aln-{post.key}")
 
 
-def identifier_of(post: Post, alert: Alert) -> str:
-    return _clean(alert.cap_identifier) if alert.cap_identifier else own_identifier(post, alert.id)
+def identifier_of(post: Post, alert: Alert, version: int = 1) -> str:
+    """The CAP identifier of one version of an alert (each version is its own message)."""
+    base = _clean(alert.cap_identifier) if alert.cap_identifier else own_identifier(post, alert.id)
+    return base if version <= 1 else f"{base}-v{version}"
 
 
 def cap_time(moment: datetime, timezone: str) -> str:
@@ -70,24 +74,36 @@ def export_cap(session: Session, alert_id: int) -> bytes:
     post = session.get(Post, alert.post_id)
     assert post is not None  # a foreign key guarantees it
 
+    versions = list(alert.versions)
+    latest = versions[-1] if versions else None
     root = ET.Element(q("alert"))
-    _add(root, "identifier", identifier_of(post, alert))
+    _add(root, "identifier", identifier_of(post, alert, latest.number if latest else 1))
     _add(root, "sender", sender_of(post))
-    _add(root, "sent", _sent(alert, post))
+    _add(root, "sent", cap_time(latest.sent_at, post.timezone) if latest else _sent(alert, post))
     _add(root, "status", "Exercise" if alert.exercise else "Actual")
-    msg_type = MsgType(alert.msg_type) if alert.msg_type in set(MsgType) else MsgType.ALERT
+    kind = latest.msg_type if latest else alert.msg_type
+    msg_type = MsgType(kind) if kind in set(MsgType) else MsgType.ALERT
     _add(root, "msgType", msg_type.value.capitalize())
     _add(root, "scope", "Public")
     if alert.exercise:
         _add(root, "note", "Exercise: no real emergency.")
-    if msg_type != MsgType.ALERT and alert.references_alert_id is not None:
+    if len(versions) > 1:
+        # Every earlier version, oldest first: a CAP consumer can then follow the chain.
+        _add(root, "references", " ".join(
+            ",".join((sender_of(post), identifier_of(post, alert, v.number),
+                      cap_time(v.sent_at, post.timezone))) for v in versions[:-1]))
+    elif msg_type != MsgType.ALERT and alert.references_alert_id is not None:
         referenced = session.get(Alert, alert.references_alert_id)
         if referenced is not None:
             _add(root, "references", ",".join(
                 (sender_of(post), identifier_of(post, referenced), _sent(referenced, post))))
     zone_names = sorted(az.zone.name for az in alert.zones)
     bodies = alert.bodies or {post.default_language: {}}
+    news = latest.body if latest and latest.number > 1 else None
     for lang, body in bodies.items():
+        if news is not None and latest is not None:
+            said = latest.texts.get(lang) or news.upper()  # a cancel carries no text
+            body = {**body, "email_text": f"{said}\n\n{body.get('email_text') or ''}".strip()}
         _add_info(root, alert, post, lang, body, zone_names)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True, default_namespace=CAP_NS)
 

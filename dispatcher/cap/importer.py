@@ -28,7 +28,7 @@ from dispatcher.cap.schema import (
     PARAM_KIND,
     READABLE_NAMESPACES,
 )
-from dispatcher.compose.composer import new_reply_code
+from dispatcher.compose.composer import NO_REPLY_CODE
 from dispatcher.domain import AlertKind
 from dispatcher.errors import InvalidInput, Refused
 from dispatcher.models import Alert, AlertZone, Post
@@ -41,8 +41,6 @@ MAX_CAP_BYTES = 1024 * 1024
 DRAFT_ACK_WINDOW_SECONDS = 900
 #: An imported SMS is cut here (two GSM-7 segments): service texts are written for email.
 IMPORTED_SMS_MAX_CHARS = 306
-#: Digits of a draft's reply code (as the composer's), 1000-9999.
-REPLY_CODE_DIGITS = 4
 #: CAP's default <language> when an <info> names none.
 CAP_DEFAULT_LANGUAGE = "en-US"
 
@@ -160,7 +158,7 @@ def create_draft_alert(session: Session, post: Post, draft: CapDraft, *,
     alert = Alert(
         post_id=post.id, kind=draft["kind"], msg_type=draft["msg_type"],
         exercise=draft["exercise"], title=draft["title"][:300], bodies=draft["bodies"],
-        channels=[], reply_code=new_reply_code(session, post.id),
+        channels=[], reply_code=NO_REPLY_CODE,
         ack_window_seconds=DRAFT_ACK_WINDOW_SECONDS, policy={},
         references_alert_id=draft.get("references_alert_id"), created_by=actor,
         cap_identifier=None if own or not identifier else identifier[:200],

@@ -13,9 +13,10 @@ from sqlalchemy import func, select
 
 from dispatcher import aio
 from dispatcher.cli.common import console, err_console, handle_errors, print_json, runtime
-from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
+from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.sender import Sender
 from dispatcher.dispatch.versions import cancel_alert, update_alert
+from dispatcher.errors import InvalidInput
 from dispatcher.escalation.policy import parse_duration
 from dispatcher.models import Alert, Delivery
 from dispatcher.roster.posts import ensure_post
@@ -33,8 +34,8 @@ STATE_STYLE = {"acknowledged": "green", "unreached": "bold red", "waiting": "yel
 @app.command("send")
 @handle_errors
 def send(
-    zone: list[str] = typer.Option(..., "--zone", help="Zone name (repeat), or 'all'."),
-    body: str = typer.Option(..., "--body", help="What happened and what to do."),
+    zone: list[str] = typer.Option([], "--zone", help="Zone name (repeat), or 'all'."),
+    body: str = typer.Option("", "--body", help="What happened and what to do."),
     title: str | None = typer.Option(None, "--title"),
     template: str | None = typer.Option(None, "--template",
                                         help="security, demonstration, health, weather, "
@@ -45,24 +46,28 @@ def send(
     channel: list[str] = typer.Option([], "--channel", help="Restrict to sms or email."),
     force: bool = typer.Option(False, "--force", help="Send even if a zone has nobody."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show recipients; send nothing."),
+    draft: int | None = typer.Option(None, "--draft",
+                                     help="Send this draft (from aln cap import)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Send an alert to zones: rows first, then the fan-out with a progress bar."""
+    if draft is None and not zone:
+        raise InvalidInput("name at least one zone (--zone Chiapas, or --zone all)")
+    if draft is None and not body.strip():
+        raise InvalidInput("the alert body is empty (--body \"...\")")
     req = AlertRequest(zones=zone, body=body, title=title, template=template,
                        exercise=exercise, ack_window_seconds=parse_duration(ack_window)
-                       if ack_window else None, policy=policy, channels=channel, force=force)
+                       if ack_window else None, policy=policy, channels=channel, force=force,
+                       draft_id=draft)
     with runtime() as rt:
         with rt.db.session() as session:
             post = ensure_post(session, rt.settings, rt.vault)
-            plan = plan_alert(session, rt.settings, post, req)
-            preview = plan.preview(rt.settings)
-            if dry_run:
-                session.rollback()
-            else:
-                alert_id = create_alert(session, rt.settings, plan, req).id
-        if dry_run:
+            result = send_alert(session, rt.settings, post, req, dry_run=dry_run)
+        preview = result.preview
+        if result.alert_id is None:
             _print_preview(preview, as_json)
             return
+        alert_id = result.alert_id
         sent = _fan_out(rt, alert_id, show_progress=not as_json and console.is_terminal)
         with rt.db.session() as session:
             status = alert_status(session, alert_id)
@@ -216,9 +221,10 @@ def cancel(alert_id: int = typer.Argument(...)) -> None:
 @handle_errors
 def update(alert_id: int = typer.Argument(...),
            body: str = typer.Option(..., "--body")) -> None:
-    """Send an update that references the original alert to everyone who received it."""
+    """Send the alert's next version (same reply code, zones and escalation) to everyone it
+    reached so far; volunteers asked later get the alert and then this update."""
     with runtime() as rt:
         with rt.db.session() as session:
-            upd_id = update_alert(session, rt.settings, alert_id, body, actor="cli").id
-        sent = _fan_out(rt, upd_id, show_progress=False)
-    console.print(f"update {upd_id} to alert {alert_id}: {sent} message(s) sent")
+            number = update_alert(session, rt.settings, alert_id, body, actor="cli").number
+        sent = _fan_out(rt, alert_id, show_progress=False)
+    console.print(f"alert {alert_id} updated (version {number}): {sent} message(s) sent")

@@ -9,25 +9,24 @@ is filled in at send time.
 from __future__ import annotations
 
 import html
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from channels.encoding import sms_segments
 from dispatcher.compose.templates import Template, wording
-from dispatcher.domain import AlertState
 from dispatcher.errors import InvalidInput
-from dispatcher.models import Alert
 
 #: Replaced per recipient by the signed acknowledgement URL.
 ACK_URL_TAG = "-ack_url-"
 #: Twilio refuses longer bodies (21617).
 SMS_MAX_CHARS = 1600
 REPLY_CODE_DIGITS = 4
+#: What a draft holds until it is sent: codes are allocated at sending, so drafts never
+#: use up the codes of alerts that take replies.
+NO_REPLY_CODE = ""
+#: Every reply code: four digits, never starting with 0 (some phones drop it).
+REPLY_CODES = tuple(str(n) for n in range(10 ** (REPLY_CODE_DIGITS - 1), 10 ** REPLY_CODE_DIGITS))
 
 
 @dataclass(frozen=True)
@@ -42,17 +41,6 @@ class Bodies:
     def as_dict(self) -> dict[str, str]:
         return {"sms": self.sms, "subject": self.subject, "email_text": self.email_text,
                 "email_html": self.email_html}
-
-
-def new_reply_code(session: Session, post_id: int) -> str:
-    """A short code not used by any other open alert of the post."""
-    open_states = (AlertState.SENDING, AlertState.ACTIVE, AlertState.DRAFT)
-    taken = set(session.scalars(select(Alert.reply_code).where(
-        Alert.post_id == post_id, Alert.state.in_(open_states))))
-    while True:
-        code = f"{secrets.randbelow(9000) + 1000}"
-        if code not in taken:
-            return code
 
 
 def compose(

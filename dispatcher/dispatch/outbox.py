@@ -9,17 +9,20 @@ the rows, so a process killed at any line loses nobody.
 from __future__ import annotations
 
 import functools
+import json
+import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from channels.encoding import sms_segments
 from dispatcher import audit, lifecycle
-from dispatcher.compose.composer import compose, new_reply_code, sms_preview
+from dispatcher.acks import LATE_REPLY_WINDOW, takes_replies
+from dispatcher.compose.composer import REPLY_CODES, compose, sms_preview
 from dispatcher.compose.templates import load_template, pick_language, wording
 from dispatcher.db import db_now
 from dispatcher.dispatch.targeting import (
@@ -40,9 +43,19 @@ from dispatcher.domain import (
     RecipientState,
     tier_name,
 )
-from dispatcher.errors import InvalidInput, Refused
+from dispatcher.errors import InvalidInput, NotFound, Refused
 from dispatcher.escalation.policy import EscalationPolicy, load_policy
-from dispatcher.models import Alert, AlertZone, Deadline, Delivery, Post, Recipient, Zone
+from dispatcher.models import (
+    Alert,
+    AlertVersion,
+    AlertZone,
+    Deadline,
+    Delivery,
+    Post,
+    Recipient,
+    Zone,
+    table,
+)
 from dispatcher.roster.posts import find_zone
 from dispatcher.settings import Settings
 
@@ -66,6 +79,8 @@ class AlertRequest:
     channels: list[str] = field(default_factory=list)
     force: bool = False
     actor: str = "cli"
+    #: Send this draft (a CAP import): its zones, title, kind and text unless given here.
+    draft_id: int | None = None
 
 
 @dataclass
@@ -140,7 +155,7 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
                 zones.append(zone)
     template = load_template(settings.config_dir, req.template or DEFAULT_TEMPLATE)
     policy = load_policy(settings.config_dir, req.policy).with_window(req.ack_window_seconds)
-    code = new_reply_code(session, post.id)
+    code = allocate_reply_code(session, post.id)
     bodies = compose(settings.config_dir, template, title=req.title, body=req.body,
                      zones=[z.name for z in zones], exercise=req.exercise, code=code,
                      help_line=post.help_line)
@@ -181,19 +196,26 @@ def create_alert(session: Session, settings: Settings, plan: Plan, req: AlertReq
     template = load_template(settings.config_dir, plan.template)
     # Officers read the title on the board: English when the template has it.
     lang = "en" if "en" in plan.bodies else plan.post.default_language
-    alert = Alert(
-        post_id=plan.post.id, kind=template.kind, msg_type=msg_type, exercise=req.exercise,
-        title=req.title or template.texts.get(lang, {}).get("title", template.name),
-        template=plan.template, bodies=plan.bodies, channels=plan.channels,
-        reply_code=plan.code, ack_window_seconds=plan.policy.ack_window_seconds,
-        policy=plan.policy.to_dict(), created_by=req.actor,
-        references_alert_id=references.id if references else None, sent_at=now,
-    )
-    lifecycle.start(alert, AlertState.SENDING)
-    session.add(alert)
+    alert = (session.get(Alert, req.draft_id) if req.draft_id is not None
+             else Alert(post_id=plan.post.id, created_by=req.actor))
+    assert alert is not None  # plan_alert checked the draft
+    alert.kind, alert.msg_type, alert.exercise = template.kind, msg_type, req.exercise
+    alert.title = req.title or template.texts.get(lang, {}).get("title", template.name)
+    alert.template, alert.bodies, alert.channels = plan.template, plan.bodies, plan.channels
+    alert.reply_code, alert.ack_window_seconds = plan.code, plan.policy.ack_window_seconds
+    alert.policy, alert.sent_at = plan.policy.to_dict(), now
+    alert.references_alert_id = references.id if references else alert.references_alert_id
+    if alert.id is None:
+        session.add(alert)
+    lifecycle.move(alert, AlertState.SENDING)
     session.flush()
+    drafted = {az.zone_id: az for az in session.scalars(
+        select(AlertZone).where(AlertZone.alert_id == alert.id))}
+    for stale in set(drafted) - {pz.zone.id for pz in plan.zones}:
+        session.delete(drafted[stale])  # the officer sent the draft to other zones
     for pz in plan.zones:
-        az = AlertZone(alert_id=alert.id, zone_id=pz.zone.id, current_tier=-1)
+        az = drafted.get(pz.zone.id) or AlertZone(alert_id=alert.id, zone_id=pz.zone.id)
+        az.current_tier = -1
         session.add(az)
         session.flush()
         if pz.reachable:
@@ -203,10 +225,75 @@ def create_alert(session: Session, settings: Settings, plan: Plan, req: AlertReq
             # Forced: nobody to ask, so the zone's chain is exhausted at once.
             session.add(Deadline(alert_id=alert.id, zone_id=pz.zone.id, tier=-1,
                                  kind=DeadlineKind.ESCALATE, due_at=now))
+    first_version(session, alert, req)
     audit.record(session, req.actor, "alert.sent", alert_id=alert.id,
                  zones=[pz.zone.name for pz in plan.zones], exercise=req.exercise,
-                 template=plan.template, policy=plan.policy.to_dict(), code=plan.code)
+                 template=plan.template, policy=plan.policy.to_dict(), code=plan.code,
+                 draft=req.draft_id)
     return alert
+
+
+@dataclass
+class Sent:
+    """What sending an alert gave: the alert's id and code, and the preview behind it."""
+
+    alert_id: int | None
+    reply_code: str | None
+    preview: dict[str, Any]
+
+
+def send_alert(session: Session, settings: Settings, post: Post, req: AlertRequest, *,
+               dry_run: bool = False) -> Sent:
+    """The one flow that sends an alert (CLI, API, dashboard, demo, tests, benchmarks):
+    plan it, and unless a dry run, write its zones, first tier, deliveries and deadlines
+    in the caller's transaction. The fan-out is the caller's (or a worker's) to run."""
+    if req.draft_id is not None:
+        req = request_from_draft(session, post, req)
+    plan = plan_alert(session, settings, post, req)
+    preview = plan.preview(settings)
+    if dry_run:
+        session.rollback()
+        return Sent(None, None, preview)
+    alert = create_alert(session, settings, plan, req)
+    return Sent(alert.id, alert.reply_code, preview)
+
+
+def first_version(session: Session, alert: Alert, req: AlertRequest) -> None:
+    """Version 1 is the alert as sent."""
+    body = req.body if isinstance(req.body, str) else json.dumps(req.body, ensure_ascii=False)
+    session.add(AlertVersion(alert_id=alert.id, number=1, msg_type=MsgType.ALERT.value,
+                             body=body, texts={}, sent_at=alert.sent_at,
+                             created_by=req.actor))
+
+
+def request_from_draft(session: Session, post: Post, req: AlertRequest) -> AlertRequest:
+    """A draft's zones, title, kind and text, unless the officer gave others."""
+    draft = session.get(Alert, req.draft_id)
+    if draft is None or draft.post_id != post.id:
+        raise NotFound(f"draft {req.draft_id} not found")
+    if draft.state != AlertState.DRAFT:
+        raise Refused(f"alert {draft.id} is not a draft (it is {draft.state.value})")
+    zones = req.zones or [az.zone.name for az in draft.zones]
+    body: str | dict[str, str] = req.body or {
+        lang: b.get("email_text") or b.get("sms") or "" for lang, b in draft.bodies.items()}
+    return replace(req, zones=zones, body=body, title=req.title or draft.title,
+                   template=req.template or draft.kind,
+                   exercise=req.exercise or draft.exercise)
+
+
+def allocate_reply_code(session: Session, post_id: int) -> str:
+    """A reply code no alert that still takes replies holds; refused when none is free."""
+    recent = db_now(session) - LATE_REPLY_WINDOW
+    alerts = table(Alert)
+    taken = set(session.scalars(select(alerts.c.reply_code).where(
+        alerts.c.post_id == post_id, takes_replies(bindparam("recent")))
+        .params(recent=recent)))
+    free = sorted(set(REPLY_CODES) - taken)
+    if not free:
+        raise Refused(f"every reply code ({len(REPLY_CODES)}) is held by an alert that still "
+                      "takes replies; cancel or wait for older alerts to close before "
+                      "sending another")
+    return secrets.choice(free)
 
 
 def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequence[Target],
@@ -217,6 +304,10 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
     due = now + timedelta(seconds=policy.ack_window_seconds)
     already = set(session.scalars(select(Recipient.volunteer_id).where(
         Recipient.alert_id == alert.id, Recipient.zone_id == az.zone_id)))
+    # A tier asked after an update gets the alert, then every update so far.
+    updates = list(session.scalars(select(AlertVersion.texts).where(
+        AlertVersion.alert_id == alert.id, AlertVersion.msg_type == MsgType.UPDATE.value)
+        .order_by(AlertVersion.number)))
     created: list[tuple[int, str]] = []
     batch: list[Recipient] = []
 
@@ -243,6 +334,11 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
                              post.default_language)
         for contact in target.contacts:
             rec.deliveries.append(new_delivery(alert, contact, DeliveryPurpose.ALERT, lang))
+        for texts in updates:
+            for contact in target.contacts:
+                rec.deliveries.append(new_delivery(
+                    alert, contact, DeliveryPurpose.UPDATE, lang,
+                    texts.get(lang) or next(iter(texts.values()))))
         session.add(rec)
         batch.append(rec)
         if len(batch) >= FLUSH_EVERY:
@@ -302,10 +398,7 @@ def message_to(session: Session, settings: Settings, alert: Alert,
     for rec in recipients:
         vol = rec.volunteer
         lang = pick_language(vol.language_list, list(alert.bodies), "en")
-        text = wording(settings.config_dir, lang, key, code=alert.reply_code, title=alert.title,
-                       zone=rec.zone.name, **values)
-        if alert.exercise:
-            text = f"{wording(settings.config_dir, lang, 'exercise')}: {text}"
+        text = fixed_text(settings, alert, lang, key, zone=rec.zone.name, **values)
         for contact in vol.contacts:
             if contact.opted_out or contact.dead_reason:
                 continue
@@ -314,6 +407,15 @@ def message_to(session: Session, settings: Settings, alert: Alert,
             add_delivery(session, alert, rec, contact, purpose, lang, text)
             count += 1
     return count
+
+
+def fixed_text(settings: Settings, alert: Alert, lang: str, key: str, **values: object) -> str:
+    """A fixed-wording message of an alert in one language, EXERCISE first for a drill."""
+    text = wording(settings.config_dir, lang, key, code=alert.reply_code, title=alert.title,
+                   **values)
+    if alert.exercise:
+        text = f"{wording(settings.config_dir, lang, 'exercise')}: {text}"
+    return text
 
 
 def duty_officer_recipients(session: Session, alert: Alert, az: AlertZone,

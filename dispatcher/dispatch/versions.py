@@ -1,15 +1,20 @@
-"""After sending: cancel an alert (everything stops, everyone told) or send an update."""
+"""Versions of one alert: the alert itself, its updates and its cancel.
+
+An update or a cancel is not a new alert: it keeps the alert's reply code, zones and
+escalation, goes to everyone the alert reached so far, and is recorded as the next
+`AlertVersion`, which `aln cap export` turns into a CAP Update or Cancel with
+`<references>` to every earlier version.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dispatcher import audit, lifecycle
 from dispatcher.acks import cancel_deadlines
-from dispatcher.compose.templates import pick_language, wording
 from dispatcher.db import db_now
-from dispatcher.dispatch.outbox import add_delivery, message_to
+from dispatcher.dispatch.outbox import fixed_text, message_to
 from dispatcher.domain import (
     AlertState,
     DeliveryPurpose,
@@ -18,11 +23,16 @@ from dispatcher.domain import (
     RecipientState,
 )
 from dispatcher.errors import NotFound, Refused
-from dispatcher.models import Alert, Deadline, Delivery, Recipient
+from dispatcher.models import Alert, AlertVersion, Deadline, Delivery, Recipient
 from dispatcher.settings import Settings
 
 #: Recipients who got (or may have got) the alert, and so must hear of its end.
 RECEIVED = (RecipientState.NOTIFIED, RecipientState.ACKNOWLEDGED, RecipientState.ESCALATED)
+#: Recipients an update goes to: those reached, and those whose alert is still queued or in
+#: flight (their update is queued after it).
+UPDATED = (RecipientState.PENDING, *RECEIVED)
+#: Longest update text an officer may send (it travels by SMS after a short prefix).
+UPDATE_MAX_CHARS = 1000
 
 
 def get_alert(session: Session, alert_id: int) -> Alert:
@@ -32,12 +42,26 @@ def get_alert(session: Session, alert_id: int) -> Alert:
     return alert
 
 
+def add_version(session: Session, alert: Alert, msg_type: MsgType, body: str, actor: str,
+                *, texts: dict[str, str] | None = None, messages: int = 0) -> AlertVersion:
+    """Record the alert's next version (1 for the alert itself)."""
+    last = session.scalar(select(func.max(AlertVersion.number))
+                          .where(AlertVersion.alert_id == alert.id)) or 0
+    version = AlertVersion(alert_id=alert.id, number=last + 1, msg_type=msg_type.value,
+                           body=body, texts=texts or {}, sent_at=db_now(session),
+                           created_by=actor, messages=messages)
+    session.add(version)
+    session.flush()
+    return version
+
+
 def cancel_alert(session: Session, settings: Settings, alert_id: int, actor: str) -> int:
     """Stop escalation and unsent messages; tell everyone who received it. Returns messages."""
     alert = get_alert(session, alert_id)
     if alert.state == AlertState.CANCELLED:
         raise Refused(f"alert {alert_id} is already cancelled")
     now = db_now(session)
+    was_draft = alert.state == AlertState.DRAFT
     lifecycle.move(alert, AlertState.CANCELLED)
     alert.closed_at = now
     cancel_deadlines(session, Deadline.alert_id == alert_id)
@@ -48,48 +72,39 @@ def cancel_alert(session: Session, settings: Settings, alert_id: int, actor: str
     told = session.scalars(select(Recipient).where(Recipient.alert_id == alert_id,
                                                    Recipient.state.in_(RECEIVED))).all()
     count = message_to(session, settings, alert, told, DeliveryPurpose.CANCEL, "cancelled")
+    if not was_draft:
+        add_version(session, alert, MsgType.CANCEL, "cancelled", actor, messages=count)
     audit.record(session, actor, "alert.cancelled", alert_id=alert_id, messages=count)
     return count
 
 
 def update_alert(session: Session, settings: Settings, alert_id: int, body: str,
-                 actor: str) -> Alert:
-    """A new alert of type Update referencing the original, to everyone who received it."""
-    original = get_alert(session, alert_id)
-    if original.state == AlertState.CANCELLED:
+                 actor: str) -> AlertVersion:
+    """The alert's next version, to everyone it reached so far; tiers asked later get the
+    alert and then this update. Reply code, zones and escalation do not change."""
+    alert = get_alert(session, alert_id)
+    if alert.state == AlertState.CANCELLED:
         raise Refused(f"alert {alert_id} is cancelled; send a new alert instead")
-    if not body.strip():
+    if alert.state == AlertState.DRAFT:
+        raise Refused(f"alert {alert_id} is a draft: send it first "
+                      f"(aln alert send --draft {alert_id})")
+    text = body.strip()
+    if not text:
         raise Refused("the update has no text")
-    now = db_now(session)
-    upd = Alert(post_id=original.post_id, kind=original.kind, msg_type=MsgType.UPDATE,
-                exercise=original.exercise, title=original.title, template=original.template,
-                bodies={}, channels=original.channels, reply_code=original.reply_code,
-                ack_window_seconds=original.ack_window_seconds, policy=original.policy,
-                references_alert_id=original.id,
-                created_by=actor, sent_at=now, closed_at=now)
-    lifecycle.move(lifecycle.start(upd, AlertState.SENDING), AlertState.COMPLETED)
-    session.add(upd)
-    session.flush()
+    if len(text) > UPDATE_MAX_CHARS:
+        raise Refused(f"the update has {len(text)} characters; at most {UPDATE_MAX_CHARS}")
     received = session.scalars(select(Recipient).where(Recipient.alert_id == alert_id,
-                                                       Recipient.state.in_(RECEIVED))).all()
-    bodies: dict[str, dict[str, str]] = {}
-    for old in received:
-        vol = old.volunteer
-        lang = pick_language(vol.language_list, list(original.bodies) or ["en"], "en")
-        text = wording(settings.config_dir, lang, "update", code=original.reply_code,
-                       body=body.strip())
-        if original.exercise:
-            text = f"{wording(settings.config_dir, lang, 'exercise')}: {text}"
-        bodies.setdefault(lang, {"sms": text, "subject": text[:120], "email_text": text,
-                                     "email_html": ""})
-        rec = Recipient(alert_id=upd.id, volunteer_id=vol.id, zone_id=old.zone_id,
-                        tier=old.tier)
-        session.add(rec)
-        session.flush()
-        for contact in vol.contacts:
-            if contact.opted_out or contact.dead_reason:
-                continue
-            add_delivery(session, upd, rec, contact, DeliveryPurpose.UPDATE, lang, text)
-    upd.bodies = bodies
-    audit.record(session, actor, "alert.updated", alert_id=original.id, update_id=upd.id)
-    return upd
+                                                       Recipient.state.in_(UPDATED))).all()
+    count = message_to(session, settings, alert, received, DeliveryPurpose.UPDATE, "update",
+                       body=text)
+    texts = {lang: update_text(settings, alert, lang, text) for lang in alert.bodies or {"en": {}}}
+    version = add_version(session, alert, MsgType.UPDATE, text, actor, texts=texts,
+                          messages=count)
+    audit.record(session, actor, "alert.updated", alert_id=alert.id, version=version.number,
+                 messages=count)
+    return version
+
+
+def update_text(settings: Settings, alert: Alert, lang: str, body: str) -> str:
+    """An update's message in one language, as `message_to` words it."""
+    return fixed_text(settings, alert, lang, "update", zone="", body=body)

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dispatcher import audit
 from dispatcher.db import db_now
-from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
+from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.versions import cancel_alert, update_alert
 from dispatcher.domain import Role
 from dispatcher.errors import InvalidInput, NotFound
@@ -35,8 +35,9 @@ admin = Depends(api_caller(Role.ADMIN))
 
 
 class AlertIn(BaseModel):
-    zones: list[str]
-    body: str
+    zones: list[str] = []
+    body: str = ""
+    draft_id: int | None = Field(None, description="send this draft (from a CAP import)")
     title: str | None = None
     template: str | None = None
     exercise: bool = False
@@ -56,26 +57,24 @@ def alert_request(data: AlertIn, actor: str) -> AlertRequest:
                         template=data.template, exercise=data.exercise,
                         ack_window_seconds=parse_duration(data.ack_window)
                         if data.ack_window else None, policy=data.policy,
-                        channels=data.channels, force=data.force, actor=actor)
+                        channels=data.channels, force=data.force, actor=actor,
+                        draft_id=data.draft_id)
 
 
-def send_alert(rt: Runtime, data: AlertIn, caller: Caller) -> dict[str, Any]:
+def api_send_alert(rt: Runtime, data: AlertIn, caller: Caller) -> dict[str, Any]:
     """Plan (and unless a dry run, create) an alert; the worker sends it."""
     req = alert_request(data, f"officer:{caller.name}")
     with rt.db.session() as session:
         post = ensure_post(session, rt.settings, rt.vault)
-        plan = plan_alert(session, rt.settings, post, req)
-        preview = plan.preview(rt.settings)
-        if data.dry_run:
-            session.rollback()
-            return {"dry_run": True, **preview}
-        alert = create_alert(session, rt.settings, plan, req)
-        return {"id": alert.id, "reply_code": alert.reply_code, "preview": preview}
+        result = send_alert(session, rt.settings, post, req, dry_run=data.dry_run)
+    if result.alert_id is None:
+        return {"dry_run": True, **result.preview}
+    return {"id": result.alert_id, "reply_code": result.reply_code, "preview": result.preview}
 
 
 @router.post("/alerts")
 async def post_alert(data: AlertIn, request: Request, caller: Caller = officer) -> dict[str, Any]:
-    result = await run_in_threadpool(send_alert, runtime_of(request), data, caller)
+    result = await run_in_threadpool(api_send_alert, runtime_of(request), data, caller)
     wake_worker(request)
     return result
 
@@ -111,9 +110,9 @@ def post_update(alert_id: int, data: UpdateIn, request: Request,
                 caller: Caller = officer) -> dict[str, Any]:
     rt = runtime_of(request)
     with rt.db.session() as session:
-        upd = update_alert(session, rt.settings, alert_id, data.body,
-                           actor=f"officer:{caller.name}")
-        result = {"id": upd.id, "references": alert_id}
+        version = update_alert(session, rt.settings, alert_id, data.body,
+                               actor=f"officer:{caller.name}")
+        result = {"id": alert_id, "version": version.number, "messages": version.messages}
     wake_worker(request)
     return result
 

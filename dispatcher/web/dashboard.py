@@ -27,7 +27,7 @@ from dispatcher.models import Alert, Officer, Zone
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
 from dispatcher.status import alert_status
-from dispatcher.web.api import AlertIn, audit_rows, inbox_rows, mark_handled, send_alert
+from dispatcher.web.api import AlertIn, api_send_alert, audit_rows, inbox_rows, mark_handled
 from dispatcher.web.app_state import runtime_of, wake_worker
 from dispatcher.web.auth import (
     SESSION_COOKIE,
@@ -162,7 +162,7 @@ async def compose(request: Request) -> Response:
     kept = {"zones": data.zones, "template": data.template, "body": data.body,
             "exercise": data.exercise, "ack_window": data.ack_window}
     try:
-        result = await run_in_threadpool(send_alert, rt, data, caller)
+        result = await run_in_threadpool(api_send_alert, rt, data, caller)
     except AlnError as exc:
         return _index(rt, caller, form=kept, error=str(exc))
     if data.dry_run:

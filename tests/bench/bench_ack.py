@@ -29,7 +29,7 @@ import psutil
 from sqlalchemy import func, select, update
 
 from channels.webhooks import twilio_sign
-from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
+from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.models import Alert, Delivery, Recipient, utcnow
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
@@ -55,8 +55,8 @@ def sent_alert(rt: Runtime) -> tuple[int, str]:
                        channels=["sms"])
     with rt.db.session() as session:
         post = ensure_post(session, rt.settings, rt.vault)
-        alert = create_alert(session, rt.settings, plan_alert(session, rt.settings, post, req),
-                             req)
+        alert = session.get(Alert, send_alert(session, rt.settings, post, req).alert_id)
+        assert alert is not None
         now = utcnow()
         session.execute(update(Delivery).where(Delivery.alert_id == alert.id)
                         .values(state="sent", sent_at=now, attempts=1))

@@ -27,7 +27,7 @@ CONCURRENCY = 120
 RUN = textwrap.dedent('''
     import asyncio, json, os, sys, time
     from channels.simulator.testing import spawn_simulator
-    from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
+    from dispatcher.dispatch.outbox import AlertRequest, send_alert
     from dispatcher.dispatch.sender import Sender
     from dispatcher.roster.posts import ensure_post
     from dispatcher.runtime import Runtime
@@ -46,8 +46,7 @@ RUN = textwrap.dedent('''
         t0 = time.perf_counter()
         with rt.db.session() as session:
             post = ensure_post(session, rt.settings, rt.vault)
-            alert_id = create_alert(session, rt.settings,
-                                    plan_alert(session, rt.settings, post, req), req).id
+            alert_id = send_alert(session, rt.settings, post, req).alert_id
         t1 = time.perf_counter()
 
         async def go():

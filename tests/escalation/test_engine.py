@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 
 from dispatcher.acks import acknowledge
 from dispatcher.db import db_now
-from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
+from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.errors import InvalidInput, Refused
 from dispatcher.escalation.engine import claim_due_deadlines, fire_due
 from dispatcher.escalation.policy import EscalationPolicy, load_policy, parse_duration
@@ -33,8 +33,7 @@ def send(rt: Runtime, zones: list[str], **kwargs: object) -> int:
     req = AlertRequest(zones=zones, body="Test", **kwargs)  # type: ignore[arg-type]
     with rt.db.session() as session:
         post = ensure_post(session, rt.settings, rt.vault)
-        return create_alert(session, rt.settings, plan_alert(session, rt.settings, post, req),
-                            req).id
+        return send_alert(session, rt.settings, post, req).alert_id
 
 
 def make_due(rt: Runtime, alert_id: int) -> None:
@@ -178,8 +177,7 @@ def test_quorum_two_needs_two_acknowledgements(rt: Runtime, tmp_path) -> None:  
     req = AlertRequest(zones=["Mexico City"], body="x", policy="two")
     with rt.db.session() as session:
         post = ensure_post(session, settings, rt.vault)
-        alert_id = create_alert(session, settings, plan_alert(session, settings, post, req),
-                                req).id
+        alert_id = send_alert(session, settings, post, req).alert_id
     with rt.db.session() as session:
         first, second = session.scalars(select(Recipient).where(
             Recipient.alert_id == alert_id).order_by(Recipient.id)).all()
@@ -211,8 +209,7 @@ def _send_with(rt: Runtime, settings: Settings, zones: list[str], policy: str) -
     req = AlertRequest(zones=zones, body="x", policy=policy)
     with rt.db.session() as session:
         post = ensure_post(session, settings, rt.vault)
-        return create_alert(session, settings, plan_alert(session, settings, post, req),
-                            req).id
+        return send_alert(session, settings, post, req).alert_id
 
 
 def _purposes(rt: Runtime, alert_id: int) -> list[tuple[str, str]]:

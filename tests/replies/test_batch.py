@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import select, text
 
-from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
+from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.models import (
     Alert,
     AlertZone,
@@ -43,9 +43,8 @@ def send(rt: Runtime, zones: list[str]) -> tuple[int, str]:
     req = AlertRequest(zones=zones, body="Test", ack_window_seconds=600)
     with rt.db.session() as session:
         post = ensure_post(session, rt.settings, rt.vault)
-        alert = create_alert(session, rt.settings, plan_alert(session, rt.settings, post, req),
-                             req)
-        return alert.id, alert.reply_code
+        sent = send_alert(session, rt.settings, post, req)
+        return sent.alert_id, sent.reply_code
 
 
 def script(run: str, code: str) -> list[dict[str, str]]:

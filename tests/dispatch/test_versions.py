@@ -1,0 +1,145 @@
+"""Updates and cancels are versions of one alert; drafts are sent like any alert; reply
+codes are allocated from those no alert still taking replies holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from lxml import etree
+from sqlalchemy import select, update
+
+from dispatcher.cap import create_draft_alert, export_cap, import_cap
+from dispatcher.compose import composer
+from dispatcher.dispatch.outbox import AlertRequest, allocate_reply_code, send_alert
+from dispatcher.dispatch.versions import cancel_alert, update_alert
+from dispatcher.errors import NotFound, Refused
+from dispatcher.models import Alert, Delivery
+from dispatcher.roster.posts import ensure_post
+from tests.engine import Engine, email_requests
+from tests.helpers import wait_until
+from tests.integration.test_alert_path import ANA, BRIAN, signed_sms
+
+CAP = "{urn:oasis:names:tc:emergency:cap:1.2}"
+
+
+def test_a_reply_with_the_code_after_an_update_acknowledges_the_alert(engine: Engine) -> None:
+    alert_id = engine.send(["Chiapas"], channels=["sms"], ack_window_seconds=600)
+    code = engine.code(alert_id)
+    with engine.rt.db.session() as s:
+        version = update_alert(s, engine.rt.settings, alert_id, "Roads closed", actor="test")
+        assert version.number == 2
+    wait_until(lambda: any("Roads closed" in b for b in engine.sms_to(ANA)), what="update SMS")
+    assert code in next(b for b in engine.sms_to(ANA) if "Roads closed" in b)
+    reply = signed_sms(engine, ANA, f"YES {code}", "SM" + "a" * 32)
+    assert reply.status_code == 200 and "Ana" in reply.text
+    engine.wait_zone(alert_id, "Chiapas", "acknowledged")
+    status = engine.status(alert_id)
+    assert [v["msg_type"] for v in status["versions"]] == ["alert", "update"]
+    assert status["versions"][1]["body"] == "Roads closed"
+    assert status["reply_code"] == code
+    # The update respected --channel sms: nothing went by email.
+    assert email_requests(engine.sim) == []
+    with engine.rt.db.session() as s:
+        assert s.scalar(select(Alert.id).where(Alert.id != alert_id)) is None  # one alert
+
+
+def test_a_tier_asked_after_an_update_gets_the_alert_then_the_update(engine: Engine) -> None:
+    alert_id = engine.send(["Chiapas"], channels=["sms"], ack_window_seconds=1)
+    with engine.rt.db.session() as s:
+        update_alert(s, engine.rt.settings, alert_id, "Roads closed", actor="test")
+    wait_until(lambda: len(engine.sms_to(BRIAN)) >= 2, timeout=15, what="alternate1's messages")
+    first, second = engine.sms_to(BRIAN)[:2]
+    assert engine.code(alert_id) in first and "Roads closed" not in first
+    assert "Roads closed" in second
+
+
+def test_update_and_cancel_refuse_what_they_cannot_do(engine: Engine) -> None:
+    alert_id = engine.send(["Chiapas"], channels=["sms"], ack_window_seconds=600)
+    with engine.rt.db.session() as s:
+        with pytest.raises(Refused, match="no text"):
+            update_alert(s, engine.rt.settings, alert_id, "   ", actor="test")
+        with pytest.raises(NotFound):
+            update_alert(s, engine.rt.settings, 9999, "x", actor="test")
+        cancel_alert(s, engine.rt.settings, alert_id, actor="test")
+    with engine.rt.db.session() as s:
+        with pytest.raises(Refused, match="cancelled"):
+            update_alert(s, engine.rt.settings, alert_id, "x", actor="test")
+        with pytest.raises(Refused, match="already cancelled"):
+            cancel_alert(s, engine.rt.settings, alert_id, actor="test")
+
+
+def test_cap_export_of_a_cancelled_alert_is_a_cancel_referencing_every_version(
+        engine: Engine) -> None:
+    alert_id = engine.send(["Chiapas"], channels=["sms"], ack_window_seconds=600)
+    with engine.rt.db.session() as s:
+        update_alert(s, engine.rt.settings, alert_id, "Roads closed", actor="test")
+    with engine.rt.db.session() as s:
+        cancel_alert(s, engine.rt.settings, alert_id, actor="test")
+    with engine.rt.db.session() as s:
+        root = etree.fromstring(export_cap(s, alert_id))
+    assert root.findtext(f"{CAP}msgType") == "Cancel"
+    assert root.findtext(f"{CAP}identifier").endswith(f"-{alert_id}-v3")
+    refs = root.findtext(f"{CAP}references").split()
+    assert [r.split(",")[1].rsplit("-", 1)[-1] for r in refs] == [str(alert_id), "v2"]
+    status = engine.status(alert_id)
+    assert [v["msg_type"] for v in status["versions"]] == ["alert", "update", "cancel"]
+
+
+def test_a_cap_draft_holds_no_code_and_is_sent_with_the_same_rules(engine: Engine) -> None:
+    source = engine.send(["Chiapas"], channels=["sms"], ack_window_seconds=600, fan_out=False)
+    with engine.rt.db.session() as s:
+        post = ensure_post(s, engine.rt.settings, engine.rt.vault)
+        draft = create_draft_alert(s, post, import_cap(s, post, export_cap(s, source)))
+        draft_id = draft.id
+        assert draft.reply_code == "" and draft.state == "draft"
+    with engine.rt.db.session() as s:
+        post = ensure_post(s, engine.rt.settings, engine.rt.vault)
+        sent = send_alert(s, engine.rt.settings, post,
+                          AlertRequest(zones=[], body="", draft_id=draft_id, channels=["sms"],
+                                       ack_window_seconds=600))
+    assert sent.alert_id == draft_id
+    assert sent.reply_code and sent.reply_code != engine.code(source)
+    status = engine.status(draft_id)
+    assert status["state"] in ("sending", "active")  # the running worker may have sent it
+    assert [z["zone"] for z in status["zones"]] == ["Chiapas"]
+    assert [r["name"] for r in status["recipients"]] == ["Ana Morales"]
+    with engine.rt.db.session() as s:
+        post = ensure_post(s, engine.rt.settings, engine.rt.vault)
+        with pytest.raises(Refused, match="not a draft"):
+            send_alert(s, engine.rt.settings, post,
+                       AlertRequest(zones=[], body="", draft_id=draft_id))
+
+
+def test_reply_codes_run_out_with_a_clear_refusal(engine: Engine,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("dispatcher.dispatch.outbox.REPLY_CODES", ("1111", "2222"))
+    first = engine.send(["Chiapas"], channels=["sms"], fan_out=False)
+    second = engine.send(["Oaxaca"], channels=["sms"], fan_out=False)
+    assert {engine.code(first), engine.code(second)} == {"1111", "2222"}
+    with engine.rt.db.session() as s, pytest.raises(Refused, match="every reply code"):
+        allocate_reply_code(s, 1)
+    # A cancelled alert no longer takes replies: its code is free again.
+    freed = engine.code(first)
+    with engine.rt.db.session() as s:
+        cancel_alert(s, engine.rt.settings, first, actor="test")
+    with engine.rt.db.session() as s:
+        assert allocate_reply_code(s, 1) == freed
+
+
+def test_reply_codes_are_four_digits_never_starting_with_zero() -> None:
+    assert len(composer.REPLY_CODES) == 9000
+    assert all(len(c) == 4 and c[0] != "0" for c in composer.REPLY_CODES)
+
+
+def test_pending_deliveries_of_a_cancelled_alert_are_not_sent(engine_factory: Any) -> None:
+    engine = engine_factory(start=False)
+    alert_id = engine.send(["Chiapas"], channels=["sms"], fan_out=False)
+    with engine.rt.db.session() as s:
+        s.execute(update(Delivery).where(Delivery.alert_id == alert_id)
+                  .values(lease_until=None))
+        cancel_alert(s, engine.rt.settings, alert_id, actor="test")
+    with engine.rt.db.session() as s:
+        states = set(s.scalars(select(Delivery.state).where(Delivery.alert_id == alert_id,
+                                                            Delivery.purpose == "alert")))
+    assert states == {"cancelled"}
