@@ -207,6 +207,9 @@ class ResponseKind(StrEnum):
     INFO = "info"
     FIELD_REPORT = "field_report"
     UNPARSED = "unparsed"
+    #: An acknowledgement several alerts were waiting for: shown on each, for an officer
+    #: to attach to the right one.
+    AMBIGUOUS = "ambiguous"
 
 
 class Role(StrEnum):

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 from dispatcher.domain import DUTY_OFFICER_TIER, tier_name
 from dispatcher.errors import NotFound
 from dispatcher.models import Alert, AlertZone, Delivery, Recipient, Response, Volunteer
+from dispatcher.replies.attach import unattached
 
 
 def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
@@ -31,6 +32,8 @@ def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
     zones = session.scalars(select(AlertZone).where(AlertZone.alert_id == alert_id)
                             .options(selectinload(AlertZone.zone))).all()
     rec_rows = [_recipient(r, replies.get(r.id)) for r in recipients]
+    names = {r["id"]: r["name"] for r in rec_rows}
+    zones_of = {r["id"]: r["zone"] for r in rec_rows}
     zone_rows = []
     for az in sorted(zones, key=lambda z: z.zone.name):
         mine = [r for r in rec_rows if r["zone"] == az.zone.name]
@@ -47,6 +50,11 @@ def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
         "ack_window_seconds": alert.ack_window_seconds, "sent_at": _iso(alert.sent_at),
         "references": alert.references_alert_id, "policy": alert.policy,
         "recipients": rec_rows, "zones": zone_rows,
+        "unattached_replies": [
+            {"id": r.id, "text": r.text, "received_at": _iso(r.created_at),
+             "recipient_id": r.recipient_id,
+             "name": names.get(r.recipient_id or 0), "zone": zones_of.get(r.recipient_id or 0)}
+            for r in unattached(session, alert_id)],
         "versions": [{"number": v.number, "msg_type": v.msg_type, "body": v.body,
                       "sent_at": _iso(v.sent_at), "by": v.created_by, "messages": v.messages}
                      for v in alert.versions],

@@ -19,6 +19,7 @@ from dispatcher.dispatch.versions import cancel_alert, update_alert
 from dispatcher.errors import InvalidInput
 from dispatcher.escalation.policy import parse_duration
 from dispatcher.models import Alert, Delivery
+from dispatcher.replies.attach import attach_reply
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
 from dispatcher.status import alert_status
@@ -82,7 +83,7 @@ def send(
     console.print(f"Follow it with: aln alert status {alert_id} --watch")
 
 
-def _fan_out(rt: Runtime, alert_id: int, *, show_progress: bool) -> int:
+def _fan_out(rt: Runtime, alert_id: int | None, *, show_progress: bool) -> int:
     with rt.db.session() as session:
         total = session.scalar(select(func.count()).select_from(Delivery)
                                .where(Delivery.alert_id == alert_id)) or 0
@@ -228,3 +229,16 @@ def update(alert_id: int = typer.Argument(...),
             number = update_alert(session, rt.settings, alert_id, body, actor="cli").number
         sent = _fan_out(rt, alert_id, show_progress=False)
     console.print(f"alert {alert_id} updated (version {number}): {sent} message(s) sent")
+
+
+@app.command("attach")
+@handle_errors
+def attach(reply_id: int = typer.Argument(..., help="The reply's id, from aln alert status.")
+           ) -> None:
+    """Attach a bare YES that several alerts were waiting for to the alert it answers."""
+    with runtime() as rt:
+        with rt.db.session() as session:
+            outcome = attach_reply(session, rt.settings, reply_id, actor="cli")
+        _fan_out(rt, None, show_progress=False)
+    covered = " (zone covered)" if outcome.zone_acknowledged else ""
+    console.print(f"reply {reply_id} attached: {outcome.zone}{covered}")

@@ -31,7 +31,13 @@ from dispatcher.acks import LATE_REPLY_WINDOW, Waiting, acknowledge, takes_repli
 from dispatcher.compose.templates import pick_language, wording
 from dispatcher.crypto import Vault
 from dispatcher.db import Database, db_now
-from dispatcher.domain import Channel, RecipientState, ResponseKind
+from dispatcher.domain import (
+    OPEN_ALERT_STATES,
+    Channel,
+    RecipientState,
+    ResponseKind,
+    ZoneState,
+)
 from dispatcher.models import (
     Alert,
     AlertZone,
@@ -72,7 +78,7 @@ _SENDERS = (
            _volunteers.c.languages, _volunteers.c.post_id, _recipients.c.id, _recipients.c.alert_id,
            _recipients.c.zone_id, _recipients.c.tier, _recipients.c.state,
            _alerts.c.reply_code, _alerts.c.exercise, _alerts.c.bodies, _az.c.state,
-           _zones.c.name)
+           _zones.c.name, _alerts.c.state)
     .select_from(
         _contacts.join(_volunteers, _volunteers.c.id == _contacts.c.volunteer_id)
         .outerjoin(_recipients, and_(
@@ -124,6 +130,7 @@ class OpenRecipient:
     reply_code: str
     exercise: bool
     alert_languages: list[str]
+    alert_state: str
 
     @property
     def alert_id(self) -> int:
@@ -132,6 +139,15 @@ class OpenRecipient:
     @property
     def acknowledged(self) -> bool:
         return self.waiting.state == RecipientState.ACKNOWLEDGED
+
+    @property
+    def awaited(self) -> bool:
+        """The alert is still waiting on this volunteer: it is open, their zone is not
+        covered, and they have not answered (their tier was asked, or passed the duty on)."""
+        return (self.alert_state in OPEN_ALERT_STATES
+                and self.waiting.zone_state == ZoneState.WAITING
+                and self.waiting.state not in (RecipientState.ACKNOWLEDGED,
+                                               RecipientState.CANCELLED))
 
 
 @dataclass
@@ -153,7 +169,7 @@ def find_senders(conn: Connection, digests: Iterable[str], now: datetime) -> dic
                                                   "recent": now - LATE_REPLY_WINDOW})
     for row in rows:
         (digest, contact_id, vid, name, languages, post_id, rid, alert_id, zone_id, tier,
-         state, code, exercise, bodies, zone_state, zone_name) = row
+         state, code, exercise, bodies, zone_state, zone_name, alert_state) = row
         sender = senders[digest]
         if vid not in volunteers:
             volunteers[vid] = SenderVolunteer(vid, name, language_list(languages), post_id)
@@ -162,7 +178,8 @@ def find_senders(conn: Connection, digests: Iterable[str], now: datetime) -> dic
         if rid is not None:
             sender.recipients.append(OpenRecipient(
                 Waiting(rid, alert_id, zone_id, tier, state, zone_name, zone_state),
-                volunteers[vid], code, bool(exercise), list(bodies or {}) or ["en"]))
+                volunteers[vid], code, bool(exercise), list(bodies or {}) or ["en"],
+                alert_state))
     return senders
 
 
@@ -373,14 +390,14 @@ class Reply:
             log.info("message from an unknown number %s kept as a field report", self.masked)
             return InboundResult(False, self.say("field_report"),
                                  kind=ResponseKind.FIELD_REPORT)
-        target, ambiguous = choose(self.sender.recipients, self.parsed.code)
+        target, candidates = choose(self.sender.recipients, self.parsed.code)
         if target is not None:
             self.volunteer = target.volunteer
             self.lang = pick_language(target.volunteer.languages, target.alert_languages, "en")
         if kind == ReplyKind.HELP:
             return self.help(target)
         if kind in ACK_KINDS:
-            return self.acknowledge(target, ambiguous)
+            return self.acknowledge(target, candidates)
         self.keep(ResponseKind.FIELD_REPORT, target)
         return InboundResult(False, self.say("field_report"), kind=ResponseKind.FIELD_REPORT)
 
@@ -404,14 +421,18 @@ class Reply:
         return InboundResult(False, self.say("help_answer", help_line=help_line or ""),
                              kind=ResponseKind.HELP)
 
-    def acknowledge(self, target: OpenRecipient | None, ambiguous: bool) -> InboundResult:
+    def acknowledge(self, target: OpenRecipient | None,
+                    candidates: list[OpenRecipient]) -> InboundResult:
         assert self.volunteer is not None
+        if target is None and candidates:
+            # Shown on each candidate alert's board, for an officer to attach (audited).
+            for candidate in candidates:
+                self.keep(ResponseKind.AMBIGUOUS, candidate)
+            codes = ", ".join(sorted({r.reply_code for r in candidates}))
+            return InboundResult(False, self.say("ack_which", codes=codes),
+                                 kind=ResponseKind.AMBIGUOUS)
         if target is None:
             self.keep(ResponseKind.UNPARSED)
-            if ambiguous:
-                codes = ", ".join(sorted({r.reply_code for r in self.sender.recipients}))
-                return InboundResult(False, self.say("ack_which", codes=codes),
-                                     kind=ResponseKind.UNPARSED)
             return InboundResult(False, self.say("field_report"), kind=ResponseKind.UNPARSED)
         parsed = self.parsed
         kind = RESPONSE_KIND[parsed.kind]
@@ -438,28 +459,34 @@ class Reply:
 
 
 def choose(recipients: list[OpenRecipient],
-           code: str | None) -> tuple[OpenRecipient | None, bool]:
-    """The recipient row the reply answers, and whether several alerts made it ambiguous.
+           code: str | None) -> tuple[OpenRecipient | None, list[OpenRecipient]]:
+    """The recipient row a reply answers, or none and the alerts it could answer.
 
-    With a code: the newest alert with that code. Without: the one alert this volunteer
-    has not yet acknowledged; several such alerts are ambiguous and acknowledge none.
+    With a code: the newest alert with that code. Without: the alert still waiting on
+    this volunteer (`OpenRecipient.awaited`); alerts that are finished or only in their
+    late-reply window count only when no alert is waiting. Several candidates are
+    ambiguous: nothing is acknowledged, since a wrong guess would stop escalation in a
+    zone nobody covered. Returns (target, candidates), one row per candidate alert.
     """
     if not recipients:
-        return None, False
-    alerts = {r.alert_id for r in recipients}
+        return None, []
     if code:
         matching = [r for r in recipients if r.reply_code == code]
         if not matching:
-            return None, len(alerts) > 1
+            return None, []
         newest = matching[0].alert_id
-        return _prefer_waiting([r for r in matching if r.alert_id == newest]), False
-    waiting_alerts = {r.alert_id for r in recipients if not r.acknowledged}
-    if len(waiting_alerts) == 1:
-        (only,) = waiting_alerts
-        return _prefer_waiting([r for r in recipients if r.alert_id == only]), False
-    if not waiting_alerts and len(alerts) == 1:
-        return recipients[0], False
-    return None, True
+        return _prefer_waiting([r for r in matching if r.alert_id == newest]), []
+    for pool in ([r for r in recipients if r.awaited],
+                 [r for r in recipients if not r.acknowledged
+                  and r.waiting.state != RecipientState.CANCELLED]):
+        alerts = list(dict.fromkeys(r.alert_id for r in pool))
+        if len(alerts) == 1:
+            return _prefer_waiting([r for r in recipients if r.alert_id == alerts[0]]), []
+        if len(alerts) > 1:
+            return None, [next(r for r in pool if r.alert_id == a) for a in alerts]
+    # Every alert was answered already: a repeat goes to the newest, changing nothing.
+    newest = recipients[0].alert_id
+    return _prefer_waiting([r for r in recipients if r.alert_id == newest]), []
 
 
 def _prefer_waiting(recipients: list[OpenRecipient]) -> OpenRecipient:

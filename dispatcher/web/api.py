@@ -20,6 +20,7 @@ from dispatcher.domain import Role
 from dispatcher.errors import InvalidInput, NotFound
 from dispatcher.escalation.policy import parse_duration
 from dispatcher.models import Alert, AuditEvent, Response, Zone
+from dispatcher.replies.attach import attach_reply
 from dispatcher.roster.gaps import find_gaps
 from dispatcher.roster.listing import roster_rows
 from dispatcher.roster.posts import ensure_post
@@ -115,6 +116,18 @@ def post_update(alert_id: int, data: UpdateIn, request: Request,
         result = {"id": alert_id, "version": version.number, "messages": version.messages}
     wake_worker(request)
     return result
+
+
+@router.post("/replies/{response_id}/attach")
+def post_attach(response_id: int, request: Request, caller: Caller = officer) -> dict[str, Any]:
+    """Attach an ambiguous acknowledgement to the alert it was shown on."""
+    rt = runtime_of(request)
+    with rt.db.session() as session:
+        outcome = attach_reply(session, rt.settings, response_id,
+                               actor=f"officer:{caller.name}")
+    wake_worker(request)
+    return {"id": response_id, "recipient_id": outcome.recipient_id, "zone": outcome.zone,
+            "zone_acknowledged": outcome.zone_acknowledged}
 
 
 @router.get("/roster")

@@ -24,6 +24,7 @@ from dispatcher.dispatch.versions import cancel_alert
 from dispatcher.domain import Role
 from dispatcher.errors import AlnError
 from dispatcher.models import Alert, Officer, Zone
+from dispatcher.replies.attach import attach_reply
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
 from dispatcher.status import alert_status
@@ -219,6 +220,22 @@ async def cancel(alert_id: int, request: Request) -> RedirectResponse:
     def work() -> None:
         with rt.db.session() as session:
             cancel_alert(session, rt.settings, alert_id, actor=f"officer:{caller.name}")
+
+    await run_in_threadpool(work)
+    wake_worker(request)
+    return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
+
+
+@router.post("/alerts/{alert_id}/replies/{response_id}/attach")
+async def attach(alert_id: int, response_id: int, request: Request) -> RedirectResponse:
+    """An officer attaches an ambiguous YES shown on this alert to it (audited)."""
+    caller = officer_or_login(request, Role.OFFICER)
+    check_csrf(caller, (await form_of(request)).get("csrf"))
+    rt = runtime_of(request)
+
+    def work() -> None:
+        with rt.db.session() as session:
+            attach_reply(session, rt.settings, response_id, actor=f"officer:{caller.name}")
 
     await run_in_threadpool(work)
     wake_worker(request)
