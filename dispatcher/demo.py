@@ -25,6 +25,7 @@ from channels.simulator.testing import SimulatorHandle, run_simulator
 from dispatcher import aio
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.sender import Sender
+from dispatcher.domain import FINISHED_ALERT_STATES
 from dispatcher.roster.importer import import_roster
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
@@ -134,8 +135,7 @@ def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, conso
             console.print(f"    simulated: {b.who}")
         aio.run(_fan_out(rt, alert_id))
         sim.inbound(FIELD_REPORT[0], FIELD_REPORT[1])
-        status = _watch(rt, alert_id, console, lambda s: s["state"] in ("completed",
-                                                                          "cancelled"))
+        status = _watch(rt, alert_id, console, lambda s: s["state"] in FINISHED_ALERT_STATES)
         if keep_serving:
             console.print(f"Dashboard open for {keep_serving:.0f} s at {server.url}/")
             time.sleep(keep_serving)

@@ -43,6 +43,8 @@ ALERT_TRANSITIONS: dict[AlertState, frozenset[AlertState]] = {
 
 #: Alert states in which a zone's chain may still move and a bare reply is awaited.
 OPEN_ALERT_STATES = (AlertState.SENDING, AlertState.ACTIVE)
+#: Alert states after which nothing more happens on its own.
+FINISHED_ALERT_STATES = (AlertState.COMPLETED, AlertState.CANCELLED)
 
 
 class MsgType(StrEnum):

@@ -104,7 +104,8 @@ def start(obj: Any, initial: StrEnum | str) -> Any:
 
 def _default(model: type[Any]) -> StrEnum:
     """The state a new row of `model` starts in when nobody says otherwise."""
-    return STATES[model](table(model).c.state.default.arg)
+    default: Any = table(model).c.state.default
+    return STATES[model](default.arg)
 
 
 def move_rows(session: Session, model: type[Any], new: StrEnum | str,

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from dispatcher.domain import DUTY_OFFICER_TIER, tier_name
+from dispatcher.domain import DUTY_OFFICER_TIER, RecipientState, tier_name
 from dispatcher.errors import NotFound
 from dispatcher.models import Alert, AlertZone, Delivery, Recipient, Response, Volunteer
 from dispatcher.replies.attach import unattached
@@ -42,7 +42,7 @@ def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
             "tier": tier_name(az.current_tier) if az.current_tier >= 0 else None,
             "acknowledged_at": _iso(az.acknowledged_at), "unreached_at": _iso(az.unreached_at),
             "recipients": len([r for r in mine if not r["duty_officer"]]),
-            "acknowledged": len([r for r in mine if r["state"] == "acknowledged"]),
+            "acknowledged": len([r for r in mine if r["state"] == RecipientState.ACKNOWLEDGED]),
         })
     return {
         "id": alert.id, "title": alert.title, "kind": alert.kind, "msg_type": alert.msg_type,

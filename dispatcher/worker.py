@@ -27,6 +27,7 @@ from channels.factory import build_channels
 from dispatcher.claims import worker_id
 from dispatcher.db import db_now
 from dispatcher.dispatch.sender import Sender
+from dispatcher.domain import DeliveryState
 from dispatcher.errors import Refused
 from dispatcher.escalation.engine import fire_due, next_due_at
 from dispatcher.models import Delivery, WorkerLease
@@ -186,7 +187,7 @@ def _next_due(rt: Runtime) -> datetime | None:
     due = next_due_at(rt.db)
     with rt.db.session() as session:
         retry = session.scalar(select(Delivery.lease_until).where(
-            Delivery.state == "pending", Delivery.lease_until.is_not(None))
+            Delivery.state == DeliveryState.PENDING, Delivery.lease_until.is_not(None))
             .order_by(Delivery.lease_until).limit(1))
     candidates = [d for d in (due, retry) if d is not None]
     return min(candidates) if candidates else None

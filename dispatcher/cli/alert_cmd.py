@@ -16,6 +16,7 @@ from dispatcher.cli.common import console, err_console, handle_errors, print_jso
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.sender import Sender
 from dispatcher.dispatch.versions import cancel_alert, update_alert
+from dispatcher.domain import FINISHED_ALERT_STATES
 from dispatcher.errors import InvalidInput
 from dispatcher.escalation.policy import parse_duration
 from dispatcher.models import Alert, Delivery
@@ -160,7 +161,7 @@ def status(
                 with rt.db.session() as session:
                     data = alert_status(session, alert_id)
                 live.update(status_table(data))
-                if data["state"] in ("completed", "cancelled"):
+                if data["state"] in FINISHED_ALERT_STATES:
                     break
                 time.sleep(1)
 

@@ -9,6 +9,7 @@ import typer
 
 from dispatcher.cap import create_draft_alert, export_cap, import_cap
 from dispatcher.cli.common import console, err_console, handle_errors, print_json, runtime
+from dispatcher.domain import AlertState
 from dispatcher.errors import InvalidInput
 from dispatcher.roster.posts import ensure_post
 
@@ -54,7 +55,7 @@ def import_cmd(
         draft = import_cap(session, post, xml)
         alert_id = create_draft_alert(session, post, draft).id
     if as_json:
-        print_json({"id": alert_id, "state": "draft", "title": draft["title"],
+        print_json({"id": alert_id, "state": AlertState.DRAFT.value, "title": draft["title"],
                     "kind": draft["kind"], "exercise": draft["exercise"],
                     "zones": draft["zones"], "unmatched_areas": draft["unmatched_areas"]})
         return

@@ -9,6 +9,7 @@ import typer
 
 from dispatcher import aio
 from dispatcher.cli.common import console, handle_errors, runtime
+from dispatcher.domain import ZoneState
 from dispatcher.runtime import configure_logging
 
 
@@ -73,5 +74,5 @@ def demo(
     configure_logging(logging.ERROR)
     result = run_demo(directory, console, keep_serving=keep_serving)
     zones = result["status"]["zones"]
-    if any(z["state"] == "waiting" for z in zones):
+    if any(z["state"] == ZoneState.WAITING for z in zones):
         raise typer.Exit(1)

@@ -285,7 +285,7 @@ def allocate_reply_code(session: Session, post_id: int) -> str:
     """A reply code no alert that still takes replies holds; refused when none is free."""
     recent = db_now(session) - LATE_REPLY_WINDOW
     alerts = table(Alert)
-    taken = set(session.scalars(select(alerts.c.reply_code).where(
+    taken: set[str] = set(session.scalars(select(alerts.c.reply_code).where(
         alerts.c.post_id == post_id, takes_replies(bindparam("recent")))
         .params(recent=recent)))
     free = sorted(set(REPLY_CODES) - taken)
@@ -305,7 +305,7 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
     already = set(session.scalars(select(Recipient.volunteer_id).where(
         Recipient.alert_id == alert.id, Recipient.zone_id == az.zone_id)))
     # A tier asked after an update gets the alert, then every update so far.
-    updates = list(session.scalars(select(AlertVersion.texts).where(
+    updates: list[dict[str, str]] = list(session.scalars(select(AlertVersion.texts).where(
         AlertVersion.alert_id == alert.id, AlertVersion.msg_type == MsgType.UPDATE.value)
         .order_by(AlertVersion.number)))
     created: list[tuple[int, str]] = []

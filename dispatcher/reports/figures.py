@@ -25,7 +25,15 @@ from typing import Any
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
-from dispatcher.domain import DUTY_OFFICER_TIER, tier_name
+from dispatcher.domain import (
+    DEAD_DELIVERY_STATES,
+    DUTY_OFFICER_TIER,
+    DeadlineState,
+    DeliveryState,
+    RecipientState,
+    ZoneState,
+    tier_name,
+)
 from dispatcher.errors import NotFound
 from dispatcher.models import (
     Alert,
@@ -43,7 +51,11 @@ from dispatcher.models import (
 from dispatcher.roster.gaps import TERM_ENDING_SOON_DAYS
 
 #: Delivery states that mean a provider took the message.
-HANDED_OFF = {"accepted", "sent", "delivered"}
+HANDED_OFF = {DeliveryState.ACCEPTED, DeliveryState.SENT, DeliveryState.DELIVERED}
+#: Delivery states in the order the report lists them, best news first.
+REPORT_ORDER = (DeliveryState.DELIVERED, DeliveryState.SENT, DeliveryState.ACCEPTED,
+                DeliveryState.SENDING, DeliveryState.PENDING, DeliveryState.UNDELIVERED,
+                DeliveryState.BOUNCED, DeliveryState.FAILED, DeliveryState.CANCELLED)
 #: Alert-path purposes (the alert itself, or it again after a failover).
 ALERT_PURPOSES = ("alert", "failover")
 
@@ -113,7 +125,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     escalations_by_zone = dict(session.execute(
         select(Deadline.zone_id, func.count()).where(
             Deadline.alert_id == alert_id, Deadline.kind == "escalate",
-            Deadline.state == "done").group_by(Deadline.zone_id)).all())
+            Deadline.state == DeadlineState.DONE).group_by(Deadline.zone_id)).all())
     volunteer_ids = {r.volunteer_id for r in recs}
     contacts: dict[int, list[Any]] = defaultdict(list)
     for c in db.execute(select(Contact.volunteer_id, Contact.channel, Contact.masked,
@@ -155,7 +167,8 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     for r in recs:
         if r.tier == DUTY_OFFICER_TIER:
             continue
-        tta = _seconds(r.acknowledged_at, r.notified_at) if r.state == "acknowledged" else None
+        acked = r.state == RecipientState.ACKNOWLEDGED
+        tta = _seconds(r.acknowledged_at, r.notified_at) if acked else None
         if tta is not None:
             ack_times.append(tta)
         reply = last_reply.get(r.id)
@@ -178,10 +191,11 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
         people = by_zone[z.name]
         zone_rows.append({
             "zone": z.name, "state": z.state, "targeted": len(people),
-            "reached": sum(1 for v in people if v["delivery_outcome"] == "delivered"),
+            "reached": sum(1 for v in people if v["delivery_outcome"] == DeliveryState.DELIVERED),
             "handed_off": sum(1 for v in people if v["delivery_outcome"] in HANDED_OFF),
-            "acknowledged": z.state == "acknowledged",
-            "acknowledged_volunteers": sum(1 for v in people if v["state"] == "acknowledged"),
+            "acknowledged": z.state == ZoneState.ACKNOWLEDGED,
+            "acknowledged_volunteers": sum(1 for v in people
+                                           if v["state"] == RecipientState.ACKNOWLEDGED),
             "time_to_ack_seconds": _seconds(z.acknowledged_at, alert.sent_at),
             "deepest_tier": tier_name(z.current_tier) if z.current_tier >= 0 else None,
             "escalations": escalations_by_zone.get(z.zone_id, 0),
@@ -189,11 +203,11 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
             "headcount_need_help": heads[z.zone_id][1],
         })
 
-    acknowledged = sum(1 for v in volunteers if v["state"] == "acknowledged")
+    acknowledged = sum(1 for v in volunteers if v["state"] == RecipientState.ACKNOWLEDGED)
     summary = {
         "recipients": len(volunteers),
         "handed_off": sum(1 for v in volunteers if v["delivery_outcome"] in HANDED_OFF),
-        "reached": sum(1 for v in volunteers if v["delivery_outcome"] == "delivered"),
+        "reached": sum(1 for v in volunteers if v["delivery_outcome"] == DeliveryState.DELIVERED),
         "acknowledged": acknowledged,
         "acknowledgement_rate": round(acknowledged / len(volunteers), 4) if volunteers else 0.0,
         "median_time_to_ack_seconds": statistics.median(ack_times) if ack_times else None,
@@ -207,14 +221,14 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
         "escalations": sum(escalations_by_zone.values()),
         "zones": len(zone_rows),
         "zones_acknowledged": sum(1 for z in zone_rows if z["acknowledged"]),
-        "zones_unreached": sum(1 for z in zone_rows if z["state"] == "unreached"),
+        "zones_unreached": sum(1 for z in zone_rows if z["state"] == ZoneState.UNREACHED),
         "help_requests": sum(1 for r in responses if r.kind == "help"),
         "headcount_reached": sum(z["headcount_reached"] for z in zone_rows),
         "headcount_need_help": sum(z["headcount_need_help"] for z in zone_rows),
         "duty_officer_notified": any(r.tier == DUTY_OFFICER_TIER for r in recs),
     }
     curve_points = sorted(s for s in (_seconds(r.acknowledged_at, alert.sent_at) for r in recs
-                                      if r.state == "acknowledged" and
+                                      if r.state == RecipientState.ACKNOWLEDGED and
                                       r.tier != DUTY_OFFICER_TIER) if s is not None)
     curve = [{"seconds": s, "acknowledged": i + 1} for i, s in enumerate(curve_points)]
     return {
@@ -230,8 +244,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
 
 def _outcome(states: set[str]) -> str:
     """The best thing that happened to any of a volunteer's messages."""
-    for state in ("delivered", "sent", "accepted", "sending", "pending", "undelivered",
-                  "bounced", "failed", "cancelled"):
+    for state in REPORT_ORDER:
         if state in states:
             return state
     return "not sent"
@@ -247,7 +260,7 @@ def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
         out.append({"severity": severity, "kind": kind, "message": message})
 
     for z in zones:
-        if z["state"] == "unreached":
+        if z["state"] == ZoneState.UNREACHED:
             add("critical", "zone_unreached",
                 f"{z['zone']}: nobody acknowledged; the chain ended at {z['deepest_tier']}")
         elif z["time_to_ack_seconds"] and z["time_to_ack_seconds"] > alert.ack_window_seconds:
@@ -255,7 +268,7 @@ def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
                 f"{z['time_to_ack_seconds']:.0f} s, beyond the {alert.ack_window_seconds} s "
                 "window (an escalation was needed)")
     for v in volunteers:
-        if v["delivery_outcome"] in ("failed", "undelivered", "bounced"):
+        if v["delivery_outcome"] in DEAD_DELIVERY_STATES:
             add("critical", "unreachable_volunteer", f"{v['name']} ({v['zone']}): no "
                 f"message got through on {', '.join(v['channels_tried']) or 'any path'} "
                 f"({', '.join(v['error_codes']) or 'no code'}); fix the contact details")

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dispatcher.acks import acknowledge
 from dispatcher.db import db_now
-from dispatcher.domain import AlertState
+from dispatcher.domain import AlertState, RecipientState
 from dispatcher.models import Alert, Recipient
 from dispatcher.runtime import Runtime
 from dispatcher.tokens import BadToken, read_ack_token
@@ -60,7 +60,7 @@ async def ack_page(token: str, request: Request) -> HTMLResponse:
         rec, alert = await run_in_threadpool(_read, rt, token)
     except BadToken as exc:
         return _page(400, heading="Link not valid", message=str(exc), message_class="bad")
-    if rec.state == "acknowledged":
+    if rec.state == RecipientState.ACKNOWLEDGED:
         return _page(heading=alert.title, exercise=alert.exercise,
                      message="Already confirmed. Thank you.", message_class="ok")
     return _page(heading=alert.title, exercise=alert.exercise, show_button=True,
@@ -74,7 +74,7 @@ async def ack_confirm(token: str, request: Request) -> HTMLResponse:
     def work() -> tuple[str, Alert]:
         with rt.db.session() as session:
             rec, alert = _load(session, rt, token)
-            if alert.state == AlertState.CANCELLED and rec.state != "acknowledged":
+            if alert.state == AlertState.CANCELLED and rec.state != RecipientState.ACKNOWLEDGED:
                 return "closed", alert
             acknowledge(session, rt.settings, rec, at=db_now(session), via="link")
             return "ok", alert

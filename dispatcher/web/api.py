@@ -16,7 +16,7 @@ from dispatcher import audit
 from dispatcher.db import db_now
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.versions import cancel_alert, update_alert
-from dispatcher.domain import Role
+from dispatcher.domain import AlertState, Role
 from dispatcher.errors import InvalidInput, NotFound
 from dispatcher.escalation.policy import parse_duration
 from dispatcher.models import Alert, AuditEvent, Response, Zone
@@ -38,7 +38,8 @@ admin = Depends(api_caller(Role.ADMIN))
 class AlertIn(BaseModel):
     zones: list[str] = []
     body: str = ""
-    draft_id: int | None = Field(None, description="send this draft (from a CAP import)")
+    draft_id: int | None = Field(default=None,
+                                 description="send this draft (from a CAP import)")
     title: str | None = None
     template: str | None = None
     exercise: bool = False
@@ -103,7 +104,7 @@ def post_cancel(alert_id: int, request: Request, caller: Caller = officer) -> di
     with rt.db.session() as session:
         count = cancel_alert(session, rt.settings, alert_id, actor=f"officer:{caller.name}")
     wake_worker(request)
-    return {"id": alert_id, "state": "cancelled", "messages": count}
+    return {"id": alert_id, "state": AlertState.CANCELLED.value, "messages": count}
 
 
 @router.post("/alerts/{alert_id}/update")

@@ -114,3 +114,20 @@ def test_no_module_but_the_lifecycle_assigns_a_state() -> None:
             if ASSIGNMENT.search(line):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+STATE_VALUES = {s.value for _, states in MODELS for s in states}
+#: A state compared or stored as a bare string: `== "waiting"`, `in ("completed", ...`.
+STATE_LITERAL = re.compile(r"""(==|!=|\bin\s*[\(\[{]|state\s*[=:])\s*["'](\w+)["']""")
+
+
+def test_no_state_is_spelled_as_a_string_outside_the_domain() -> None:
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "domain.py" or "migrations" in path.parts:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for match in STATE_LITERAL.finditer(line):
+                if match.group(2) in STATE_VALUES:
+                    offenders.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
