@@ -237,6 +237,9 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
                   "reply_code": alert.reply_code,
                   "sent_at": alert.sent_at.isoformat() if alert.sent_at else None,
                   "ack_window_seconds": alert.ack_window_seconds},
+        "versions": [{"number": v.number, "msg_type": v.msg_type, "body": v.body,
+                      "sent_at": v.sent_at.isoformat(), "by": v.created_by,
+                      "messages": v.messages} for v in alert.versions],
         "summary": summary, "zones": zone_rows, "volunteers": volunteers, "curve": curve,
         "findings": findings(session, alert, zone_rows, volunteers, contacts, recs, today),
     }

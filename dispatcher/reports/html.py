@@ -33,6 +33,10 @@ svg { max-width: 100%; height: auto; }
 <h1>{{ r.alert.title }}</h1>
 <p>{{ r.alert.post }} · alert {{ r.alert.id }} ({{ r.alert.kind }}, code {{ r.alert.reply_code }})
  · sent {{ r.alert.sent_at }} · window {{ r.alert.ack_window_seconds }} s · {{ r.alert.state }}</p>
+{% if r.versions | length > 1 %}<section id="versions"><h2>Versions</h2><ol>
+{% for v in r.versions %}<li>{{ v.msg_type }} · {{ v.sent_at[:19] }} · {{ v.by }} ·
+{{ v.messages }} message(s){% if v.number > 1 %}: {{ v.body }}{% endif %}</li>{% endfor %}
+</ol></section>{% endif %}
 <section id="summary"><h2>Summary</h2><div class="cards">
 {% for label, value in cards %}<div class="card"><b>{{ value }}</b>{{ label }}</div>{% endfor %}
 </div></section>

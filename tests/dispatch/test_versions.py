@@ -15,6 +15,8 @@ from dispatcher.dispatch.outbox import AlertRequest, allocate_reply_code, send_a
 from dispatcher.dispatch.versions import cancel_alert, update_alert
 from dispatcher.errors import NotFound, Refused
 from dispatcher.models import Alert, Delivery
+from dispatcher.reports.figures import build_report
+from dispatcher.reports.html import render_html
 from dispatcher.roster.posts import ensure_post
 from tests.engine import Engine, email_requests
 from tests.helpers import wait_until
@@ -84,6 +86,11 @@ def test_cap_export_of_a_cancelled_alert_is_a_cancel_referencing_every_version(
     assert [r.split(",")[1].rsplit("-", 1)[-1] for r in refs] == [str(alert_id), "v2"]
     status = engine.status(alert_id)
     assert [v["msg_type"] for v in status["versions"]] == ["alert", "update", "cancel"]
+    with engine.rt.db.session() as s:
+        report = build_report(s, alert_id)
+        page = render_html(s, alert_id)
+    assert [v["body"] for v in report["versions"]][1:] == ["Roads closed", "cancelled"]
+    assert "Roads closed" in page and 'id="versions"' in page
 
 
 def test_a_cap_draft_holds_no_code_and_is_sent_with_the_same_rules(engine: Engine) -> None:
