@@ -1,8 +1,13 @@
-"""The one retry policy of every channel (tenacity): transient errors only, bounded.
+"""The one retry policy of every channel and of the outbox: transient errors only, bounded.
 
-Exponential back-off with jitter, or exactly the wait the provider asked for
-(Retry-After, X-RateLimit-Reset); bounded by attempts and by total time. The SDKs'
-own retries stay off: a second retry layer would silently duplicate SMS.
+Two rounds, one policy. Inside a send, tenacity retries a transient error with
+exponential back-off and jitter, or exactly the wait the provider asked for
+(Retry-After, X-RateLimit-Reset), bounded by attempts and by total time. When that
+gives up (an outage longer than `max_seconds`), the outbox puts the delivery back
+and asks `requeue_after` when to claim it again: back-off from how often it was
+claimed, never sooner than the provider asked, and never again after `max_claims`
+claims or a permanent error. The SDKs' own retries stay off: a second retry layer
+would silently duplicate SMS.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from channels.errors import TransientError
+from channels.config import ChannelsConfig
+from channels.errors import ChannelError, TransientError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,10 +39,35 @@ SleepFn = Callable[[float], Awaitable[None]]
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    #: Provider requests per send, and how long one send may keep retrying.
     max_attempts: int = 5
     max_seconds: float = 60.0
+    #: Bounds of the jittered exponential wait between two requests of one send.
     min_wait: float = 0.5
     max_wait: float = 30.0
+    #: Claims of one delivery by the outbox before it is declared failed.
+    max_claims: int = 12
+    #: The longest the outbox waits before claiming a delivery again.
+    max_requeue_wait: float = 300.0
+
+    @classmethod
+    def from_config(cls, config: ChannelsConfig) -> RetryPolicy:
+        return cls(config.retry_max_attempts, config.retry_max_seconds, config.retry_min_wait,
+                   config.retry_max_wait)
+
+    def requeue_after(self, claims: int, error: ChannelError) -> float | None:
+        """Seconds until the outbox claims a delivery again after this send's retries gave
+        up, or None to give up on it: a permanent error, or `max_claims` claims spent.
+
+        Doubles with every claim from `min_wait`, up to `max_requeue_wait`; a provider's
+        requested wait (Retry-After) is honoured when it is longer.
+        """
+        if not isinstance(error, TransientError) or claims >= self.max_claims:
+            return None
+        backoff = min(self.max_requeue_wait, self.min_wait * 2 ** max(0, claims))
+        if error.retry_after is not None:
+            return max(backoff, min(error.retry_after, self.max_requeue_wait))
+        return backoff
 
     def wait_for(self, state: RetryCallState) -> float:
         """The provider's requested wait when it gave one, else jittered exponential."""

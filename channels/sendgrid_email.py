@@ -65,8 +65,7 @@ class SendGridEmail:
         if not config.sendgrid_api_key or not config.email_from:
             raise ValueError("SendGrid needs SENDGRID_API_KEY and ALN_EMAIL_FROM")
         self.config = config
-        self.policy = RetryPolicy(config.retry_max_attempts, config.retry_max_seconds,
-                                  config.retry_min_wait, config.retry_max_wait)
+        self.policy = RetryPolicy.from_config(config)
         self.limits = Limits(max(1, min(config.concurrency, 16)), config.email_rate_per_second)
         self._sleep = sleep
         self.client = SendGridAPIClient(config.sendgrid_api_key,

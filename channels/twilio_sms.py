@@ -127,8 +127,7 @@ class TwilioSMS:
         if not (config.twilio_from_number or config.twilio_messaging_service_sid):
             raise ValueError("Twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
         self.config = config
-        self.policy = RetryPolicy(config.retry_max_attempts, config.retry_max_seconds,
-                                  config.retry_min_wait, config.retry_max_wait)
+        self.policy = RetryPolicy.from_config(config)
         self.limits = Limits(config.concurrency, config.sms_rate_per_second)
         self._sleep = sleep
         self._http: RewritingHttpClient | None = None

@@ -20,7 +20,9 @@ from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from channels.base import Channel, ChannelKind, Message, Receipt
+from channels.config import ChannelsConfig
 from channels.errors import ChannelError, PermanentError
+from channels.retry import RetryPolicy
 from dispatcher import audit, lifecycle
 from dispatcher.claims import claim, release_dead_claims
 from dispatcher.compose.composer import ACK_URL_TAG
@@ -45,10 +47,6 @@ CLAIM_FACTOR = 2
 CLAIM_MIN, CLAIM_MAX = 50, 1000
 #: Results written per transaction while a fan-out is running.
 RECORD_BATCH = 200
-#: After the retry policy gives up on a transient error, wait this long and try again.
-RETRY_LATER_SECONDS = 5.0
-#: Claims after which a delivery that keeps failing transiently is declared failed.
-MAX_CLAIMS = 12
 #: Purposes that stop once the recipient has acknowledged.
 STOP_AFTER_ACK = (DeliveryPurpose.REMINDER,)
 
@@ -75,6 +73,8 @@ class Sender:
         self.worker = worker
         self.claim_batch = max(CLAIM_MIN, min(CLAIM_MAX,
                                               CLAIM_FACTOR * settings.send_concurrency))
+        #: The channels' retry policy also decides when a delivery is tried again.
+        self.policy = RetryPolicy.from_config(ChannelsConfig.from_settings(settings))
 
     async def send_due(self, alert_id: int | None = None,
                        progress: ProgressFn | None = None) -> int:
@@ -158,7 +158,7 @@ class Sender:
             for delivery, enc, alert_state, rec_state in rows:
                 if _obsolete(delivery, alert_state, rec_state):
                     dropped.append(delivery.id)
-                elif delivery.attempts > MAX_CLAIMS:
+                elif delivery.attempts > self.policy.max_claims:
                     lifecycle.move(delivery, DeliveryState.FAILED)
                     delivery.failed_at = now
                     on_dead_path(session, delivery, "gave up after repeated provider errors",
@@ -269,20 +269,23 @@ class Sender:
         d.error_code = str(err.code or err.status or "")[:32] or None
         d.error_message = str(err.message)[:500]
         d.claimed_by = None
-        if isinstance(err, PermanentError):
+        wait = self.policy.requeue_after(d.attempts, err)
+        if wait is None:
             lifecycle.move(d, DeliveryState.FAILED)
             d.failed_at = now
             d.lease_until = None
-            log.warning("delivery %s failed permanently (%s %s)", d.id, err.provider, err.code,
+            log.warning("delivery %s failed (%s %s)%s", d.id, err.provider, err.code,
+                        "" if isinstance(err, PermanentError) else " after repeated errors",
                         extra={"delivery_id": d.id, "alert_id": d.alert_id})
             on_dead_path(session, d, f"{err.provider} {err.code}: {err.message}"[:200],
-                         recipient_specific=err.recipient_specific)
+                         recipient_specific=isinstance(err, PermanentError)
+                         and err.recipient_specific)
         else:
-            # The retry policy gave up for now (an outage): back to the outbox for later.
+            # The send's retries gave up for now (an outage): back to the outbox for later.
             lifecycle.move(d, DeliveryState.PENDING)
-            d.lease_until = now + timedelta(seconds=RETRY_LATER_SECONDS)
-            log.warning("delivery %s: provider still failing (%s), retrying in %ss", d.id,
-                        err.code or err.status, RETRY_LATER_SECONDS,
+            d.lease_until = now + timedelta(seconds=wait)
+            log.warning("delivery %s: provider still failing (%s), retrying in %.1fs", d.id,
+                        err.code or err.status, wait,
                         extra={"delivery_id": d.id, "alert_id": d.alert_id})
 
 

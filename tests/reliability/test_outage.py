@@ -7,6 +7,7 @@ import threading
 
 from sqlalchemy import func, select
 
+from dispatcher.db import db_now
 from dispatcher.models import Delivery
 from tests.bench.fixtures import bulk_roster
 from tests.engine import sms_requests
@@ -48,3 +49,16 @@ def test_outage_mid_fanout_then_everybody_is_reached(engine_factory) -> None:  #
         failed = s.scalar(select(func.count()).select_from(Delivery).where(
             Delivery.alert_id == alert_id, Delivery.state == "failed"))
     assert failed == 0
+
+
+def test_a_delivery_put_back_after_a_429_waits_what_the_provider_asked(  # type: ignore[no-untyped-def]
+        engine_factory) -> None:
+    engine = engine_factory(start=False, retry_max_attempts=1)
+    engine.sim.set_faults(burst_429=1, retry_after=30)
+    alert_id = engine.send(["Chiapas"], channels=["sms"], ack_window_seconds=3600)
+    with engine.rt.db.session() as s:
+        now = db_now(s)
+        delivery = s.scalars(select(Delivery).where(Delivery.alert_id == alert_id)).one()
+        assert delivery.state == "pending" and delivery.attempts == 1
+        assert delivery.lease_until is not None
+        assert 29 <= (delivery.lease_until - now).total_seconds() <= 31
