@@ -153,6 +153,61 @@ def test_duplicate_row_is_refused(rt: Runtime, tmp_path: Path) -> None:
         do_import(rt, write(tmp_path, GOOD + GOOD))
 
 
+BRUNO = "Bruno Keller,Oaxaca,primary,{phone},{email},en,2026-03-01,2027-02-28,\n"
+
+
+@pytest.mark.parametrize(
+    ("phone", "email", "field", "shown", "rule"),
+    [
+        ("+52 961 123 0101", "bruno@example.org", "phone", "+52******0101", "one number"),
+        ("951 510 1001", "ana@EXAMPLE.org", "email", "a***@example.org", "one email address"),
+    ],
+)
+def test_one_contact_for_two_people_is_refused_naming_both_lines(
+    rt: Runtime, tmp_path: Path, phone: str, email: str, field: str, shown: str, rule: str
+) -> None:
+    body = GOOD + "Carmen Ruiz,Chiapas,alternate1,961 123 0103,,es,2026-03-01,2027-02-28,\n"
+    body += BRUNO.format(phone=phone, email=email)  # line 4: Ana's number written another way
+    with pytest.raises(RosterError) as info:
+        do_import(rt, write(tmp_path, body))
+    assert str(info.value).splitlines()[1:] == [
+        f"line 4: {field}: {shown} is also on line 2 (Ana Morales); {rule} belongs to one "
+        "volunteer"]
+    assert counts(rt)[:2] == (0, 0)
+    assert "961 123 0101" not in str(info.value) and "1230101" not in str(info.value)
+
+
+def test_one_volunteer_in_two_zones_keeps_one_number(rt: Runtime, tmp_path: Path) -> None:
+    second_zone = GOOD.replace("Chiapas,primary", "Oaxaca,alternate1")
+    result = do_import(rt, write(tmp_path, GOOD + second_zone))
+    assert (result.volunteers_created, result.memberships_created) == (1, 2)
+
+
+def test_reimport_giving_a_volunteers_number_to_another_is_refused(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    do_import(rt, write(tmp_path, GOOD))
+    before = counts(rt)
+    taken = write(tmp_path, BRUNO.format(phone="961 123 0101", email=""), "taken.csv")
+    for dry_run in (True, False):
+        with pytest.raises(RosterError) as info:
+            do_import(rt, taken, dry_run=dry_run)
+        assert ("line 2: phone: +52******0101 already belongs to Ana Morales in the roster; "
+                "one number belongs to one volunteer") in str(info.value)
+    assert counts(rt) == before
+
+
+def test_number_handed_over_in_one_file_is_accepted(rt: Runtime, tmp_path: Path) -> None:
+    do_import(rt, write(tmp_path, GOOD))
+    handed = GOOD.replace("961 123 0101", "961 123 0199") + BRUNO.format(
+        phone="961 123 0101", email="")
+    do_import(rt, write(tmp_path, handed, "handed.csv"))
+    with rt.db.session() as session:
+        post = ensure_post(session, rt.settings, rt.vault)
+        phones = {r["name"]: r["phone"] for r in roster_rows(session, rt.vault, post)}
+    assert phones == {"Ana Morales": "+529611230199", "Bruno Keller": "+529611230101"}
+
+
 def test_missing_column_is_named(rt: Runtime, tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     path.write_text("name,zone,phone\nAna,Chiapas,961 123 0101\n")
