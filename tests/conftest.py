@@ -28,6 +28,9 @@ pytest_plugins = ["tests.engine"]
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "config"
+#: The sample roster: import it with `dispatcher.roster.sample.import_sample_roster`, which
+#: moves its terms to the clock's today (a raw import ages out as the calendar moves).
+SAMPLE_ROSTER = CONFIG_DIR / "rosters" / "mexico-city.csv"
 POSTGRES_ENV = "ALN_TEST_POSTGRES_URL"
 
 
@@ -83,12 +86,12 @@ UNREACHABLE_PROVIDERS: dict[str, object] = dict(
 def rt_with_roster(database_url: str) -> Runtime:
     """A runtime on a fresh database holding the sample post and roster."""
     runtime = Runtime.open(make_settings(database_url, **UNREACHABLE_PROVIDERS))
-    from dispatcher.roster.importer import import_roster
     from dispatcher.roster.posts import ensure_post
+    from dispatcher.roster.sample import import_sample_roster
 
     with runtime.db.session() as session:
         post = ensure_post(session, runtime.settings, runtime.vault)
-        import_roster(session, runtime.vault, post, CONFIG_DIR / "rosters" / "mexico-city.csv")
+        import_sample_roster(session, runtime.vault, post, SAMPLE_ROSTER)
     return runtime
 
 
