@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,38 @@ SAMPLE_ROSTER = CONFIG_DIR / "rosters" / "mexico-city.csv"
 POSTGRES_ENV = "ALN_TEST_POSTGRES_URL"
 
 
+#: Run the suite with the clock moved this many days ahead (`make test-future`): dates in
+#: the sample data and the code must not be time bombs.
+CLOCK_SHIFT_ENV = "ALN_TEST_CLOCK_SHIFT_DAYS"
+
+
+def clock_shift_days() -> int:
+    raw = os.environ.get(CLOCK_SHIFT_ENV, "").strip()
+    try:
+        return int(raw or 0)
+    except ValueError:
+        raise pytest.UsageError(
+            f"{CLOCK_SHIFT_ENV}={raw!r} is not a whole number of days") from None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With ALN_TEST_CLOCK_SHIFT_DAYS, every Python clock of this process runs that many days
+    ahead for the whole session (and keeps ticking). SQLite's clock is Python's (see
+    `dispatcher.db.db_now`), so it moves too; PostgreSQL's is the server's and does not,
+    so the PostgreSQL tests skip. Subprocesses (`aln` started by a test) keep the real clock."""
+    days = clock_shift_days()
+    if days:
+        import time_machine
+
+        traveller = time_machine.travel(datetime.now(UTC) + timedelta(days=days), tick=True)
+        traveller.start()
+        config.add_cleanup(traveller.stop)
+
+
 def postgres_url_or_skip() -> str:
+    if clock_shift_days():
+        pytest.skip(f"{CLOCK_SHIFT_ENV} is set: PostgreSQL's clock is the server's and cannot "
+                    "be moved with the test clock")
     url = os.environ.get(POSTGRES_ENV)
     if url:
         return url
