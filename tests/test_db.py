@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from sqlalchemy import inspect
 from dispatcher.db import Database, db_now, db_today, needs_migration
 from dispatcher.models import Base
 from dispatcher.settings import Settings
-from tests.conftest import CONFIG_DIR, make_settings
+from tests.conftest import CONFIG_DIR, clock_shift_days, make_settings
 
 
 def test_first_use_creates_every_table(settings: Settings) -> None:
@@ -58,3 +59,12 @@ def test_today_is_the_database_clocks_in_the_posts_time_zone(
     with time_machine.travel(utc, tick=False), db.session() as session:
         assert db_today(session, timezone) == today
     db.dispose()
+
+
+def test_the_clock_shift_of_the_session_is_in_effect() -> None:
+    """`make test-future` moves Python's clocks (ALN_TEST_CLOCK_SHIFT_DAYS); SQLite's C code
+    still reads the machine's real clock, which makes the shift measurable here."""
+    with sqlite3.connect(":memory:") as conn:
+        real = int(conn.execute("SELECT strftime('%s', 'now')").fetchone()[0])
+    shift = (datetime.now(UTC).timestamp() - real) / 86_400
+    assert abs(shift - clock_shift_days()) < 0.01
