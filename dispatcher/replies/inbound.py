@@ -379,7 +379,7 @@ class Reply:
         kind = self.parsed.kind
         if kind in (ReplyKind.OPT_OUT, ReplyKind.OPT_IN):
             return self.opt(kind == ReplyKind.OPT_OUT)
-        if self.parsed.opts_in:
+        if kind == ReplyKind.ACK and self.parsed.opts_in:
             # A bare YES: Twilio has opted the number back in, and it acknowledges too.
             self.resume(always_audit=False)
         if self.volunteer is None:
