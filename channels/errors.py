@@ -44,6 +44,10 @@ class PermanentError(ChannelError):
         super().__init__(**kwargs)  # type: ignore[arg-type]
 
 
+#: Twilio's "attempt to send to unsubscribed recipient": the number texted STOP (or the
+#: like) and Twilio blocks it until it texts START, UNSTOP or YES.
+TWILIO_UNSUBSCRIBED = "21610"
+
 #: Twilio codes an officer may meet, with what they mean.
 TWILIO_CODES = {
     "20003": "authentication failed: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",

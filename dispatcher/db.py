@@ -7,8 +7,9 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from alembic import command
 from alembic.config import Config
@@ -129,14 +130,29 @@ class Database:
         self.engine.dispose()
 
 
-_SQLITE_NOW = select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))
 _PG_NOW = select(func.clock_timestamp())
 
 
 def db_now(session: Session) -> datetime:
-    """The database's clock (UTC): it, not a worker's clock, decides what is due."""
+    """The database's clock (UTC): it, not a worker's clock, decides what is due.
+
+    PostgreSQL's clock is the server's, shared by workers on several machines. A SQLite
+    file is only ever used on the machine it lives on, and SQLite's "now" is that machine's
+    clock read by SQLite's C code: read here in Python it is the same clock without a round
+    trip, and one that a test can move (time-machine cannot move SQLite's C code).
+    """
     if session.get_bind().dialect.name == "sqlite":
-        raw: str = session.execute(_SQLITE_NOW).scalar_one()
-        return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+        return datetime.now(UTC)
     value: datetime = session.execute(_PG_NOW).scalar_one()
     return value.astimezone(UTC)
+
+
+def db_today(session: Session, timezone: str) -> date:
+    """Today by the database clock, in the post's time zone: a term that ends on the 14th
+    ends at midnight in Mexico City, not in UTC or on a worker's own clock."""
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("unknown time zone %r; using UTC for today's date", timezone)
+        zone = ZoneInfo("UTC")
+    return db_now(session).astimezone(zone).date()

@@ -26,8 +26,8 @@ from dispatcher import aio
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.sender import Sender
 from dispatcher.domain import FINISHED_ALERT_STATES
-from dispatcher.roster.importer import import_roster
 from dispatcher.roster.posts import ensure_post
+from dispatcher.roster.sample import import_sample_roster
 from dispatcher.runtime import Runtime
 from dispatcher.settings import Settings
 from dispatcher.status import alert_status
@@ -109,8 +109,9 @@ def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, conso
     config = rt.settings.config_dir
     with rt.db.session() as session:
         post = ensure_post(session, rt.settings, rt.vault)
-        result = import_roster(session, rt.vault, post, config / "rosters" / "mexico-city.csv",
-                               actor="demo")
+        # Terms moved to today: the demo's volunteers must still serve next year.
+        result = import_sample_roster(session, rt.vault, post,
+                                      config / "rosters" / "mexico-city.csv", actor="demo")
     console.print(f"[bold]1.[/] Loaded {post.name}: {result.rows} roster rows, "
                   f"{result.volunteers_created} volunteers.")
     with ServerThread(create_app(rt), port=port) as server:

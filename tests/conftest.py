@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,44 @@ pytest_plugins = ["tests.engine"]
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "config"
+#: The sample roster: import it with `dispatcher.roster.sample.import_sample_roster`, which
+#: moves its terms to the clock's today (a raw import ages out as the calendar moves).
+SAMPLE_ROSTER = CONFIG_DIR / "rosters" / "mexico-city.csv"
 POSTGRES_ENV = "ALN_TEST_POSTGRES_URL"
 
 
+#: Run the suite with the clock moved this many days ahead (`make test-future`): dates in
+#: the sample data and the code must not be time bombs.
+CLOCK_SHIFT_ENV = "ALN_TEST_CLOCK_SHIFT_DAYS"
+
+
+def clock_shift_days() -> int:
+    raw = os.environ.get(CLOCK_SHIFT_ENV, "").strip()
+    try:
+        return int(raw or 0)
+    except ValueError:
+        raise pytest.UsageError(
+            f"{CLOCK_SHIFT_ENV}={raw!r} is not a whole number of days") from None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With ALN_TEST_CLOCK_SHIFT_DAYS, every Python clock of this process runs that many days
+    ahead for the whole session (and keeps ticking). SQLite's clock is Python's (see
+    `dispatcher.db.db_now`), so it moves too; PostgreSQL's is the server's and does not,
+    so the PostgreSQL tests skip. Subprocesses (`aln` started by a test) keep the real clock."""
+    days = clock_shift_days()
+    if days:
+        import time_machine
+
+        traveller = time_machine.travel(datetime.now(UTC) + timedelta(days=days), tick=True)
+        traveller.start()
+        config.add_cleanup(traveller.stop)
+
+
 def postgres_url_or_skip() -> str:
+    if clock_shift_days():
+        pytest.skip(f"{CLOCK_SHIFT_ENV} is set: PostgreSQL's clock is the server's and cannot "
+                    "be moved with the test clock")
     url = os.environ.get(POSTGRES_ENV)
     if url:
         return url
@@ -83,12 +118,12 @@ UNREACHABLE_PROVIDERS: dict[str, object] = dict(
 def rt_with_roster(database_url: str) -> Runtime:
     """A runtime on a fresh database holding the sample post and roster."""
     runtime = Runtime.open(make_settings(database_url, **UNREACHABLE_PROVIDERS))
-    from dispatcher.roster.importer import import_roster
     from dispatcher.roster.posts import ensure_post
+    from dispatcher.roster.sample import import_sample_roster
 
     with runtime.db.session() as session:
         post = ensure_post(session, runtime.settings, runtime.vault)
-        import_roster(session, runtime.vault, post, CONFIG_DIR / "rosters" / "mexico-city.csv")
+        import_sample_roster(session, runtime.vault, post, SAMPLE_ROSTER)
     return runtime
 
 

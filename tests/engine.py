@@ -15,18 +15,18 @@ import pytest
 from channels.simulator.testing import SimulatorHandle, run_simulator
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.sender import Sender
-from dispatcher.roster.importer import import_roster
 from dispatcher.roster.posts import ensure_post
+from dispatcher.roster.sample import import_sample_roster
 from dispatcher.runtime import Runtime
 from dispatcher.settings import Settings
 from dispatcher.status import alert_status
 from dispatcher.web.app import create_app
 from dispatcher.web.server import ServerThread, free_port
 from dispatcher.worker import make_channels
-from tests.conftest import CONFIG_DIR
+from tests.conftest import CONFIG_DIR, SAMPLE_ROSTER
 from tests.helpers import wait_until
 
-SAMPLE = CONFIG_DIR / "rosters" / "mexico-city.csv"
+SAMPLE = SAMPLE_ROSTER
 FROM_NUMBER = "+15005550006"
 
 
@@ -148,7 +148,7 @@ def engine_factory(tmp_path: Path) -> Iterator[Any]:
         rt = Runtime.open(engine_settings(url, sim, port, **overrides))
         with rt.db.session() as session:
             post = ensure_post(session, rt.settings, rt.vault)
-            import_roster(session, rt.vault, post, SAMPLE)
+            import_sample_roster(session, rt.vault, post, SAMPLE)
         engine = Engine(rt, sim, port)
         made.append((engine, ctx))
         if start:

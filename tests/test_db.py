@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
+import time_machine
 from sqlalchemy import inspect
 
-from dispatcher.db import Database, needs_migration
+from dispatcher.db import Database, db_now, db_today, needs_migration
 from dispatcher.models import Base
 from dispatcher.settings import Settings
-from tests.conftest import CONFIG_DIR
+from tests.conftest import CONFIG_DIR, clock_shift_days, make_settings
 
 
 def test_first_use_creates_every_table(settings: Settings) -> None:
@@ -32,3 +36,35 @@ def test_embedded_secret_key_file_is_private_and_stable(tmp_path: Path) -> None:
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     again = Settings(database_url=f"sqlite:///{tmp_path / 'aln.db'}", config_dir=CONFIG_DIR)
     assert again.secret == key
+
+
+def test_sqlite_clock_is_the_machine_clock_a_test_can_move(sqlite_url: str) -> None:
+    db = Database(make_settings(sqlite_url))
+    with time_machine.travel(datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC), tick=False), \
+            db.session() as session:
+        assert db_now(session) == datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    db.dispose()
+
+
+@pytest.mark.parametrize(("utc", "timezone", "today"), [
+    # 03:00 UTC on the 15th is still the evening of the 14th in Mexico City.
+    (datetime(2027, 1, 15, 3, 0, tzinfo=UTC), "America/Mexico_City", date(2027, 1, 14)),
+    (datetime(2027, 1, 15, 3, 0, tzinfo=UTC), "Asia/Almaty", date(2027, 1, 15)),
+    (datetime(2027, 1, 15, 3, 0, tzinfo=UTC), "UTC", date(2027, 1, 15)),
+    (datetime(2027, 1, 15, 3, 0, tzinfo=UTC), "Not/AZone", date(2027, 1, 15)),
+])
+def test_today_is_the_database_clocks_in_the_posts_time_zone(
+        sqlite_url: str, utc: datetime, timezone: str, today: date) -> None:
+    db = Database(make_settings(sqlite_url))
+    with time_machine.travel(utc, tick=False), db.session() as session:
+        assert db_today(session, timezone) == today
+    db.dispose()
+
+
+def test_the_clock_shift_of_the_session_is_in_effect() -> None:
+    """`make test-future` moves Python's clocks (ALN_TEST_CLOCK_SHIFT_DAYS); SQLite's C code
+    still reads the machine's real clock, which makes the shift measurable here."""
+    with sqlite3.connect(":memory:") as conn:
+        real = int(conn.execute("SELECT strftime('%s', 'now')").fetchone()[0])
+    shift = (datetime.now(UTC).timestamp() - real) / 86_400
+    assert abs(shift - clock_shift_days()) < 0.01

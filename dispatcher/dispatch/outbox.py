@@ -24,7 +24,7 @@ from dispatcher import audit, lifecycle
 from dispatcher.acks import LATE_REPLY_WINDOW, takes_replies
 from dispatcher.compose.composer import REPLY_CODES, compose, sms_preview
 from dispatcher.compose.templates import load_template, pick_language, wording
-from dispatcher.db import db_now
+from dispatcher.db import db_now, db_today
 from dispatcher.dispatch.targeting import (
     Target,
     chain,
@@ -138,7 +138,7 @@ class Plan:
 def plan_alert(session: Session, settings: Settings, post: Post, req: AlertRequest,
                today: date | None = None) -> Plan:
     """Resolve zones, template, policy and first tier; refuse what cannot reach anyone."""
-    today = today or date.today()
+    today = today or db_today(session, post.timezone)
     for c in req.channels:
         if c not in (Channel.SMS, Channel.EMAIL):
             raise InvalidInput(f"channel '{c}' is not 'sms' or 'email'")

@@ -8,7 +8,7 @@ millisecond earlier always wins: no escalation after an acknowledgement.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import datetime
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from dispatcher import audit, lifecycle
 from dispatcher.acks import lock_zone, maybe_complete
 from dispatcher.claims import claim, release_dead_claims
-from dispatcher.db import Database, db_now
+from dispatcher.db import Database, db_now, db_today
 from dispatcher.dispatch.outbox import duty_officer_recipients, enqueue_tier, message_to
 from dispatcher.dispatch.targeting import next_tier, tier_targets, zone_memberships
 from dispatcher.domain import (
@@ -99,7 +99,7 @@ def fire(session: Session, settings: Settings, deadline_id: int, worker: str) ->
             return False
     post = session.get(Post, alert.post_id)
     assert post is not None
-    today = date.today()
+    today = db_today(session, post.timezone)
     members = zone_memberships(session, [d.zone_id]).get(d.zone_id, [])
     channels = alert.channels or None
     watched = session.get(Recipient, d.recipient_id) if d.recipient_id else None

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from channels.errors import TWILIO_UNSUBSCRIBED
 from channels.masking import mask_contact
 from dispatcher import audit
 from dispatcher.acks import LATE_REPLY_WINDOW, Waiting, acknowledge, takes_replies
@@ -94,8 +95,18 @@ _SENDERS = (
     .order_by(_alerts.c.id.desc(), _recipients.c.id)
 )
 _KEEP = insert(_responses)
-_OPT = (update(_contacts).where(_contacts.c.id.in_(bindparam("ids", expanding=True)))
-        .values(opted_out=bindparam("out"), opted_out_at=bindparam("at")))
+_OPT_OUT = (update(_contacts).where(_contacts.c.id.in_(bindparam("ids", expanding=True)))
+            .values(opted_out=True, opted_out_at=bindparam("at")))
+#: A path the sender or a status callback marked dead with Twilio's "unsubscribed
+#: recipient" code ("twilio 21610: ...", "twilio failed 21610"): Twilio lifts that block
+#: when the number opts back in, so we do too. Other dead reasons stay.
+_DEAD_BY_STOP = _contacts.c.dead_reason.like(f"twilio %{TWILIO_UNSUBSCRIBED}%")
+_OPT_IN = (update(_contacts)
+           .where(_contacts.c.id.in_(bindparam("ids", expanding=True)),
+                  or_(_contacts.c.opted_out.is_(True), _DEAD_BY_STOP))
+           .values(opted_out=False, opted_out_at=None,
+                   dead_reason=case((_DEAD_BY_STOP, None), else_=_contacts.c.dead_reason),
+                   dead_at=case((_DEAD_BY_STOP, None), else_=_contacts.c.dead_at)))
 _HELP_LINE = select(_posts.c.help_line).where(_posts.c.id == bindparam("id"))
 _FAILED = update(_inbound).where(_inbound.c.id == bindparam("i_id")).values(
     error=bindparam("i_error"))
@@ -385,6 +396,9 @@ class Reply:
         kind = self.parsed.kind
         if kind in (ReplyKind.OPT_OUT, ReplyKind.OPT_IN):
             return self.opt(kind == ReplyKind.OPT_OUT)
+        if kind == ReplyKind.ACK and self.parsed.opts_in:
+            # A bare YES: Twilio has opted the number back in, and it acknowledges too.
+            self.resume(always_audit=False)
         if self.volunteer is None:
             self.keep(ResponseKind.FIELD_REPORT, urgent=kind == ReplyKind.HELP)
             log.info("message from an unknown number %s kept as a field report", self.masked)
@@ -396,6 +410,8 @@ class Reply:
             self.lang = pick_language(target.volunteer.languages, target.alert_languages, "en")
         if kind == ReplyKind.HELP:
             return self.help(target)
+        if kind == ReplyKind.INFO:
+            return self.info(target)
         if kind in ACK_KINDS:
             return self.acknowledge(target, candidates)
         self.keep(ResponseKind.FIELD_REPORT, target)
@@ -403,14 +419,32 @@ class Reply:
 
     def opt(self, out: bool) -> InboundResult:
         # Twilio's own keywords: STOP blocks the number at Twilio too, START lifts it.
-        if self.sender.contact_ids:
-            self.conn.execute(_OPT, {"ids": self.sender.contact_ids, "out": out,
-                                     "at": self.now if out else None})
         kind = ResponseKind.OPT_OUT if out else ResponseKind.OPT_IN
         self.keep(kind)
-        audit.record(self.session, "volunteer",
-                     "contact.opted_out" if out else "contact.opted_in", contact=self.masked)
+        if out:
+            if self.sender.contact_ids:
+                self.conn.execute(_OPT_OUT, {"ids": self.sender.contact_ids, "at": self.now})
+            audit.record(self.session, "volunteer", "contact.opted_out", contact=self.masked)
+        else:
+            self.resume(always_audit=True)
         return InboundResult(False, self.say(kind.value), kind=kind)
+
+    def resume(self, *, always_audit: bool) -> None:
+        """The number is opted in again at Twilio: clear our opt-out and a STOP-dead path."""
+        changed = 0
+        if self.sender.contact_ids:
+            changed = self.conn.execute(_OPT_IN, {"ids": self.sender.contact_ids}).rowcount
+        if changed or always_audit:
+            audit.record(self.session, "volunteer", "contact.opted_in", contact=self.masked)
+
+    def info(self, target: OpenRecipient | None) -> InboundResult:
+        """INFO is Twilio's help keyword for "what is this number?": answered with the
+        embassy's line, kept, but not raised to officers as an urgent HELP."""
+        assert self.volunteer is not None
+        self.keep(ResponseKind.INFO, target)
+        help_line = self.conn.execute(_HELP_LINE, {"id": self.volunteer.post_id}).scalar()
+        return InboundResult(False, self.say("info_answer", help_line=help_line or ""),
+                             kind=ResponseKind.INFO)
 
     def help(self, target: OpenRecipient | None) -> InboundResult:
         assert self.volunteer is not None

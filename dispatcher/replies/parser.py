@@ -6,9 +6,12 @@ is the full specification):
 1. The text is folded: NFKC, every Unicode digit to ASCII, case and accents dropped,
    apostrophes removed ("don't" -> "dont"), other punctuation to spaces, letters glued
    to digits split ("OK4821" -> "ok 4821"), and each CJK character made its own token.
-2. Opt-out / opt-in: the whole message is one of Twilio's keywords. Only Twilio's list,
-   because Twilio itself acts on exactly those; "STOP 4821" is not an opt-out to
+2. Opt-out / opt-in / info: the whole message is one of Twilio's keywords. Only Twilio's
+   list, because Twilio itself acts on exactly those; "STOP 4821" is not an opt-out to
    Twilio, so it is kept as text for an officer, and it never acknowledges either.
+   A whole-message "YES" is Twilio's opt-in too, but here it is read as an ACK (rule 6)
+   whose `opts_in` is true: the caller opts the number back in and acknowledges.
+   "INFO" is Twilio's other help keyword: it asks what this number is, not for rescue.
 3. Help: a help word anywhere ("HELP", "necesito ayuda", "SOS", "救命"), unless one of
    the two tokens just before it is a negation ("no help needed"). It wins over every
    other reading, since a volunteer in distress matters more than a missed ack.
@@ -51,6 +54,7 @@ class ReplyKind(StrEnum):
     HEADCOUNT = "headcount"
     OPT_OUT = "opt_out"
     OPT_IN = "opt_in"
+    INFO = "info"
     UNKNOWN = "unknown"
 
 
@@ -63,6 +67,11 @@ class ParsedReply:
     headcount_reached: int | None
     headcount_need_help: int | None
     text: str
+
+    @property
+    def opts_in(self) -> bool:
+        """Twilio opted the number back in before we saw this (START, UNSTOP, a bare YES)."""
+        return carrier_keyword(self.text) == ReplyKind.OPT_IN
 
 
 _APOSTROPHES = re.compile(r"['’‘`´ʼ]")
@@ -115,10 +124,17 @@ NEGATIONS = frozenset(tokenize(
     "no not dont don't cant can't cannot never nope nah negative isnt wont didnt havent "
     "non pas não nein nicht nunca tampoco ni не нет жоқ 不 没 否 别"
 ))
-#: Twilio's own opt-out and opt-in keywords (whole message). YES is also Twilio's, but
-#: here it acknowledges, and Twilio's opt-in on YES does no harm.
-OPT_OUT_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
+#: Twilio's default opt-out, opt-in and help keywords (whole message): Twilio acts on them
+#: before our webhook sees the message, and our state follows. YES is also Twilio's
+#: opt-in, but here it acknowledges as well (see `ParsedReply.opts_in`).
+OPT_OUT_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke",
+                           "optout"})
 OPT_IN_WORDS = frozenset({"start", "unstop"})
+#: Twilio's opt-in words that are read as acknowledgements here.
+ACK_AND_OPT_IN_WORDS = frozenset({"yes"})
+CARRIER_OPT_IN_WORDS = OPT_IN_WORDS | ACK_AND_OPT_IN_WORDS
+#: Twilio's help keywords are HELP and INFO; HELP is also a cry for help (rule 3).
+INFO_WORDS = frozenset({"info"})
 #: Words that, anywhere in a message, mean it must never count as an acknowledgement.
 NEVER_ACK_WORDS = frozenset({"stop", "stopall", "unsubscribe"})
 
@@ -152,6 +168,21 @@ def extract_code(text: str) -> str | None:
     return next((t for t in tokenize(text) if _is_code(t)), None)
 
 
+def carrier_keyword(text: str) -> ReplyKind | None:
+    """OPT_OUT, OPT_IN or INFO when Twilio itself acts on the message as a keyword."""
+    return _keyword(tokenize(text))
+
+
+def _keyword(tokens: Sequence[str]) -> ReplyKind | None:
+    if len(tokens) != 1:
+        return None
+    if tokens[0] in OPT_OUT_WORDS:
+        return ReplyKind.OPT_OUT
+    if tokens[0] in CARRIER_OPT_IN_WORDS:
+        return ReplyKind.OPT_IN
+    return ReplyKind.INFO if tokens[0] in INFO_WORDS else None
+
+
 def parse_reply(text: str) -> ParsedReply:
     """Classify one reply; pure and total: any string gives an answer, nothing raises."""
     tokens = tokenize(text)
@@ -162,10 +193,9 @@ def parse_reply(text: str) -> ParsedReply:
         return ParsedReply(kind=kind, code=code, headcount_reached=reached,
                            headcount_need_help=need_help, text=text)
 
-    if len(tokens) == 1 and tokens[0] in OPT_OUT_WORDS:
-        return reply(ReplyKind.OPT_OUT)
-    if len(tokens) == 1 and tokens[0] in OPT_IN_WORDS:
-        return reply(ReplyKind.OPT_IN)
+    keyword = _keyword(tokens)
+    if keyword is not None and tokens[0] not in ACK_AND_OPT_IN_WORDS:
+        return reply(keyword)
     if _asks_for_help(tokens):
         return reply(ReplyKind.HELP)
     if not tokens or tokens[0] in OPT_OUT_WORDS | OPT_IN_WORDS or NEVER_ACK_WORDS & set(tokens):

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
+from dispatcher.db import db_today
 from dispatcher.domain import (
     DEAD_DELIVERY_STATES,
     DUTY_OFFICER_TIER,
@@ -93,7 +94,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
         raise NotFound(f"alert {alert_id} not found")
     post = session.get(Post, alert.post_id)
     assert post is not None
-    today = today or date.today()
+    today = today or db_today(session, post.timezone)
     # Plain column selects on the connection: no ORM object per row, which is what keeps
     # 100,000 deliveries well inside the 2-second budget.
     db = session.connection()

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from dispatcher.db import db_today
 from dispatcher.models import Membership, Post, Volunteer, Zone
 
 #: A term ending within this many days is reported as ending soon.
@@ -38,7 +39,7 @@ def is_active(m: Membership, today: date) -> bool:
 
 
 def find_gaps(session: Session, post: Post, today: date | None = None) -> Gaps:
-    today = today or date.today()
+    today = today or db_today(session, post.timezone)
     gaps = Gaps()
     zones = session.scalars(
         select(Zone)

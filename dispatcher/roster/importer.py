@@ -2,7 +2,9 @@
 
 Columns (DESIGN.md): name, zone, rank, phone, email, languages, term_start,
 term_end, preferred_channel. A volunteer in two zones has two rows; rows with the
-same name and the same phone (or email) are the same person.
+same name and the same phone (or email) are the same person. One phone number or
+email belongs to one volunteer: a file that gives one to two people is refused, and
+so is one that gives a number to someone other than the volunteer who has it now.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from channels.masking import mask_contact
 from dispatcher import audit
 from dispatcher.crypto import Vault
 from dispatcher.domain import Channel, rank_to_tier
@@ -38,6 +41,9 @@ COLUMNS = (
     "preferred_channel",
 )
 REQUIRED_COLUMNS = ("name", "zone", "rank", "term_start", "term_end")
+#: Why one contact may not serve two people: replies are matched to a volunteer by it.
+_ONE_OWNER = {Channel.SMS: "one number belongs to one volunteer",
+              Channel.EMAIL: "one email address belongs to one volunteer"}
 _LANG_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
 
@@ -80,6 +86,15 @@ class RosterRow:
     @property
     def identity(self) -> tuple[str, str]:
         return (fold(self.name), self.phone or self.email or "")
+
+    @property
+    def contacts(self) -> list[tuple[Channel, str]]:
+        return [(ch, v) for ch, v in ((Channel.SMS, self.phone), (Channel.EMAIL, self.email))
+                if v]
+
+
+def _field(channel: Channel) -> str:
+    return "phone" if channel == Channel.SMS else "email"
 
 
 @dataclass
@@ -143,11 +158,55 @@ def parse_roster(
             continue
         seen[key] = line
         rows.append(row)
+    errors.extend(_shared_contacts(rows))
     if errors:
         raise RosterError(errors)
     if not rows:
         raise RosterError([RowError(line, "file", "no volunteer rows")])
     return rows
+
+
+def _shared_contacts(rows: list[RosterRow]) -> list[RowError]:
+    """A phone or email that two different people's rows give (see `RosterRow.identity`
+    for who is the same person: a volunteer in two zones is one)."""
+    first: dict[tuple[Channel, str], RosterRow] = {}
+    errors = []
+    for row in rows:
+        for channel, value in row.contacts:
+            other = first.setdefault((channel, value), row)
+            if other.identity != row.identity:
+                errors.append(RowError(row.line, _field(channel), (
+                    f"{mask_contact(value)} is also on line {other.line} ({other.name}); "
+                    f"{_ONE_OWNER[channel]}")))
+    return errors
+
+
+def _taken_contacts(session: Session, vault: Vault, post: Post,
+                    rows: list[RosterRow]) -> list[RowError]:
+    """A phone or email of the file that already belongs to another volunteer of the post,
+    who keeps it after this import (a number handed from one volunteer to another in the
+    same file is fine: the old owner's row gives them a new one)."""
+    owners: dict[tuple[str, str], tuple[int, str]] = {
+        (channel, digest): (vid, name) for channel, digest, vid, name in session.execute(
+            select(Contact.channel, Contact.value_hash, Volunteer.id, Volunteer.name)
+            .join(Volunteer).where(Volunteer.post_id == post.id, Volunteer.kind == "clv"))}
+    if not owners:
+        return []
+    matched = {row.identity: _find_volunteer(session, vault, post, row) for row in rows}
+    replaced = {(vol.id, channel) for row in rows
+                if (vol := matched[row.identity]) is not None for channel, _ in row.contacts}
+    errors = []
+    for row in rows:
+        mine = matched[row.identity]
+        for channel, value in row.contacts:
+            owner = owners.get((channel.value, vault.lookup_hash(value)))
+            if owner is None or (mine is not None and owner[0] == mine.id) \
+                    or (owner[0], channel) in replaced:
+                continue
+            errors.append(RowError(row.line, _field(channel), (
+                f"{mask_contact(value)} already belongs to {owner[1]} in the roster; "
+                f"{_ONE_OWNER[channel]}")))
+    return errors
 
 
 def _parse_row(
@@ -258,6 +317,9 @@ def import_roster(
         zones=zones,
         create_zones=create_zones,
     )
+    taken = _taken_contacts(session, vault, post, rows)
+    if taken:
+        raise RosterError(taken)
     result = ImportResult(rows=len(rows), dry_run=dry_run)
     new_zone_names = sorted({r.zone_name for r in rows if r.zone_key not in zones})
     result.zones_created = new_zone_names

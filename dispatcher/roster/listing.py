@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from dispatcher.crypto import Vault
+from dispatcher.db import db_today
 from dispatcher.models import Membership, Post, Volunteer, Zone
 from dispatcher.roster.gaps import is_active
 from dispatcher.roster.posts import find_zone
@@ -24,7 +25,7 @@ def roster_rows(
     today: date | None = None,
 ) -> list[dict[str, Any]]:
     """Rows for an authenticated officer; `reveal=False` shows masked contacts only."""
-    today = today or date.today()
+    today = today or db_today(session, post.timezone)
     query = (
         select(Membership)
         .join(Zone)

@@ -19,8 +19,6 @@ from dispatcher.runtime import Runtime
 from dispatcher.settings import Settings
 from tests.conftest import CONFIG_DIR, rt_with_roster
 
-SAMPLE = CONFIG_DIR / "rosters" / "mexico-city.csv"
-
 
 @pytest.fixture
 def rt(database_url: str) -> Runtime:

@@ -20,10 +20,10 @@ from channels.simulator.testing import run_simulator
 from dispatcher.db import db_now
 from dispatcher.escalation.engine import claim_due_deadlines
 from dispatcher.models import Alert, AlertZone, Deadline, Membership, Recipient, Volunteer, Zone
-from dispatcher.roster.importer import import_roster
 from dispatcher.roster.posts import ensure_post
+from dispatcher.roster.sample import import_sample_roster
 from dispatcher.runtime import Runtime
-from tests.conftest import CONFIG_DIR, make_settings
+from tests.conftest import SAMPLE_ROSTER, make_settings
 from tests.engine import cli_env, sms_requests
 from tests.helpers import wait_until
 
@@ -75,7 +75,7 @@ def test_two_workers_fire_each_escalation_exactly_once(postgres_url: str) -> Non
         rt = Runtime.open(make_settings(postgres_url, secret_key=secret))
         with rt.db.session() as session:
             post = ensure_post(session, rt.settings, rt.vault)
-            import_roster(session, rt.vault, post, CONFIG_DIR / "rosters" / "mexico-city.csv")
+            import_sample_roster(session, rt.vault, post, SAMPLE_ROSTER)
         _due_alerts(rt)
         # A worker on another host claims 100 deadlines and dies without firing them.
         dead = claim_due_deadlines(rt.db, "otherhost:4242:dead", LEASE_SECONDS, limit=100)

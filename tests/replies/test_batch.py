@@ -7,13 +7,14 @@ import asyncio
 from collections import Counter
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.models import (
     Alert,
     AlertZone,
     AuditEvent,
+    Contact,
     Delivery,
     InboundMessage,
     Recipient,
@@ -57,6 +58,10 @@ def script(run: str, code: str) -> list[dict[str, str]]:
         ("d", FERNANDO, "HELP"),          # an alternate not yet asked, in distress
         ("e", STRANGER, "road blocked at Reforma"),
         ("f", EMILY, "STOP"),
+        ("g", EMILY, "START"),          # Twilio's opt-in: back in
+        ("h", FERNANDO, "OPTOUT"),      # Twilio's opt-out keywords beyond STOP
+        ("i", FERNANDO, "INFO"),        # Twilio's help keyword: answered, not urgent
+        ("j", FERNANDO, "YES"),         # opts back in; nothing of his to acknowledge
     ]
     return [{"MessageSid": f"SM{run}{sid}", "From": phone, "To": "+15005550006", "Body": body}
             for sid, phone, body in said]
@@ -78,19 +83,44 @@ def outcome(rt: Runtime, alert_id: int, code: str,
     }
 
 
+def opt_state(rt: Runtime, after_audit_id: int) -> tuple[dict[str, bool], list[str]]:
+    """Who is opted out now, and the opt-out/in events recorded since `after_audit_id`."""
+    with rt.db.session() as s:
+        opted = {c.masked: c.opted_out for c in s.scalars(
+            select(Contact).where(Contact.channel == "sms"))}
+        events = list(s.scalars(select(AuditEvent.action).where(
+            AuditEvent.id > after_audit_id, AuditEvent.action.like("contact.%"))
+            .order_by(AuditEvent.id)))
+    return opted, events
+
+
+def last_audit_id(rt: Runtime) -> int:
+    with rt.db.session() as s:
+        return s.scalar(select(func.max(AuditEvent.id))) or 0
+
+
 def test_a_batch_does_what_one_at_a_time_does(rt: Runtime) -> None:
     first, first_code = send(rt, ["Mexico City"])
+    mark = last_audit_id(rt)
     one_by_one = [receive_sms(rt.db, rt.settings, rt.vault, m) for m in script("x", first_code)]
+    opts_one_by_one = opt_state(rt, mark)
     second, second_code = send(rt, ["Mexico City"])
+    mark = last_audit_id(rt)
     batch = receive_batch(rt.db, rt.settings, rt.vault, script("y", second_code))
 
     expected = outcome(rt, first, first_code, one_by_one)
     assert outcome(rt, second, second_code, batch) == expected
+    assert opt_state(rt, mark) == opts_one_by_one
     # And what that is, spelled out.
     assert [a[0] for a in expected["answers"]] == [False, False, False, True, False, False,
-                                                    False]
+                                                    False, False, False, False, False]
     assert [a[3] for a in expected["answers"]] == [True, True, True, False, False, False,
-                                                    False]
+                                                    False, False, False, False, False]
+    assert [a[2] for a in expected["answers"]][4:] == [
+        "help", "field_report", "opt_out", "opt_in", "opt_out", "info", "unparsed"]
+    assert not any(opts_one_by_one[0].values())
+    assert opts_one_by_one[1] == ["contact.opted_out", "contact.opted_in",
+                                  "contact.opted_out", "contact.opted_in"]
     assert expected["states"] == {"Daniel Ortega": "acknowledged",
                                   "Emily Carter": "acknowledged"}
     assert (expected["zone"], expected["alert"]) == ("acknowledged", "completed")
@@ -101,7 +131,8 @@ def test_a_batch_does_what_one_at_a_time_does(rt: Runtime) -> None:
         kinds = Counter(s.scalars(select(Response.kind).join(InboundMessage).where(
             InboundMessage.dedupe_key.like("SMy%"))))
         stored = s.scalar(select(InboundMessage.id).where(InboundMessage.dedupe_key == "SMya"))
-    assert kinds == {"ack": 3, "help": 1, "field_report": 1, "opt_out": 1}
+    assert kinds == {"ack": 3, "help": 1, "field_report": 1, "opt_out": 2, "opt_in": 1,
+                     "info": 1, "unparsed": 1}
     assert stored is not None
 
 

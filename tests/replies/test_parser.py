@@ -13,6 +13,7 @@ from dispatcher.replies.parser import ParsedReply, ReplyKind, extract_code, pars
 
 ACK, SAFE, HELP, HEAD = ReplyKind.ACK, ReplyKind.SAFE, ReplyKind.HELP, ReplyKind.HEADCOUNT
 OUT, IN, UNK = ReplyKind.OPT_OUT, ReplyKind.OPT_IN, ReplyKind.UNKNOWN
+INFO = ReplyKind.INFO
 
 # (text, kind, code, reached, need_help)
 TABLE: list[tuple[str, ReplyKind, str | None, int | None, int | None]] = [
@@ -145,6 +146,9 @@ TABLE: list[tuple[str, ReplyKind, str | None, int | None, int | None]] = [
     ("CANCEL", OUT, None, None, None),
     ("end", OUT, None, None, None),
     ("QUIT", OUT, None, None, None),
+    ("REVOKE", OUT, None, None, None),
+    ("optout", OUT, None, None, None),
+    ("OptOut!", OUT, None, None, None),
     ("START", IN, None, None, None),
     ("unstop", IN, None, None, None),
     ("STOP 4821", UNK, "4821", None, None),  # never an ack, and Twilio does not act on it
@@ -154,6 +158,12 @@ TABLE: list[tuple[str, ReplyKind, str | None, int | None, int | None]] = [
     ("cancel 4821", UNK, "4821", None, None),
     ("PARAR", UNK, None, None, None),  # not Twilio's: kept for an officer
     ("start 4821", UNK, "4821", None, None),
+    ("revoke 4821", UNK, "4821", None, None),
+    # INFO: Twilio's other help keyword, asking what this number is (not for rescue)
+    ("INFO", INFO, None, None, None),
+    ("info.", INFO, None, None, None),
+    ("info 4821", UNK, "4821", None, None),
+    ("more info on the road please", UNK, None, None, None),
     # Unknown: free text, negations, bare codes, words that merely contain "ok"
     ("4821", UNK, "4821", None, None),
     ("", UNK, None, None, None),
@@ -205,6 +215,31 @@ def test_reply_table(text: str, kind: ReplyKind, code: str | None, reached: int 
 ])
 def test_extract_code(text: str, code: str | None) -> None:
     assert extract_code(text) == code
+
+
+#: PROVIDERS.md: Twilio's default keywords, acted on by Twilio before our webhook.
+TWILIO_OPT_OUT = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"]
+TWILIO_OPT_IN = ["START", "UNSTOP", "YES"]
+
+
+@pytest.mark.parametrize("word", TWILIO_OPT_OUT)
+def test_every_twilio_opt_out_keyword_opts_out(word: str) -> None:
+    for text in (word, word.lower(), f" {word.title()}. "):
+        parsed = parse_reply(text)
+        assert parsed.kind == ReplyKind.OPT_OUT and not parsed.opts_in
+
+
+@pytest.mark.parametrize("word", TWILIO_OPT_IN)
+def test_every_twilio_opt_in_keyword_opts_in(word: str) -> None:
+    for text in (word, word.lower(), f" {word.title()}! "):
+        assert parse_reply(text).opts_in
+    # YES opts in at Twilio and still acknowledges here.
+    assert parse_reply(word).kind == (ReplyKind.ACK if word == "YES" else ReplyKind.OPT_IN)
+
+
+@pytest.mark.parametrize("text", ["yes 4821", "ok", "sí", "START 4821", "yes start", "INFO"])
+def test_only_a_whole_message_keyword_opts_in(text: str) -> None:
+    assert not parse_reply(text).opts_in
 
 
 # --- properties ----------------------------------------------------------------------------

@@ -28,10 +28,10 @@ from dispatcher.models import Recipient as Rec
 from dispatcher.reports.csv_export import render_csv
 from dispatcher.reports.figures import build_report, percentile
 from dispatcher.reports.trend import exercise_trend
-from dispatcher.roster.importer import import_roster
 from dispatcher.roster.posts import ensure_post
+from dispatcher.roster.sample import import_sample_roster
 from dispatcher.runtime import Runtime
-from tests.conftest import CONFIG_DIR
+from tests.conftest import SAMPLE_ROSTER
 
 T0 = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
 TODAY = date(2026, 11, 24)
@@ -47,7 +47,7 @@ def scenario(rt: Runtime, *, exercise: bool = True, shift: float = 0.0) -> int:
     with rt.db.session() as s:
         post = ensure_post(s, rt.settings, rt.vault)
         if s.scalar(select(Volunteer).where(Volunteer.name == "Ana Morales")) is None:
-            import_roster(s, rt.vault, post, CONFIG_DIR / "rosters" / "mexico-city.csv")
+            import_sample_roster(s, rt.vault, post, SAMPLE_ROSTER, today=TODAY)
         vol = {v.name: v for v in s.scalars(select(Volunteer))}
         zone = {z.name: z for z in s.scalars(select(Zone))}
         alert = Alert(post_id=post.id, kind="security", exercise=exercise, title="Drill",

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
 from channels.webhooks import sendgrid_sign, twilio_sign
-from dispatcher.models import Alert, Contact, Delivery, Response
+from dispatcher.models import Alert, AuditEvent, Contact, Delivery, Response
 from dispatcher.replies.parser import ReplyKind, parse_reply
 from dispatcher.text import fold
 from dispatcher.tokens import BadToken, make_ack_token, read_ack_token
@@ -101,6 +101,84 @@ def test_start_opts_back_in(engine: Engine) -> None:
         opted = s.scalars(select(Contact.opted_out).where(Contact.channel == "sms",
                                                           Contact.masked.like("%1001"))).one()
     assert opted is False
+
+
+def sms_contact(engine: Engine, last_digits: str) -> Contact:
+    with engine.rt.db.session() as s:
+        return s.scalars(select(Contact).where(Contact.channel == "sms",
+                                               Contact.masked.like(f"%{last_digits}"))).one()
+
+
+@pytest.mark.parametrize("word", ["REVOKE", "optout"])
+def test_revoke_and_optout_opt_out_like_twilio(engine: Engine, word: str) -> None:
+    alert_id = engine.send(["Oaxaca"], ack_window_seconds=600)
+    reply = sms(engine, VICTOR, word)
+    assert "START" in reply.text
+    assert sms_contact(engine, "1001").opted_out
+    assert engine.recipient(alert_id, "Victor Castillo")["state"] == "notified"
+
+
+def test_bare_yes_opts_back_in_and_acknowledges(engine: Engine) -> None:
+    sms(engine, VICTOR, "STOP")
+    alert_id = engine.send(["Oaxaca"], ack_window_seconds=600)  # reaches him by email
+    reply = sms(engine, VICTOR, "Yes")
+    assert "Gracias Victor" in reply.text
+    assert not sms_contact(engine, "1001").opted_out
+    assert engine.recipient(alert_id, "Victor Castillo")["state"] == "acknowledged"
+    with engine.rt.db.session() as s:
+        kinds = list(s.scalars(select(Response.kind).order_by(Response.id)))
+    assert kinds == ["opt_out", "ack"]
+
+
+def _kill_sms_path(engine: Engine, alert_id: int, how: str) -> None:
+    """Victor's SMS path dies with Twilio's 21610, on create or in a status callback."""
+    if how == "callback":
+        (d,) = deliveries(engine, alert_id)
+        status_callback(engine, d.id, "failed", error="21610")
+    wait_until(lambda: sms_contact(engine, "1001").dead_reason is not None,
+               what="the SMS path marked dead")
+
+
+@pytest.mark.parametrize("how", ["create", "callback"])
+@pytest.mark.parametrize("word", ["START", "unstop", "YES"])
+def test_opt_in_clears_a_path_dead_by_twilio_21610(engine: Engine, how: str, word: str
+                                                    ) -> None:
+    if how == "create":
+        engine.sim.set_faults(opted_out_numbers=[VICTOR])
+    else:
+        engine.sim.set_faults(callbacks=False)
+    alert_id = engine.send(["Oaxaca"], ack_window_seconds=600, channels=["sms"])
+    _kill_sms_path(engine, alert_id, how)
+    assert "21610" in (sms_contact(engine, "1001").dead_reason or "")
+    sms(engine, VICTOR, word)
+    contact = sms_contact(engine, "1001")
+    assert (contact.dead_reason, contact.dead_at, contact.opted_out) == (None, None, False)
+    with engine.rt.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "contact.opted_in")) == 1
+
+
+def test_opt_in_leaves_other_dead_paths_dead(engine: Engine) -> None:
+    engine.sim.set_faults(landline_numbers=[VICTOR])
+    engine.send(["Oaxaca"], ack_window_seconds=600, channels=["sms"])
+    wait_until(lambda: sms_contact(engine, "1001").dead_reason is not None,
+               what="the SMS path marked dead")
+    reason = sms_contact(engine, "1001").dead_reason
+    sms(engine, VICTOR, "START")
+    assert sms_contact(engine, "1001").dead_reason == reason
+
+
+def test_info_answers_with_the_embassy_line_and_is_not_urgent(engine: Engine) -> None:
+    alert_id = engine.send(["Oaxaca"], ack_window_seconds=600)
+    reply = sms(engine, VICTOR, "INFO")
+    assert "+52 55 5080 2000" in reply.text and "urgent" not in fold(reply.text)
+    assert "urgente" not in fold(reply.text)
+    with engine.rt.db.session() as s:
+        resp = s.scalars(select(Response)).one()
+        helps = s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "volunteer.needs_help"))
+    assert (resp.kind, resp.urgent, helps) == ("info", False, 0)
+    assert engine.recipient(alert_id, "Victor Castillo")["state"] == "notified"
 
 
 def test_status_callbacks_only_move_forward(engine: Engine) -> None:
