@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         7 * 24 * 3600, validation_alias=_env("ALN_ACK_LINK_MAX_AGE")
     )
 
+    #: A bearer token /metrics requires; unset, /metrics is open (keep it on a private
+    #: network then).
+    metrics_token: str | None = Field(None, validation_alias=_env("ALN_METRICS_TOKEN"))
+    #: `text` (default) or `json`: one JSON object per line on stdout and stderr.
+    log_format: str = Field("text", validation_alias=_env("ALN_LOG_FORMAT"))
+
     #: Where webhooks wait on local disk while the database cannot take them.
     spool_dir: Path | None = Field(None, validation_alias=_env("ALN_SPOOL_DIR"))
 
