@@ -10,6 +10,7 @@ import typer
 from dispatcher import aio
 from dispatcher.cli.common import console, handle_errors, runtime
 from dispatcher.domain import ZoneState
+from dispatcher.logs import announce
 from dispatcher.runtime import configure_logging
 
 
@@ -32,8 +33,10 @@ def serve(
     configure_logging(logging.INFO)
     with runtime() as rt:
         app = create_app(rt)
-        console.print(f"aln serve on http://{host}:{port} (public URL {rt.settings.public_url})")
-        uvicorn.run(app, host=host, port=port, log_level="warning", backlog=2048)
+        announce(f"aln serve on http://{host}:{port} (public URL {rt.settings.public_url})")
+        # log_config=None: uvicorn's lines go through our handler (JSON when asked).
+        uvicorn.run(app, host=host, port=port, log_level="warning", backlog=2048,
+                    log_config=None)
 
 
 @handle_errors
