@@ -170,18 +170,22 @@ class Sender:
     recipients: list[OpenRecipient] = field(default_factory=list)
 
 
-def find_senders(conn: Connection, digests: Iterable[str], now: datetime) -> dict[str, Sender]:
-    """Who sent each number (by keyed hash); a stranger's hash has an empty Sender."""
+def find_senders(conn: Connection, digests: Iterable[str], now: datetime,
+                 aliases: Mapping[str, str] | None = None) -> dict[str, Sender]:
+    """Who sent each number (by keyed hash); a stranger's hash has an empty Sender.
+    `aliases` maps a number's hash under a previous key to its current one (during a key
+    rotation a contact's stored hash may still be the old one)."""
     senders = {digest: Sender() for digest in digests}
     if not senders:
         return senders
+    aliases = {old: new for old, new in (aliases or {}).items() if new in senders}
     volunteers: dict[int, SenderVolunteer] = {}
-    rows: Iterable[Any] = conn.execute(_SENDERS, {"digests": list(senders),
+    rows: Iterable[Any] = conn.execute(_SENDERS, {"digests": [*senders, *aliases],
                                                   "recent": now - LATE_REPLY_WINDOW})
     for row in rows:
         (digest, contact_id, vid, name, languages, post_id, rid, alert_id, zone_id, tier,
          state, code, exercise, bodies, zone_state, zone_name, alert_state) = row
-        sender = senders[digest]
+        sender = senders[aliases.get(digest, digest)]
         if vid not in volunteers:
             volunteers[vid] = SenderVolunteer(vid, name, language_list(languages), post_id)
             sender.contact_ids.append(contact_id)
@@ -312,10 +316,12 @@ class Batch:
     def run(self, batch: Sequence[Mapping[str, str]]) -> list[InboundResult]:
         phones = [params.get("From", "") for params in batch]
         digests = [self.vault.lookup_hash(phone) if phone else None for phone in phones]
+        aliases = {old: digest for phone, digest in zip(phones, digests, strict=True)
+                   if phone and digest for old in self.vault.lookup_hashes(phone)[1:]}
         with audit.batched(self.session):
             ids = self.store(batch, digests)
             senders = find_senders(self.conn, {d for d, i in zip(digests, ids, strict=True)
-                                               if d and i is not None}, self.now)
+                                               if d and i is not None}, self.now, aliases)
             results = []
             for params, phone, digest, inbound_id in zip(batch, phones, digests, ids,
                                                          strict=True):
@@ -324,7 +330,7 @@ class Batch:
                     continue
                 sender = senders.get(digest, Sender()) if digest else Sender()
                 if digest and self._stale(digest, sender):
-                    sender = find_senders(self.conn, [digest], self.now)[digest]
+                    sender = find_senders(self.conn, [digest], self.now, aliases)[digest]
                 reply = Reply(self, inbound_id, phone, sender,
                               parse_reply(params.get("Body", "")))
                 results.append(reply.act())
