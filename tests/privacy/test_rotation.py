@@ -201,3 +201,22 @@ def test_killed_rotation_reruns_to_completion(sqlite_url: str, tmp_path: Path) -
         assert_all_under(rt, NEW)
     finally:
         rt.close()
+
+
+def test_lost_key_fails_the_delivery_not_the_sender(old_rt: Runtime, database_url: str) -> None:
+    from dispatcher.dispatch.sender import UNREADABLE_CONTACT, Sender
+    from dispatcher.models import Delivery
+
+    with old_rt.db.session() as session:
+        post = ensure_post(session, old_rt.settings, old_rt.vault)
+        sent = send_alert(session, old_rt.settings, post,
+                          AlertRequest(zones=["Chiapas"], body="Test", ack_window_seconds=600))
+    lost = Runtime.open(make_settings(database_url, secret_key=NEW, **UNREACHABLE_PROVIDERS))
+    try:
+        assert Sender(lost.db, lost.settings, lost.vault, {}, "w1")._claim(sent.alert_id) == []
+        with lost.db.session() as session:
+            errors = set(session.scalars(select(Delivery.error_message)
+                                         .where(Delivery.alert_id == sent.alert_id)))
+        assert UNREADABLE_CONTACT in errors
+    finally:
+        lost.close()
