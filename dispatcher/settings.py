@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         7 * 24 * 3600, validation_alias=_env("ALN_ACK_LINK_MAX_AGE")
     )
 
+    #: Days personal data outlives its use: volunteers after their last term ends, the
+    #: text of inbound messages after they arrive (`aln retention apply`, daily in the
+    #: worker). 0 keeps everything.
+    retention_days: int = Field(365, ge=0, validation_alias=_env("ALN_RETENTION_DAYS"))
+
     #: Where webhooks wait on local disk while the database cannot take them.
     spool_dir: Path | None = Field(None, validation_alias=_env("ALN_SPOOL_DIR"))
 

@@ -115,6 +115,8 @@ def _contact_row(vault: Vault, row: Any) -> dict[str, Any] | None:
 
 
 def _inbound_row(vault: Vault, row: Any) -> dict[str, Any] | None:
+    if not row.raw_enc:
+        return None  # erased (`dispatcher.privacy.erasure.ERASED_REQUEST`): nothing to read
     text = _open(vault, row.raw_enc, f"stored {row.source} request {row.id} "
                                      f"(received {row.received_at:%Y-%m-%d %H:%M})")
     digest = row.sender_hash

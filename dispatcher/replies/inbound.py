@@ -430,7 +430,10 @@ class Reply:
         if out:
             if self.sender.contact_ids:
                 self.conn.execute(_OPT_OUT, {"ids": self.sender.contact_ids, "at": self.now})
-            audit.record(self.session, "volunteer", "contact.opted_out", contact=self.masked)
+            # Ids, never the number or a name: the audit log is append-only and must
+            # not keep what `aln roster erase` removes (see dispatcher/privacy/erasure.py).
+            audit.record(self.session, "volunteer", "contact.opted_out",
+                         contact_ids=self.sender.contact_ids)
         else:
             self.resume(always_audit=True)
         return InboundResult(False, self.say(kind.value), kind=kind)
@@ -441,7 +444,8 @@ class Reply:
         if self.sender.contact_ids:
             changed = self.conn.execute(_OPT_IN, {"ids": self.sender.contact_ids}).rowcount
         if changed or always_audit:
-            audit.record(self.session, "volunteer", "contact.opted_in", contact=self.masked)
+            audit.record(self.session, "volunteer", "contact.opted_in",
+                         contact_ids=self.sender.contact_ids)
 
     def info(self, target: OpenRecipient | None) -> InboundResult:
         """INFO is Twilio's help keyword for "what is this number?": answered with the
@@ -456,7 +460,7 @@ class Reply:
         assert self.volunteer is not None
         self.keep(ResponseKind.HELP, target, urgent=True)
         audit.record(self.session, "volunteer", "volunteer.needs_help",
-                     alert_id=target.alert_id if target else None, volunteer=self.volunteer.name)
+                     alert_id=target.alert_id if target else None, volunteer_id=self.volunteer.id)
         help_line = self.conn.execute(_HELP_LINE, {"id": self.volunteer.post_id}).scalar()
         return InboundResult(False, self.say("help_answer", help_line=help_line or ""),
                              kind=ResponseKind.HELP)
