@@ -57,7 +57,8 @@ class Spool:
                                              ensure_ascii=False))
         final = self.directory / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}{SUFFIX}"
         tmp = final.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
+        # 0600: the file is encrypted, but what it holds is a volunteer's message.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

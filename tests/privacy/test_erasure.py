@@ -199,3 +199,11 @@ def test_worker_runs_retention_daily(rt: Runtime) -> None:
     assert run_if_due(rt) is None  # a day has not passed
     rt.settings.retention_days = 0
     assert run_if_due(rt) is None
+
+
+def test_spooled_request_is_private(tmp_path: Path) -> None:
+    from dispatcher.crypto import Vault
+
+    Spool(tmp_path / "spool", Vault.from_secret(b"k")).put(sms_batch, {"From": ANA})
+    (path,) = (tmp_path / "spool").glob("*.req")
+    assert path.stat().st_mode & 0o777 == 0o600
