@@ -220,3 +220,13 @@ def test_lost_key_fails_the_delivery_not_the_sender(old_rt: Runtime, database_ur
         assert UNREADABLE_CONTACT in errors
     finally:
         lost.close()
+
+
+def test_roster_list_names_the_unreadable_contact(old_rt: Runtime,
+                                                  cli_env: dict[str, str]) -> None:
+    env = {**os.environ, **cli_env, "ALN_SECRET_KEY": NEW}
+    done = subprocess.run([sys.executable, "-m", "dispatcher.cli.main", "roster", "list"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "(sms +52" in done.stderr.replace("\n", " ")
+    assert "ALN_PREVIOUS_SECRET_KEYS" in done.stderr
