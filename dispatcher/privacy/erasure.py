@@ -45,7 +45,7 @@ from dispatcher.models import (
     Response,
     Volunteer,
 )
-from dispatcher.replies.spool import SUFFIX
+from dispatcher.replies.spool import kept_files
 from dispatcher.runtime import Runtime
 from dispatcher.text import fold
 
@@ -60,8 +60,6 @@ ERASED_REQUEST = b""
 #: Tables whose rows an erasure rewrites: vacuumed afterwards on PostgreSQL.
 TOUCHED_TABLES = ("volunteers", "contacts", "memberships", "deliveries", "recipients",
                   "responses", "inbound_messages")
-#: Suffix the spool gives requests no key could open (they cannot be searched).
-UNREADABLE_SUFFIX = ".unreadable"
 
 
 @dataclass
@@ -240,11 +238,11 @@ def _erase_spool(vault: Vault, directory: Path, needles: list[str],
                  unsearchable: list[str]) -> int:
     """Delete waiting requests from or about the volunteer: their reply no longer has
     anyone to be attached to."""
-    if not directory.is_dir() or not needles:
+    if not needles:
         return 0
     found = re.compile("|".join(map(re.escape, needles)), re.IGNORECASE)
     removed = 0
-    for path in sorted([*directory.glob(f"*{SUFFIX}"), *directory.glob(f"*{UNREADABLE_SUFFIX}")]):
+    for path in kept_files(directory):
         try:
             plain = vault.decrypt(path.read_bytes())
         except FileNotFoundError:

@@ -32,16 +32,13 @@ from sqlalchemy.orm import Session
 from dispatcher import audit
 from dispatcher.crypto import UNREADABLE_HINT, Unreadable, Vault
 from dispatcher.models import Contact, InboundMessage, table
-from dispatcher.replies.spool import SUFFIX
+from dispatcher.replies.spool import SUFFIX, kept_files
 from dispatcher.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 #: Rows rewritten per transaction.
 BATCH_SIZE = 500
-#: Suffix the spool gives a request no key could open; rotation gives it back its
-#: `SUFFIX` once a configured key opens it.
-UNREADABLE_SUFFIX = ".unreadable"
 
 _contacts, _inbound = table(Contact), table(InboundMessage)
 
@@ -195,10 +192,7 @@ def _rotate_spool(vault: Vault, directory: Path, tally: Tally, check_only: bool,
                   progress: Progress | None) -> None:
     """Rewrite each waiting request under the current key; one set aside as unreadable
     goes back in line when a configured key opens it."""
-    if not directory.is_dir():
-        return
-    paths = sorted([*directory.glob(f"*{SUFFIX}"), *directory.glob(f"*{UNREADABLE_SUFFIX}")])
-    for n, path in enumerate(paths, 1):
+    for n, path in enumerate(kept_files(directory), 1):
         try:
             blob = path.read_bytes()
         except FileNotFoundError:

@@ -32,12 +32,23 @@ from dispatcher.runtime import Runtime
 log = logging.getLogger(__name__)
 
 SUFFIX = ".req"
+#: A kept request no configured key opens, set aside for a person (`aln keys rotate`
+#: puts it back in line once a key does).
+UNREADABLE_SUFFIX = ".unreadable"
 #: Batch handlers whose requests may wait here, by name, with what the webhook is told
 #: while its request waits.
 SPOOLABLE: dict[str, tuple[Callable[[Runtime, Sequence[Any]], list[Any]], Any]] = {
     "sms_batch": (sms_batch, InboundResult(duplicate=False, answer=None)),
     "status_batch": (status_batch, False),
 }
+
+
+def kept_files(directory: Path) -> list[Path]:
+    """Every request kept in `directory`, waiting or set aside as unreadable, oldest first
+    (what a key rotation rewrites and an erasure searches)."""
+    if not directory.is_dir():
+        return []
+    return sorted([*directory.glob(f"*{SUFFIX}"), *directory.glob(f"*{UNREADABLE_SUFFIX}")])
 
 
 class Spool:
@@ -89,7 +100,7 @@ class Spool:
                 handler = SPOOLABLE[item["handler"]][0]
             except Exception:
                 # Another key, or not ours: set aside for a person, never replayed blindly.
-                path.replace(path.with_suffix(".unreadable"))
+                path.replace(path.with_suffix(UNREADABLE_SUFFIX))
                 log.error("kept request %s cannot be read with this key; set aside", path.name)
                 continue
             try:
