@@ -21,7 +21,8 @@ class Runtime:
         """Open (creating and migrating on first use) the configured database."""
         settings = settings or get_settings()
         db = Database(settings)
-        return cls(settings=settings, db=db, vault=Vault.from_secret(settings.secret))
+        vault = Vault.from_secret(settings.secret, settings.previous_secrets)
+        return cls(settings=settings, db=db, vault=vault)
 
     def close(self) -> None:
         self.db.dispose()

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     database_url: str = Field("sqlite:///aln.db", validation_alias=_env("ALN_DATABASE_URL"))
     public_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("ALN_PUBLIC_URL"))
     secret_key: str | None = Field(None, validation_alias=_env("ALN_SECRET_KEY"))
+    #: Comma-separated keys being rotated away from: read, never written (`aln keys rotate`).
+    previous_secret_keys: str | None = Field(
+        None, validation_alias=_env("ALN_PREVIOUS_SECRET_KEYS"))
     config_dir: Path = Field(
         Path(__file__).resolve().parent.parent / "config", validation_alias=_env("ALN_CONFIG_DIR")
     )
@@ -92,6 +95,10 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(None, validation_alias=_env("ALN_METRICS_TOKEN"))
     #: `text` (default) or `json`: one JSON object per line on stdout and stderr.
     log_format: str = Field("text", validation_alias=_env("ALN_LOG_FORMAT"))
+    #: Days personal data outlives its use: volunteers after their last term ends, the
+    #: text of inbound messages after they arrive (`aln retention apply`, daily in the
+    #: worker). 0 keeps everything.
+    retention_days: int = Field(365, ge=0, validation_alias=_env("ALN_RETENTION_DAYS"))
 
     #: Where webhooks wait on local disk while the database cannot take them.
     spool_dir: Path | None = Field(None, validation_alias=_env("ALN_SPOOL_DIR"))
@@ -136,6 +143,12 @@ class Settings(BaseSettings):
         if self.secret_key:
             return self.secret_key.encode()
         return _embedded_secret(self).encode()
+
+    @property
+    def previous_secrets(self) -> list[bytes]:
+        """`ALN_PREVIOUS_SECRET_KEYS`, newest first as written, blanks ignored."""
+        raw = self.previous_secret_keys or ""
+        return [part.strip().encode() for part in raw.split(",") if part.strip()]
 
 
 def _embedded_secret(settings: Settings) -> str:
