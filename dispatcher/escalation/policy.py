@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from dispatcher.errors import InvalidInput, NotFound
+from dispatcher.config_files import named_file
+from dispatcher.errors import InvalidInput
 
 _DURATION_RE = re.compile(r"^\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s?)?\s*$")
 
@@ -55,17 +56,14 @@ class EscalationPolicy:
 
 
 def load_policy(config_dir: Path, name: str = "default") -> EscalationPolicy:
-    path = config_dir / "policies" / f"{name}.toml"
-    if not path.exists():
-        known = sorted(p.stem for p in (config_dir / "policies").glob("*.toml"))
-        raise NotFound(f"escalation policy '{name}' not found (known: {', '.join(known)})")
+    path = named_file(config_dir / "policies", name, "escalation policy")
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     mode = data.get("mode", "any")
     if mode not in ("any", "each"):
-        raise InvalidInput(f"{path}: mode must be 'any' or 'each', not {mode!r}")
+        raise InvalidInput(f"policy '{name}': mode must be 'any' or 'each', not {mode!r}")
     quorum = int(data.get("quorum", 1))
     if quorum < 1:
-        raise InvalidInput(f"{path}: quorum must be at least 1")
+        raise InvalidInput(f"policy '{name}': quorum must be at least 1")
     return EscalationPolicy(
         ack_window_seconds=parse_duration(data.get("ack_window", "15m")),
         reminders=int(data.get("reminders", 0)),
