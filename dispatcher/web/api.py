@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -13,6 +11,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from dispatcher import audit
+from dispatcher.csv_cells import csv_text
 from dispatcher.db import db_now
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.versions import cancel_alert, update_alert
@@ -224,11 +223,8 @@ def audit_rows(rt: Runtime, limit: int = 500) -> list[dict[str, Any]]:
 def get_audit(request: Request, format: str = "json", _: Caller = viewer) -> Any:
     rows = audit_rows(runtime_of(request), limit=10_000)
     if format == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["id", "at", "actor", "action", "alert_id", "details"])
-        for r in rows:
-            writer.writerow([r["id"], r["at"], r["actor"], r["action"], r["alert_id"] or "",
-                             r["details"]])
-        return PlainTextResponse(out.getvalue(), media_type="text/csv")
+        text = csv_text(["id", "at", "actor", "action", "alert_id", "details"],
+                        ([r["id"], r["at"], r["actor"], r["action"], r["alert_id"] or "",
+                          r["details"]] for r in rows))
+        return PlainTextResponse(text, media_type="text/csv")
     return rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from typing import Any
 
@@ -181,3 +183,15 @@ def test_board_script_cannot_be_broken_out_of(app_rt: Any) -> None:
     login(client)
     page = client.get(f"/alerts/{alert_id}").text
     assert "</script><script>alert(1)" not in page
+
+
+def test_audit_csv_never_starts_a_cell_with_a_formula(app_rt: Any) -> None:
+    rt, client, tokens = app_rt
+    from dispatcher import audit
+
+    with rt.db.session() as s:
+        audit.record(s, "=cmd|' /C calc'!A0", "officer.login_failed")
+    text = client.get("/api/audit?format=csv", headers=bearer(tokens["viewer"])).text
+    cells = [c for row in csv.reader(io.StringIO(text)) for c in row]
+    assert "'=cmd|' /C calc'!A0" in cells
+    assert not any(c.startswith(("=", "+", "@", "\t", "\r")) for c in cells)
