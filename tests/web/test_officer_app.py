@@ -7,32 +7,15 @@ import io
 import re
 from typing import Any
 
-import pytest
 from fastapi.routing import APIRoute
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from dispatcher.models import Alert, AuditEvent, Officer, Response
-from dispatcher.web.app import create_app
-from dispatcher.web.auth import add_officer, hash_password
-from tests.conftest import CONFIG_DIR, rt_with_roster
+from dispatcher.models import Alert, AuditEvent, Response
+from tests.conftest import CONFIG_DIR
+from tests.web.conftest import bearer, login
 
 #: Routes anybody may call: providers sign theirs, volunteers hold a signed token.
 PUBLIC = re.compile(r"^/(webhooks/|healthz$|login$|ack/)")
-
-
-@pytest.fixture
-def app_rt(database_url: str) -> Any:
-    rt = rt_with_roster(database_url)
-    with rt.db.session() as s:
-        tokens = {role: add_officer(s, f"{role}-officer", role)
-                  for role in ("admin", "officer", "viewer")}
-        s.scalars(select(Officer).where(Officer.name == "officer-officer")).one() \
-            .password_hash = hash_password("correct horse battery")
-    client = TestClient(create_app(rt, run_worker=False))
-    yield rt, client, tokens
-    client.close()
-    rt.close()
 
 
 def all_routes(routes: Any) -> Any:
@@ -42,10 +25,6 @@ def all_routes(routes: Any) -> Any:
             yield from all_routes(route.original_router.routes)
         elif isinstance(route, APIRoute):
             yield route
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def test_every_route_refuses_anonymous_callers(app_rt: Any) -> None:
@@ -129,15 +108,6 @@ def test_revoked_or_unknown_token_is_401(app_rt: Any) -> None:
     assert CliRunner().invoke(app, ["officer", "revoke", "viewer-officer"],
                               env=env).exit_code == 0
     assert client.get("/api/alerts", headers=bearer(tokens["viewer"])).status_code == 401
-
-
-def login(client: TestClient, name: str = "officer-officer",
-          password: str = "correct horse battery") -> str:
-    r = client.post("/login", data={"name": name, "password": password},
-                    follow_redirects=False)
-    assert r.status_code == 303, r.text
-    page = client.get("/").text
-    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
 
 
 def test_dashboard_login_csrf_and_compose(app_rt: Any) -> None:
