@@ -20,6 +20,7 @@ from dispatcher.runtime import Runtime
 from dispatcher.web import ack, api, dashboard, webhooks
 from dispatcher.web.auth import Caller, LoginThrottle, api_caller
 from dispatcher.web.dashboard import LoginRequired
+from dispatcher.web.limits import BodyLimit
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
         return app.openapi()
 
     app.state.login_throttle = LoginThrottle()
+    app.add_middleware(BodyLimit)
     app.include_router(webhooks.router)
     app.include_router(ack.router)
     app.include_router(api.router)
