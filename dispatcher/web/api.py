@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -27,6 +27,7 @@ from dispatcher.runtime import Runtime
 from dispatcher.status import alert_status
 from dispatcher.web.app_state import runtime_of, wake_worker
 from dispatcher.web.auth import Caller, api_caller
+from dispatcher.web.limits import MAX_ROW_ID, RowId
 
 router = APIRouter(prefix="/api")
 viewer = Depends(api_caller(Role.VIEWER))
@@ -34,23 +35,38 @@ officer = Depends(api_caller(Role.OFFICER))
 admin = Depends(api_caller(Role.ADMIN))
 
 
+#: Longest alert body (an email can be longer than an SMS; nobody writes a book).
+MAX_BODY_CHARS = 10_000
+#: Longest name of a zone, template, policy or channel, and of a title.
+MAX_NAME_CHARS = 200
+#: Most zones or channels named in one request.
+MAX_LIST_ITEMS = 500
+
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]
+
+
 class AlertIn(BaseModel):
-    zones: list[str] = []
-    body: str = ""
-    draft_id: int | None = Field(default=None,
+    zones: list[Name] = Field(default=[], max_length=MAX_LIST_ITEMS)
+    body: str = Field("", max_length=MAX_BODY_CHARS)
+    draft_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID,
                                  description="send this draft (from a CAP import)")
-    title: str | None = None
-    template: str | None = None
+    title: Name | None = None
+    template: Name | None = None
     exercise: bool = False
-    ack_window: str | None = Field(None, description="e.g. 15m, 90s")
-    policy: str = "default"
-    channels: list[str] = []
+    ack_window: str | None = Field(None, max_length=32, description="e.g. 15m, 90s")
+    policy: Name = "default"
+    channels: list[Name] = Field(default=[], max_length=MAX_LIST_ITEMS)
     force: bool = False
     dry_run: bool = False
 
 
 class UpdateIn(BaseModel):
-    body: str
+    body: str = Field(max_length=MAX_BODY_CHARS)
+
+
+def problem_text(exc: ValidationError) -> str:
+    """A validation error as one line an officer can act on: each field and what is wrong."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
 
 
 def alert_request(data: AlertIn, actor: str) -> AlertRequest:
@@ -91,14 +107,14 @@ def list_alerts(request: Request, _: Caller = viewer) -> list[dict[str, Any]]:
 
 
 @router.get("/alerts/{alert_id}")
-def get_alert(alert_id: int, request: Request, _: Caller = viewer) -> dict[str, Any]:
+def get_alert(alert_id: RowId, request: Request, _: Caller = viewer) -> dict[str, Any]:
     rt = runtime_of(request)
     with rt.db.session() as session:
         return alert_status(session, alert_id)
 
 
 @router.post("/alerts/{alert_id}/cancel")
-def post_cancel(alert_id: int, request: Request, caller: Caller = officer) -> dict[str, Any]:
+def post_cancel(alert_id: RowId, request: Request, caller: Caller = officer) -> dict[str, Any]:
     rt = runtime_of(request)
     with rt.db.session() as session:
         count = cancel_alert(session, rt.settings, alert_id, actor=f"officer:{caller.name}")
@@ -107,7 +123,7 @@ def post_cancel(alert_id: int, request: Request, caller: Caller = officer) -> di
 
 
 @router.post("/alerts/{alert_id}/update")
-def post_update(alert_id: int, data: UpdateIn, request: Request,
+def post_update(alert_id: RowId, data: UpdateIn, request: Request,
                 caller: Caller = officer) -> dict[str, Any]:
     rt = runtime_of(request)
     with rt.db.session() as session:
@@ -119,7 +135,7 @@ def post_update(alert_id: int, data: UpdateIn, request: Request,
 
 
 @router.post("/replies/{response_id}/attach")
-def post_attach(response_id: int, request: Request, caller: Caller = officer) -> dict[str, Any]:
+def post_attach(response_id: RowId, request: Request, caller: Caller = officer) -> dict[str, Any]:
     """Attach an ambiguous acknowledgement to the alert it was shown on."""
     rt = runtime_of(request)
     with rt.db.session() as session:
@@ -156,7 +172,7 @@ def get_zones(request: Request, _: Caller = viewer) -> list[str]:
 
 
 @router.get("/reports/{alert_id}", response_model=None)
-def get_report(alert_id: int, request: Request, format: str = "json",
+def get_report(alert_id: RowId, request: Request, format: str = "json",
                _: Caller = viewer) -> Any:
     from dispatcher.reports.csv_export import render_csv
     from dispatcher.reports.figures import build_report
@@ -206,7 +222,7 @@ def mark_handled(rt: Runtime, response_id: int, caller: Caller) -> None:
 
 
 @router.post("/inbox/{response_id}/handled")
-def post_handled(response_id: int, request: Request, caller: Caller = officer) -> dict[str, Any]:
+def post_handled(response_id: RowId, request: Request, caller: Caller = officer) -> dict[str, Any]:
     mark_handled(runtime_of(request), response_id, caller)
     return {"id": response_id, "handled": True}
 

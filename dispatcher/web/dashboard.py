@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -28,7 +29,14 @@ from dispatcher.replies.attach import attach_reply
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
 from dispatcher.status import alert_status
-from dispatcher.web.api import AlertIn, api_send_alert, audit_rows, inbox_rows, mark_handled
+from dispatcher.web.api import (
+    AlertIn,
+    api_send_alert,
+    audit_rows,
+    inbox_rows,
+    mark_handled,
+    problem_text,
+)
 from dispatcher.web.app_state import runtime_of, wake_worker
 from dispatcher.web.auth import (
     SESSION_COOKIE,
@@ -41,6 +49,7 @@ from dispatcher.web.auth import (
     check_password,
     session_cookie,
 )
+from dispatcher.web.limits import RowId
 
 router = APIRouter(include_in_schema=False)
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -155,13 +164,13 @@ async def compose(request: Request) -> Response:
     form = await form_of(request)
     check_csrf(caller, form.get("csrf"))
     rt = runtime_of(request)
-    data = AlertIn(zones=form.get("zones") or [], body=str(form.get("body") or ""),
-                   template=str(form.get("template") or "security"),
-                   exercise=bool(form.get("exercise")),
-                   ack_window=str(form.get("ack_window") or "") or None,
-                   dry_run=form.get("action") != "send")
-    kept = {"zones": data.zones, "template": data.template, "body": data.body,
-            "exercise": data.exercise, "ack_window": data.ack_window}
+    kept = {"zones": form.get("zones") or [], "template": str(form.get("template") or "security"),
+            "body": str(form.get("body") or ""), "exercise": bool(form.get("exercise")),
+            "ack_window": str(form.get("ack_window") or "") or None}
+    try:
+        data = AlertIn(**kept, dry_run=form.get("action") != "send")
+    except ValidationError as exc:
+        return _index(rt, caller, form=kept, error=problem_text(exc))
     try:
         result = await run_in_threadpool(api_send_alert, rt, data, caller)
     except AlnError as exc:
@@ -183,14 +192,14 @@ def _script_json(data: Any) -> str:
 
 
 @router.get("/alerts/{alert_id}")
-def board(alert_id: int, request: Request) -> HTMLResponse:
+def board(alert_id: RowId, request: Request) -> HTMLResponse:
     caller = officer_or_login(request)
     status = _status(runtime_of(request), alert_id)
     return page("board.html", caller, status=status, status_json=_script_json(status))
 
 
 @router.get("/alerts/{alert_id}/events")
-async def board_events(alert_id: int, request: Request) -> StreamingResponse:
+async def board_events(alert_id: RowId, request: Request) -> StreamingResponse:
     """Server-sent events: the alert's status whenever it changes."""
     officer_or_login(request)
     rt = runtime_of(request)
@@ -212,7 +221,7 @@ async def board_events(alert_id: int, request: Request) -> StreamingResponse:
 
 
 @router.post("/alerts/{alert_id}/cancel")
-async def cancel(alert_id: int, request: Request) -> RedirectResponse:
+async def cancel(alert_id: RowId, request: Request) -> RedirectResponse:
     caller = officer_or_login(request, Role.OFFICER)
     check_csrf(caller, (await form_of(request)).get("csrf"))
     rt = runtime_of(request)
@@ -227,7 +236,7 @@ async def cancel(alert_id: int, request: Request) -> RedirectResponse:
 
 
 @router.post("/alerts/{alert_id}/replies/{response_id}/attach")
-async def attach(alert_id: int, response_id: int, request: Request) -> RedirectResponse:
+async def attach(alert_id: RowId, response_id: RowId, request: Request) -> RedirectResponse:
     """An officer attaches an ambiguous YES shown on this alert to it (audited)."""
     caller = officer_or_login(request, Role.OFFICER)
     check_csrf(caller, (await form_of(request)).get("csrf"))
@@ -252,7 +261,7 @@ def inbox(request: Request) -> HTMLResponse:
 
 
 @router.post("/inbox/{response_id}/handled")
-async def handled(response_id: int, request: Request) -> RedirectResponse:
+async def handled(response_id: RowId, request: Request) -> RedirectResponse:
     caller = officer_or_login(request, Role.OFFICER)
     check_csrf(caller, (await form_of(request)).get("csrf"))
     await run_in_threadpool(mark_handled, runtime_of(request), response_id, caller)
