@@ -8,6 +8,7 @@ POST carries the session's CSRF token.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -53,18 +54,44 @@ class Caller:
 # --- passwords and tokens ----------------------------------------------------------------
 
 
+def _derive(password: str, salt: bytes) -> bytes:
+    """The one place a password is hashed (scrypt: deliberately slow)."""
+    return hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+
+
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
-    return f"scrypt${salt.hex()}${digest.hex()}"
+    return f"scrypt${salt.hex()}${_derive(password, salt).hex()}"
 
 
 def check_password(password: str, stored: str | None) -> bool:
     if not stored or not stored.startswith("scrypt$"):
         return False
     _, salt, digest = stored.split("$")
-    got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), **_SCRYPT)
-    return hmac.compare_digest(got.hex(), digest)
+    return hmac.compare_digest(_derive(password, bytes.fromhex(salt)).hex(), digest)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def login_officer(session: Session, name: str, secret: str) -> Officer | None:
+    """The officer `name` if `secret` is their password or one of their API tokens.
+
+    Exactly one password hash is computed whatever the name: an unknown name, or an
+    officer without a password, is checked against a dummy hash, so the time a login
+    takes does not tell which officer names exist.
+    """
+    officer = session.scalar(select(Officer).where(Officer.name == name))
+    stored = officer.password_hash if officer is not None else None
+    password_ok = check_password(secret, stored or _dummy_hash()) and stored is not None
+    if officer is None or officer.disabled:
+        return None
+    if password_ok:
+        return officer
+    by_token = caller_from_token(session, secret) if secret else None
+    return officer if by_token is not None and by_token.officer_id == officer.id else None
 
 
 def add_officer(session: Session, name: str, role: str, actor: str = "cli") -> str:

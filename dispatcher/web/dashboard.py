@@ -24,7 +24,7 @@ from dispatcher import audit
 from dispatcher.dispatch.versions import cancel_alert
 from dispatcher.domain import Role
 from dispatcher.errors import AlnError
-from dispatcher.models import Alert, Officer, Zone
+from dispatcher.models import Alert, Zone
 from dispatcher.replies.attach import attach_reply
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
@@ -44,9 +44,8 @@ from dispatcher.web.auth import (
     Caller,
     LoginThrottle,
     authenticate,
-    caller_from_token,
     check_csrf,
-    check_password,
+    login_officer,
     session_cookie,
 )
 from dispatcher.web.limits import RowId
@@ -106,14 +105,10 @@ async def login(request: Request) -> Response:
 
     def check() -> int | None:
         with rt.db.session() as session:
-            officer = session.scalar(select(Officer).where(Officer.name == name))
-            by_token = caller_from_token(session, secret) if secret else None
-            ok = officer is not None and not officer.disabled and (
-                check_password(secret, officer.password_hash)
-                or (by_token is not None and by_token.officer_id == officer.id))
-            audit.record(session, name or "?", "officer.login" if ok else "officer.login_failed",
-                         client=client)
-            return officer.id if ok and officer else None
+            officer = login_officer(session, name, secret)
+            audit.record(session, name or "?",
+                         "officer.login" if officer else "officer.login_failed", client=client)
+            return officer.id if officer else None
 
     officer_id = await run_in_threadpool(check)
     if officer_id is None:
