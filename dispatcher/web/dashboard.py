@@ -106,8 +106,11 @@ async def login(request: Request) -> Response:
     def check() -> int | None:
         with rt.db.session() as session:
             officer = login_officer(session, name, secret)
-            audit.record(session, name or "?",
-                         "officer.login" if officer else "officer.login_failed", client=client)
+            if officer is not None:
+                audit.record(session, f"officer:{officer.name}", "officer.login", client=client)
+            else:  # the name is a claim, not an identity: a detail of an anonymous event
+                audit.record(session, audit.ANONYMOUS, "officer.login_failed",
+                             name=audit.clipped(name), client=client)
             return officer.id if officer else None
 
     officer_id = await run_in_threadpool(check)

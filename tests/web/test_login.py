@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from dispatcher.models import AuditEvent
 from dispatcher.web import auth
 
 
@@ -32,3 +34,16 @@ def test_login_hashes_once_whether_or_not_the_name_exists(app_rt: Any,
         r = client.post("/login", data={"name": name, "password": "wrong password"})
         assert r.status_code == 401
         assert hashes == ["wrong password"], name  # unknown, wrong password, no password
+
+
+def test_a_failed_login_is_an_anonymous_event_with_the_name_clipped(app_rt: Any) -> None:
+    rt, client, _ = app_rt
+    for claimed in ("officer:Jane Doe", "x" * 500_000):
+        assert client.post("/login", data={"name": claimed, "password": "p"}).status_code == 401
+    with rt.db.session() as s:
+        events = s.scalars(select(AuditEvent).where(
+            AuditEvent.action == "officer.login_failed").order_by(AuditEvent.id)).all()
+        assert [e.actor for e in events] == ["anonymous", "anonymous"]
+        assert events[0].details["name"] == "officer:Jane Doe"
+        assert len(events[1].details["name"]) <= 65
+        assert not s.scalar(select(AuditEvent).where(AuditEvent.actor.like("%Jane%")))
