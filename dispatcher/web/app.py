@@ -18,9 +18,10 @@ from dispatcher.errors import AlnError
 from dispatcher.replies.intake import Intake
 from dispatcher.runtime import Runtime
 from dispatcher.web import ack, api, dashboard, webhooks
-from dispatcher.web.auth import Caller, LoginThrottle, api_caller
+from dispatcher.web.auth import Caller, api_caller
 from dispatcher.web.dashboard import LoginRequired
 from dispatcher.web.limits import BodyLimit
+from dispatcher.web.throttle import LoginThrottle, parse_trusted_proxies
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
         return app.openapi()
 
     app.state.login_throttle = LoginThrottle()
+    app.state.trusted_proxies = parse_trusted_proxies(rt.settings.trusted_proxies)
     app.add_middleware(BodyLimit)
     app.include_router(webhooks.router)
     app.include_router(ack.router)

@@ -1,9 +1,9 @@
-"""Officers: roles, API tokens (stored hashed), dashboard sessions, CSRF, login throttling.
+"""Officers: roles, API tokens (stored hashed), dashboard sessions, CSRF.
 
 Roles are ordered: a viewer reads, an officer also composes, sends and cancels, an
 admin also manages the roster and officers. The API takes `Authorization: Bearer`;
 the dashboard a signed, HttpOnly, SameSite=Strict session cookie, and every form
-POST carries the session's CSRF token.
+POST carries the session's CSRF token. Login throttling is in `throttle`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ import functools
 import hashlib
 import hmac
 import secrets
-import threading
-import time
-from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,8 +32,6 @@ ROLE_RANK = {Role.VIEWER: 0, Role.OFFICER: 1, Role.ADMIN: 2}
 SESSION_COOKIE = "aln_session"
 #: A dashboard session lasts a long shift, no more.
 SESSION_MAX_AGE_SECONDS = 12 * 3600
-#: Failed logins allowed per name and per client address within the window.
-LOGIN_ATTEMPTS, LOGIN_WINDOW_SECONDS = 5, 60.0
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
@@ -130,34 +125,6 @@ def caller_from_token(session: Session, token: str) -> Caller | None:
         return None
     row.last_used_at = db_now(session)
     return Caller(row.officer.id, row.officer.name, Role(row.officer.role))
-
-
-# --- login throttling ----------------------------------------------------------------------
-
-
-class LoginThrottle:
-    """In-memory sliding window of failed logins per name and per client address."""
-
-    def __init__(self, attempts: int = LOGIN_ATTEMPTS, window: float = LOGIN_WINDOW_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.attempts, self.window, self.clock = attempts, window, clock
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str) -> deque[float]:
-        q = self._failures[key]
-        while q and self.clock() - q[0] > self.window:
-            q.popleft()
-        return q
-
-    def blocked(self, *keys: str) -> bool:
-        with self._lock:
-            return any(len(self._recent(k)) >= self.attempts for k in keys)
-
-    def failed(self, *keys: str) -> None:
-        with self._lock:
-            for k in keys:
-                self._recent(k).append(self.clock())
 
 
 # --- sessions and request authentication -----------------------------------------------------

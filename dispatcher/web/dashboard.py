@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,13 @@ from dispatcher.web.auth import (
     SESSION_COOKIE,
     SESSION_MAX_AGE_SECONDS,
     Caller,
-    LoginThrottle,
     authenticate,
     check_csrf,
     login_officer,
     session_cookie,
 )
 from dispatcher.web.limits import RowId
+from dispatcher.web.throttle import LoginThrottle, client_address
 
 router = APIRouter(include_in_schema=False)
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -63,9 +64,9 @@ class LoginRequired(Exception):
 
 
 def page(name: str, caller: Caller | None, http_status: int = 200,
-         **values: Any) -> HTMLResponse:
+         headers: dict[str, str] | None = None, **values: Any) -> HTMLResponse:
     return HTMLResponse(_env.get_template(name).render(caller=caller, **values),
-                        status_code=http_status)
+                        status_code=http_status, headers=headers)
 
 
 def officer_or_login(request: Request, role: Role = Role.VIEWER) -> Caller:
@@ -98,10 +99,12 @@ async def login(request: Request) -> Response:
     form = await form_of(request)
     name, secret = str(form.get("name") or ""), str(form.get("password") or "")
     throttle: LoginThrottle = request.app.state.login_throttle
-    client = request.client.host if request.client else "?"
-    keys = (f"name:{name.lower()}", f"ip:{client}")
-    if throttle.blocked(*keys):
-        return page("login.html", None, http_status=429, error="Too many attempts; wait a minute.")
+    client = client_address(request, request.app.state.trusted_proxies)
+    wait = throttle.reserve(client, name)
+    if wait:
+        return page("login.html", None, http_status=429,
+                    error=f"Too many attempts; try again in {math.ceil(wait)} s.",
+                    headers={"Retry-After": str(math.ceil(wait))})
 
     def check() -> int | None:
         with rt.db.session() as session:
@@ -113,9 +116,12 @@ async def login(request: Request) -> Response:
                              name=audit.clipped(name), client=client)
             return officer.id if officer else None
 
-    officer_id = await run_in_threadpool(check)
+    officer_id = None
+    try:
+        officer_id = await run_in_threadpool(check)
+    finally:
+        throttle.settle(client, name, succeeded=officer_id is not None)
     if officer_id is None:
-        throttle.failed(*keys)
         return page("login.html", None, http_status=401, error="Wrong name or password.")
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(SESSION_COOKIE, session_cookie(rt, officer_id), httponly=True,
@@ -166,7 +172,7 @@ async def compose(request: Request) -> Response:
             "body": str(form.get("body") or ""), "exercise": bool(form.get("exercise")),
             "ack_window": str(form.get("ack_window") or "") or None}
     try:
-        data = AlertIn(**kept, dry_run=form.get("action") != "send")
+        data = AlertIn.model_validate({**kept, "dry_run": form.get("action") != "send"})
     except ValidationError as exc:
         return _index(rt, caller, form=kept, error=problem_text(exc))
     try:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from dispatcher.models import AuditEvent
 from dispatcher.web import auth
+from dispatcher.web.server import ServerThread
+from dispatcher.web.throttle import LOGIN_ATTEMPTS, LoginThrottle, parse_trusted_proxies
+from tests.web.conftest import PASSWORD
 
 
 @pytest.fixture
@@ -47,3 +54,67 @@ def test_a_failed_login_is_an_anonymous_event_with_the_name_clipped(app_rt: Any)
         assert events[0].details["name"] == "officer:Jane Doe"
         assert len(events[1].details["name"]) <= 65
         assert not s.scalar(select(AuditEvent).where(AuditEvent.actor.like("%Jane%")))
+
+
+def _client_at(client: TestClient, address: str) -> TestClient:
+    return TestClient(client.app, client=(address, 40000))
+
+
+def test_failures_from_elsewhere_do_not_lock_the_officer_out(app_rt: Any) -> None:
+    _, client, _ = app_rt
+    attacker = _client_at(client, "203.0.113.66")
+    for i in range(LOGIN_ATTEMPTS + 3):
+        r = attacker.post("/login", data={"name": "officer-officer", "password": "guess"},
+                          headers={"X-Forwarded-For": f"198.51.100.{i}"})
+        # X-Forwarded-For from a peer that is not a trusted proxy changes nothing.
+        assert r.status_code == (401 if i < LOGIN_ATTEMPTS else 429), i
+    assert "Retry-After" in r.headers
+    officer = _client_at(client, "192.0.2.7")
+    r = officer.post("/login", data={"name": "officer-officer", "password": PASSWORD},
+                     follow_redirects=False)
+    assert r.status_code == 303
+
+
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy(app_rt: Any) -> None:
+    rt, client, _ = app_rt
+    proxy = _client_at(client, "10.0.0.2")
+    proxy.post("/login", data={"name": "x", "password": "p"},
+               headers={"X-Forwarded-For": "198.51.100.9"})
+    client.app.state.trusted_proxies = parse_trusted_proxies("10.0.0.0/24")
+    proxy.post("/login", data={"name": "x", "password": "p"},
+               headers={"X-Forwarded-For": "6.6.6.6, 198.51.100.9, 10.0.0.3"})
+    with rt.db.session() as s:
+        clients = [e.details["client"] for e in s.scalars(
+            select(AuditEvent).where(AuditEvent.action == "officer.login_failed")
+            .order_by(AuditEvent.id))]
+    assert clients == ["10.0.0.2", "198.51.100.9"]
+
+
+def test_thirty_guesses_at_once_get_five_password_checks(app_rt: Any,
+                                                         hashes: list[str]) -> None:
+    _, client, _ = app_rt
+    auth._dummy_hash()
+    with ServerThread(client.app) as server, ThreadPoolExecutor(30) as pool:
+        def guess(i: int) -> int:
+            return httpx.post(f"{server.url}/login", timeout=60,
+                              data={"name": "officer-officer", "password": f"guess {i}"}
+                              ).status_code
+
+        codes = Counter(pool.map(guess, range(30)))
+    assert codes == {401: LOGIN_ATTEMPTS, 429: 30 - LOGIN_ATTEMPTS}
+    assert len(hashes) == LOGIN_ATTEMPTS
+
+
+def test_the_wait_doubles_with_each_failure_past_the_limit() -> None:
+    now = [1000.0]
+    throttle = LoginThrottle(attempts=2, lockout=60, max_lockout=600, clock=lambda: now[0])
+    waits = []
+    for _ in range(7):
+        wait = throttle.reserve("192.0.2.1", "jane")
+        if wait:
+            waits.append(wait)
+            now[0] += wait
+            assert throttle.reserve("192.0.2.1", "jane") == 0
+        throttle.settle("192.0.2.1", "jane", succeeded=False)
+    assert waits == [60, 120, 240, 480, 600]
+    assert throttle.reserve("192.0.2.2", "jane") == 0  # another source is not held up
