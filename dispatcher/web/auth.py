@@ -14,6 +14,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -30,6 +31,10 @@ from dispatcher.runtime import Runtime
 
 ROLE_RANK = {Role.VIEWER: 0, Role.OFFICER: 1, Role.ADMIN: 2}
 SESSION_COOKIE = "aln_session"
+#: The login form's own CSRF token (double submit: this cookie and a hidden field).
+LOGIN_CSRF_COOKIE = "aln_login_csrf"
+#: Methods that change nothing: the only ones the API serves to a session cookie.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: A dashboard session lasts a long shift, no more.
 SESSION_MAX_AGE_SECONDS = 12 * 3600
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -163,13 +168,22 @@ def authenticate(request: Request) -> Caller | None:
 
 
 def api_caller(role: Role) -> Callable[[Request], Caller]:
-    """FastAPI dependency: 401 for anonymous callers, 403 below `role`."""
+    """FastAPI dependency: 401 for anonymous callers, 403 below `role`.
+
+    The API changes things for bearer tokens only. A browser sends the dashboard's
+    session cookie with any request a page on the same site makes, and the API has no
+    form token to tell the officer's own requests apart: with a cookie, it only reads
+    (the dashboard links to the report and the audit CSV).
+    """
 
     def dependency(request: Request) -> Caller:
         caller = authenticate(request)
         if caller is None:
             raise HTTPException(401, "authentication required",
                                 headers={"WWW-Authenticate": "Bearer"})
+        if caller.csrf and request.method not in SAFE_METHODS:
+            raise HTTPException(403, "the API changes things only for a bearer token "
+                                     "(Authorization: Bearer ...), not a dashboard session")
         if not caller.at_least(role):
             raise HTTPException(403, f"this needs the {role.value} role")
         return caller
@@ -183,3 +197,30 @@ def check_csrf(caller: Caller, submitted: str | None) -> None:
         return  # a bearer-token client: no cookie, so no cross-site request to forge
     if not submitted or not hmac.compare_digest(submitted, caller.csrf):
         raise HTTPException(403, "missing or wrong CSRF token; reload the page")
+
+
+def new_login_csrf() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def same_origin(request: Request, public_url: str) -> bool:
+    """False when a browser says the request comes from another site's page: its Origin
+    is neither ours by `ALN_PUBLIC_URL` nor the host it addressed. No Origin (a
+    script, a test client) is not a browser's cross-site form."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    public = urlsplit(public_url)
+    return origin in (own, f"{public.scheme}://{public.netloc}")
+
+
+def check_login_csrf(request: Request, submitted: str | None, public_url: str) -> None:
+    """Login CSRF: the login form carries the token of its own cookie, from our origin;
+    else a page elsewhere could log the officer's browser into an attacker's account."""
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE) or ""
+    if not cookie or not submitted or not hmac.compare_digest(submitted, cookie):
+        raise HTTPException(403, "missing or wrong login form token; reload the login page")
+    if not same_origin(request, public_url):
+        raise HTTPException(403, "a login from another site's page is refused")
+

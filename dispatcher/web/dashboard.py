@@ -40,12 +40,15 @@ from dispatcher.web.api import (
 )
 from dispatcher.web.app_state import runtime_of, wake_worker
 from dispatcher.web.auth import (
+    LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     SESSION_MAX_AGE_SECONDS,
     Caller,
     authenticate,
     check_csrf,
+    check_login_csrf,
     login_officer,
+    new_login_csrf,
     session_cookie,
 )
 from dispatcher.web.limits import RowId
@@ -88,9 +91,21 @@ async def form_of(request: Request) -> dict[str, Any]:
 # --- login -----------------------------------------------------------------------------------
 
 
+def _login_page(request: Request, http_status: int = 200, error: str | None = None,
+                headers: dict[str, str] | None = None) -> HTMLResponse:
+    """The login form, with the token of its cookie (a new one unless it has one)."""
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_login_csrf()
+    response = page("login.html", None, http_status=http_status, headers=headers,
+                    error=error, login_csrf=token)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
+                        path="/login", secure=runtime_of(request).settings.public_url
+                        .startswith("https"))
+    return response
+
+
 @router.get("/login")
 def login_page(request: Request) -> HTMLResponse:
-    return page("login.html", None)
+    return _login_page(request)
 
 
 @router.post("/login", response_model=None)
@@ -98,13 +113,14 @@ async def login(request: Request) -> Response:
     rt = runtime_of(request)
     form = await form_of(request)
     name, secret = str(form.get("name") or ""), str(form.get("password") or "")
+    check_login_csrf(request, form.get("csrf"), rt.settings.public_url)
     throttle: LoginThrottle = request.app.state.login_throttle
     client = client_address(request, request.app.state.trusted_proxies)
     wait = throttle.reserve(client, name)
     if wait:
-        return page("login.html", None, http_status=429,
-                    error=f"Too many attempts; try again in {math.ceil(wait)} s.",
-                    headers={"Retry-After": str(math.ceil(wait))})
+        return _login_page(request, http_status=429,
+                           error=f"Too many attempts; try again in {math.ceil(wait)} s.",
+                           headers={"Retry-After": str(math.ceil(wait))})
 
     def check() -> int | None:
         with rt.db.session() as session:
@@ -122,7 +138,7 @@ async def login(request: Request) -> Response:
     finally:
         throttle.settle(client, name, succeeded=officer_id is not None)
     if officer_id is None:
-        return page("login.html", None, http_status=401, error="Wrong name or password.")
+        return _login_page(request, http_status=401, error="Wrong name or password.")
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(SESSION_COOKIE, session_cookie(rt, officer_id), httponly=True,
                         samesite="strict", max_age=SESSION_MAX_AGE_SECONDS,

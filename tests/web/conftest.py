@@ -35,9 +35,16 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def login_form(client: TestClient, name: str, password: str) -> dict[str, str]:
+    """The login form as the login page gives it (with its CSRF token), filled in."""
+    page = client.get("/login").text
+    token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    return {"name": name, "password": password, "csrf": token}
+
+
 def login(client: TestClient, name: str = "officer-officer",
           password: str = PASSWORD) -> str:
-    r = client.post("/login", data={"name": name, "password": password},
+    r = client.post("/login", data=login_form(client, name, password),
                     follow_redirects=False)
     assert r.status_code == 303, r.text
     page = client.get("/").text

@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from dispatcher.models import AuditEvent
+from dispatcher.models import Alert, AuditEvent, Response
 from dispatcher.web import auth
 from dispatcher.web.server import ServerThread
 from dispatcher.web.throttle import LOGIN_ATTEMPTS, LoginThrottle, parse_trusted_proxies
-from tests.web.conftest import PASSWORD
+from tests.web.conftest import PASSWORD, bearer, login, login_form
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_login_hashes_once_whether_or_not_the_name_exists(app_rt: Any,
     auth._dummy_hash()  # made once per process, outside the logins compared
     for name in ("nobody-by-this-name", "officer-officer", "viewer-officer"):
         hashes.clear()
-        r = client.post("/login", data={"name": name, "password": "wrong password"})
+        r = client.post("/login", data=login_form(client, name, "wrong password"))
         assert r.status_code == 401
         assert hashes == ["wrong password"], name  # unknown, wrong password, no password
 
@@ -46,7 +46,7 @@ def test_login_hashes_once_whether_or_not_the_name_exists(app_rt: Any,
 def test_a_failed_login_is_an_anonymous_event_with_the_name_clipped(app_rt: Any) -> None:
     rt, client, _ = app_rt
     for claimed in ("officer:Jane Doe", "x" * 500_000):
-        assert client.post("/login", data={"name": claimed, "password": "p"}).status_code == 401
+        assert client.post("/login", data=login_form(client, claimed, "p")).status_code == 401
     with rt.db.session() as s:
         events = s.scalars(select(AuditEvent).where(
             AuditEvent.action == "officer.login_failed").order_by(AuditEvent.id)).all()
@@ -64,13 +64,13 @@ def test_failures_from_elsewhere_do_not_lock_the_officer_out(app_rt: Any) -> Non
     _, client, _ = app_rt
     attacker = _client_at(client, "203.0.113.66")
     for i in range(LOGIN_ATTEMPTS + 3):
-        r = attacker.post("/login", data={"name": "officer-officer", "password": "guess"},
+        r = attacker.post("/login", data=login_form(attacker, "officer-officer", "guess"),
                           headers={"X-Forwarded-For": f"198.51.100.{i}"})
         # X-Forwarded-For from a peer that is not a trusted proxy changes nothing.
         assert r.status_code == (401 if i < LOGIN_ATTEMPTS else 429), i
     assert "Retry-After" in r.headers
     officer = _client_at(client, "192.0.2.7")
-    r = officer.post("/login", data={"name": "officer-officer", "password": PASSWORD},
+    r = officer.post("/login", data=login_form(officer, "officer-officer", PASSWORD),
                      follow_redirects=False)
     assert r.status_code == 303
 
@@ -78,10 +78,10 @@ def test_failures_from_elsewhere_do_not_lock_the_officer_out(app_rt: Any) -> Non
 def test_forwarded_for_is_believed_only_from_a_trusted_proxy(app_rt: Any) -> None:
     rt, client, _ = app_rt
     proxy = _client_at(client, "10.0.0.2")
-    proxy.post("/login", data={"name": "x", "password": "p"},
+    proxy.post("/login", data=login_form(proxy, "x", "p"),
                headers={"X-Forwarded-For": "198.51.100.9"})
     client.app.state.trusted_proxies = parse_trusted_proxies("10.0.0.0/24")
-    proxy.post("/login", data={"name": "x", "password": "p"},
+    proxy.post("/login", data=login_form(proxy, "x", "p"),
                headers={"X-Forwarded-For": "6.6.6.6, 198.51.100.9, 10.0.0.3"})
     with rt.db.session() as s:
         clients = [e.details["client"] for e in s.scalars(
@@ -94,11 +94,12 @@ def test_thirty_guesses_at_once_get_five_password_checks(app_rt: Any,
                                                          hashes: list[str]) -> None:
     _, client, _ = app_rt
     auth._dummy_hash()
-    with ServerThread(client.app) as server, ThreadPoolExecutor(30) as pool:
+    with ServerThread(client.app) as server, ThreadPoolExecutor(30) as pool, \
+            httpx.Client(base_url=server.url, timeout=60) as browser:
+        form = login_form(browser, "officer-officer", "")  # type: ignore[arg-type]
+
         def guess(i: int) -> int:
-            return httpx.post(f"{server.url}/login", timeout=60,
-                              data={"name": "officer-officer", "password": f"guess {i}"}
-                              ).status_code
+            return browser.post("/login", data={**form, "password": f"guess {i}"}).status_code
 
         codes = Counter(pool.map(guess, range(30)))
     assert codes == {401: LOGIN_ATTEMPTS, 429: 30 - LOGIN_ATTEMPTS}
@@ -118,3 +119,36 @@ def test_the_wait_doubles_with_each_failure_past_the_limit() -> None:
         throttle.settle("192.0.2.1", "jane", succeeded=False)
     assert waits == [60, 120, 240, 480, 600]
     assert throttle.reserve("192.0.2.2", "jane") == 0  # another source is not held up
+
+
+def test_login_needs_its_form_token_and_our_origin(app_rt: Any) -> None:
+    rt, client, _ = app_rt
+    assert client.post("/login", data={"name": "officer-officer", "password": PASSWORD}
+                       ).status_code == 403  # a form posted from a page elsewhere
+    form = login_form(client, "officer-officer", PASSWORD)
+    assert client.post("/login", data={**form, "csrf": "forged"}).status_code == 403
+    r = client.post("/login", data=form, headers={"Origin": "https://evil.example"},
+                    follow_redirects=False)
+    assert r.status_code == 403 and "aln_session" not in r.cookies
+    r = client.post("/login", data=form, headers={"Origin": "http://testserver"},
+                    follow_redirects=False)
+    assert r.status_code == 303
+
+
+def test_the_api_changes_nothing_for_a_session_cookie(app_rt: Any) -> None:
+    rt, client, tokens = app_rt
+    alert_id = client.post("/api/alerts", json={"zones": ["Oaxaca"], "body": "x"},
+                           headers=bearer(tokens["officer"])).json()["id"]
+    with rt.db.session() as s:
+        s.add(Response(kind="help", text="HELP", urgent=True))
+    login(client)  # the browser now holds the dashboard's session cookie
+    assert client.get("/api/alerts").status_code == 200  # reading (report, CSV links)
+    for path in (f"/api/alerts/{alert_id}/cancel", "/api/inbox/1/handled"):
+        r = client.post(path)
+        assert r.status_code == 403 and "bearer" in r.json()["detail"], path
+    r = client.post("/api/alerts", json={"zones": ["Oaxaca"], "body": "x"})
+    assert r.status_code == 403
+    with rt.db.session() as s:
+        assert s.get(Alert, alert_id).state != "cancelled"  # type: ignore[union-attr]
+        assert s.scalars(select(Response)).one().handled_at is None
+        assert s.scalar(select(func.count()).select_from(Alert)) == 1

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from dispatcher.models import Alert, AuditEvent, Response
 from tests.conftest import CONFIG_DIR
-from tests.web.conftest import bearer, login
+from tests.web.conftest import bearer, login, login_form
 
 #: Routes anybody may call: providers sign theirs, volunteers hold a signed token.
 PUBLIC = re.compile(r"^/(webhooks/|healthz$|login$|ack/)")
@@ -132,10 +132,10 @@ def test_dashboard_login_csrf_and_compose(app_rt: Any) -> None:
 def test_login_attempts_are_rate_limited(app_rt: Any) -> None:
     _, client, _ = app_rt
     for _ in range(5):
-        r = client.post("/login", data={"name": "officer-officer", "password": "wrong"})
+        r = client.post("/login", data=login_form(client, "officer-officer", "wrong"))
         assert r.status_code == 401
-    r = client.post("/login", data={"name": "officer-officer",
-                                    "password": "correct horse battery"})
+    r = client.post("/login", data=login_form(client, "officer-officer",
+                                              "correct horse battery"))
     assert r.status_code == 429
 
 
