@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dispatcher import audit
@@ -139,19 +139,41 @@ def _serializer(rt: Runtime) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(rt.vault.token_key, salt="aln-dashboard-session")
 
 
-def session_cookie(rt: Runtime, officer_id: int) -> str:
-    return _serializer(rt).dumps({"o": officer_id, "c": secrets.token_urlsafe(16)})
+def _password_mark(rt: Runtime, password_hash: str | None) -> str:
+    """A keyed fingerprint of the officer's password hash: a new password (`aln officer
+    passwd`) makes a new one, so sessions begun under the old password end."""
+    return hmac.new(rt.vault.token_key, (password_hash or "").encode(),
+                    hashlib.sha256).hexdigest()[:16]
+
+
+def session_cookie(rt: Runtime, officer: Officer) -> str:
+    return _serializer(rt).dumps({"o": officer.id, "c": secrets.token_urlsafe(16),
+                                  "e": officer.session_epoch,
+                                  "p": _password_mark(rt, officer.password_hash)})
 
 
 def caller_from_cookie(rt: Runtime, session: Session, cookie: str) -> Caller | None:
+    """The session's officer, unless the session was ended server-side: by logging out
+    (the epoch moved on), a new password, or the officer being revoked."""
     try:
         data = _serializer(rt).loads(cookie, max_age=SESSION_MAX_AGE_SECONDS)
     except BadSignature:
         return None
-    officer = session.get(Officer, data.get("o")) if isinstance(data, dict) else None
-    if officer is None or officer.disabled:
+    if not isinstance(data, dict) or not isinstance(data.get("o"), int):
+        return None
+    officer = session.get(Officer, data["o"])
+    if officer is None or officer.disabled or data.get("e") != officer.session_epoch:
+        return None
+    if not hmac.compare_digest(str(data.get("p", "")),
+                               _password_mark(rt, officer.password_hash)):
         return None
     return Caller(officer.id, officer.name, Role(officer.role), csrf=str(data.get("c", "")))
+
+
+def end_sessions(session: Session, officer_id: int) -> None:
+    """End every dashboard session of the officer (logout)."""
+    session.execute(update(Officer).where(Officer.id == officer_id)
+                    .values(session_epoch=Officer.session_epoch + 1))
 
 
 def authenticate(request: Request) -> Caller | None:

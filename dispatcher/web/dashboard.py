@@ -47,6 +47,7 @@ from dispatcher.web.auth import (
     authenticate,
     check_csrf,
     check_login_csrf,
+    end_sessions,
     login_officer,
     new_login_csrf,
     session_cookie,
@@ -122,7 +123,7 @@ async def login(request: Request) -> Response:
                            error=f"Too many attempts; try again in {math.ceil(wait)} s.",
                            headers={"Retry-After": str(math.ceil(wait))})
 
-    def check() -> int | None:
+    def check() -> str | None:
         with rt.db.session() as session:
             officer = login_officer(session, name, secret)
             if officer is not None:
@@ -130,17 +131,17 @@ async def login(request: Request) -> Response:
             else:  # the name is a claim, not an identity: a detail of an anonymous event
                 audit.record(session, audit.ANONYMOUS, "officer.login_failed",
                              name=audit.clipped(name), client=client)
-            return officer.id if officer else None
+            return session_cookie(rt, officer) if officer else None
 
-    officer_id = None
+    cookie = None
     try:
-        officer_id = await run_in_threadpool(check)
+        cookie = await run_in_threadpool(check)
     finally:
-        throttle.settle(client, name, succeeded=officer_id is not None)
-    if officer_id is None:
+        throttle.settle(client, name, succeeded=cookie is not None)
+    if cookie is None:
         return _login_page(request, http_status=401, error="Wrong name or password.")
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(SESSION_COOKIE, session_cookie(rt, officer_id), httponly=True,
+    response.set_cookie(SESSION_COOKIE, cookie, httponly=True,
                         samesite="strict", max_age=SESSION_MAX_AGE_SECONDS,
                         secure=rt.settings.public_url.startswith("https"))
     return response
@@ -150,6 +151,14 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> RedirectResponse:
     caller = officer_or_login(request)
     check_csrf(caller, (await form_of(request)).get("csrf"))
+    rt = runtime_of(request)
+
+    def end() -> None:
+        with rt.db.session() as session:
+            end_sessions(session, caller.officer_id)
+            audit.record(session, f"officer:{caller.name}", "officer.logout")
+
+    await run_in_threadpool(end)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
