@@ -27,6 +27,7 @@ from dispatcher.runtime import Runtime
 from dispatcher.status import alert_status
 from dispatcher.web.app_state import runtime_of, wake_worker
 from dispatcher.web.auth import Caller, api_caller
+from dispatcher.web.headers import REPORT_CONTENT_SECURITY_POLICY
 from dispatcher.web.limits import MAX_ROW_ID, RowId
 
 router = APIRouter(prefix="/api")
@@ -194,7 +195,8 @@ def get_report(alert_id: RowId, request: Request, format: str = "json",
     if format == "html":
         from dispatcher.reports.html import render_report_html
 
-        return HTMLResponse(render_report_html(report))
+        return HTMLResponse(render_report_html(report), headers={
+            "Content-Security-Policy": REPORT_CONTENT_SECURITY_POLICY})
     raise InvalidInput(f"format '{format}' is not json, csv or html")
 
 

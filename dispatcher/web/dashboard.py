@@ -1,6 +1,7 @@
 """The dashboard: server-rendered pages, a live zone board by server-sent events.
 
-No front-end build step: Jinja2 pages, one small inline script per board. Every
+No front-end build step: Jinja2 pages, and one small script file for the live board
+(`static/board.js`; the CSP allows no inline script, so its data comes in a JSON block). Every
 page needs a logged-in officer (else a redirect to /login); every form POST
 carries the session's CSRF token.
 """
