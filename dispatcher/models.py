@@ -429,6 +429,14 @@ class WorkerLease(Base):
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class HealthProbe(Base):
+    """One row the readiness check writes, to prove the database takes writes."""
+
+    __tablename__ = "health_probes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checked_at: Mapped[datetime | None]
+
+
 class AuditLogIsAppendOnly(RuntimeError):
     pass
 

@@ -27,9 +27,9 @@ class Runtime:
         self.db.dispose()
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=False
-    )
-    for noisy in ("twilio.http_client", "apscheduler.executors", "uvicorn.access", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def configure_logging(level: int = logging.INFO, settings: Settings | None = None) -> None:
+    """Logging as `ALN_LOG_FORMAT` asks (text or JSON); see `dispatcher.logs`."""
+    from dispatcher import logs
+
+    fmt = (settings or get_settings()).log_format
+    logs.configure(level, fmt)

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     #: believed; by default none, and the peer address is the client's.
     trusted_proxies: str = Field("", validation_alias=_env("ALN_TRUSTED_PROXIES"))
 
+    #: A bearer token /metrics requires; unset, /metrics is open (keep it on a private
+    #: network then).
+    metrics_token: str | None = Field(None, validation_alias=_env("ALN_METRICS_TOKEN"))
+    #: `text` (default) or `json`: one JSON object per line on stdout and stderr.
+    log_format: str = Field("text", validation_alias=_env("ALN_LOG_FORMAT"))
+
     #: Where webhooks wait on local disk while the database cannot take them.
     spool_dir: Path | None = Field(None, validation_alias=_env("ALN_SPOOL_DIR"))
 

@@ -8,6 +8,7 @@ from dispatcher.cli import (
     alert_cmd,
     cap_cmd,
     channels_cmd,
+    db_cmd,
     officer_cmd,
     report_cmd,
     roster_cmd,
@@ -28,6 +29,7 @@ app.add_typer(officer_cmd.app, name="officer")
 app.add_typer(cap_cmd.app, name="cap")
 app.add_typer(channels_cmd.app, name="channels")
 app.add_typer(simulator_cmd.app, name="simulator")
+app.add_typer(db_cmd.app, name="db")
 
 run_cmd.register(app)
 app.command("report")(report_cmd.report)

@@ -266,6 +266,14 @@ class Sender:
         d = session.get(Delivery, o.delivery_id)
         if d is None:
             return
+        if d.state != DeliveryState.SENDING:
+            # A status callback already told this message's fate (the provider took it
+            # although our request seemed to fail, e.g. a time-out after it answered):
+            # that news is better than ours, and re-sending would send it twice.
+            log.info("delivery %s: error %s after a receipt moved it to %s; kept", d.id,
+                     err.code or err.status, d.state.value,
+                     extra={"delivery_id": d.id, "alert_id": d.alert_id})
+            return
         d.error_code = str(err.code or err.status or "")[:32] or None
         d.error_message = str(err.message)[:500]
         d.claimed_by = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from dispatcher import aio
 from dispatcher.domain import Role
 from dispatcher.errors import AlnError
+from dispatcher.health import check_ready
+from dispatcher.metrics import CONTENT_TYPE_LATEST, RequestMetrics
+from dispatcher.metrics import render as render_metrics
 from dispatcher.replies.intake import Intake
 from dispatcher.runtime import Runtime
 from dispatcher.web import ack, api, dashboard, webhooks
@@ -70,6 +74,23 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
             session.execute(text("SELECT 1"))
         return {"status": "ok"}
 
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        waiting = len(app.state.intake.spool.files())
+        state = await asyncio.to_thread(check_ready, rt, waiting)
+        return JSONResponse({"status": "ok" if state.ready else "unavailable",
+                             "reason": state.reason}, status_code=200 if state.ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        token = rt.settings.metrics_token
+        if token and not hmac.compare_digest(
+                request.headers.get("authorization", "").encode(), f"Bearer {token}".encode()):
+            return Response("metrics need ALN_METRICS_TOKEN as a bearer token\n",
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        body = await asyncio.to_thread(render_metrics, rt)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     @app.exception_handler(LoginRequired)
     async def _login(_request: Request, _exc: LoginRequired) -> RedirectResponse:
         return RedirectResponse("/login", status_code=303)
@@ -87,6 +108,7 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
     app.include_router(ack.router)
     app.include_router(api.router)
     app.include_router(dashboard.router)
+    app.add_middleware(RequestMetrics)
     return app
 
 
