@@ -14,8 +14,9 @@ from dispatcher.models import Alert, AuditEvent, Response
 from tests.conftest import CONFIG_DIR
 from tests.web.conftest import bearer, login, login_form
 
-#: Routes anybody may call: providers sign theirs, volunteers hold a signed token.
-PUBLIC = re.compile(r"^/(webhooks/|healthz$|login$|ack/)")
+#: Routes anybody may call: providers sign theirs, volunteers hold a signed token; probes
+#: and /metrics (guarded by ALN_METRICS_TOKEN when set) carry no personal data.
+PUBLIC = re.compile(r"^/(webhooks/|healthz$|readyz$|metrics$|login$|ack/)")
 
 
 def all_routes(routes: Any) -> Any:
