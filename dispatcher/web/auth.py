@@ -86,11 +86,12 @@ def login_officer(session: Session, name: str, secret: str) -> Officer | None:
     officer = session.scalar(select(Officer).where(Officer.name == name))
     stored = officer.password_hash if officer is not None else None
     password_ok = check_password(secret, stored or _dummy_hash()) and stored is not None
+    # Looked up whatever the name too, so that a known name costs no extra query.
+    by_token = caller_from_token(session, secret) if secret else None
     if officer is None or officer.disabled:
         return None
     if password_ok:
         return officer
-    by_token = caller_from_token(session, secret) if secret else None
     return officer if by_token is not None and by_token.officer_id == officer.id else None
 
 
