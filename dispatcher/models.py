@@ -388,6 +388,8 @@ class Officer(Base):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str | None] = mapped_column(String(300))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Sessions carry the epoch they began in; logging out moves it on, ending them all.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="officer")
 

@@ -90,6 +90,10 @@ class Settings(BaseSettings):
         7 * 24 * 3600, validation_alias=_env("ALN_ACK_LINK_MAX_AGE")
     )
 
+    #: Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is
+    #: believed; by default none, and the peer address is the client's.
+    trusted_proxies: str = Field("", validation_alias=_env("ALN_TRUSTED_PROXIES"))
+
     #: A bearer token /metrics requires; unset, /metrics is open (keep it on a private
     #: network then).
     metrics_token: str | None = Field(None, validation_alias=_env("ALN_METRICS_TOKEN"))

@@ -7,10 +7,12 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from dispatcher import aio
@@ -22,10 +24,15 @@ from dispatcher.metrics import render as render_metrics
 from dispatcher.replies.intake import Intake
 from dispatcher.runtime import Runtime
 from dispatcher.web import ack, api, dashboard, webhooks
-from dispatcher.web.auth import Caller, LoginThrottle, api_caller
+from dispatcher.web.auth import Caller, api_caller
 from dispatcher.web.dashboard import LoginRequired
+from dispatcher.web.headers import SecurityHeaders
+from dispatcher.web.limits import BodyLimit
+from dispatcher.web.throttle import LoginThrottle, parse_trusted_proxies
 
 log = logging.getLogger(__name__)
+#: The dashboard's scripts and styles (the CSP allows no inline ones).
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
@@ -93,6 +100,10 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
         return app.openapi()
 
     app.state.login_throttle = LoginThrottle()
+    app.state.trusted_proxies = parse_trusted_proxies(rt.settings.trusted_proxies)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(webhooks.router)
     app.include_router(ack.router)
     app.include_router(api.router)
