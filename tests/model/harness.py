@@ -64,9 +64,11 @@ PG_MOVES = """CREATE TABLE model_moves (id SERIAL PRIMARY KEY,
 PG_FUNCTION = """CREATE FUNCTION model_log_move() RETURNS trigger AS $$
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    INSERT INTO model_moves (tbl, row_id, old, new) VALUES (TG_TABLE_NAME, NEW.id, NULL, NEW.state);
+    INSERT INTO model_moves (tbl, row_id, old, new)
+      VALUES (TG_TABLE_NAME, NEW.id, NULL, NEW.state);
   ELSE
-    INSERT INTO model_moves (tbl, row_id, old, new) VALUES (TG_TABLE_NAME, NEW.id, OLD.state, NEW.state);
+    INSERT INTO model_moves (tbl, row_id, old, new)
+      VALUES (TG_TABLE_NAME, NEW.id, OLD.state, NEW.state);
   END IF;
   RETURN NULL;
 END $$ LANGUAGE plpgsql"""

@@ -50,6 +50,7 @@ class ModelAlert:
     acked: set[tuple[str, str]] = field(default_factory=set)
     #: zone states when it was cancelled: nothing may escalate afterwards
     frozen: dict[str, str] = field(default_factory=dict)
+    updated: bool = False
 
     def rows_of(self, name: str) -> list[tuple[str, str]]:
         return [key for key in self.asked if key[0] == name]
@@ -70,8 +71,23 @@ class Prediction:
     """What one inbound SMS should do."""
 
     ack: int | None = None  # the alert acknowledged
+    also: set[int] = field(default_factory=set)  # also acceptable, where the rules allow
     ambiguous_codes: tuple[str, ...] = ()  # several waiting: nothing acked, codes listed
     opt: bool | None = None  # True: opted out, False: opted back in
+    #: Rules this message exercises that the engine is known to break (see KNOWN).
+    known: set[str] = field(default_factory=set)
+
+
+#: Discrepancies known when this model was written (issue 14; being fixed), by tag. The
+#: model keeps every rule; `ALN_MODEL_AVOID=tag,...` only steers exploration away from
+#: inputs that exercise these, to look for other bugs behind them.
+KNOWN = {
+    "cancelled-replies": "a cancelled alert takes no reply at all, not even with its code",
+    "opt-keywords": "REVOKE and OPTOUT do not opt a number out",
+    "yes-opt-in": "YES from an opted-out number does not opt it back in",
+    "update": "an update is a second alert row with the same code, not a version of the "
+              "alert: replies go to it, bare YES becomes ambiguous, a cancel misses it",
+}
 
 
 class Model:
@@ -150,18 +166,22 @@ class Model:
         word = body.strip().upper()
         pred = Prediction()
         if word in OPT_OUT:
-            return Prediction(opt=True) if person else pred
+            known = {"opt-keywords"} if word in ("REVOKE", "OPTOUT") else set()
+            return Prediction(opt=True, known=known) if person else pred
         if word in OPT_IN and word != "YES":
             return Prediction(opt=False) if person else pred
         if person is None or body in OTHER:
             return pred
+        name = person.name
         if word == "YES":
             pred.opt = False  # Twilio's opt-in keyword: back in, and still an answer
-        name = person.name
+            if name in self.opted_out:
+                pred.known.add("yes-opt-in")
         if code is not None:
             alerts = [a for a in self.with_code(code) if a.rows_of(name)]
             if alerts:
                 pred.ack = max(a.id for a in alerts)
+                self._mark(pred, alerts)
             return pred
         waiting = [a for a in self.alerts.values() if a.waiting_on(name)]
         if len(waiting) == 1:
@@ -170,12 +190,31 @@ class Model:
             pred.ambiguous_codes = tuple(sorted(a.code for a in waiting))
         else:
             # Finished alerts count only when nothing is waiting.
-            others = [a for a in self.alerts.values() if a.unacked(name)]
+            # Finished alerts count only when nothing is waiting: with one, the answer is
+            # for it (again, if already given); with several, one they have not answered
+            # yet may be meant, or none.
+            others = [a for a in self.alerts.values() if a.rows_of(name)]
             if len(others) == 1:
                 pred.ack = others[0].id
+            else:
+                unanswered = [a for a in others if a.unacked(name)]
+                if len(unanswered) == 1:
+                    pred.also = {unanswered[0].id}
+            self._mark(pred, others)
+        self._mark(pred, [a for a in self.alerts.values() if a.rows_of(name)],
+                   only_update=True)
         return pred
 
-    def apply(self, phone: str, pred: Prediction) -> None:
+    def _mark(self, pred: Prediction, alerts: list[ModelAlert], only_update: bool = False) -> None:
+        if not only_update and any(a.state == CANCELLED for a in alerts):
+            pred.known.add("cancelled-replies")
+        if any(a.updated for a in alerts):
+            pred.known.add("update")
+
+    def apply(self, phone: str, pred: Prediction, acked: int | None) -> None:
+        """What the message did: `acked` is the engine's choice where the rules allow two."""
+        if acked in pred.also:
+            pred.ack = acked
         person = self.by_phone(phone)
         if person is None:
             return

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -51,6 +53,7 @@ from tests.model.model import (
     CODE_ACKS,
     COMPLETED,
     DUTY,
+    KNOWN,
     OPEN,
     OPT_IN,
     OPT_OUT,
@@ -70,7 +73,12 @@ MAX_ALERTS = 4
 EXAMPLES = int(os.environ.get("ALN_MODEL_EXAMPLES", "200"))
 PG_EXAMPLES = int(os.environ.get("ALN_MODEL_PG_EXAMPLES", "30"))
 STEPS = int(os.environ.get("ALN_MODEL_STEPS", "12"))
-ALERT_PURPOSES = ("alert", "failover")
+#: Known discrepancies (tests.model.model.KNOWN) whose inputs exploration steers around.
+#: Unset: every known one (each has a strict-xfail regression test in
+#: test_regressions.py, which turns red once fixed: then delete its tag from KNOWN).
+#: `ALN_MODEL_AVOID=` (empty) explores everything.
+AVOID = ({t for t in os.environ["ALN_MODEL_AVOID"].split(",") if t}
+         if "ALN_MODEL_AVOID" in os.environ else set(KNOWN))
 
 
 @dataclass
@@ -84,6 +92,8 @@ class Context:
 
 
 CONTEXT: Context | None = None
+#: What the run exercised (printed with -s): steps by rule, and outcomes that matter.
+STATS: Counter[str] = Counter()
 
 
 class AlertMachine(RuleBasedStateMachine):
@@ -105,6 +115,7 @@ class AlertMachine(RuleBasedStateMachine):
         self.handed_off: Counter[int] = Counter()
         self.doomed: set[int] = set()
         self.sids = itertools.count()
+        STATS["examples"] += 1
 
     def teardown(self) -> None:
         self.world.close()
@@ -141,26 +152,39 @@ class AlertMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def reply(self, data: st.DataObject) -> None:
-        who = data.draw(st.sampled_from(self.names + STRANGERS), label="from")
+        # Mostly someone an alert asked: a random roster entry is rarely anyone's recipient.
+        asked = sorted({name for a in self.model.alerts.values() for name, _ in a.asked})
+        pool = asked if asked and data.draw(st.integers(0, 3), label="asked") else (
+            self.names + STRANGERS)
+        who = data.draw(st.sampled_from(pool), label="from")
         person = self.ctx.people.get(who)
         phone = person.phone if person else who
-        kind = data.draw(st.sampled_from(["code", "bare", "opt_out", "opt_in", "other"]),
+        kind = data.draw(st.sampled_from(["code"] * 3 + ["bare"] * 3 + ["opt_out", "opt_in",
+                                                                          "other"]),
                          label="kind")
         code = None
         if kind == "code":
+            # Mostly the code of an alert that asked them; sometimes another's, or none's.
+            theirs = sorted({a.code for a in self.model.alerts.values()
+                             if any(n == who for n, _ in a.asked)})
             codes = sorted({a.code for a in self.model.alerts.values()}) + [WRONG_CODE]
-            code = data.draw(st.sampled_from(codes), label="code")
+            code = data.draw(st.sampled_from(theirs * 3 + codes), label="code")
             body = data.draw(st.sampled_from(CODE_ACKS), label="body").format(code=code)
         else:
             choices = {"bare": BARE_ACKS, "opt_out": OPT_OUT, "opt_in": OPT_IN,
                        "other": OTHER}[kind]
             body = data.draw(st.sampled_from(choices), label="body")
         pred = self.model.predict(phone, body, code)
+        if pred.known & AVOID:
+            return
         sid = message_sid()
         self.replies.append({"sid": sid, "phone": phone, "body": body})
         result = self.world.reply(phone, body, sid)
         assert not result.duplicate, f"a new message {body!r} was taken for a repeat"
         what = f"{who} texting {body!r}"
+        STATS[f"reply {kind}"] += 1
+        STATS["acknowledged" if pred.ack else "ambiguous" if pred.ambiguous_codes
+              else "not an ack"] += 1
         if pred.ambiguous_codes:
             assert result.acknowledged_alert is None, (
                 f"{what}: several alerts wait on them ({pred.ambiguous_codes}), yet alert "
@@ -169,10 +193,10 @@ class AlertMachine(RuleBasedStateMachine):
                 assert c in (result.answer or ""), (
                     f"{what}: the answer {result.answer!r} does not list code {c}")
         else:
-            assert result.acknowledged_alert == pred.ack, (
+            assert result.acknowledged_alert in {pred.ack} | pred.also, (
                 f"{what}: acknowledged alert {result.acknowledged_alert}, the rules say "
                 f"{pred.ack} (alerts: {self._describe()})")
-        self.model.apply(phone, pred)
+        self.model.apply(phone, pred, result.acknowledged_alert)
 
     @precondition(lambda self: bool(self.replies))
     @rule(data=st.data())
@@ -209,6 +233,9 @@ class AlertMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def update(self, data: st.DataObject) -> None:
         alert_id = data.draw(st.sampled_from(sorted(self.model.alerts)), label="alert")
+        if "update" in AVOID:
+            return
+        self.model.alerts[alert_id].updated = True
         if not self.model.may_update(alert_id):
             with pytest.raises(Refused):
                 self.world.update(alert_id, "Roads reopened.")
@@ -230,7 +257,7 @@ class AlertMachine(RuleBasedStateMachine):
     def deadlines_due(self, data: st.DataObject) -> None:
         alert_id = data.draw(st.none() | st.sampled_from(sorted(self.model.alerts)),
                              label="alert")
-        self.world.deadlines_due(alert_id)
+        STATS["deadlines fired"] += self.world.deadlines_due(alert_id)
         self.model.deadlines_due(alert_id)
 
     @precondition(lambda self: bool(self.model.alerts))
@@ -238,12 +265,16 @@ class AlertMachine(RuleBasedStateMachine):
     def worker_killed(self, hand_off: list[bool]) -> None:
         """A worker dies between handing messages to the provider and recording them; the
         next fan-out is the restarted worker."""
-        self.doomed |= set(self.world.crash(hand_off))
+        claimed = self.world.crash(hand_off)
+        STATS["claimed by a dying worker"] += len(claimed)
+        self._check_hand_offs()  # the dying worker's own hand-offs are its first
+        self.doomed |= set(claimed)
 
     # --- the rules, checked after every step ----------------------------------------------
 
     @invariant()
     def check(self) -> None:
+        STATS["steps"] += 1
         self._check_moves()
         self._check_inbound_once()
         self._check_hand_offs()
@@ -256,9 +287,11 @@ class AlertMachine(RuleBasedStateMachine):
         for tbl, row_id, old, new in self.world.new_moves():
             model = STATEFUL[tbl]
             if old is None:
+                # A row is written once in its first state, which `lifecycle.start` and
+                # `lifecycle.move` may have taken through several allowed moves in memory.
                 default = lifecycle.table(model).c.state.default.arg
                 first = lifecycle.STATES[model](default)
-                assert new == first.value or lifecycle.allowed(model, first, new), (
+                assert new in reachable(model, first), (
                     f"{tbl} {row_id} was created {new}, not reachable from {first.value}")
             else:
                 assert lifecycle.allowed(model, old, new), (
@@ -296,6 +329,7 @@ class AlertMachine(RuleBasedStateMachine):
         for did in set(ids):
             purpose, dup, code, alert_id = info[did]
             if self.handed_off[did] > 1:
+                STATS["sent twice, flagged"] += 1
                 assert dup, (f"delivery {did} ({purpose}) reached the provider "
                              f"{self.handed_off[did]} times without being flagged possibly "
                              "duplicated")
@@ -388,9 +422,22 @@ class AlertMachine(RuleBasedStateMachine):
             for a in self.model.alerts.values())
 
 
+def reachable(model: type, start: Any) -> set[str]:
+    """Every state `start` may reach through allowed moves (itself included)."""
+    seen, todo = {start}, [start]
+    while todo:
+        for nxt in lifecycle.TRANSITIONS[model][todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return {state.value for state in seen}
+
+
 def run_model(ctx: Context, examples: int) -> None:
     global CONTEXT
     CONTEXT = ctx
+    STATS.clear()
+    started = time.monotonic()
     try:
         run_state_machine_as_test(AlertMachine, settings=settings(
             max_examples=examples, stateful_step_count=STEPS, deadline=None,
@@ -398,6 +445,10 @@ def run_model(ctx: Context, examples: int) -> None:
                                    HealthCheck.data_too_large]))
     finally:
         CONTEXT = None
+        took = time.monotonic() - started
+        print(f"\nmodel: {STATS['examples']} examples, {STATS['steps']} steps in {took:.1f} s "
+              f"({STATS['examples'] / took:.1f} examples/s, {STATS['steps'] / took:.1f} "
+              f"steps/s); {dict(sorted(STATS.items()))}")
 
 
 @pytest.fixture(scope="module")
@@ -414,6 +465,8 @@ def _people(url: str, sim: SimulatorHandle) -> dict[str, Person]:
         rt.close()
 
 
+#: Shrinking a failure may take Hypothesis up to five minutes on its own.
+@pytest.mark.timeout(900)
 def test_alert_model_sqlite(sim: SimulatorHandle, tmp_path: Path) -> None:
     template = tmp_path / "template.db"
     build_template(f"sqlite:///{template}", sim)
@@ -432,6 +485,7 @@ def test_alert_model_sqlite(sim: SimulatorHandle, tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.timeout(900)
 def test_alert_model_postgres(sim: SimulatorHandle, postgres_url: str) -> None:
     build_template(postgres_url, sim)
     people = _people(postgres_url, sim)
