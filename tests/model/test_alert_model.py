@@ -14,7 +14,7 @@ import itertools
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -32,7 +32,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from channels.simulator.testing import SimulatorHandle, run_simulator
+from channels.simulator.testing import SimulatorHandle
 from dispatcher import lifecycle
 from dispatcher.errors import Refused
 from dispatcher.runtime import Runtime
@@ -451,12 +451,6 @@ def run_model(ctx: Context, examples: int) -> None:
               f"steps/s); {dict(sorted(STATS.items()))}")
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorHandle]:
-    with run_simulator() as handle:
-        yield handle
-
-
 def _people(url: str, sim: SimulatorHandle) -> dict[str, Person]:
     rt = Runtime.open(model_settings(url, sim))
     try:
@@ -466,7 +460,7 @@ def _people(url: str, sim: SimulatorHandle) -> dict[str, Person]:
 
 
 #: Shrinking a failure may take Hypothesis up to five minutes on its own.
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(600 + 2 * EXAMPLES)
 def test_alert_model_sqlite(sim: SimulatorHandle, tmp_path: Path) -> None:
     template = tmp_path / "template.db"
     build_template(f"sqlite:///{template}", sim)
@@ -485,7 +479,7 @@ def test_alert_model_sqlite(sim: SimulatorHandle, tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(600 + 5 * PG_EXAMPLES)
 def test_alert_model_postgres(sim: SimulatorHandle, postgres_url: str) -> None:
     build_template(postgres_url, sim)
     people = _people(postgres_url, sim)
