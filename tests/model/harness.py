@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, select, text
 
 from channels.base import ChannelKind
 from channels.simulator.testing import SimulatorHandle
@@ -152,17 +152,23 @@ def read_roster(rt: Runtime, today: date) -> dict[str, Person]:
 class World:
     """One example's engine: its database, the shared simulator, and what it observed."""
 
-    def __init__(self, database_url: str, sim: SimulatorHandle) -> None:
+    def __init__(self, database_url: str, sim: SimulatorHandle,
+                 rt: Runtime | None = None) -> None:
+        """On `database_url`, or on a runtime shared by several examples (`rt`)."""
         self.sim = sim
-        settings = model_settings(database_url, sim)
-        self.rt = Runtime(settings=settings, db=Database(settings, migrate_now=False),
-                          vault=Vault.from_secret(settings.secret))
+        self.owned = rt is None
+        if rt is None:
+            settings = model_settings(database_url, sim)
+            rt = Runtime(settings=settings, db=Database(settings, migrate_now=False),
+                         vault=Vault.from_secret(settings.secret))
+        self.rt = rt
         self.seen_requests = 0
         self.moves_seen = 0
         self.workers = 0
 
     def close(self) -> None:
-        self.rt.close()
+        if self.owned:
+            self.rt.close()
 
     # --- entry points ---------------------------------------------------------------------
 
@@ -296,18 +302,14 @@ def copy_sqlite(template: Path, target: Path) -> str:
     return f"sqlite:///{target}"
 
 
-def reset_postgres(url: str) -> None:
+def reset_postgres(engine: Engine) -> None:
     """Empty every table but the roster's (the template's rows stay), and the move log."""
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        names = [t.name for t in reversed(Base.metadata.sorted_tables)
-                 if t.name not in ROSTER_TABLES]
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {', '.join(names)}, model_moves RESTART IDENTITY"))
-            conn.execute(text("UPDATE contacts SET opted_out = false, opted_out_at = NULL, "
-                              "dead_reason = NULL, dead_at = NULL"))
-    finally:
-        engine.dispose()
+    names = [t.name for t in reversed(Base.metadata.sorted_tables)
+             if t.name not in ROSTER_TABLES]
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(names)}, model_moves RESTART IDENTITY"))
+        conn.execute(text("UPDATE contacts SET opted_out = false, opted_out_at = NULL, "
+                          "dead_reason = NULL, dead_at = NULL"))
 
 
 def message_sid() -> str:

@@ -85,6 +85,8 @@ KNOWN = {
     "cancelled-replies": "a cancelled alert takes no reply at all, not even with its code",
     "opt-keywords": "REVOKE and OPTOUT do not opt a number out",
     "yes-opt-in": "YES from an opted-out number does not opt it back in",
+    "bare-ack-waiting": "a bare YES counts as waiting every alert with an unacknowledged "
+                        "row of the volunteer, also one whose zone is unreached or covered",
     "update": "an update is a second alert row with the same code, not a version of the "
               "alert: replies go to it, bare YES becomes ambiguous, a cancel misses it",
 }
@@ -186,6 +188,9 @@ class Model:
         waiting = [a for a in self.alerts.values() if a.waiting_on(name)]
         if len(waiting) == 1:
             pred.ack = waiting[0].id
+            if any(a.unacked(name) and a.state != CANCELLED and a is not waiting[0]
+                   for a in self.alerts.values()):
+                pred.known.add("bare-ack-waiting")
         elif len(waiting) > 1:
             pred.ambiguous_codes = tuple(sorted(a.code for a in waiting))
         else:

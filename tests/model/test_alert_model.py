@@ -34,6 +34,8 @@ from hypothesis.stateful import (
 
 from channels.simulator.testing import SimulatorHandle
 from dispatcher import lifecycle
+from dispatcher.crypto import Vault
+from dispatcher.db import Database
 from dispatcher.errors import Refused
 from dispatcher.runtime import Runtime
 from tests.model.harness import (
@@ -83,12 +85,12 @@ AVOID = ({t for t in os.environ["ALN_MODEL_AVOID"].split(",") if t}
 
 @dataclass
 class Context:
-    """What every example shares: the simulator, the roster, and how to get a database."""
+    """What every example shares: the simulator, the roster, and how to get a world."""
 
     sim: SimulatorHandle
     people: dict[str, Person]
-    fresh_database: Callable[[], str]
-    done: Callable[[str], None] = lambda url: None
+    open_world: Callable[[], World]
+    close_world: Callable[[World], None]
 
 
 CONTEXT: Context | None = None
@@ -105,8 +107,7 @@ class AlertMachine(RuleBasedStateMachine):
         self.ctx = CONTEXT
         self.ctx.sim.reset()
         self.ctx.sim.set_faults(callbacks=False)  # status callbacks are the test's steps
-        self.url = self.ctx.fresh_database()
-        self.world = World(self.url, self.ctx.sim)
+        self.world = self.ctx.open_world()
         self.model = Model(self.ctx.people, ZONES)
         self.names = sorted(n for n, p in self.ctx.people.items()
                             if set(p.zones) & set(ZONES) or p.duty_officer)
@@ -118,8 +119,7 @@ class AlertMachine(RuleBasedStateMachine):
         STATS["examples"] += 1
 
     def teardown(self) -> None:
-        self.world.close()
-        self.ctx.done(self.url)
+        self.ctx.close_world(self.world)
 
     @initialize(zones=st.lists(st.sampled_from(ZONES), min_size=1, max_size=3, unique=True),
                 policy=st.sampled_from(["default", "drill"]), fan_out=st.booleans())
@@ -506,25 +506,34 @@ def test_alert_model_sqlite(sim: SimulatorHandle, tmp_path: Path) -> None:
     people = _people(f"sqlite:///{template}", sim)
     counter = itertools.count()
 
-    def fresh() -> str:
-        return copy_sqlite(template, tmp_path / f"example-{next(counter)}.db")
+    def open_world() -> World:
+        return World(copy_sqlite(template, tmp_path / f"example-{next(counter)}.db"), sim)
 
-    def done(url: str) -> None:
-        path = Path(url.removeprefix("sqlite:///"))
+    def close_world(world: World) -> None:
+        world.close()
+        path = world.rt.settings.sqlite_path()
+        assert path is not None
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
-    run_model(Context(sim, people, fresh, done), EXAMPLES)
+    run_model(Context(sim, people, open_world, close_world), EXAMPLES)
 
 
 @pytest.mark.postgres
 @pytest.mark.timeout(600 + 5 * PG_EXAMPLES)
 def test_alert_model_postgres(sim: SimulatorHandle, postgres_url: str) -> None:
+    """One schema for the test; each example empties it back to the roster."""
     build_template(postgres_url, sim)
     people = _people(postgres_url, sim)
+    settings = model_settings(postgres_url, sim)
+    rt = Runtime(settings=settings, db=Database(settings, migrate_now=False),
+                 vault=Vault.from_secret(settings.secret))
 
-    def fresh() -> str:
-        reset_postgres(postgres_url)
-        return postgres_url
+    def open_world() -> World:
+        reset_postgres(rt.db.engine)
+        return World(postgres_url, sim, rt)
 
-    run_model(Context(sim, people, fresh), PG_EXAMPLES)
+    try:
+        run_model(Context(sim, people, open_world, World.close), PG_EXAMPLES)
+    finally:
+        rt.close()

@@ -128,3 +128,20 @@ def test_cancel_stops_an_update_not_yet_sent(world: World) -> None:
     purposes = [world.query("SELECT purpose FROM deliveries WHERE id = :d", d=d)[0][0]
                 for d in handed]
     assert set(purposes) <= {"cancel"}, f"sent after the cancel: {purposes}"
+
+
+KARLA = "+527444810401"  # Karla Mendoza, primary of Guerrero (its only active tier)
+
+
+@pytest.mark.xfail(strict=True, reason="bare-ack-waiting: a bare YES counts as waiting every "
+                   "alert with an unacknowledged row of the volunteer (inbound.choose), also "
+                   "one whose zone is already unreached or covered, so a volunteer waited on by "
+                   "one alert gets 'which alert?' and acknowledges nothing")
+def test_bare_yes_goes_to_the_one_alert_whose_zone_still_waits(world: World) -> None:
+    first, _ = sent(world, ["Guerrero"])
+    world.deadlines_due(first)  # Guerrero's one tier was silent: unreached, first completed
+    assert zone_state(world, first, "Guerrero") == "unreached"
+    second, _ = sent(world, ["Guerrero"])
+    result = world.reply(KARLA, "YES", message_sid())
+    assert result.acknowledged_alert == second, result.answer
+    assert zone_state(world, second, "Guerrero") == "acknowledged"
