@@ -115,7 +115,6 @@ class AlertMachine(RuleBasedStateMachine):
         self.callbacks: list[tuple[str, int, str, str | None]] = []
         self.handed_off: Counter[int] = Counter()
         self.doomed: set[int] = set()
-        self.sids = itertools.count()
         STATS["examples"] += 1
 
     def teardown(self) -> None:
