@@ -174,9 +174,11 @@ class AlertMachine(RuleBasedStateMachine):
         code = None
         if kind == "code":
             # Mostly the code of an alert that asked them; sometimes another's, or none's.
-            theirs = sorted({a.code for a in self.model.alerts.values()
-                             if any(n == who for n, _ in a.asked)})
-            codes = sorted({a.code for a in self.model.alerts.values()}) + [WRONG_CODE]
+            # In the order alerts were sent, never by code: codes are random, and a draw
+            # must pick the same alert when Hypothesis replays an example.
+            alerts = [self.model.alerts[i] for i in sorted(self.model.alerts)]
+            theirs = [a.code for a in alerts if any(n == who for n, _ in a.asked)]
+            codes = [a.code for a in alerts] + [WRONG_CODE]
             code = data.draw(st.sampled_from(theirs * 3 + codes), label="code")
             body = data.draw(st.sampled_from(CODE_ACKS), label="body").format(code=code)
         else:
