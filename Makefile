@@ -46,8 +46,8 @@ bench: $(STAMP)
 	  $(BIN)/python -m pytest -q -s $$f -o norecursedirs= -o python_files="bench_*.py" -p no:cacheprovider; \
 	done
 
-# The model test (tests/model) with many more examples than `make test` runs: about
-# 20 minutes on SQLite, plus PostgreSQL when ALN_TEST_POSTGRES_URL is set.
+# The model test (tests/model) with many more examples than `make test` runs: about 45
+# minutes on SQLite (2 examples/s), plus ~10 on PostgreSQL when ALN_TEST_POSTGRES_URL is set.
 SOAK_EXAMPLES ?= 5000
 SOAK_PG_EXAMPLES ?= 500
 soak: $(STAMP)
