@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export NO_PROXY := 127.0.0.1,localhost
 export no_proxy := 127.0.0.1,localhost
 
-.PHONY: test test-future demo bench lint typecheck install clean browser
+.PHONY: test test-future demo bench soak lint typecheck install clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ bench: $(STAMP)
 	@set -e; for f in tests/bench/bench_*.py; do \
 	  $(BIN)/python -m pytest -q -s $$f -o norecursedirs= -o python_files="bench_*.py" -p no:cacheprovider; \
 	done
+
+# The model test (tests/model) with many more examples than `make test` runs: about 45
+# minutes on SQLite (2 examples/s), plus ~10 on PostgreSQL when ALN_TEST_POSTGRES_URL is set.
+SOAK_EXAMPLES ?= 5000
+SOAK_PG_EXAMPLES ?= 500
+soak: $(STAMP)
+	ALN_MODEL_EXAMPLES=$(SOAK_EXAMPLES) ALN_MODEL_PG_EXAMPLES=$(SOAK_PG_EXAMPLES) \
+	  $(BIN)/python -m pytest -q -s tests/model -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) aln.db aln.db-* .aln-secret-key
