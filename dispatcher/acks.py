@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from dispatcher import audit, lifecycle
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
+    FINISHED_ALERT_STATES,
     OPEN_ALERT_STATES,
     AlertState,
     DeadlineState,
@@ -30,8 +31,8 @@ from dispatcher.lifecycle import ACKNOWLEDGE_RECIPIENT
 from dispatcher.models import Alert, AlertZone, Deadline, Recipient, Zone, table
 from dispatcher.settings import Settings
 
-#: A completed alert (every zone covered or unreached) still takes late acknowledgements
-#: for this long: they count in the report, and the volunteer deserves an answer.
+#: A completed or cancelled alert still takes late acknowledgements for this long: they
+#: count in the report, and the volunteer deserves an answer.
 LATE_REPLY_WINDOW = timedelta(hours=24)
 
 
@@ -121,7 +122,8 @@ def acknowledge(session: Session, settings: Settings, rec: Recipient | Waiting, 
         alert = session.get(Alert, w.alert_id)
         assert alert is not None
         az = lock_zone(session, w.alert_id, w.zone_id)
-        if _quorum_met(session, alert, az):
+        # A cancelled alert records the answer, but its zones no longer move.
+        if alert.state in OPEN_ALERT_STATES and _quorum_met(session, alert, az):
             cover_zone(session, settings, alert, az, at)
             covered = True
     return AckOutcome(w.recipient_id, False, covered or zone_state == ZoneState.ACKNOWLEDGED,
@@ -182,10 +184,11 @@ def cancel_deadlines(session: Session, *where: ColumnElement[bool]) -> int:
 
 
 def takes_replies(recent: BindParameter[datetime]) -> ColumnElement[bool]:
-    """Alerts that still take replies: open ones, and completed ones closed after `recent`
-    (the caller binds it to now - LATE_REPLY_WINDOW)."""
+    """Alerts that still take replies: open ones, and completed or cancelled ones closed
+    after `recent` (the caller binds it to now - LATE_REPLY_WINDOW)."""
     alerts = table(Alert)
     # Spelled out rather than IN (...): a literal list is an "expanding" parameter that
     # SQLAlchemy re-renders on every execution, on the hottest query of the reply path.
     return or_(*(alerts.c.state == s.value for s in OPEN_ALERT_STATES),
-               and_(alerts.c.state == AlertState.COMPLETED.value, alerts.c.closed_at >= recent))
+               and_(or_(*(alerts.c.state == s.value for s in FINISHED_ALERT_STATES)),
+                    alerts.c.closed_at >= recent))

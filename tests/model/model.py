@@ -81,15 +81,7 @@ class Prediction:
 #: Discrepancies known when this model was written (issue 14; being fixed), by tag. The
 #: model keeps every rule; `ALN_MODEL_AVOID=tag,...` only steers exploration away from
 #: inputs that exercise these, to look for other bugs behind them.
-KNOWN = {
-    "cancelled-replies": "a cancelled alert takes no reply at all, not even with its code",
-    "opt-keywords": "REVOKE and OPTOUT do not opt a number out",
-    "yes-opt-in": "YES from an opted-out number does not opt it back in",
-    "bare-ack-waiting": "a bare YES counts as waiting every alert with an unacknowledged "
-                        "row of the volunteer, also one whose zone is unreached or covered",
-    "update": "an update is a second alert row with the same code, not a version of the "
-              "alert: replies go to it, bare YES becomes ambiguous, a cancel misses it",
-}
+KNOWN: dict[str, str] = {}
 
 
 class Model:

@@ -1,8 +1,8 @@
 """Discrepancies the model test found, each as a small explicit example.
 
-Each is marked xfail(strict=True) with the bug it shows: when a fix lands the test
-passes, strict xfail turns that into a failure, and whoever fixed it removes the mark
-here and the bug's tag from `tests.model.model.KNOWN` (which the model test steers
+Each was found as a bug (marked xfail(strict=True) until its fix landed); they now
+guard the fixes. A new discrepancy gets a regression here, marked xfail(strict=True)
+with the bug it shows, and a tag in `tests.model.model.KNOWN` (which the model test steers
 around while it is listed).
 """
 
@@ -52,9 +52,6 @@ def test_phones_are_the_rosters(world: World) -> None:
     assert recipient_state(world, alert_id, "Daniel Ortega") == "acknowledged"
 
 
-@pytest.mark.xfail(strict=True, reason="cancelled-replies: a cancelled alert takes no reply "
-                   "at all (acks.takes_replies leaves cancelled alerts out), not even with "
-                   "its code")
 def test_reply_with_code_to_a_cancelled_alert_acknowledges_it(world: World) -> None:
     alert_id, code = sent(world, ["Mexico City"])
     world.cancel(alert_id)
@@ -63,8 +60,6 @@ def test_reply_with_code_to_a_cancelled_alert_acknowledges_it(world: World) -> N
     assert recipient_state(world, alert_id, "Daniel Ortega") == "acknowledged"
 
 
-@pytest.mark.xfail(strict=True, reason="cancelled-replies: with nothing waiting on them, a "
-                   "bare YES does not count for the one cancelled alert that asked them")
 def test_bare_yes_with_only_a_cancelled_alert_acknowledges_it(world: World) -> None:
     alert_id, _ = sent(world, ["Veracruz"])
     world.cancel(alert_id)
@@ -72,16 +67,12 @@ def test_bare_yes_with_only_a_cancelled_alert_acknowledges_it(world: World) -> N
     assert result.acknowledged_alert == alert_id
 
 
-@pytest.mark.xfail(strict=True, reason="opt-keywords: REVOKE and OPTOUT are not opt-out "
-                   "words (parser.OPT_OUT_WORDS)")
 @pytest.mark.parametrize("word", ["REVOKE", "OPTOUT"])
 def test_revoke_and_optout_opt_the_number_out(world: World, word: str) -> None:
     world.reply(DANIEL, word, message_sid())
     assert opted_out(world, "Daniel Ortega")
 
 
-@pytest.mark.xfail(strict=True, reason="yes-opt-in: YES from an opted-out number "
-                   "acknowledges but leaves the number opted out")
 def test_yes_opts_back_in_and_still_acknowledges(world: World) -> None:
     alert_id, _ = sent(world, ["Mexico City"])
     world.reply(DANIEL, "STOP", message_sid())
@@ -91,9 +82,6 @@ def test_yes_opts_back_in_and_still_acknowledges(world: World) -> None:
     assert not opted_out(world, "Daniel Ortega")
 
 
-@pytest.mark.xfail(strict=True, reason="update: an update is a second alert row with the same "
-                   "code (versions.update_alert), so after it a bare YES from a volunteer "
-                   "waiting on one alert is 'ambiguous' and acknowledges nothing")
 def test_bare_yes_after_an_update_acknowledges_the_alert(world: World) -> None:
     alert_id, code = sent(world, ["Mexico City"])
     world.update(alert_id, "Roads reopened.")
@@ -103,9 +91,6 @@ def test_bare_yes_after_an_update_acknowledges_the_alert(world: World) -> None:
     assert zone_state(world, alert_id, "Mexico City") == "acknowledged"
 
 
-@pytest.mark.xfail(strict=True, reason="update: after an update, a reply with the alert's code "
-                   "goes to the update's row, which has no alert zone: acknowledge() raises "
-                   "NoResultFound, the reply is kept as failed and the zone stays waiting")
 def test_reply_with_code_after_an_update_covers_the_zone(world: World) -> None:
     alert_id, code = sent(world, ["Mexico City"])
     world.update(alert_id, "Roads reopened.")
@@ -115,9 +100,6 @@ def test_reply_with_code_after_an_update_covers_the_zone(world: World) -> None:
     assert zone_state(world, alert_id, "Mexico City") == "acknowledged"
 
 
-@pytest.mark.xfail(strict=True, reason="update: cancelling an alert leaves its update's unsent "
-                   "messages queued (they belong to another alert row), so they go out after "
-                   "the cancel")
 def test_cancel_stops_an_update_not_yet_sent(world: World) -> None:
     alert_id, _ = sent(world, ["Mexico City"])
     world.update(alert_id, "Roads reopened.")
@@ -133,10 +115,6 @@ def test_cancel_stops_an_update_not_yet_sent(world: World) -> None:
 KARLA = "+527444810401"  # Karla Mendoza, primary of Guerrero (its only active tier)
 
 
-@pytest.mark.xfail(strict=True, reason="bare-ack-waiting: a bare YES counts as waiting every "
-                   "alert with an unacknowledged row of the volunteer (inbound.choose), also "
-                   "one whose zone is already unreached or covered, so a volunteer waited on by "
-                   "one alert gets 'which alert?' and acknowledges nothing")
 def test_bare_yes_goes_to_the_one_alert_whose_zone_still_waits(world: World) -> None:
     first, _ = sent(world, ["Guerrero"])
     world.deadlines_due(first)  # Guerrero's one tier was silent: unreached, first completed
