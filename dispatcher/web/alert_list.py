@@ -24,9 +24,9 @@ def alert_list(session: Session, timezone: str) -> list[dict[str, Any]]:
             select(AlertZone.alert_id, AlertZone.state, func.count())
             .where(AlertZone.alert_id.in_(ids)).group_by(AlertZone.alert_id, AlertZone.state)):
         counts.setdefault(alert_id, {})[str(state)] = n
-    first_text = dict(session.execute(
+    first_text = {alert_id: body for alert_id, body in session.execute(
         select(AlertVersion.alert_id, AlertVersion.body)
-        .where(AlertVersion.alert_id.in_(ids), AlertVersion.number == 1)).tuples().all())
+        .where(AlertVersion.alert_id.in_(ids), AlertVersion.number == 1))}
     rows = []
     for a in alerts:
         c = counts.get(a.id, {})
