@@ -94,8 +94,9 @@ def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
             "priority": ZONE_PRIORITY["help"] if help_count and az.state != ZoneState.UNREACHED
             else ZONE_PRIORITY[az.state],
             "next_deadline_at": None if cancelled else _iso(due.get(az.zone_id)),
-            "call_next": [] if cancelled else
-            _call_next(az, mine, helpers.get(az.zone_id, set())),
+            # A cancel ends the chain, not a volunteer's call for help.
+            "call_next": [r.id for r in mine if r.id in helpers.get(az.zone_id, set())]
+            if cancelled else _call_next(az, mine, helpers.get(az.zone_id, set())),
         })
     post = session.get(Post, alert.post_id)
     pending = [z["next_deadline_at"] for z in zone_rows if z["next_deadline_at"]]

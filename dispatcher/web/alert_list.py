@@ -40,7 +40,8 @@ def alert_list(session: Session, timezone: str) -> list[dict[str, Any]]:
             "sent_at": local_time(a.sent_at.isoformat(), timezone, "%Y-%m-%d %H:%M")
             if a.sent_at else "",
             "first_line": body.strip().splitlines()[0] if body.strip() else "",
-            "what": _what(total, covered, unreached, waiting),
+            "what": _what(total, covered, unreached, waiting,
+                          cancelled=a.state == AlertState.CANCELLED),
             "state": _state(a.state, total, covered, unreached),
             "ended_badly": a.state == AlertState.COMPLETED and total > 0 and covered == 0,
         })
@@ -54,14 +55,16 @@ def _body_of(alert: Alert) -> str:
     return ""
 
 
-def _what(total: int, covered: int, unreached: int, waiting: int) -> str:
+def _what(total: int, covered: int, unreached: int, waiting: int, *,
+          cancelled: bool = False) -> str:
     if not total:
         return "no zones"
     parts = [f"{covered} of {total} zone{'s' if total != 1 else ''} covered"]
     if unreached:
         parts.append(f"{unreached} of {total} unreached")
     if waiting:
-        parts.append(f"{waiting} waiting")
+        parts.append(f"{waiting} not covered when cancelled" if cancelled
+                     else f"{waiting} waiting")
     return ", ".join(parts)
 
 

@@ -29,8 +29,6 @@ from dispatcher.web.alert_list import alert_list
 from dispatcher.web.api import (
     AlertIn,
     api_send_alert,
-    audit_rows,
-    inbox_rows,
     mark_handled,
     problem_text,
 )
@@ -48,6 +46,7 @@ from dispatcher.web.auth import (
     new_login_csrf,
     session_cookie,
 )
+from dispatcher.web.inbox_view import audit_events, inbox_items
 from dispatcher.web.limits import RowId
 from dispatcher.web.localtime import local_time
 from dispatcher.web.throttle import LoginThrottle, client_address
@@ -217,7 +216,11 @@ async def compose(request: Request) -> Response:
 @router.get("/inbox")
 def inbox(request: Request) -> HTMLResponse:
     caller = officer_or_login(request)
-    return page("inbox.html", caller, rows=inbox_rows(runtime_of(request)))
+    rt = runtime_of(request)
+    with rt.db.session() as session:
+        post = ensure_post(session, rt.settings, rt.vault)
+        rows = inbox_items(session, post.timezone)
+    return page("inbox.html", caller, rows=rows, timezone=post.timezone)
 
 
 @router.post("/inbox/{response_id}/handled")
@@ -231,4 +234,8 @@ async def handled(response_id: RowId, request: Request) -> RedirectResponse:
 @router.get("/audit")
 def audit_page(request: Request) -> HTMLResponse:
     caller = officer_or_login(request)
-    return page("audit.html", caller, rows=audit_rows(runtime_of(request)))
+    rt = runtime_of(request)
+    with rt.db.session() as session:
+        post = ensure_post(session, rt.settings, rt.vault)
+        rows = audit_events(session, post.timezone)
+    return page("audit.html", caller, rows=rows, timezone=post.timezone)
