@@ -29,7 +29,6 @@ from dispatcher.web.alert_list import alert_list
 from dispatcher.web.api import (
     AlertIn,
     api_send_alert,
-    mark_handled,
     problem_text,
 )
 from dispatcher.web.app_state import runtime_of, wake_worker
@@ -46,7 +45,13 @@ from dispatcher.web.auth import (
     new_login_csrf,
     session_cookie,
 )
-from dispatcher.web.inbox_view import audit_events, inbox_items
+from dispatcher.web.inbox_view import (
+    audit_events,
+    handled_items,
+    inbox_items,
+    mark_handled,
+    reopen,
+)
 from dispatcher.web.limits import RowId
 from dispatcher.web.localtime import local_time
 from dispatcher.web.throttle import LoginThrottle, client_address
@@ -220,14 +225,36 @@ def inbox(request: Request) -> HTMLResponse:
     with rt.db.session() as session:
         post = ensure_post(session, rt.settings, rt.vault)
         rows = inbox_items(session, post.timezone)
-    return page("inbox.html", caller, rows=rows, timezone=post.timezone)
+        handled_rows = handled_items(session, post.timezone)
+    return page("inbox.html", caller, rows=rows, handled=handled_rows, timezone=post.timezone)
 
 
 @router.post("/inbox/{response_id}/handled")
 async def handled(response_id: RowId, request: Request) -> RedirectResponse:
     caller = officer_or_login(request, Role.OFFICER)
+    form = await form_of(request)
+    check_csrf(caller, form.get("csrf"))
+    rt = runtime_of(request)
+
+    def work() -> None:
+        with rt.db.session() as session:
+            mark_handled(session, response_id, caller.name, str(form.get("note") or ""))
+
+    await run_in_threadpool(work)
+    return RedirectResponse("/inbox", status_code=303)
+
+
+@router.post("/inbox/{response_id}/reopen")
+async def reopen_item(response_id: RowId, request: Request) -> RedirectResponse:
+    caller = officer_or_login(request, Role.OFFICER)
     check_csrf(caller, (await form_of(request)).get("csrf"))
-    await run_in_threadpool(mark_handled, runtime_of(request), response_id, caller)
+    rt = runtime_of(request)
+
+    def work() -> None:
+        with rt.db.session() as session:
+            reopen(session, response_id, caller.name)
+
+    await run_in_threadpool(work)
     return RedirectResponse("/inbox", status_code=303)
 
 

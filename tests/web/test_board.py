@@ -113,3 +113,32 @@ def test_alert_list_says_what_happened(app_rt: Any) -> None:
     assert "1 of 2 unreached" in row.group(1) and "EXERCISE" in row.group(1)
     assert _state("completed", 7, 0, 7) == "ended: 7 zones unreached"
     assert _state("completed", 7, 7, 0) == "ended: every zone covered"
+
+
+def test_inbox_handled_with_a_note_shows_who_and_when_and_can_be_undone(app_rt: Any) -> None:
+    from dispatcher.models import Response, Volunteer
+
+    rt, client, _ = app_rt
+    with rt.db.session() as s:
+        ana = s.scalars(select(Volunteer).where(Volunteer.name == "Ana Morales")).one()
+        s.add(Response(kind="field_report", text="road <b>blocked</b>", volunteer_id=ana.id))
+        s.add(Response(kind="help", text="HELP", volunteer_id=ana.id, urgent=True))
+        s.add(Response(kind="unparsed", text="???", sender_masked="+52******9999"))
+    csrf = login(client)
+    page = client.get("/inbox").text
+    assert ">field_report<" not in page and ">unparsed<" not in page  # words, not codes
+    assert page.index('data-kind="help"') < page.index('data-kind="field_report"')
+    assert "Ana Morales" in page and "Field report" in page and "Reply not understood" in page
+    assert "road &lt;b&gt;blocked&lt;/b&gt;" in page  # text, never markup
+    with rt.db.session() as s:
+        item = s.scalars(select(Response).where(Response.kind == "field_report")).one().id
+    client.post(f"/inbox/{item}/handled", data={"csrf": csrf, "note": "passed to RSO"})
+    page = client.get("/inbox").text
+    handled = page.split("Handled recently")[1]
+    assert "passed to RSO" in handled and "by officer-officer" in handled
+    client.post(f"/inbox/{item}/reopen", data={"csrf": csrf})
+    page = client.get("/inbox").text
+    assert "passed to RSO" not in page.split("Handled recently")[1]
+    with rt.db.session() as s:
+        actions = [e.action for e in s.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+    assert actions[-2:] == ["inbox.handled", "inbox.reopened"]
