@@ -18,17 +18,19 @@ from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from channels.encoding import cut_sms
 from dispatcher import audit
 from dispatcher.cap.export import own_alert_id
 from dispatcher.cap.schema import (
     CAP_NS,
+    CAP_STATUSES,
     CARRIED_BODY_FIELDS,
     KIND_OF_CATEGORY,
     PARAM_BODY_PREFIX,
     PARAM_KIND,
     READABLE_NAMESPACES,
 )
-from dispatcher.compose.composer import NO_REPLY_CODE
+from dispatcher.compose.composer import NO_REPLY_CODE, SUBJECT_MAX_CHARS
 from dispatcher.domain import AlertKind
 from dispatcher.errors import InvalidInput, Refused
 from dispatcher.models import Alert, AlertZone, Post
@@ -97,6 +99,11 @@ def import_cap(session: Session, post: Post, xml: bytes | str) -> CapDraft:
     root = parse_cap_xml(xml)
     cap = _Reader(root)
     status = cap.required(root, "status")
+    if status not in CAP_STATUSES:
+        # A status we do not know is not quietly a drill: it could be a real emergency
+        # under a vendor's spelling, or a test someone would then take as real.
+        raise InvalidInput(f"CAP <status> {status!r} is not one of "
+                           f"{', '.join(CAP_STATUSES)}: refused")
     msg_type = cap.required(root, "msgType")
     if msg_type not in ("Alert", "Update", "Cancel"):
         raise InvalidInput(f"CAP msgType {msg_type!r} carries no alert to send "
@@ -237,8 +244,6 @@ def _bodies(headline: str, description: str | None, instruction: str | None,
             params: dict[str, str]) -> dict[str, str]:
     email_text = "\n\n".join(t for t in (description, instruction) if t) or headline
     sms = f"{headline}: {description}" if description else headline
-    if len(sms) > IMPORTED_SMS_MAX_CHARS:
-        sms = sms[:IMPORTED_SMS_MAX_CHARS - 1].rstrip() + "…"
     paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in email_text.split("\n\n"))
     bodies = {"sms": sms, "subject": headline, "email_text": email_text,
               "email_html": f"<h1>{html.escape(headline)}</h1>{paragraphs}"}
@@ -246,6 +251,9 @@ def _bodies(headline: str, description: str | None, instruction: str | None,
         carried = params.get(PARAM_BODY_PREFIX + field.upper())
         if carried:
             bodies[field] = carried
+    # After the carried texts, so an ALN-SMS parameter obeys the same limits.
+    bodies["sms"] = cut_sms(bodies["sms"], IMPORTED_SMS_MAX_CHARS)
+    bodies["subject"] = bodies["subject"][:SUBJECT_MAX_CHARS]
     return bodies
 
 

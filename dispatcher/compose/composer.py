@@ -21,6 +21,8 @@ from dispatcher.errors import InvalidInput
 ACK_URL_TAG = "-ack_url-"
 #: Twilio refuses longer bodies (21617).
 SMS_MAX_CHARS = 1600
+#: Longer email subjects are cut (mail clients show far less).
+SUBJECT_MAX_CHARS = 250
 REPLY_CODE_DIGITS = 4
 #: What a draft holds until it is sent: codes are allocated at sending, so drafts never
 #: use up the codes of alerts that take replies.
@@ -100,7 +102,8 @@ def _bodies(
         f"<p>{esc(wording(config_dir, lang, 'sms_reply', code=code))}</p>{banner}</body></html>"
     )
     subject = f"{prefix}{title} ({zones})" if zones else f"{prefix}{title}"
-    return Bodies(sms=sms, subject=subject[:250], email_text=email_text, email_html=email_html)
+    return Bodies(sms=sms, subject=subject[:SUBJECT_MAX_CHARS], email_text=email_text,
+                  email_html=email_html)
 
 
 def sms_preview(bodies: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, object]]:
