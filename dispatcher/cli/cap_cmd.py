@@ -35,8 +35,7 @@ def export_cmd(
         output.write_bytes(xml)
     except OSError as exc:
         raise InvalidInput(f"cannot write {output}: {exc.strerror}") from None
-    err_console.print(f"wrote alert {alert_id} as CAP to {output}", highlight=False,
-                      markup=False)
+    err_console.print(f"wrote alert {alert_id} as CAP to {output}")
 
 
 @app.command("import")
@@ -60,7 +59,7 @@ def import_cmd(
                     "zones": draft["zones"], "unmatched_areas": draft["unmatched_areas"]})
         return
     label = "exercise draft" if draft["exercise"] else "draft"
-    console.print(f"{label} alert {alert_id}: {draft['title']}", highlight=False, markup=False)
-    console.print(f"zones: {', '.join(draft['zones'])}", highlight=False, markup=False)
+    console.print(f"{label} alert {alert_id}: {draft['title']}")
+    console.print(f"zones: {', '.join(draft['zones'])}")
     for hint in draft["unmatched_hints"]:
-        console.print(f"unmatched area: {hint}", highlight=False, markup=False)
+        console.print(f"unmatched area: {hint}")
