@@ -21,7 +21,8 @@ from dispatcher.runtime import Runtime
 # in print, table cells and titles alike, so no caller has to remember to escape. Our
 # own styling is built with `styled` (Text objects), never with markup strings.
 console = Console(markup=False, highlight=False)
-err_console = Console(stderr=True, markup=False, highlight=False)
+# soft_wrap: an error stays one line however narrow the terminal (or a pipe) is.
+err_console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
 
 
 def styled(*parts: str | tuple[str, str]) -> Text:
