@@ -94,7 +94,7 @@ def ensure_post(session: Session, settings: Settings, vault: Vault) -> Post:
 def _sync_duty_officers(
     session: Session, post: Post, officers: list[DutyOfficer], vault: Vault
 ) -> None:
-    from dispatcher.roster.contacts import normalise_email, normalise_phone, set_contact
+    from dispatcher.roster.contacts import normalise_email, normalise_sms_phone, set_contact
 
     current = {
         v.name: v
@@ -114,9 +114,12 @@ def _sync_duty_officers(
             session.add(vol)
             session.flush()
         if officer.phone:
-            set_contact(
-                session, vault, vol, "sms", normalise_phone(officer.phone, post.default_region)
-            )
+            try:
+                phone = normalise_sms_phone(officer.phone, post.default_region)
+            except ValueError as exc:
+                raise InvalidInput(f"config/posts/{post.key}.toml: duty officer "
+                                   f"{officer.name!r}: phone: {exc}") from None
+            set_contact(session, vault, vol, "sms", phone)
         if officer.email:
             set_contact(session, vault, vol, "email", normalise_email(officer.email))
 
