@@ -20,7 +20,7 @@ from dispatcher.cap.schema import (
     profile_of,
     q,
 )
-from dispatcher.compose.composer import ACK_URL_TAG
+from dispatcher.compose.composer import ACK_URL_TAG, sms_for_zone
 from dispatcher.domain import MsgType
 from dispatcher.errors import NotFound
 from dispatcher.models import Alert, Post
@@ -135,7 +135,9 @@ def _add_info(root: ET.Element, alert: Alert, post: Post, lang: str, body: dict[
     _add_parameter(info, PARAM_KIND, alert.kind)
     for field in CARRIED_BODY_FIELDS:
         if body.get(field):
-            _add_parameter(info, PARAM_BODY_PREFIX + field.upper(), body[field])
+            # Each volunteer's SMS names their zone; a CAP reader gets them all.
+            value = sms_for_zone(body[field], ", ".join(zone_names))
+            _add_parameter(info, PARAM_BODY_PREFIX + field.upper(), value)
     for name in zone_names:
         area = ET.SubElement(info, q("area"))
         _add(area, "areaDesc", name)
