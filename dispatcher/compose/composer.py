@@ -46,10 +46,15 @@ class Bodies:
     subject: str
     email_text: str
     email_html: str
+    #: The alert's title in this language, and the kind of event it is (CAP's
+    #: <headline> and <event> of this language's <info>).
+    headline: str = ""
+    event: str = ""
 
     def as_dict(self) -> dict[str, str]:
         return {"sms": self.sms, "subject": self.subject, "email_text": self.email_text,
-                "email_html": self.email_html}
+                "email_html": self.email_html, "headline": self.headline,
+                "event": self.event}
 
 
 def compose(
@@ -118,7 +123,7 @@ def _bodies(
     )
     subject = f"{prefix}{title} ({zones})" if zones else f"{prefix}{title}"
     return Bodies(sms=sms, subject=subject[:SUBJECT_MAX_CHARS], email_text=email_text,
-                  email_html=email_html)
+                  email_html=email_html, headline=title, event=texts.get("title", ""))
 
 
 def sms_preview(bodies: Mapping[str, Mapping[str, str]],
