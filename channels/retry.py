@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from prometheus_client import Counter
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -32,6 +33,10 @@ from channels.config import ChannelsConfig
 from channels.errors import ChannelError, TransientError
 
 log = logging.getLogger(__name__)
+
+#: Provider requests retried inside a send (scraped at /metrics).
+RETRIES = Counter("aln_provider_retries", "Provider requests retried inside a send",
+                  ["provider"])
 T = TypeVar("T")
 
 SleepFn = Callable[[float], Awaitable[None]]
@@ -124,6 +129,7 @@ def _log_retry(state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0
     if isinstance(exc, TransientError):
+        RETRIES.labels(provider=exc.provider).inc()
         # The error's recipient is already masked: never log a full number or address.
         log.warning("retry %d in %.2fs: %s %s %s for %s", state.attempt_number, wait,
                     exc.provider, exc.status or "", exc.code or "", exc.recipient or "-")

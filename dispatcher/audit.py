@@ -15,6 +15,16 @@ from dispatcher.models import AuditEvent, table
 #: never read back in the transaction that writes them.
 _APPEND = insert(table(AuditEvent))
 _BUFFER = "aln.audit_buffer"
+#: The actor of an event nobody authenticated for (a failed login): what the caller
+#: claimed goes into the details, clipped, never into the actor column.
+ANONYMOUS = "anonymous"
+#: Most characters of caller-supplied text kept in an event's details.
+MAX_CLAIMED_CHARS = 64
+
+
+def clipped(text: str) -> str:
+    """Caller-supplied text as an event detail: at most MAX_CLAIMED_CHARS, marked if cut."""
+    return text if len(text) <= MAX_CLAIMED_CHARS else text[:MAX_CLAIMED_CHARS] + "…"
 
 
 def record(

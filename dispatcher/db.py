@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,22 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: PostgreSQL advisory lock id held while migrating, so concurrent workers migrate once.
 MIGRATION_LOCK_ID = 4_821_000
+#: Mode of the SQLite file and its WAL and shared-memory files: they hold the roster.
+PRIVATE_FILE_MODE = 0o600
+#: The files SQLite keeps beside the database in WAL mode.
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def make_private(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (SQLite gives its WAL and SHM the
+    database file's mode when it creates them), and tighten files an older version left
+    readable by others."""
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE_MODE))
+    for file in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDE_FILES)):
+        with contextlib.suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o777 != PRIVATE_FILE_MODE:
+                os.chmod(file, PRIVATE_FILE_MODE)
 
 
 def make_engine(database_url: str) -> Engine:
@@ -100,6 +117,7 @@ class Database:
         path = settings.sqlite_path()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+            make_private(path)
         self.engine = make_engine(settings.database_url)
         if migrate_now:
             migrate(self.engine)

@@ -10,6 +10,7 @@ with HELP, and a stranger's field report. Escalation happens live on screen.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -26,13 +27,15 @@ from dispatcher import aio
 from dispatcher.cli.common import styled
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.sender import Sender
-from dispatcher.domain import FINISHED_ALERT_STATES
+from dispatcher.domain import FINISHED_ALERT_STATES, Role
+from dispatcher.errors import NotFound
 from dispatcher.roster.posts import ensure_post
 from dispatcher.roster.sample import import_sample_roster
 from dispatcher.runtime import Runtime
 from dispatcher.settings import Settings
 from dispatcher.status import alert_status
 from dispatcher.web.app import create_app
+from dispatcher.web.auth import add_officer, get_officer, hash_password
 from dispatcher.web.server import ServerThread, free_port
 from dispatcher.worker import make_channels
 
@@ -105,6 +108,23 @@ def run_demo(workdir: Path, console: Console, *, keep_serving: float = 0.0) -> d
             rt.close()
 
 
+#: The officer `aln demo --keep-serving` creates for its dashboard.
+DEMO_OFFICER = "demo-officer"
+
+
+def demo_login(rt: Runtime) -> tuple[str, str]:
+    """An officer with a fresh random password, for this demo's dashboard only."""
+    password = secrets.token_urlsafe(12)
+    with rt.db.session() as session:
+        try:
+            officer = get_officer(session, DEMO_OFFICER)
+        except NotFound:
+            add_officer(session, DEMO_OFFICER, Role.OFFICER.value, actor="demo")
+            officer = get_officer(session, DEMO_OFFICER)
+        officer.password_hash = hash_password(password)
+    return DEMO_OFFICER, password
+
+
 def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, console: Console,
               keep_serving: float) -> dict[str, Any]:
     config = rt.settings.config_dir
@@ -139,7 +159,9 @@ def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, conso
         sim.inbound(FIELD_REPORT[0], FIELD_REPORT[1])
         status = _watch(rt, alert_id, console, lambda s: s["state"] in FINISHED_ALERT_STATES)
         if keep_serving:
-            console.print(styled(f"Dashboard open for {keep_serving:.0f} s at {server.url}/"))
+            name, password = demo_login(rt)
+            console.print(styled(f"Dashboard open for {keep_serving:.0f} s at {server.url}/ : "
+                                 f"log in as {name} with the one-time password {password}"))
             time.sleep(keep_serving)
     report = _write_report(rt, alert_id, workdir)
     console.print()

@@ -392,6 +392,8 @@ class Officer(Base):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str | None] = mapped_column(String(300))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Sessions carry the epoch they began in; logging out moves it on, ending them all.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="officer")
 
@@ -429,6 +431,14 @@ class WorkerLease(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HealthProbe(Base):
+    """One row the readiness check writes, to prove the database takes writes."""
+
+    __tablename__ = "health_probes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checked_at: Mapped[datetime | None]
 
 
 class AuditLogIsAppendOnly(RuntimeError):

@@ -22,7 +22,7 @@ class Runtime:
         settings = settings or get_settings()
         # The secret first: a missing ALN_SECRET_KEY is refused before the database is
         # touched (creating a schema whose contacts nothing could then read).
-        vault = Vault.from_secret(settings.secret)
+        vault = Vault.from_secret(settings.secret, settings.previous_secrets)
         db = Database(settings)
         return cls(settings=settings, db=db, vault=vault)
 
@@ -30,9 +30,9 @@ class Runtime:
         self.db.dispose()
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=False
-    )
-    for noisy in ("twilio.http_client", "apscheduler.executors", "uvicorn.access", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def configure_logging(level: int = logging.INFO, settings: Settings | None = None) -> None:
+    """Logging as `ALN_LOG_FORMAT` asks (text or JSON); see `dispatcher.logs`."""
+    from dispatcher import logs
+
+    fmt = (settings or get_settings()).log_format
+    logs.configure(level, fmt)

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     database_url: str = Field("sqlite:///aln.db", validation_alias=_env("ALN_DATABASE_URL"))
     public_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("ALN_PUBLIC_URL"))
     secret_key: str | None = Field(None, validation_alias=_env("ALN_SECRET_KEY"))
+    #: Comma-separated keys being rotated away from: read, never written (`aln keys rotate`).
+    previous_secret_keys: str | None = Field(
+        None, validation_alias=_env("ALN_PREVIOUS_SECRET_KEYS"))
     config_dir: Path = Field(
         Path(__file__).resolve().parent.parent / "config", validation_alias=_env("ALN_CONFIG_DIR")
     )
@@ -89,6 +92,20 @@ class Settings(BaseSettings):
         7 * 24 * 3600, validation_alias=_env("ALN_ACK_LINK_MAX_AGE")
     )
 
+    #: Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is
+    #: believed; by default none, and the peer address is the client's.
+    trusted_proxies: str = Field("", validation_alias=_env("ALN_TRUSTED_PROXIES"))
+
+    #: A bearer token /metrics requires; unset, /metrics is open (keep it on a private
+    #: network then).
+    metrics_token: str | None = Field(None, validation_alias=_env("ALN_METRICS_TOKEN"))
+    #: `text` (default) or `json`: one JSON object per line on stdout and stderr.
+    log_format: str = Field("text", validation_alias=_env("ALN_LOG_FORMAT"))
+    #: Days personal data outlives its use: volunteers after their last term ends, the
+    #: text of inbound messages after they arrive (`aln retention apply`, daily in the
+    #: worker). 0 keeps everything.
+    retention_days: int = Field(365, ge=0, validation_alias=_env("ALN_RETENTION_DAYS"))
+
     #: Where webhooks wait on local disk while the database cannot take them.
     spool_dir: Path | None = Field(None, validation_alias=_env("ALN_SPOOL_DIR"))
 
@@ -132,6 +149,12 @@ class Settings(BaseSettings):
         if self.secret_key:
             return self.secret_key.encode()
         return _embedded_secret(self).encode()
+
+    @property
+    def previous_secrets(self) -> list[bytes]:
+        """`ALN_PREVIOUS_SECRET_KEYS`, newest first as written, blanks ignored."""
+        raw = self.previous_secret_keys or ""
+        return [part.strip().encode() for part in raw.split(",") if part.strip()]
 
 
 def _embedded_secret(settings: Settings) -> str:

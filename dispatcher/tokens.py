@@ -22,13 +22,20 @@ def make_ack_token(vault: Vault, recipient_id: int, alert_id: int) -> str:
 
 
 def read_ack_token(vault: Vault, token: str, max_age_seconds: int) -> tuple[int, int]:
-    """(recipient_id, alert_id) from a valid token; BadToken otherwise."""
-    try:
-        data = _serializer(vault).loads(token, max_age=max_age_seconds)
-    except SignatureExpired:
-        raise BadToken("this confirmation link has expired") from None
-    except BadSignature:
-        raise BadToken("this confirmation link is not valid") from None
+    """(recipient_id, alert_id) from a valid token; BadToken otherwise.
+
+    A link signed with a previous key (`ALN_PREVIOUS_SECRET_KEYS`) keeps working until
+    it expires: links already in volunteers' mailboxes outlive a key rotation."""
+    for key in vault.keyring:
+        try:
+            data = _serializer(key).loads(token, max_age=max_age_seconds)
+            break
+        except SignatureExpired:
+            raise BadToken("this confirmation link has expired") from None
+        except BadSignature:
+            continue
+    else:
+        raise BadToken("this confirmation link is not valid")
     if not isinstance(data, dict) or not isinstance(data.get("r"), int):
         raise BadToken("this confirmation link is not valid")
     return data["r"], int(data.get("a", 0))

@@ -16,7 +16,7 @@ import os
 import socket
 import threading
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select
@@ -32,6 +32,7 @@ from dispatcher.domain import DeliveryState
 from dispatcher.errors import Refused
 from dispatcher.escalation.engine import fire_due, next_due_at
 from dispatcher.models import Delivery, WorkerLease
+from dispatcher.privacy.retention import run_if_due
 from dispatcher.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 HEARTBEAT_STALE_SECONDS = 15.0
 #: Pause after a failed tick before trying again.
 ERROR_BACKOFF_SECONDS = 1.0
+#: How often the worker asks whether the daily retention run is due.
+RETENTION_CHECK_SECONDS = 3600.0
 
 
 def worker_name() -> str:
@@ -173,7 +176,18 @@ class Worker:
         self.scheduler.add_job(self.wake, "interval", seconds=self.rt.settings.sweep_seconds,
                                id="sweep")
         self.scheduler.add_job(self.heartbeat, "interval", seconds=5, id="heartbeat")
+        # Hourly, and at start: `run_if_due` reads the last run from the audit log, so
+        # retention runs once a day however often the worker restarts.
+        self.scheduler.add_job(self.retention, "interval", seconds=RETENTION_CHECK_SECONDS,
+                               id="retention", next_run_time=datetime.now(UTC))
         self.scheduler.start()
+
+    def retention(self) -> None:
+        """Erase what `ALN_RETENTION_DAYS` says is kept too long, once a day."""
+        try:
+            run_if_due(self.rt)
+        except Exception:
+            log.exception("retention failed; trying again within the hour")
 
     def schedule_next(self) -> None:
         if self.scheduler is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import time_machine
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from dispatcher.db import Database, db_now, db_today, needs_migration
 from dispatcher.models import Base
@@ -68,3 +68,29 @@ def test_the_clock_shift_of_the_session_is_in_effect() -> None:
         real = int(conn.execute("SELECT strftime('%s', 'now')").fetchone()[0])
     shift = (datetime.now(UTC).timestamp() - real) / 86_400
     assert abs(shift - clock_shift_days()) < 0.01
+
+
+def test_sqlite_database_wal_and_shm_are_created_private(tmp_path: Path) -> None:
+    import os
+
+    old_umask = os.umask(0o022)
+    try:
+        db = Database(make_settings(f"sqlite:///{tmp_path / 'aln.db'}"))
+        with db.session() as session:  # a write: the WAL and SHM exist from here
+            session.execute(text("CREATE TABLE t (x INTEGER)"))
+            session.execute(text("INSERT INTO t VALUES (1)"))
+        files = [tmp_path / n for n in ("aln.db", "aln.db-wal", "aln.db-shm")]
+        assert all(f.exists() for f in files)
+        assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == \
+            {f.name: 0o600 for f in files}
+        db.dispose()
+    finally:
+        os.umask(old_umask)
+
+
+def test_an_existing_readable_database_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "aln.db"
+    Database(make_settings(f"sqlite:///{path}")).dispose()
+    path.chmod(0o644)
+    Database(make_settings(f"sqlite:///{path}")).dispose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

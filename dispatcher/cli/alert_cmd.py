@@ -135,6 +135,8 @@ def _print_preview(preview: dict[str, Any], as_json: bool) -> None:
                   f"{preview['estimated_seconds']} s at the configured SMS rate; "
                   f"acknowledgement window {preview['ack_window_seconds']} s; "
                   f"reply code {preview['reply_code']}.")
+    if preview.get("refused"):
+        err_console.print(preview["refused"], markup=False, highlight=False)
 
 
 def _print_skipped(preview: dict[str, Any]) -> None:

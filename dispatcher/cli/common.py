@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from dispatcher import logs
 from dispatcher.errors import AlnError
 from dispatcher.runtime import Runtime
 
@@ -41,7 +43,10 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except AlnError as exc:
-            err_console.print(styled(("error:", "bold red"), f" {exc}"))
+            if logs.is_json():
+                logging.getLogger("aln").error("%s", exc)
+            else:
+                err_console.print(styled(("error:", "bold red"), f" {exc}"))
             raise typer.Exit(2) from None
 
     return wrapper

@@ -8,7 +8,10 @@ from dispatcher.cli import (
     alert_cmd,
     cap_cmd,
     channels_cmd,
+    db_cmd,
+    keys_cmd,
     officer_cmd,
+    privacy_cmd,
     report_cmd,
     roster_cmd,
     run_cmd,
@@ -28,6 +31,10 @@ app.add_typer(officer_cmd.app, name="officer")
 app.add_typer(cap_cmd.app, name="cap")
 app.add_typer(channels_cmd.app, name="channels")
 app.add_typer(simulator_cmd.app, name="simulator")
+app.add_typer(db_cmd.app, name="db")
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(privacy_cmd.retention_app, name="retention")
+roster_cmd.app.command("erase")(privacy_cmd.erase)
 
 run_cmd.register(app)
 app.command("report")(report_cmd.report)

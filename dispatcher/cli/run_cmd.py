@@ -13,6 +13,7 @@ from dispatcher import aio
 from dispatcher.cli.common import console, err_console, handle_errors, runtime
 from dispatcher.domain import ZoneState
 from dispatcher.errors import Refused
+from dispatcher.logs import announce
 from dispatcher.runtime import configure_logging
 
 
@@ -33,14 +34,26 @@ def serve(
     from dispatcher.web.app import create_app
     from dispatcher.worker import Worker
 
+    _ensure_port_free(host, port)  # before the database is opened, let alone migrated
     configure_logging(logging.INFO)
     with runtime() as rt:
-        # Both checked before uvicorn starts: its start-up failures are tracebacks.
-        _ensure_port_free(host, port)
+        if "public_url" not in rt.settings.model_fields_set:
+            # Unset, the providers call back where this server listens.
+            rt.settings.public_url = public_url_for(host, port)
+        # Checked before uvicorn starts: its start-up failures are tracebacks.
         Worker(rt).ensure_alone()
         app = create_app(rt)
-        console.print(f"aln serve on http://{host}:{port} (public URL {rt.settings.public_url})")
-        uvicorn.run(app, host=host, port=port, log_level="warning", backlog=2048)
+        announce(f"aln serve on http://{host}:{port} (public URL {rt.settings.public_url})")
+        # log_config=None: uvicorn's lines go through our handler (JSON when asked).
+        uvicorn.run(app, host=host, port=port, log_level="warning", backlog=2048,
+                    log_config=None)
+
+
+def public_url_for(host: str, port: int) -> str:
+    """The URL of `aln serve --host H --port P` (a wildcard address names this host)."""
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    return f"http://{host}:{port}"
 
 
 @handle_errors

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from dispatcher.config_files import named_file
 from dispatcher.domain import AlertKind
-from dispatcher.errors import NotFound
 
 #: The language used when a volunteer's languages have no wording.
 FALLBACK_LANGUAGE = "en"
+#: Files of `config/templates/` that are not message templates.
+_NOT_TEMPLATES = frozenset({"messages"})
 
 
 @dataclass(frozen=True)
@@ -27,11 +29,7 @@ class Template:
 
 
 def load_template(config_dir: Path, name: str) -> Template:
-    path = config_dir / "templates" / f"{name}.toml"
-    if name == "messages" or not path.exists():
-        known = sorted(p.stem for p in (config_dir / "templates").glob("*.toml")
-                       if p.stem != "messages")
-        raise NotFound(f"template '{name}' not found (known: {', '.join(known)})")
+    path = named_file(config_dir / "templates", name, "template", exclude=_NOT_TEMPLATES)
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     kind = AlertKind(data.pop("kind", name))
     return Template(name=name, kind=kind, texts={k: v for k, v in data.items()

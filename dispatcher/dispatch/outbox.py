@@ -135,7 +135,8 @@ class Plan:
                              self.post.default_language)
 
 
-def plan_alert(session: Session, settings: Settings, post: Post, req: AlertRequest,
+def plan_alert(session: Session, settings: Settings, post: Post, req: AlertRequest, *,
+               refuse_unreachable: bool = True,
                today: date | None = None) -> Plan:
     """Resolve zones, template, policy and first tier; refuse what cannot reach anyone."""
     today = today or db_today(session, post.timezone)
@@ -176,7 +177,7 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
         planned.append(PlannedZone(zone, tiers, first))
         del ms
     dead = [pz.zone.name for pz in planned if not pz.reachable]
-    if dead and not req.force:
+    if dead and not req.force and refuse_unreachable:
         raise Refused(
             f"nobody reachable in {', '.join(dead)} (no active volunteer with a usable "
             "contact path); fix the roster, or send with --force to alert the duty officer "
@@ -249,9 +250,13 @@ def send_alert(session: Session, settings: Settings, post: Post, req: AlertReque
     in the caller's transaction. The fan-out is the caller's (or a worker's) to run."""
     if req.draft_id is not None:
         req = request_from_draft(session, post, req)
-    plan = plan_alert(session, settings, post, req)
+    # A dry run shows what would be refused instead of refusing it.
+    plan = plan_alert(session, settings, post, req, refuse_unreachable=not dry_run)
     preview = plan.preview(settings)
     if dry_run:
+        dead = [z["zone"] for z in preview["zones"] if not z["reachable"]]
+        preview["refused"] = (f"nobody reachable in {', '.join(dead)}: sending would be "
+                              "refused without --force" if dead and not req.force else None)
         session.rollback()
         return Sent(None, None, preview)
     alert = create_alert(session, settings, plan, req)

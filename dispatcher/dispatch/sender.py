@@ -26,7 +26,7 @@ from channels.retry import RetryPolicy
 from dispatcher import audit, lifecycle
 from dispatcher.claims import claim, release_dead_claims
 from dispatcher.compose.composer import ACK_URL_TAG
-from dispatcher.crypto import Vault
+from dispatcher.crypto import UNREADABLE_HINT, Unreadable, Vault
 from dispatcher.db import Database, db_now
 from dispatcher.dispatch.failover import on_dead_path
 from dispatcher.domain import (
@@ -59,6 +59,10 @@ class Outcome:
     recipient_id: int
     receipt: Receipt | None = None
     error: ChannelError | None = None
+
+
+#: Why a delivery failed when no configured key opens its contact.
+UNREADABLE_CONTACT = f"the contact {UNREADABLE_HINT}"
 
 
 class Sender:
@@ -164,7 +168,18 @@ class Sender:
                     on_dead_path(session, delivery, "gave up after repeated provider errors",
                                  recipient_specific=False)
                 else:
-                    ready.append((delivery, self.vault.decrypt(enc)))
+                    try:
+                        ready.append((delivery, self.vault.decrypt(enc)))
+                    except Unreadable:
+                        # A lost key: not the path's fault (restoring the key mends it),
+                        # but nothing can be sent to it now, so fail over or escalate.
+                        lifecycle.move(delivery, DeliveryState.FAILED)
+                        delivery.failed_at, delivery.error_message = now, UNREADABLE_CONTACT
+                        log.error("delivery %s: contact %s %s", delivery.id,
+                                  delivery.contact_id, UNREADABLE_CONTACT,
+                                  extra={"alert_id": delivery.alert_id})
+                        on_dead_path(session, delivery, UNREADABLE_CONTACT,
+                                     recipient_specific=False)
             if dropped:
                 lifecycle.move_rows(session, Delivery, DeliveryState.CANCELLED,
                                     Delivery.id.in_(dropped), lease_until=None)
@@ -265,6 +280,14 @@ class Sender:
         assert err is not None
         d = session.get(Delivery, o.delivery_id)
         if d is None:
+            return
+        if d.state != DeliveryState.SENDING:
+            # A status callback already told this message's fate (the provider took it
+            # although our request seemed to fail, e.g. a time-out after it answered):
+            # that news is better than ours, and re-sending would send it twice.
+            log.info("delivery %s: error %s after a receipt moved it to %s; kept", d.id,
+                     err.code or err.status, d.state.value,
+                     extra={"delivery_id": d.id, "alert_id": d.alert_id})
             return
         d.error_code = str(err.code or err.status or "")[:32] or None
         d.error_message = str(err.message)[:500]

@@ -8,9 +8,25 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from dispatcher.errors import InvalidInput, NotFound
+from dispatcher.config_files import named_file
+from dispatcher.errors import InvalidInput
 
-_DURATION_RE = re.compile(r"^\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s?)?\s*$")
+# At most 9 digits a part: a longer number is no duration, and Python refuses to convert
+# numbers of more than 4,300 digits at all.
+_DURATION_RE = re.compile(
+    r"^\s*(?:(\d{1,9})\s*h)?\s*(?:(\d{1,9})\s*m)?\s*(?:(\d{1,9})\s*s?)?\s*$")
+#: Longest acknowledgement window: an alert nobody acknowledges for a week has failed.
+MAX_ACK_WINDOW_SECONDS = 7 * 24 * 3600
+
+
+def check_ack_window(seconds: int, shown: str | int | None = None) -> int:
+    """`seconds`, if it is a usable acknowledgement window; InvalidInput otherwise."""
+    if seconds > MAX_ACK_WINDOW_SECONDS:
+        raise InvalidInput(f"acknowledgement window '{shown or seconds}' is longer than the "
+                           f"longest allowed, 7 days ({MAX_ACK_WINDOW_SECONDS} s)")
+    if seconds <= 0:
+        raise InvalidInput(f"acknowledgement window '{shown or seconds}' must be more than zero")
+    return seconds
 
 
 def parse_duration(text: str | int) -> int:
@@ -46,7 +62,9 @@ class EscalationPolicy:
         return cls(**known)
 
     def with_window(self, seconds: int | None) -> EscalationPolicy:
-        return self if seconds is None else replace(self, ack_window_seconds=seconds)
+        if seconds is None:
+            return self
+        return replace(self, ack_window_seconds=check_ack_window(seconds, f"{seconds} s"))
 
     def reminder_offsets(self) -> list[int]:
         """Seconds after notification at which the same tier is reminded."""
@@ -55,19 +73,16 @@ class EscalationPolicy:
 
 
 def load_policy(config_dir: Path, name: str = "default") -> EscalationPolicy:
-    path = config_dir / "policies" / f"{name}.toml"
-    if not path.exists():
-        known = sorted(p.stem for p in (config_dir / "policies").glob("*.toml"))
-        raise NotFound(f"escalation policy '{name}' not found (known: {', '.join(known)})")
+    path = named_file(config_dir / "policies", name, "escalation policy")
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     mode = data.get("mode", "any")
     if mode not in ("any", "each"):
-        raise InvalidInput(f"{path}: mode must be 'any' or 'each', not {mode!r}")
+        raise InvalidInput(f"policy '{name}': mode must be 'any' or 'each', not {mode!r}")
     quorum = int(data.get("quorum", 1))
     if quorum < 1:
-        raise InvalidInput(f"{path}: quorum must be at least 1")
+        raise InvalidInput(f"policy '{name}': quorum must be at least 1")
     return EscalationPolicy(
-        ack_window_seconds=parse_duration(data.get("ack_window", "15m")),
+        ack_window_seconds=check_ack_window(parse_duration(data.get("ack_window", "15m"))),
         reminders=int(data.get("reminders", 0)),
         quorum=quorum,
         mode=mode,

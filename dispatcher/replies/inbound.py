@@ -170,18 +170,22 @@ class Sender:
     recipients: list[OpenRecipient] = field(default_factory=list)
 
 
-def find_senders(conn: Connection, digests: Iterable[str], now: datetime) -> dict[str, Sender]:
-    """Who sent each number (by keyed hash); a stranger's hash has an empty Sender."""
+def find_senders(conn: Connection, digests: Iterable[str], now: datetime,
+                 aliases: Mapping[str, str] | None = None) -> dict[str, Sender]:
+    """Who sent each number (by keyed hash); a stranger's hash has an empty Sender.
+    `aliases` maps a number's hash under a previous key to its current one (during a key
+    rotation a contact's stored hash may still be the old one)."""
     senders = {digest: Sender() for digest in digests}
     if not senders:
         return senders
+    aliases = {old: new for old, new in (aliases or {}).items() if new in senders}
     volunteers: dict[int, SenderVolunteer] = {}
-    rows: Iterable[Any] = conn.execute(_SENDERS, {"digests": list(senders),
+    rows: Iterable[Any] = conn.execute(_SENDERS, {"digests": [*senders, *aliases],
                                                   "recent": now - LATE_REPLY_WINDOW})
     for row in rows:
         (digest, contact_id, vid, name, languages, post_id, rid, alert_id, zone_id, tier,
          state, code, exercise, bodies, zone_state, zone_name, alert_state) = row
-        sender = senders[digest]
+        sender = senders[aliases.get(digest, digest)]
         if vid not in volunteers:
             volunteers[vid] = SenderVolunteer(vid, name, language_list(languages), post_id)
             sender.contact_ids.append(contact_id)
@@ -312,10 +316,12 @@ class Batch:
     def run(self, batch: Sequence[Mapping[str, str]]) -> list[InboundResult]:
         phones = [params.get("From", "") for params in batch]
         digests = [self.vault.lookup_hash(phone) if phone else None for phone in phones]
+        aliases = {old: digest for phone, digest in zip(phones, digests, strict=True)
+                   if phone and digest for old in self.vault.lookup_hashes(phone)[1:]}
         with audit.batched(self.session):
             ids = self.store(batch, digests)
             senders = find_senders(self.conn, {d for d, i in zip(digests, ids, strict=True)
-                                               if d and i is not None}, self.now)
+                                               if d and i is not None}, self.now, aliases)
             results = []
             for params, phone, digest, inbound_id in zip(batch, phones, digests, ids,
                                                          strict=True):
@@ -324,7 +330,7 @@ class Batch:
                     continue
                 sender = senders.get(digest, Sender()) if digest else Sender()
                 if digest and self._stale(digest, sender):
-                    sender = find_senders(self.conn, [digest], self.now)[digest]
+                    sender = find_senders(self.conn, [digest], self.now, aliases)[digest]
                 reply = Reply(self, inbound_id, phone, sender,
                               parse_reply(params.get("Body", "")))
                 results.append(reply.act())
@@ -424,7 +430,10 @@ class Reply:
         if out:
             if self.sender.contact_ids:
                 self.conn.execute(_OPT_OUT, {"ids": self.sender.contact_ids, "at": self.now})
-            audit.record(self.session, "volunteer", "contact.opted_out", contact=self.masked)
+            # Ids, never the number or a name: the audit log is append-only and must
+            # not keep what `aln roster erase` removes (see dispatcher/privacy/erasure.py).
+            audit.record(self.session, "volunteer", "contact.opted_out",
+                         contact_ids=self.sender.contact_ids)
         else:
             self.resume(always_audit=True)
         return InboundResult(False, self.say(kind.value), kind=kind)
@@ -435,7 +444,8 @@ class Reply:
         if self.sender.contact_ids:
             changed = self.conn.execute(_OPT_IN, {"ids": self.sender.contact_ids}).rowcount
         if changed or always_audit:
-            audit.record(self.session, "volunteer", "contact.opted_in", contact=self.masked)
+            audit.record(self.session, "volunteer", "contact.opted_in",
+                         contact_ids=self.sender.contact_ids)
 
     def info(self, target: OpenRecipient | None) -> InboundResult:
         """INFO is Twilio's help keyword for "what is this number?": answered with the
@@ -450,7 +460,7 @@ class Reply:
         assert self.volunteer is not None
         self.keep(ResponseKind.HELP, target, urgent=True)
         audit.record(self.session, "volunteer", "volunteer.needs_help",
-                     alert_id=target.alert_id if target else None, volunteer=self.volunteer.name)
+                     alert_id=target.alert_id if target else None, volunteer_id=self.volunteer.id)
         help_line = self.conn.execute(_HELP_LINE, {"id": self.volunteer.post_id}).scalar()
         return InboundResult(False, self.say("help_answer", help_line=help_line or ""),
                              kind=ResponseKind.HELP)

@@ -32,12 +32,23 @@ from dispatcher.runtime import Runtime
 log = logging.getLogger(__name__)
 
 SUFFIX = ".req"
+#: A kept request no configured key opens, set aside for a person (`aln keys rotate`
+#: puts it back in line once a key does).
+UNREADABLE_SUFFIX = ".unreadable"
 #: Batch handlers whose requests may wait here, by name, with what the webhook is told
 #: while its request waits.
 SPOOLABLE: dict[str, tuple[Callable[[Runtime, Sequence[Any]], list[Any]], Any]] = {
     "sms_batch": (sms_batch, InboundResult(duplicate=False, answer=None)),
     "status_batch": (status_batch, False),
 }
+
+
+def kept_files(directory: Path) -> list[Path]:
+    """Every request kept in `directory`, waiting or set aside as unreadable, oldest first
+    (what a key rotation rewrites and an erasure searches)."""
+    if not directory.is_dir():
+        return []
+    return sorted([*directory.glob(f"*{SUFFIX}"), *directory.glob(f"*{UNREADABLE_SUFFIX}")])
 
 
 class Spool:
@@ -57,7 +68,8 @@ class Spool:
                                              ensure_ascii=False))
         final = self.directory / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}{SUFFIX}"
         tmp = final.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
+        # 0600: the file is encrypted, but what it holds is a volunteer's message.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -88,7 +100,7 @@ class Spool:
                 handler = SPOOLABLE[item["handler"]][0]
             except Exception:
                 # Another key, or not ours: set aside for a person, never replayed blindly.
-                path.replace(path.with_suffix(".unreadable"))
+                path.replace(path.with_suffix(UNREADABLE_SUFFIX))
                 log.error("kept request %s cannot be read with this key; set aside", path.name)
                 continue
             try:

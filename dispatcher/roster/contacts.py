@@ -98,10 +98,14 @@ def set_contact(
             masked=mask_contact(value),
         )
         volunteer.contacts.append(contact)
-    elif contact.value_hash != digest:
+    elif contact.value_hash not in vault.lookup_hashes(value):
         contact.value_enc = vault.encrypt(value)
         contact.value_hash = digest
         contact.masked = mask_contact(value)
         contact.dead_reason = None
         contact.dead_at = None
+    elif contact.value_hash != digest:
+        # The same path, stored under a key being rotated away from: rewrite it under the
+        # current key, and keep what we know about it.
+        contact.value_enc, contact.value_hash = vault.encrypt(value), digest
     return contact

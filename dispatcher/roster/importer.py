@@ -199,7 +199,8 @@ def _taken_contacts(session: Session, vault: Vault, post: Post,
     for row in rows:
         mine = matched[row.identity]
         for channel, value in row.contacts:
-            owner = owners.get((channel.value, vault.lookup_hash(value)))
+            owner = next((owners[key] for digest in vault.lookup_hashes(value)
+                          if (key := (channel.value, digest)) in owners), None)
             if owner is None or (mine is not None and owner[0] == mine.id) \
                     or (owner[0], channel) in replaced:
                 continue
@@ -395,7 +396,7 @@ def _find_volunteer(session: Session, vault: Vault, post: Post, row: RosterRow) 
                 Volunteer.post_id == post.id,
                 Volunteer.kind == "clv",
                 Contact.channel == channel,
-                Contact.value_hash == vault.lookup_hash(value),
+                Contact.value_hash.in_(vault.lookup_hashes(value)),
             )
         ).all()
         for vol in candidates:

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from dispatcher.crypto import Vault
+from dispatcher.crypto import UNREADABLE_HINT, Unreadable, Vault
 from dispatcher.db import db_today
-from dispatcher.models import Membership, Post, Volunteer, Zone
+from dispatcher.models import Contact, Membership, Post, Volunteer, Zone
 from dispatcher.roster.gaps import is_active
 from dispatcher.roster.posts import find_zone
 
@@ -60,7 +60,15 @@ def roster_rows(
             if c is None:
                 row[key] = None
             else:
-                row[key] = vault.decrypt(c.value_enc) if reveal else c.masked
+                row[key] = _reveal(vault, c) if reveal else c.masked
                 row[f"{key}_opted_out"] = c.opted_out
         rows.append(row)
     return rows
+
+
+def _reveal(vault: Vault, contact: Contact) -> str:
+    try:
+        return vault.decrypt(contact.value_enc)
+    except Unreadable:
+        raise Unreadable(f"contact {contact.id} ({contact.channel} {contact.masked}, "
+                         f"volunteer {contact.volunteer_id}) {UNREADABLE_HINT}") from None

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from dispatcher import audit
+from dispatcher.csv_cells import csv_text
 from dispatcher.db import db_now
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.versions import cancel_alert, update_alert
@@ -28,6 +27,8 @@ from dispatcher.runtime import Runtime
 from dispatcher.status import alert_status
 from dispatcher.web.app_state import runtime_of, wake_worker
 from dispatcher.web.auth import Caller, api_caller
+from dispatcher.web.headers import REPORT_CONTENT_SECURITY_POLICY
+from dispatcher.web.limits import MAX_ROW_ID, RowId
 
 router = APIRouter(prefix="/api")
 viewer = Depends(api_caller(Role.VIEWER))
@@ -35,23 +36,38 @@ officer = Depends(api_caller(Role.OFFICER))
 admin = Depends(api_caller(Role.ADMIN))
 
 
+#: Longest alert body (an email can be longer than an SMS; nobody writes a book).
+MAX_BODY_CHARS = 10_000
+#: Longest name of a zone, template, policy or channel, and of a title.
+MAX_NAME_CHARS = 200
+#: Most zones or channels named in one request.
+MAX_LIST_ITEMS = 500
+
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]
+
+
 class AlertIn(BaseModel):
-    zones: list[str] = []
-    body: str = ""
-    draft_id: int | None = Field(default=None,
+    zones: list[Name] = Field(default=[], max_length=MAX_LIST_ITEMS)
+    body: str = Field("", max_length=MAX_BODY_CHARS)
+    draft_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID,
                                  description="send this draft (from a CAP import)")
-    title: str | None = None
-    template: str | None = None
+    title: Name | None = None
+    template: Name | None = None
     exercise: bool = False
-    ack_window: str | None = Field(None, description="e.g. 15m, 90s")
-    policy: str = "default"
-    channels: list[str] = []
+    ack_window: str | None = Field(None, max_length=32, description="e.g. 15m, 90s")
+    policy: Name = "default"
+    channels: list[Name] = Field(default=[], max_length=MAX_LIST_ITEMS)
     force: bool = False
     dry_run: bool = False
 
 
 class UpdateIn(BaseModel):
-    body: str
+    body: str = Field(max_length=MAX_BODY_CHARS)
+
+
+def problem_text(exc: ValidationError) -> str:
+    """A validation error as one line an officer can act on: each field and what is wrong."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
 
 
 def alert_request(data: AlertIn, actor: str) -> AlertRequest:
@@ -92,14 +108,14 @@ def list_alerts(request: Request, _: Caller = viewer) -> list[dict[str, Any]]:
 
 
 @router.get("/alerts/{alert_id}")
-def get_alert(alert_id: int, request: Request, _: Caller = viewer) -> dict[str, Any]:
+def get_alert(alert_id: RowId, request: Request, _: Caller = viewer) -> dict[str, Any]:
     rt = runtime_of(request)
     with rt.db.session() as session:
         return alert_status(session, alert_id)
 
 
 @router.post("/alerts/{alert_id}/cancel")
-def post_cancel(alert_id: int, request: Request, caller: Caller = officer) -> dict[str, Any]:
+def post_cancel(alert_id: RowId, request: Request, caller: Caller = officer) -> dict[str, Any]:
     rt = runtime_of(request)
     with rt.db.session() as session:
         count = cancel_alert(session, rt.settings, alert_id, actor=f"officer:{caller.name}")
@@ -108,7 +124,7 @@ def post_cancel(alert_id: int, request: Request, caller: Caller = officer) -> di
 
 
 @router.post("/alerts/{alert_id}/update")
-def post_update(alert_id: int, data: UpdateIn, request: Request,
+def post_update(alert_id: RowId, data: UpdateIn, request: Request,
                 caller: Caller = officer) -> dict[str, Any]:
     rt = runtime_of(request)
     with rt.db.session() as session:
@@ -120,7 +136,7 @@ def post_update(alert_id: int, data: UpdateIn, request: Request,
 
 
 @router.post("/replies/{response_id}/attach")
-def post_attach(response_id: int, request: Request, caller: Caller = officer) -> dict[str, Any]:
+def post_attach(response_id: RowId, request: Request, caller: Caller = officer) -> dict[str, Any]:
     """Attach an ambiguous acknowledgement to the alert it was shown on."""
     rt = runtime_of(request)
     with rt.db.session() as session:
@@ -133,11 +149,18 @@ def post_attach(response_id: int, request: Request, caller: Caller = officer) ->
 
 @router.get("/roster")
 def get_roster(request: Request, zone: str | None = None,
-               _: Caller = viewer) -> list[dict[str, Any]]:
+               caller: Caller = viewer) -> list[dict[str, Any]]:
+    """The roster: contacts masked for viewers; in clear for officers, and every such read
+    is in the audit trail (volunteers signed to safeguard these numbers; so do we)."""
     rt = runtime_of(request)
+    reveal = caller.at_least(Role.OFFICER)
     with rt.db.session() as session:
         post = ensure_post(session, rt.settings, rt.vault)
-        return roster_rows(session, rt.vault, post, zone=zone)
+        rows = roster_rows(session, rt.vault, post, zone=zone, reveal=reveal)
+        if reveal:
+            audit.record(session, f"officer:{caller.name}", "roster.read",
+                         zone=audit.clipped(zone) if zone else None, rows=len(rows))
+        return rows
 
 
 @router.get("/roster/gaps")
@@ -157,7 +180,7 @@ def get_zones(request: Request, _: Caller = viewer) -> list[str]:
 
 
 @router.get("/reports/{alert_id}", response_model=None)
-def get_report(alert_id: int, request: Request, format: str = "json",
+def get_report(alert_id: RowId, request: Request, format: str = "json",
                _: Caller = viewer) -> Any:
     from dispatcher.reports.csv_export import render_csv
     from dispatcher.reports.figures import build_report
@@ -172,7 +195,8 @@ def get_report(alert_id: int, request: Request, format: str = "json",
     if format == "html":
         from dispatcher.reports.html import render_report_html
 
-        return HTMLResponse(render_report_html(report))
+        return HTMLResponse(render_report_html(report), headers={
+            "Content-Security-Policy": REPORT_CONTENT_SECURITY_POLICY})
     raise InvalidInput(f"format '{format}' is not json, csv or html")
 
 
@@ -207,7 +231,7 @@ def mark_handled(rt: Runtime, response_id: int, caller: Caller) -> None:
 
 
 @router.post("/inbox/{response_id}/handled")
-def post_handled(response_id: int, request: Request, caller: Caller = officer) -> dict[str, Any]:
+def post_handled(response_id: RowId, request: Request, caller: Caller = officer) -> dict[str, Any]:
     mark_handled(runtime_of(request), response_id, caller)
     return {"id": response_id, "handled": True}
 
@@ -224,11 +248,8 @@ def audit_rows(rt: Runtime, limit: int = 500) -> list[dict[str, Any]]:
 def get_audit(request: Request, format: str = "json", _: Caller = viewer) -> Any:
     rows = audit_rows(runtime_of(request), limit=10_000)
     if format == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["id", "at", "actor", "action", "alert_id", "details"])
-        for r in rows:
-            writer.writerow([r["id"], r["at"], r["actor"], r["action"], r["alert_id"] or "",
-                             r["details"]])
-        return PlainTextResponse(out.getvalue(), media_type="text/csv")
+        text = csv_text(["id", "at", "actor", "action", "alert_id", "details"],
+                        ([r["id"], r["at"], r["actor"], r["action"], r["alert_id"] or "",
+                          r["details"]] for r in rows))
+        return PlainTextResponse(text, media_type="text/csv")
     return rows

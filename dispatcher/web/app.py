@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from dispatcher import aio
 from dispatcher.domain import Role
 from dispatcher.errors import AlnError
+from dispatcher.health import check_ready
+from dispatcher.metrics import CONTENT_TYPE_LATEST, RequestMetrics
+from dispatcher.metrics import render as render_metrics
 from dispatcher.replies.intake import Intake
 from dispatcher.runtime import Runtime
 from dispatcher.web import ack, api, dashboard, webhooks
-from dispatcher.web.auth import Caller, LoginThrottle, api_caller
+from dispatcher.web.auth import Caller, api_caller
 from dispatcher.web.dashboard import LoginRequired
+from dispatcher.web.headers import SecurityHeaders
+from dispatcher.web.limits import BodyLimit
+from dispatcher.web.throttle import LoginThrottle, parse_trusted_proxies
 
 log = logging.getLogger(__name__)
+#: The dashboard's scripts and styles (the CSP allows no inline ones).
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
@@ -63,6 +74,23 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
             session.execute(text("SELECT 1"))
         return {"status": "ok"}
 
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        waiting = len(app.state.intake.spool.files())
+        state = await asyncio.to_thread(check_ready, rt, waiting)
+        return JSONResponse({"status": "ok" if state.ready else "unavailable",
+                             "reason": state.reason}, status_code=200 if state.ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        token = rt.settings.metrics_token
+        if token and not hmac.compare_digest(
+                request.headers.get("authorization", "").encode(), f"Bearer {token}".encode()):
+            return Response("metrics need ALN_METRICS_TOKEN as a bearer token\n",
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        body = await asyncio.to_thread(render_metrics, rt)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     @app.exception_handler(LoginRequired)
     async def _login(_request: Request, _exc: LoginRequired) -> RedirectResponse:
         return RedirectResponse("/login", status_code=303)
@@ -72,10 +100,15 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
         return app.openapi()
 
     app.state.login_throttle = LoginThrottle()
+    app.state.trusted_proxies = parse_trusted_proxies(rt.settings.trusted_proxies)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(webhooks.router)
     app.include_router(ack.router)
     app.include_router(api.router)
     app.include_router(dashboard.router)
+    app.add_middleware(RequestMetrics)
     return app
 
 

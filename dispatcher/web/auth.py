@@ -1,25 +1,24 @@
-"""Officers: roles, API tokens (stored hashed), dashboard sessions, CSRF, login throttling.
+"""Officers: roles, API tokens (stored hashed), dashboard sessions, CSRF.
 
 Roles are ordered: a viewer reads, an officer also composes, sends and cancels, an
 admin also manages the roster and officers. The API takes `Authorization: Bearer`;
 the dashboard a signed, HttpOnly, SameSite=Strict session cookie, and every form
-POST carries the session's CSRF token.
+POST carries the session's CSRF token. Login throttling is in `throttle`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
-import threading
-import time
-from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dispatcher import audit
@@ -32,10 +31,12 @@ from dispatcher.runtime import Runtime
 
 ROLE_RANK = {Role.VIEWER: 0, Role.OFFICER: 1, Role.ADMIN: 2}
 SESSION_COOKIE = "aln_session"
+#: The login form's own CSRF token (double submit: this cookie and a hidden field).
+LOGIN_CSRF_COOKIE = "aln_login_csrf"
+#: Methods that change nothing: the only ones the API serves to a session cookie.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: A dashboard session lasts a long shift, no more.
 SESSION_MAX_AGE_SECONDS = 12 * 3600
-#: Failed logins allowed per name and per client address within the window.
-LOGIN_ATTEMPTS, LOGIN_WINDOW_SECONDS = 5, 60.0
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
@@ -53,18 +54,45 @@ class Caller:
 # --- passwords and tokens ----------------------------------------------------------------
 
 
+def _derive(password: str, salt: bytes) -> bytes:
+    """The one place a password is hashed (scrypt: deliberately slow)."""
+    return hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+
+
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
-    return f"scrypt${salt.hex()}${digest.hex()}"
+    return f"scrypt${salt.hex()}${_derive(password, salt).hex()}"
 
 
 def check_password(password: str, stored: str | None) -> bool:
     if not stored or not stored.startswith("scrypt$"):
         return False
     _, salt, digest = stored.split("$")
-    got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), **_SCRYPT)
-    return hmac.compare_digest(got.hex(), digest)
+    return hmac.compare_digest(_derive(password, bytes.fromhex(salt)).hex(), digest)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def login_officer(session: Session, name: str, secret: str) -> Officer | None:
+    """The officer `name` if `secret` is their password or one of their API tokens.
+
+    Exactly one password hash is computed whatever the name: an unknown name, or an
+    officer without a password, is checked against a dummy hash, so the time a login
+    takes does not tell which officer names exist.
+    """
+    officer = session.scalar(select(Officer).where(Officer.name == name))
+    stored = officer.password_hash if officer is not None else None
+    password_ok = check_password(secret, stored or _dummy_hash()) and stored is not None
+    # Looked up whatever the name too, so that a known name costs no extra query.
+    by_token = caller_from_token(session, secret) if secret else None
+    if officer is None or officer.disabled:
+        return None
+    if password_ok:
+        return officer
+    return officer if by_token is not None and by_token.officer_id == officer.id else None
 
 
 def add_officer(session: Session, name: str, role: str, actor: str = "cli") -> str:
@@ -105,34 +133,6 @@ def caller_from_token(session: Session, token: str) -> Caller | None:
     return Caller(row.officer.id, row.officer.name, Role(row.officer.role))
 
 
-# --- login throttling ----------------------------------------------------------------------
-
-
-class LoginThrottle:
-    """In-memory sliding window of failed logins per name and per client address."""
-
-    def __init__(self, attempts: int = LOGIN_ATTEMPTS, window: float = LOGIN_WINDOW_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.attempts, self.window, self.clock = attempts, window, clock
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str) -> deque[float]:
-        q = self._failures[key]
-        while q and self.clock() - q[0] > self.window:
-            q.popleft()
-        return q
-
-    def blocked(self, *keys: str) -> bool:
-        with self._lock:
-            return any(len(self._recent(k)) >= self.attempts for k in keys)
-
-    def failed(self, *keys: str) -> None:
-        with self._lock:
-            for k in keys:
-                self._recent(k).append(self.clock())
-
-
 # --- sessions and request authentication -----------------------------------------------------
 
 
@@ -140,19 +140,41 @@ def _serializer(rt: Runtime) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(rt.vault.token_key, salt="aln-dashboard-session")
 
 
-def session_cookie(rt: Runtime, officer_id: int) -> str:
-    return _serializer(rt).dumps({"o": officer_id, "c": secrets.token_urlsafe(16)})
+def _password_mark(rt: Runtime, password_hash: str | None) -> str:
+    """A keyed fingerprint of the officer's password hash: a new password (`aln officer
+    passwd`) makes a new one, so sessions begun under the old password end."""
+    return hmac.new(rt.vault.token_key, (password_hash or "").encode(),
+                    hashlib.sha256).hexdigest()[:16]
+
+
+def session_cookie(rt: Runtime, officer: Officer) -> str:
+    return _serializer(rt).dumps({"o": officer.id, "c": secrets.token_urlsafe(16),
+                                  "e": officer.session_epoch,
+                                  "p": _password_mark(rt, officer.password_hash)})
 
 
 def caller_from_cookie(rt: Runtime, session: Session, cookie: str) -> Caller | None:
+    """The session's officer, unless the session was ended server-side: by logging out
+    (the epoch moved on), a new password, or the officer being revoked."""
     try:
         data = _serializer(rt).loads(cookie, max_age=SESSION_MAX_AGE_SECONDS)
     except BadSignature:
         return None
-    officer = session.get(Officer, data.get("o")) if isinstance(data, dict) else None
-    if officer is None or officer.disabled:
+    if not isinstance(data, dict) or not isinstance(data.get("o"), int):
+        return None
+    officer = session.get(Officer, data["o"])
+    if officer is None or officer.disabled or data.get("e") != officer.session_epoch:
+        return None
+    if not hmac.compare_digest(str(data.get("p", "")),
+                               _password_mark(rt, officer.password_hash)):
         return None
     return Caller(officer.id, officer.name, Role(officer.role), csrf=str(data.get("c", "")))
+
+
+def end_sessions(session: Session, officer_id: int) -> None:
+    """End every dashboard session of the officer (logout)."""
+    session.execute(update(Officer).where(Officer.id == officer_id)
+                    .values(session_epoch=Officer.session_epoch + 1))
 
 
 def authenticate(request: Request) -> Caller | None:
@@ -169,13 +191,22 @@ def authenticate(request: Request) -> Caller | None:
 
 
 def api_caller(role: Role) -> Callable[[Request], Caller]:
-    """FastAPI dependency: 401 for anonymous callers, 403 below `role`."""
+    """FastAPI dependency: 401 for anonymous callers, 403 below `role`.
+
+    The API changes things for bearer tokens only. A browser sends the dashboard's
+    session cookie with any request a page on the same site makes, and the API has no
+    form token to tell the officer's own requests apart: with a cookie, it only reads
+    (the dashboard links to the report and the audit CSV).
+    """
 
     def dependency(request: Request) -> Caller:
         caller = authenticate(request)
         if caller is None:
             raise HTTPException(401, "authentication required",
                                 headers={"WWW-Authenticate": "Bearer"})
+        if caller.csrf and request.method not in SAFE_METHODS:
+            raise HTTPException(403, "the API changes things only for a bearer token "
+                                     "(Authorization: Bearer ...), not a dashboard session")
         if not caller.at_least(role):
             raise HTTPException(403, f"this needs the {role.value} role")
         return caller
@@ -189,3 +220,30 @@ def check_csrf(caller: Caller, submitted: str | None) -> None:
         return  # a bearer-token client: no cookie, so no cross-site request to forge
     if not submitted or not hmac.compare_digest(submitted, caller.csrf):
         raise HTTPException(403, "missing or wrong CSRF token; reload the page")
+
+
+def new_login_csrf() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def same_origin(request: Request, public_url: str) -> bool:
+    """False when a browser says the request comes from another site's page: its Origin
+    is neither ours by `ALN_PUBLIC_URL` nor the host it addressed. No Origin (a
+    script, a test client) is not a browser's cross-site form."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    public = urlsplit(public_url)
+    return origin in (own, f"{public.scheme}://{public.netloc}")
+
+
+def check_login_csrf(request: Request, submitted: str | None, public_url: str) -> None:
+    """Login CSRF: the login form carries the token of its own cookie, from our origin;
+    else a page elsewhere could log the officer's browser into an attacker's account."""
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE) or ""
+    if not cookie or not submitted or not hmac.compare_digest(submitted, cookie):
+        raise HTTPException(403, "missing or wrong login form token; reload the login page")
+    if not same_origin(request, public_url):
+        raise HTTPException(403, "a login from another site's page is refused")
+

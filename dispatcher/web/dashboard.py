@@ -1,6 +1,7 @@
 """The dashboard: server-rendered pages, a live zone board by server-sent events.
 
-No front-end build step: Jinja2 pages, one small inline script per board. Every
+No front-end build step: Jinja2 pages, and one small script file for the live board
+(`static/board.js`; the CSP allows no inline script, so its data comes in a JSON block). Every
 page needs a logged-in officer (else a redirect to /login); every form POST
 carries the session's CSRF token.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -23,24 +26,35 @@ from dispatcher import audit
 from dispatcher.dispatch.versions import cancel_alert
 from dispatcher.domain import Role
 from dispatcher.errors import AlnError
-from dispatcher.models import Alert, Officer, Zone
+from dispatcher.models import Alert, Zone
 from dispatcher.replies.attach import attach_reply
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
 from dispatcher.status import alert_status
-from dispatcher.web.api import AlertIn, api_send_alert, audit_rows, inbox_rows, mark_handled
+from dispatcher.web.api import (
+    AlertIn,
+    api_send_alert,
+    audit_rows,
+    inbox_rows,
+    mark_handled,
+    problem_text,
+)
 from dispatcher.web.app_state import runtime_of, wake_worker
 from dispatcher.web.auth import (
+    LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     SESSION_MAX_AGE_SECONDS,
     Caller,
-    LoginThrottle,
     authenticate,
-    caller_from_token,
     check_csrf,
-    check_password,
+    check_login_csrf,
+    end_sessions,
+    login_officer,
+    new_login_csrf,
     session_cookie,
 )
+from dispatcher.web.limits import RowId
+from dispatcher.web.throttle import LoginThrottle, client_address
 
 router = APIRouter(include_in_schema=False)
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -55,9 +69,9 @@ class LoginRequired(Exception):
 
 
 def page(name: str, caller: Caller | None, http_status: int = 200,
-         **values: Any) -> HTMLResponse:
+         headers: dict[str, str] | None = None, **values: Any) -> HTMLResponse:
     return HTMLResponse(_env.get_template(name).render(caller=caller, **values),
-                        status_code=http_status)
+                        status_code=http_status, headers=headers)
 
 
 def officer_or_login(request: Request, role: Role = Role.VIEWER) -> Caller:
@@ -79,9 +93,21 @@ async def form_of(request: Request) -> dict[str, Any]:
 # --- login -----------------------------------------------------------------------------------
 
 
+def _login_page(request: Request, http_status: int = 200, error: str | None = None,
+                headers: dict[str, str] | None = None) -> HTMLResponse:
+    """The login form, with the token of its cookie (a new one unless it has one)."""
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_login_csrf()
+    response = page("login.html", None, http_status=http_status, headers=headers,
+                    error=error, login_csrf=token)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
+                        path="/login", secure=runtime_of(request).settings.public_url
+                        .startswith("https"))
+    return response
+
+
 @router.get("/login")
 def login_page(request: Request) -> HTMLResponse:
-    return page("login.html", None)
+    return _login_page(request)
 
 
 @router.post("/login", response_model=None)
@@ -89,29 +115,34 @@ async def login(request: Request) -> Response:
     rt = runtime_of(request)
     form = await form_of(request)
     name, secret = str(form.get("name") or ""), str(form.get("password") or "")
+    check_login_csrf(request, form.get("csrf"), rt.settings.public_url)
     throttle: LoginThrottle = request.app.state.login_throttle
-    client = request.client.host if request.client else "?"
-    keys = (f"name:{name.lower()}", f"ip:{client}")
-    if throttle.blocked(*keys):
-        return page("login.html", None, http_status=429, error="Too many attempts; wait a minute.")
+    client = client_address(request, request.app.state.trusted_proxies)
+    wait = throttle.reserve(client, name)
+    if wait:
+        return _login_page(request, http_status=429,
+                           error=f"Too many attempts; try again in {math.ceil(wait)} s.",
+                           headers={"Retry-After": str(math.ceil(wait))})
 
-    def check() -> int | None:
+    def check() -> str | None:
         with rt.db.session() as session:
-            officer = session.scalar(select(Officer).where(Officer.name == name))
-            by_token = caller_from_token(session, secret) if secret else None
-            ok = officer is not None and not officer.disabled and (
-                check_password(secret, officer.password_hash)
-                or (by_token is not None and by_token.officer_id == officer.id))
-            audit.record(session, name or "?", "officer.login" if ok else "officer.login_failed",
-                         client=client)
-            return officer.id if ok and officer else None
+            officer = login_officer(session, name, secret)
+            if officer is not None:
+                audit.record(session, f"officer:{officer.name}", "officer.login", client=client)
+            else:  # the name is a claim, not an identity: a detail of an anonymous event
+                audit.record(session, audit.ANONYMOUS, "officer.login_failed",
+                             name=audit.clipped(name), client=client)
+            return session_cookie(rt, officer) if officer else None
 
-    officer_id = await run_in_threadpool(check)
-    if officer_id is None:
-        throttle.failed(*keys)
-        return page("login.html", None, http_status=401, error="Wrong name or password.")
+    cookie = None
+    try:
+        cookie = await run_in_threadpool(check)
+    finally:
+        throttle.settle(client, name, succeeded=cookie is not None)
+    if cookie is None:
+        return _login_page(request, http_status=401, error="Wrong name or password.")
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(SESSION_COOKIE, session_cookie(rt, officer_id), httponly=True,
+    response.set_cookie(SESSION_COOKIE, cookie, httponly=True,
                         samesite="strict", max_age=SESSION_MAX_AGE_SECONDS,
                         secure=rt.settings.public_url.startswith("https"))
     return response
@@ -121,6 +152,14 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> RedirectResponse:
     caller = officer_or_login(request)
     check_csrf(caller, (await form_of(request)).get("csrf"))
+    rt = runtime_of(request)
+
+    def end() -> None:
+        with rt.db.session() as session:
+            end_sessions(session, caller.officer_id)
+            audit.record(session, f"officer:{caller.name}", "officer.logout")
+
+    await run_in_threadpool(end)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
@@ -155,13 +194,13 @@ async def compose(request: Request) -> Response:
     form = await form_of(request)
     check_csrf(caller, form.get("csrf"))
     rt = runtime_of(request)
-    data = AlertIn(zones=form.get("zones") or [], body=str(form.get("body") or ""),
-                   template=str(form.get("template") or "security"),
-                   exercise=bool(form.get("exercise")),
-                   ack_window=str(form.get("ack_window") or "") or None,
-                   dry_run=form.get("action") != "send")
-    kept = {"zones": data.zones, "template": data.template, "body": data.body,
-            "exercise": data.exercise, "ack_window": data.ack_window}
+    kept = {"zones": form.get("zones") or [], "template": str(form.get("template") or "security"),
+            "body": str(form.get("body") or ""), "exercise": bool(form.get("exercise")),
+            "ack_window": str(form.get("ack_window") or "") or None}
+    try:
+        data = AlertIn.model_validate({**kept, "dry_run": form.get("action") != "send"})
+    except ValidationError as exc:
+        return _index(rt, caller, form=kept, error=problem_text(exc))
     try:
         result = await run_in_threadpool(api_send_alert, rt, data, caller)
     except AlnError as exc:
@@ -183,14 +222,14 @@ def _script_json(data: Any) -> str:
 
 
 @router.get("/alerts/{alert_id}")
-def board(alert_id: int, request: Request) -> HTMLResponse:
+def board(alert_id: RowId, request: Request) -> HTMLResponse:
     caller = officer_or_login(request)
     status = _status(runtime_of(request), alert_id)
     return page("board.html", caller, status=status, status_json=_script_json(status))
 
 
 @router.get("/alerts/{alert_id}/events")
-async def board_events(alert_id: int, request: Request) -> StreamingResponse:
+async def board_events(alert_id: RowId, request: Request) -> StreamingResponse:
     """Server-sent events: the alert's status whenever it changes."""
     officer_or_login(request)
     rt = runtime_of(request)
@@ -212,7 +251,7 @@ async def board_events(alert_id: int, request: Request) -> StreamingResponse:
 
 
 @router.post("/alerts/{alert_id}/cancel")
-async def cancel(alert_id: int, request: Request) -> RedirectResponse:
+async def cancel(alert_id: RowId, request: Request) -> RedirectResponse:
     caller = officer_or_login(request, Role.OFFICER)
     check_csrf(caller, (await form_of(request)).get("csrf"))
     rt = runtime_of(request)
@@ -227,7 +266,7 @@ async def cancel(alert_id: int, request: Request) -> RedirectResponse:
 
 
 @router.post("/alerts/{alert_id}/replies/{response_id}/attach")
-async def attach(alert_id: int, response_id: int, request: Request) -> RedirectResponse:
+async def attach(alert_id: RowId, response_id: RowId, request: Request) -> RedirectResponse:
     """An officer attaches an ambiguous YES shown on this alert to it (audited)."""
     caller = officer_or_login(request, Role.OFFICER)
     check_csrf(caller, (await form_of(request)).get("csrf"))
@@ -252,7 +291,7 @@ def inbox(request: Request) -> HTMLResponse:
 
 
 @router.post("/inbox/{response_id}/handled")
-async def handled(response_id: int, request: Request) -> RedirectResponse:
+async def handled(response_id: RowId, request: Request) -> RedirectResponse:
     caller = officer_or_login(request, Role.OFFICER)
     check_csrf(caller, (await form_of(request)).get("csrf"))
     await run_in_threadpool(mark_handled, runtime_of(request), response_id, caller)

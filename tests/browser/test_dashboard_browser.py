@@ -28,6 +28,9 @@ def test_zone_turns_acknowledged_live_without_reload(engine: Engine) -> None:
     engine.sim.script(VICTOR, reply="YES {code}", delay=2.0)
     ARTIFACTS.mkdir(exist_ok=True)
     with chromium_page(viewport={"width": 390, "height": 844}) as page:
+        refused: list[str] = []  # what the Content-Security-Policy blocked on our own pages
+        page.on("console", lambda m: refused.append(m.text)
+                if "Content Security Policy" in m.text else None)
         page.goto(f"{engine.url}/alerts/1")
         assert page.url.endswith("/login")  # anonymous: sent to the login page
         page.get_by_label("Officer name").fill("duty")
@@ -50,5 +53,6 @@ def test_zone_turns_acknowledged_live_without_reload(engine: Engine) -> None:
         row = page.locator('tr[data-volunteer="Victor Castillo"]')
         assert row.get_attribute("data-state") == "acknowledged"
         assert "EXERCISE" in page.locator("h1").inner_text()
+        assert refused == []  # the board's script and styles are files the policy allows
         page.screenshot(path=str(ARTIFACTS / "board.png"), full_page=True)
     assert (ARTIFACTS / "board.png").stat().st_size > 10_000

@@ -32,8 +32,10 @@ def _env(database_url: str, **extra: str) -> dict[str, str]:
 def _one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    # Log records (a migration's INFO lines) may precede it; the error is one line.
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    assert not any(line.startswith((" ", "\t")) for line in result.stderr.splitlines())
     for needle in needles:
         assert needle in lines[0], lines[0]
 

@@ -88,3 +88,16 @@ def test_channels_test_command(engine: Engine) -> None:
     bad = aln(engine, "channels", "test", "--sms", "+529611230101")
     text = " ".join(bad.output.split())  # the console wraps long lines
     assert bad.exit_code == 1 and "21211" in text and "invalid 'To' phone number" in text
+
+
+def test_a_dry_run_to_every_zone_previews_the_ones_sending_would_refuse(engine: Engine) -> None:
+    result = aln(engine, "alert", "send", "--zone", "all", "--body", "Test", "--dry-run",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    preview = json.loads(result.stdout)
+    unreachable = sorted(z["zone"] for z in preview["zones"] if not z["reachable"])
+    assert unreachable == ["Tabasco", "Tlaxcala"]
+    assert "refused without --force" in preview["refused"]
+    assert sms_requests(engine.sim) == []
+    refused = aln(engine, "alert", "send", "--zone", "all", "--body", "Test")
+    assert refused.exit_code == 2 and "nobody reachable" in refused.output

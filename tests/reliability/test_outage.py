@@ -62,3 +62,26 @@ def test_a_delivery_put_back_after_a_429_waits_what_the_provider_asked(  # type:
         assert delivery.state == "pending" and delivery.attempts == 1
         assert delivery.lease_until is not None
         assert 29 <= (delivery.lease_until - now).total_seconds() <= 31
+
+
+def test_an_error_recorded_after_a_receipt_keeps_the_receipts_news(  # type: ignore[no-untyped-def]
+        engine_factory) -> None:
+    """A request that timed out on our side may still have reached the provider, whose
+    callback lands first: the delivery stays as the callback said, and is not re-sent."""
+    from channels.errors import TransientError
+    from dispatcher.dispatch.sender import Outcome, Sender
+    from dispatcher.receipts import apply_twilio_status
+
+    engine = engine_factory(start=False)
+    alert_id = engine.send(["Chiapas"], channels=["sms"], ack_window_seconds=3600,
+                           fan_out=False)
+    sender = Sender(engine.rt.db, engine.rt.settings, engine.rt.vault, {}, "test")
+    (delivery, _), = sender._claim(alert_id)
+    with engine.rt.db.session() as s:
+        apply_twilio_status(s, {"MessageSid": "SM" + "9" * 32, "MessageStatus": "sent"},
+                            str(delivery.id))
+    timeout = TransientError(provider="twilio", status=None, code=None, message="timed out")
+    sender._record([Outcome(delivery.id, delivery.recipient_id, error=timeout)])
+    with engine.rt.db.session() as s:
+        stored = s.get(Delivery, delivery.id)
+        assert stored is not None and stored.state == "sent"

@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from typing import Any
 
-import pytest
 from fastapi.routing import APIRoute
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from dispatcher.models import Alert, AuditEvent, Officer, Response
-from dispatcher.web.app import create_app
-from dispatcher.web.auth import add_officer, hash_password
-from tests.conftest import CONFIG_DIR, rt_with_roster
+from dispatcher.models import Alert, AuditEvent, Response
+from tests.conftest import CONFIG_DIR
+from tests.web.conftest import bearer, login, login_form
 
-#: Routes anybody may call: providers sign theirs, volunteers hold a signed token.
-PUBLIC = re.compile(r"^/(webhooks/|healthz$|login$|ack/)")
-
-
-@pytest.fixture
-def app_rt(database_url: str) -> Any:
-    rt = rt_with_roster(database_url)
-    with rt.db.session() as s:
-        tokens = {role: add_officer(s, f"{role}-officer", role)
-                  for role in ("admin", "officer", "viewer")}
-        s.scalars(select(Officer).where(Officer.name == "officer-officer")).one() \
-            .password_hash = hash_password("correct horse battery")
-    client = TestClient(create_app(rt, run_worker=False))
-    yield rt, client, tokens
-    client.close()
-    rt.close()
+#: Routes anybody may call: providers sign theirs, volunteers hold a signed token; probes
+#: and /metrics (guarded by ALN_METRICS_TOKEN when set) carry no personal data.
+PUBLIC = re.compile(r"^/(webhooks/|healthz$|readyz$|metrics$|login$|ack/)")
 
 
 def all_routes(routes: Any) -> Any:
@@ -40,10 +26,6 @@ def all_routes(routes: Any) -> Any:
             yield from all_routes(route.original_router.routes)
         elif isinstance(route, APIRoute):
             yield route
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def test_every_route_refuses_anonymous_callers(app_rt: Any) -> None:
@@ -129,15 +111,6 @@ def test_revoked_or_unknown_token_is_401(app_rt: Any) -> None:
     assert client.get("/api/alerts", headers=bearer(tokens["viewer"])).status_code == 401
 
 
-def login(client: TestClient, name: str = "officer-officer",
-          password: str = "correct horse battery") -> str:
-    r = client.post("/login", data={"name": name, "password": password},
-                    follow_redirects=False)
-    assert r.status_code == 303, r.text
-    page = client.get("/").text
-    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-
-
 def test_dashboard_login_csrf_and_compose(app_rt: Any) -> None:
     rt, client, _ = app_rt
     csrf = login(client)
@@ -160,10 +133,10 @@ def test_dashboard_login_csrf_and_compose(app_rt: Any) -> None:
 def test_login_attempts_are_rate_limited(app_rt: Any) -> None:
     _, client, _ = app_rt
     for _ in range(5):
-        r = client.post("/login", data={"name": "officer-officer", "password": "wrong"})
+        r = client.post("/login", data=login_form(client, "officer-officer", "wrong"))
         assert r.status_code == 401
-    r = client.post("/login", data={"name": "officer-officer",
-                                    "password": "correct horse battery"})
+    r = client.post("/login", data=login_form(client, "officer-officer",
+                                              "correct horse battery"))
     assert r.status_code == 429
 
 
@@ -181,3 +154,15 @@ def test_board_script_cannot_be_broken_out_of(app_rt: Any) -> None:
     login(client)
     page = client.get(f"/alerts/{alert_id}").text
     assert "</script><script>alert(1)" not in page
+
+
+def test_audit_csv_never_starts_a_cell_with_a_formula(app_rt: Any) -> None:
+    rt, client, tokens = app_rt
+    from dispatcher import audit
+
+    with rt.db.session() as s:
+        audit.record(s, "=cmd|' /C calc'!A0", "officer.login_failed")
+    text = client.get("/api/audit?format=csv", headers=bearer(tokens["viewer"])).text
+    cells = [c for row in csv.reader(io.StringIO(text)) for c in row]
+    assert "'=cmd|' /C calc'!A0" in cells
+    assert not any(c.startswith(("=", "+", "@", "\t", "\r")) for c in cells)

@@ -1,4 +1,5 @@
-"""alert versions: an update or a cancel is a new version of the same alert
+"""alert versions (an update or a cancel is a new version of the same alert); a row
+for the readiness probe's write
 
 Revision ID: 0002
 Revises: 0001
@@ -28,7 +29,13 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('alert_id', 'number')
     )
+    op.create_table('health_probes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('checked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('health_probes')
     op.drop_table('alert_versions')
