@@ -12,13 +12,24 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from dispatcher import logs
 from dispatcher.errors import AlnError
 from dispatcher.runtime import Runtime
 
-console = Console()
-err_console = Console(stderr=True)
+# Untrusted text (a volunteer's reply "YES 7313 [/x]", a name, a zone, a CAP headline, an
+# error quoting any of them) is never Rich markup: these consoles read no markup at all,
+# in print, table cells and titles alike, so no caller has to remember to escape. Our
+# own styling is built with `styled` (Text objects), never with markup strings.
+console = Console(markup=False, highlight=False)
+# soft_wrap: an error stays one line however narrow the terminal (or a pipe) is.
+err_console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """One line from plain strings and (text, style) pairs; no part is read as markup."""
+    return Text.assemble(*parts)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -35,7 +46,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             if logs.is_json():
                 logging.getLogger("aln").error("%s", exc)
             else:
-                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+                err_console.print(styled(("error:", "bold red"), f" {exc}"))
             raise typer.Exit(2) from None
 
     return wrapper
