@@ -339,14 +339,19 @@ class AlertMachine(RuleBasedStateMachine):
 
     def _check_inbound_once(self) -> None:
         rows = self.world.query(
-            "SELECT i.dedupe_key, COUNT(DISTINCT i.id), COUNT(r.id) FROM inbound_messages i "
-            "LEFT JOIN responses r ON r.inbound_id = i.id WHERE i.source = 'twilio_sms' "
-            "GROUP BY i.dedupe_key")
-        stored = {key: (n, responses) for key, n, responses in rows}
+            "SELECT i.dedupe_key, COUNT(DISTINCT i.id), COUNT(r.id), "
+            "SUM(CASE WHEN r.kind = 'ambiguous' THEN 1 ELSE 0 END), COUNT(DISTINCT r.alert_id) "
+            "FROM inbound_messages i LEFT JOIN responses r ON r.inbound_id = i.id "
+            "WHERE i.source = 'twilio_sms' GROUP BY i.dedupe_key")
+        stored = {key: (n, responses, ambiguous or 0, alerts)
+                  for key, n, responses, ambiguous, alerts in rows}
         for msg in self.replies:
-            n, responses = stored.get(msg["sid"], (0, 0))
+            n, responses, ambiguous, alerts = stored.get(msg["sid"], (0, 0, 0, 0))
             assert n == 1, f"inbound {msg['body']!r} stored {n} times"
-            assert responses == 1, f"inbound {msg['body']!r} kept as {responses} responses"
+            # One understanding per message; an ambiguous one is shown on each candidate
+            # alert (one row per alert, for an officer to attach).
+            assert responses == 1 or (responses == ambiguous == alerts >= 2), (
+                f"inbound {msg['body']!r} kept as {responses} responses")
         keys = Counter(key for key, in self.world.query(
             "SELECT dedupe_key FROM inbound_messages WHERE source = 'twilio_status'"))
         for provider_id, _, status, _ in self.callbacks:
