@@ -140,6 +140,30 @@ def durability_problems(engine: Engine) -> list[str]:
     return problems
 
 
+#: SQLite result codes (primary, the low byte) meaning the database cannot be written.
+_SQLITE_CANNOT_WRITE = {13: "the disk is full", 8: "the database is read-only",
+                        10: "a disk I/O error"}
+#: PostgreSQL SQLSTATEs with the same meaning (class 53: insufficient resources).
+_PG_CANNOT_WRITE = {"53100": "the database server's disk is full",
+                    "25006": "the database is read-only (a standby?)",
+                    "53200": "the database server is out of memory"}
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """Why the database cannot be written, when `exc` says so (full disk, read-only);
+    None for any other error. Both drivers' errors are recognised by code, not text."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        code = getattr(seen, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in _SQLITE_CANNOT_WRITE:
+            return _SQLITE_CANNOT_WRITE[code & 0xFF]
+        sqlstate = getattr(seen, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate in _PG_CANNOT_WRITE:
+            return _PG_CANNOT_WRITE[sqlstate]
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
 class Database:
     """One engine and its session factory; created once per process and passed around."""
 

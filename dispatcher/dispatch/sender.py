@@ -100,7 +100,9 @@ class Sender:
 
         total = 0
         try:
-            while True:
+            # A recorder that failed (a full disk) stops the claiming: sends whose results
+            # cannot be written would only be sent again later.
+            while not recorder.done():
                 batch = await asyncio.to_thread(self._claim, alert_id)
                 if not batch:
                     break
