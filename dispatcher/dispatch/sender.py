@@ -117,6 +117,10 @@ class Sender:
             if in_flight:
                 await asyncio.gather(*in_flight)
         finally:
+            # When claiming failed (a full disk), sends already at the provider still
+            # finish and go to the recorder, rather than die unreported with the loop.
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
             await results.put(None)
             await recorder
         return total

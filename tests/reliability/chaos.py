@@ -21,13 +21,10 @@ import random
 import re
 import signal
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
@@ -43,7 +40,6 @@ from dispatcher.models import (
     Delivery,
     InboundMessage,
     Recipient,
-    WorkerLease,
 )
 from dispatcher.roster.importer import import_roster
 from dispatcher.roster.posts import ensure_post
@@ -52,8 +48,8 @@ from dispatcher.web.server import free_port
 from tests.conftest import CONFIG_DIR, make_settings
 from tests.engine import FROM_NUMBER, cli_env
 from tests.helpers import wait_until
+from tests.reliability.processes import ALN, start_until_running
 
-ALN = str(Path(sys.executable).parent / "aln")
 SECRET = "chaos-secret"
 #: Zones with alternates, so silence escalates through tiers to the duty officer.
 ZONES = ["Chiapas", "Mexico City", "Puebla", "Oaxaca", "Guanajuato", "Veracruz"]
@@ -65,8 +61,6 @@ KILL_AFTER = (0.2, 2.5)
 RESTART_PAUSE = (0.0, 1.0)
 #: Share of restarts that start `aln worker` instead of `aln serve`.
 WORKER_SHARE = 0.3
-#: How long a process may take to come up before the run counts it as refused.
-START_TIMEOUT = 60.0
 #: The code at the end of an SMS (the simulator's own pattern).
 CODE = re.compile(r"(\d{4,6})\D*$")
 
@@ -178,31 +172,15 @@ class Service:
         self.rng = rng
         self.proc: subprocess.Popen[str] | None = None
         self.kind = "serve"
-        self._log = tempfile.TemporaryFile("w+")
 
     def start(self, kind: str) -> None:
         """Start `aln <kind>` and wait until it runs; a refusal is recorded, then fails."""
         self.kind = kind
-        args = [ALN, kind] + (["--port", str(self.port)] if kind == "serve" else [])
-        self.proc = subprocess.Popen(args, env=self.env, stdout=subprocess.DEVNULL,
-                                     stderr=self._log, text=True)
-        proc = self.proc
-
-        def running() -> bool:
-            if proc.poll() is not None:
-                self._log.seek(0)
-                tail = self._log.read()[-1500:]
-                self.report.refused.append(f"aln {kind} exited {proc.returncode}: {tail}")
-                raise AssertionError(self.report.refused[-1])
-            if kind == "serve":
-                try:
-                    return httpx.get(f"http://127.0.0.1:{self.port}/healthz",
-                                     timeout=1).is_success
-                except httpx.HTTPError:
-                    return False
-            return proc.pid in lease_pids(self.database_url)
-
-        wait_until(running, timeout=START_TIMEOUT, interval=0.05, what=f"aln {kind} to run")
+        try:
+            self.proc = start_until_running(kind, self.env, self.database_url, self.port)
+        except AssertionError as exc:
+            self.report.refused.append(str(exc))
+            raise
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -221,15 +199,6 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-
-
-def lease_pids(database_url: str) -> list[int]:
-    rt = Runtime.open(make_settings(database_url, secret_key=SECRET))
-    try:
-        with rt.db.session() as session:
-            return list(session.scalars(select(WorkerLease.pid)))
-    finally:
-        rt.close()
 
 
 def run_chaos(database_url: str, cycles: int, seed: int | None = None) -> Report:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,12 +26,12 @@ from tests.bench.fixtures import bulk_roster
 from tests.conftest import make_settings
 from tests.engine import cli_env, sms_requests
 from tests.helpers import wait_until
+from tests.reliability.processes import ALN, outbox_outcome
 
 RECIPIENTS = 600
 CONCURRENCY = 10
 #: Messages the provider has taken when the disk fills up.
 BREAK_AFTER = 120
-ALN = str(Path(sys.executable).parent / "aln")
 SECRET = "disk-full-secret"
 #: Size of the SQLite test filesystem: the roster and the alert fit, with room to spare.
 TMPFS_SIZE = "8m"
@@ -149,13 +148,7 @@ def check_stop_then_drain(db_url: str, broken: Callable[[], None], mended: Calla
         assert drained.returncode == 0, drained.stderr
         received = Counter(r["to"] for r in sms_requests(sim))
     assert set(received) == set(phones), "somebody was never sent the alert"
-    rt = Runtime.open(make_settings(db_url, secret_key=SECRET))
-    with rt.db.session() as session:
-        states = Counter(session.scalars(select(Delivery.state)))
-        flagged = {rt.vault.decrypt(enc) for enc in session.scalars(
-            select(Contact.value_enc).join(Delivery, Delivery.contact_id == Contact.id)
-            .where(Delivery.possibly_duplicate.is_(True)))}
-    rt.close()
+    states, flagged = outbox_outcome(db_url, SECRET)
     assert states == {"accepted": RECIPIENTS}, states
     assert {phone for phone, n in received.items() if n > 1} <= flagged
 

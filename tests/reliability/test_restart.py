@@ -13,15 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
 
 from channels.simulator.testing import run_simulator
 from dispatcher.db import db_now
@@ -31,9 +27,7 @@ from dispatcher.runtime import Runtime
 from dispatcher.web.server import free_port
 from dispatcher.worker import Worker
 from tests.engine import cli_env
-from tests.helpers import wait_until
-
-ALN = str(Path(sys.executable).parent / "aln")
+from tests.reliability.processes import start_until_running
 
 
 @pytest.fixture
@@ -118,47 +112,9 @@ def test_a_killed_process_restarts_at_once(database_url: str, command: str) -> N
     with run_simulator(callbacks=False) as sim:
         env = cli_env(database_url, sim, "restart-secret",
                       ALN_PUBLIC_URL=f"http://127.0.0.1:{port}")
-        args = [ALN, command] + (["--port", str(port)] if command == "serve" else [])
-        first = start_until_running(args, env, database_url, port)
+        first = start_until_running(command, env, database_url, port)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
-        second = start_until_running(args, env, database_url, port)
+        second = start_until_running(command, env, database_url, port)
         second.terminate()
         second.wait(timeout=30)
-
-
-def start_until_running(args: list[str], env: dict[str, str], database_url: str,
-                        port: int) -> subprocess.Popen[str]:
-    """Start `aln serve|worker`; return once it runs; fail if it exits instead."""
-    # stderr to a file: a pipe nobody reads would fill up and stop the process.
-    log = tempfile.TemporaryFile("w+")
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
-
-    def running() -> bool:
-        if proc.poll() is not None:
-            log.seek(0)
-            stderr = log.read()[-2000:]
-            raise AssertionError(f"aln {args[1]} exited with {proc.returncode}: {stderr}")
-        if args[1] == "serve":
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success
-            except httpx.HTTPError:
-                return False
-        return proc.pid in lease_pids(database_url)
-
-    wait_until(running, timeout=60, interval=0.05, what=f"aln {args[1]} to run")
-    return proc
-
-
-def lease_pids(database_url: str) -> list[int]:
-    from sqlalchemy import create_engine
-
-    url = database_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.scalars(select(WorkerLease.pid)))
-    except DBAPIError:  # not migrated yet
-        return []
-    finally:
-        engine.dispose()
