@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from channels.base import Channel, ChannelKind
 from channels.config import ChannelsConfig
 from channels.factory import build_channels
-from dispatcher.claims import worker_id
+from dispatcher.claims import process_is_gone, worker_id
 from dispatcher.db import db_now
 from dispatcher.dispatch.sender import Sender
 from dispatcher.domain import DeliveryState
@@ -72,7 +72,12 @@ class Worker:
     # --- single-worker guard for SQLite ------------------------------------------------------
 
     def register(self) -> None:
-        """Record this worker; on SQLite refuse to run beside a live one."""
+        """Record this worker; on SQLite refuse to run beside a live one.
+
+        A lease whose process is gone from this host (SIGKILL, a crash) is taken over at
+        once, so a supervisor's restart succeeds; a lease from another host can only be
+        judged by its heartbeat.
+        """
         if self.registered:
             return
         with self.rt.db.session() as session:
@@ -91,6 +96,13 @@ class Worker:
         now = db_now(session)
         stale = now - timedelta(seconds=HEARTBEAT_STALE_SECONDS)
         session.execute(delete(WorkerLease).where(WorkerLease.heartbeat_at < stale))
+        # A lease whose process is gone from this host is taken over at once: a supervisor
+        # restarting a killed `aln serve` must not be refused for 15 s.
+        dead = [lease.id for lease in session.scalars(select(WorkerLease))
+                if process_is_gone(lease.host, lease.pid, alive_at=lease.heartbeat_at)]
+        if dead:
+            log.warning("taking over %d worker lease(s) of dead processes", len(dead))
+            session.execute(delete(WorkerLease).where(WorkerLease.id.in_(dead)))
         if self.rt.db.is_sqlite:
             other = session.scalar(select(WorkerLease).limit(1))
             if other is not None:
