@@ -3,19 +3,31 @@ completes the alert only when no zone is left waiting."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from dispatcher.acks import acknowledge
 from dispatcher.db import db_now
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
-from dispatcher.domain import OPEN_ALERT_STATES, AlertState, DeadlineState, ZoneState
+from dispatcher.domain import (
+    DUTY_OFFICER_TIER,
+    OPEN_ALERT_STATES,
+    AlertState,
+    DeadlineState,
+    RecipientState,
+    ZoneState,
+)
+from dispatcher.escalation.engine import fire_due
 from dispatcher.models import Alert, AlertZone, Deadline, Recipient, Volunteer, Zone
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
-from tests.conftest import rt_with_roster
+from dispatcher.settings import Settings
+from tests.conftest import CONFIG_DIR, rt_with_roster
 
 
 @pytest.fixture
@@ -25,21 +37,46 @@ def rt(sqlite_url: str) -> Iterator[Runtime]:
     runtime.close()
 
 
-def send(rt: Runtime, zones: list[str]) -> int:
+def send(rt: Runtime, zones: list[str], settings: Settings | None = None,
+         policy: str = "default") -> int:
+    settings = settings or rt.settings
     with rt.db.session() as session:
-        post = ensure_post(session, rt.settings, rt.vault)
-        sent = send_alert(session, rt.settings, post,
-                          AlertRequest(zones=zones, body="Test", ack_window_seconds=600))
+        post = ensure_post(session, settings, rt.vault)
+        sent = send_alert(session, settings, post, AlertRequest(
+            zones=zones, body="Test", ack_window_seconds=600, policy=policy))
         assert sent.alert_id is not None
         return sent.alert_id
 
 
-def ack(rt: Runtime, alert_id: int, name: str) -> None:
+def with_policy(rt: Runtime, tmp_path: Path, name: str, text: str) -> Settings:
+    """The runtime's settings, with one more policy file `name`."""
+    config = tmp_path / "config"
+    if not config.exists():
+        shutil.copytree(CONFIG_DIR, config)
+    (config / "policies" / f"{name}.toml").write_text(text)
+    return rt.settings.model_copy(update={"config_dir": config})
+
+
+def ack(rt: Runtime, alert_id: int, name: str, settings: Settings | None = None) -> None:
     """`name` acknowledges `alert_id`, as the reply path does."""
     with rt.db.session() as session:
         rec = session.scalars(select(Recipient).join(Volunteer).where(
             Recipient.alert_id == alert_id, Volunteer.name == name)).one()
-        acknowledge(session, rt.settings, rec, at=db_now(session), via="sms")
+        acknowledge(session, settings or rt.settings, rec, at=db_now(session), via="sms")
+
+
+def set_recipient(rt: Runtime, alert_id: int, name: str, **values: object) -> None:
+    """Set up a recipient row by hand (a state or tier the scenario needs)."""
+    with rt.db.session() as session:
+        vid = session.scalars(select(Volunteer.id).where(Volunteer.name == name)).one()
+        session.execute(update(Recipient).where(Recipient.alert_id == alert_id,
+                                                Recipient.volunteer_id == vid).values(**values))
+
+
+def zone_states(rt: Runtime, alert_id: int) -> dict[str, ZoneState]:
+    with rt.db.session() as session:
+        return {az.zone.name: az.state for az in session.scalars(
+            select(AlertZone).where(AlertZone.alert_id == alert_id))}
 
 
 def alert_of(rt: Runtime, alert_id: int) -> tuple[AlertState, bool]:
@@ -87,3 +124,76 @@ def test_covering_a_zone_cancels_only_that_zones_and_that_alerts_deadlines(
     assert zones == {(first, "Chiapas"): ZoneState.ACKNOWLEDGED,
                      (first, "Oaxaca"): ZoneState.WAITING,
                      (second, "Chiapas"): ZoneState.WAITING}
+
+
+QUORUM_TWO = 'ack_window = "10m"\nquorum = 2\n'
+EACH = 'ack_window = "10m"\nmode = "each"\n'
+W, A = ZoneState.WAITING, ZoneState.ACKNOWLEDGED
+
+
+def test_a_quorum_counts_only_this_alerts_and_this_zones_acknowledgements(
+        rt: Runtime, tmp_path: Path) -> None:
+    settings = with_policy(rt, tmp_path, "two", QUORUM_TWO)
+    first = send(rt, ["Mexico City", "Chiapas"], settings, "two")
+    second = send(rt, ["Mexico City"], settings, "two")
+    ack(rt, first, "Ana Morales", settings)  # another zone of the same alert
+    ack(rt, first, "Daniel Ortega", settings)
+    ack(rt, second, "Emily Carter", settings)  # the same zone of another alert
+    assert zone_states(rt, first) == {"Mexico City": W, "Chiapas": W}
+    assert zone_states(rt, second) == {"Mexico City": W}
+    ack(rt, first, "Emily Carter", settings)
+    assert zone_states(rt, first) == {"Mexico City": A, "Chiapas": W}
+
+
+def test_a_duty_officers_acknowledgement_never_covers_a_zone(rt: Runtime) -> None:
+    alert_id = send(rt, ["Mexico City"])
+    set_recipient(rt, alert_id, "Emily Carter", tier=DUTY_OFFICER_TIER)
+    ack(rt, alert_id, "Emily Carter")
+    assert zone_states(rt, alert_id) == {"Mexico City": W}
+    ack(rt, alert_id, "Daniel Ortega")
+    assert zone_states(rt, alert_id) == {"Mexico City": A}
+
+
+def test_a_duty_officers_acknowledgement_does_not_count_towards_a_quorum(
+        rt: Runtime, tmp_path: Path) -> None:
+    settings = with_policy(rt, tmp_path, "two", QUORUM_TWO)
+    alert_id = send(rt, ["Mexico City"], settings, "two")
+    set_recipient(rt, alert_id, "Emily Carter", tier=DUTY_OFFICER_TIER)
+    ack(rt, alert_id, "Emily Carter", settings)
+    ack(rt, alert_id, "Daniel Ortega", settings)
+    assert zone_states(rt, alert_id) == {"Mexico City": W}
+
+
+def test_each_mode_counts_the_duties_of_this_alert_and_zone_only(
+        rt: Runtime, tmp_path: Path) -> None:
+    settings = with_policy(rt, tmp_path, "each", EACH)
+    first = send(rt, ["Mexico City", "Chiapas"], settings, "each")
+    second = send(rt, ["Mexico City"], settings, "each")
+    for name in ("Daniel Ortega", "Emily Carter"):
+        ack(rt, second, name, settings)
+    assert zone_states(rt, second) == {"Mexico City": A}
+    for name in ("Daniel Ortega", "Emily Carter"):
+        ack(rt, first, name, settings)
+    assert zone_states(rt, first) == {"Mexico City": A, "Chiapas": W}
+
+
+def test_each_mode_holds_no_duty_for_a_volunteer_nobody_could_reach(
+        rt: Runtime, tmp_path: Path) -> None:
+    settings = with_policy(rt, tmp_path, "each", EACH)
+    alert_id = send(rt, ["Mexico City"], settings, "each")
+    set_recipient(rt, alert_id, "Emily Carter", state=RecipientState.FAILED)
+    ack(rt, alert_id, "Daniel Ortega", settings)
+    assert zone_states(rt, alert_id) == {"Mexico City": A}
+
+
+def test_each_mode_with_every_first_volunteer_failed_is_covered_by_one_alternate(
+        rt: Runtime, tmp_path: Path) -> None:
+    settings = with_policy(rt, tmp_path, "each", EACH)
+    alert_id = send(rt, ["Chiapas"], settings, "each")
+    with rt.db.session() as session:
+        session.execute(update(Deadline).where(Deadline.alert_id == alert_id).values(
+            due_at=db_now(session) - timedelta(seconds=1)))
+    assert fire_due(rt.db, settings, "w1") == 1  # Ana's duty passes to Brian
+    set_recipient(rt, alert_id, "Ana Morales", state=RecipientState.FAILED)
+    ack(rt, alert_id, "Brian Keller", settings)
+    assert zone_states(rt, alert_id) == {"Chiapas": A}
