@@ -19,11 +19,21 @@ from dispatcher.domain import (
     OPEN_ALERT_STATES,
     AlertState,
     DeadlineState,
+    DeliveryPurpose,
     RecipientState,
     ZoneState,
 )
 from dispatcher.escalation.engine import fire_due
-from dispatcher.models import Alert, AlertZone, Deadline, Recipient, Volunteer, Zone
+from dispatcher.models import (
+    Alert,
+    AlertZone,
+    AuditEvent,
+    Deadline,
+    Delivery,
+    Recipient,
+    Volunteer,
+    Zone,
+)
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
 from dispatcher.settings import Settings
@@ -197,3 +207,52 @@ def test_each_mode_with_every_first_volunteer_failed_is_covered_by_one_alternate
     set_recipient(rt, alert_id, "Ana Morales", state=RecipientState.FAILED)
     ack(rt, alert_id, "Brian Keller", settings)
     assert zone_states(rt, alert_id) == {"Chiapas": A}
+
+
+def naive(value: object) -> object:
+    return value.replace(tzinfo=None) if hasattr(value, "replace") else value
+
+
+def test_an_acknowledgement_is_timed_and_audited_with_the_cover_and_completion_it_causes(
+        rt: Runtime) -> None:
+    alert_id = send(rt, ["Chiapas"])
+    with rt.db.session() as session:
+        at = db_now(session) - timedelta(seconds=7)
+        ana = session.scalars(select(Recipient).where(Recipient.alert_id == alert_id)).one()
+        acknowledge(session, rt.settings, ana, at=at, via="email")
+    with rt.db.session() as session:
+        ana = session.scalars(select(Recipient).where(Recipient.alert_id == alert_id)).one()
+        az = session.scalars(select(AlertZone).where(AlertZone.alert_id == alert_id)).one()
+        alert = session.get(Alert, alert_id)
+        assert alert is not None
+        assert [naive(t) for t in (ana.acknowledged_at, az.acknowledged_at, alert.closed_at)] \
+            == [naive(at)] * 3
+        assert ana.acknowledged_via == "email"
+        events = [(e.actor, e.action, e.alert_id, e.details) for e in session.scalars(
+            select(AuditEvent).where(AuditEvent.action.in_(
+                ["recipient.acknowledged", "zone.acknowledged", "alert.completed"]))
+            .order_by(AuditEvent.id))]
+    assert events == [
+        ("volunteer", "recipient.acknowledged", alert_id,
+         {"recipient_id": ana.id, "zone": "Chiapas", "via": "email"}),
+        ("system", "zone.acknowledged", alert_id, {"zone": "Chiapas"}),
+        ("system", "alert.completed", alert_id, {}),
+    ]
+
+
+def test_stand_down_goes_only_to_the_others_of_the_covered_zone_of_that_alert(
+        rt: Runtime, tmp_path: Path) -> None:
+    settings = with_policy(rt, tmp_path, "sd", 'ack_window = "10m"\nstand_down = true\n')
+    first = send(rt, ["Mexico City", "Chiapas"], settings, "sd")
+    send(rt, ["Mexico City"], settings, "sd")  # another alert, same zone
+    with rt.db.session() as session:
+        session.execute(update(Recipient).values(state=RecipientState.NOTIFIED))
+    ack(rt, first, "Daniel Ortega", settings)
+    with rt.db.session() as session:
+        told = set(session.execute(
+            select(Recipient.alert_id, Zone.name, Volunteer.name)
+            .join(Delivery, Delivery.recipient_id == Recipient.id)
+            .join(Zone, Zone.id == Recipient.zone_id)
+            .join(Volunteer, Volunteer.id == Recipient.volunteer_id)
+            .where(Delivery.purpose == DeliveryPurpose.STAND_DOWN)).all())
+    assert told == {(first, "Mexico City", "Emily Carter")}
