@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,7 @@ from dispatcher.models import (
     AuditEvent,
     Deadline,
     Delivery,
+    Membership,
     Recipient,
     Volunteer,
     Zone,
@@ -256,3 +257,22 @@ def test_stand_down_goes_only_to_the_others_of_the_covered_zone_of_that_alert(
             .join(Volunteer, Volunteer.id == Recipient.volunteer_id)
             .where(Delivery.purpose == DeliveryPurpose.STAND_DOWN)).all())
     assert told == {(first, "Mexico City", "Emily Carter")}
+
+
+def test_each_mode_counts_the_duties_of_the_first_tier_this_alert_asked(
+        rt: Runtime, tmp_path: Path) -> None:
+    settings = with_policy(rt, tmp_path, "each", EACH)
+    send(rt, ["Mexico City"], settings, "each")  # asks the primaries, tier 0
+    with rt.db.session() as session:  # then both primaries' terms end; two alternates remain
+        city = session.scalars(select(Zone.id).where(Zone.name == "Mexico City")).one()
+        for name, values in (("Daniel Ortega", {"term_end": date(2020, 1, 1)}),
+                             ("Emily Carter", {"term_end": date(2020, 1, 1)}),
+                             ("Zachary Miller", {"tier": 1, "rank": "alternate1"})):
+            vid = session.scalars(select(Volunteer.id).where(Volunteer.name == name)).one()
+            session.execute(update(Membership).where(
+                Membership.zone_id == city, Membership.volunteer_id == vid).values(**values))
+    later = send(rt, ["Mexico City", "Chiapas"], settings, "each")
+    ack(rt, later, "Fernando Díaz", settings)
+    assert zone_states(rt, later) == {"Mexico City": W, "Chiapas": W}
+    ack(rt, later, "Zachary Miller", settings)
+    assert zone_states(rt, later) == {"Mexico City": A, "Chiapas": W}
