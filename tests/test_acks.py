@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from dispatcher.acks import acknowledge
+from dispatcher.acks import AckOutcome, acknowledge
 from dispatcher.db import db_now
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.domain import (
@@ -276,3 +276,35 @@ def test_each_mode_counts_the_duties_of_the_first_tier_this_alert_asked(
     assert zone_states(rt, later) == {"Mexico City": W, "Chiapas": W}
     ack(rt, later, "Zachary Miller", settings)
     assert zone_states(rt, later) == {"Mexico City": A, "Chiapas": W}
+
+
+def test_an_acknowledgement_answers_whether_it_covered_and_a_second_one_is_already(
+        rt: Runtime, tmp_path: Path) -> None:
+    settings = with_policy(rt, tmp_path, "two", QUORUM_TWO)
+    chiapas = send(rt, ["Chiapas"])
+    city = send(rt, ["Mexico City"], settings, "two")
+    with rt.db.session() as session:
+        at = db_now(session)
+        ana = session.scalars(select(Recipient).where(Recipient.alert_id == chiapas)).one()
+        daniel = session.scalars(select(Recipient).join(Volunteer).where(
+            Recipient.alert_id == city, Volunteer.name == "Daniel Ortega")).one()
+        first = acknowledge(session, rt.settings, ana, at=at, via="sms")
+        # The caller's object is kept in step with what was written.
+        assert (ana.state, ana.acknowledged_at, ana.acknowledged_via) == (
+            RecipientState.ACKNOWLEDGED, at, "sms")
+        again = acknowledge(session, rt.settings, ana, at=at, via="sms")
+        short = acknowledge(session, settings, daniel, at=at, via="sms")
+        short_again = acknowledge(session, settings, daniel, at=at, via="sms")
+    assert first == AckOutcome(ana.id, False, True, "Chiapas", True)
+    assert again == AckOutcome(ana.id, True, True, "Chiapas", False)
+    assert short == AckOutcome(daniel.id, False, False, "Mexico City", False)
+    assert short_again == AckOutcome(daniel.id, True, False, "Mexico City", False)
+
+
+def test_an_alert_stored_without_a_quorum_is_covered_by_one_acknowledgement(
+        rt: Runtime) -> None:
+    alert_id = send(rt, ["Mexico City"])
+    with rt.db.session() as session:  # an alert sent before policies were frozen on it
+        session.execute(update(Alert).where(Alert.id == alert_id).values(policy={}))
+    ack(rt, alert_id, "Daniel Ortega")
+    assert zone_states(rt, alert_id) == {"Mexico City": A}
