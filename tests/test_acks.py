@@ -110,12 +110,15 @@ def deadlines(rt: Runtime) -> dict[tuple[int, str], set[DeadlineState]]:
 
 
 def test_an_alert_completes_only_when_no_zone_is_waiting(rt: Runtime) -> None:
+    other = send(rt, ["Puebla"])  # another alert's zone waiting does not hold this one
     alert_id = send(rt, ["Chiapas", "Oaxaca"])
     ack(rt, alert_id, "Ana Morales")  # Chiapas covered, Oaxaca still waiting
     state, closed = alert_of(rt, alert_id)
     assert state in OPEN_ALERT_STATES and not closed
     ack(rt, alert_id, "Victor Castillo")  # Oaxaca covered: nothing waits any more
     assert alert_of(rt, alert_id) == (AlertState.COMPLETED, True)
+    state, closed = alert_of(rt, other)
+    assert state in OPEN_ALERT_STATES and not closed
 
 
 def test_covering_a_zone_cancels_only_that_zones_and_that_alerts_deadlines(
