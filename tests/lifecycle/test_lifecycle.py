@@ -131,3 +131,38 @@ def test_no_state_is_spelled_as_a_string_outside_the_domain() -> None:
                 if match.group(2) in STATE_VALUES:
                     offenders.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_a_refused_move_names_the_model_the_row_and_both_states() -> None:
+    rec = Recipient(id=7)
+    rec.state = RecipientState.ACKNOWLEDGED  # the test sets up a state by hand
+    with pytest.raises(IllegalTransition) as err:
+        lifecycle.move(rec, RecipientState.PENDING)
+    assert str(err.value) == "recipient 7 cannot move from acknowledged to pending"
+    with pytest.raises(IllegalTransition) as err:
+        lifecycle.check(AlertZone, ZoneState.UNREACHED, ZoneState.WAITING)
+    assert str(err.value) == "alert zone cannot move from unreached to waiting"
+
+
+def test_a_new_object_moves_from_its_models_default_state() -> None:
+    alert = Alert()
+    assert lifecycle.move(alert, AlertState.SENDING) and alert.state is AlertState.SENDING
+    with pytest.raises(IllegalTransition, match="alert cannot move from draft to completed"):
+        lifecycle.move(Alert(), AlertState.COMPLETED)
+    assert lifecycle.move(Deadline(), DeadlineState.PENDING) is False  # already there
+
+
+def test_a_new_object_starts_in_its_default_or_in_a_state_reachable_from_it() -> None:
+    assert lifecycle.start(Alert(), AlertState.DRAFT).state is AlertState.DRAFT
+    assert lifecycle.start(Alert(), "sending").state is AlertState.SENDING
+    assert lifecycle.start(Recipient(), RecipientState.FAILED).state is RecipientState.FAILED
+    with pytest.raises(IllegalTransition, match="alert cannot move from draft to completed"):
+        lifecycle.start(Alert(), AlertState.COMPLETED)
+
+
+def test_a_state_is_reached_only_from_the_sources_its_table_lists() -> None:
+    assert lifecycle.sources(Deadline, DeadlineState.CANCELLED) == [
+        DeadlineState.PENDING, DeadlineState.CLAIMED]
+    assert lifecycle.sources(Alert, "draft") == []
+    with pytest.raises(IllegalTransition, match="no alert may move to draft"):
+        lifecycle.move_statement(Alert, AlertState.DRAFT)
