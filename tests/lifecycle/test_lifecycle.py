@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from dispatcher import lifecycle
 from dispatcher.domain import (
@@ -166,3 +167,33 @@ def test_a_state_is_reached_only_from_the_sources_its_table_lists() -> None:
     assert lifecycle.sources(Alert, "draft") == []
     with pytest.raises(IllegalTransition, match="no alert may move to draft"):
         lifecycle.move_statement(Alert, AlertState.DRAFT)
+
+
+def test_a_bulk_move_narrowed_to_some_sources_leaves_the_others(sqlite_url: str) -> None:
+    rt = rt_with_roster(sqlite_url)
+    with rt.db.session() as session:
+        alerts = [lifecycle.start(Alert(post_id=1, kind="security", title="t", reply_code=code,
+                                        ack_window_seconds=60), state)
+                  for code, state in (("1", AlertState.DRAFT), ("2", AlertState.SENDING))]
+        session.add_all(alerts)
+        session.flush()
+        # Draft and sending may both be cancelled; only drafts are asked for.
+        assert lifecycle.move_rows(session, Alert, AlertState.CANCELLED, Alert.post_id == 1,
+                                   only_from=[AlertState.DRAFT]) == 1
+    with rt.db.session() as session:
+        assert [a.state for a in session.scalars(select(Alert).order_by(Alert.id))] == [
+            AlertState.CANCELLED, AlertState.SENDING]
+    rt.close()
+
+
+def test_a_bulk_move_includes_rows_the_session_has_not_written_yet(sqlite_url: str) -> None:
+    rt = rt_with_roster(sqlite_url)
+    with rt.db.session() as session:
+        session.add(lifecycle.start(Alert(post_id=1, kind="security", title="t",
+                                          reply_code="1", ack_window_seconds=60),
+                                    AlertState.SENDING))
+        assert lifecycle.move_rows(session, Alert, AlertState.CANCELLED,
+                                   Alert.post_id == 1) == 1
+    with rt.db.session() as session:
+        assert session.scalars(select(Alert.state)).all() == [AlertState.CANCELLED]
+    rt.close()
