@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from dispatcher import lifecycle
 from dispatcher.domain import (
@@ -19,7 +19,7 @@ from dispatcher.domain import (
     ZoneState,
 )
 from dispatcher.lifecycle import IllegalTransition
-from dispatcher.models import Alert, AlertZone, Deadline, Delivery, Recipient
+from dispatcher.models import Alert, AlertZone, Deadline, Delivery, Recipient, table
 from dispatcher.runtime import Runtime
 from tests.conftest import rt_with_roster
 
@@ -196,4 +196,24 @@ def test_a_bulk_move_includes_rows_the_session_has_not_written_yet(sqlite_url: s
                                    Alert.post_id == 1) == 1
     with rt.db.session() as session:
         assert session.scalars(select(Alert.state)).all() == [AlertState.CANCELLED]
+    rt.close()
+
+
+def test_a_statement_built_once_moves_only_rows_in_an_allowed_state(sqlite_url: str) -> None:
+    rt = rt_with_roster(sqlite_url)
+    activate = lifecycle.move_statement(Alert, AlertState.ACTIVE,
+                                        table(Alert).c.id == bindparam("a_id"))
+    with rt.db.session() as session:
+        alerts = [lifecycle.start(Alert(post_id=1, kind="security", title="t", reply_code=code,
+                                        ack_window_seconds=60), state)
+                  for code, state in (("1", AlertState.DRAFT), ("2", AlertState.SENDING))]
+        session.add_all(alerts)
+        session.flush()
+        conn = session.connection()
+        draft, sending = (a.id for a in alerts)
+        assert conn.execute(activate, {"a_id": draft}).rowcount == 0  # a draft is not sent
+        assert conn.execute(activate, {"a_id": sending}).rowcount == 1
+    with rt.db.session() as session:
+        assert [a.state for a in session.scalars(select(Alert).order_by(Alert.id))] == [
+            AlertState.DRAFT, AlertState.ACTIVE]
     rt.close()
