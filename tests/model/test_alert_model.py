@@ -244,7 +244,7 @@ class AlertMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def update(self, data: st.DataObject) -> None:
         """A new version of the same alert: same code, zones and escalation, sent to
-        everyone reached so far."""
+        everyone reached so far and to those whose alert is still queued (after it)."""
         alert_id = data.draw(st.sampled_from(sorted(self.model.alerts)), label="alert")
         alert = self.model.alerts[alert_id]
         if not self.model.may_update(alert_id):
@@ -255,7 +255,8 @@ class AlertMachine(RuleBasedStateMachine):
         before = self._escalation(alert_id)
         reached = {n for n, in self.world.query(
             "SELECT v.name FROM recipients r JOIN volunteers v ON v.id = r.volunteer_id "
-            "WHERE r.alert_id = :a AND r.state IN ('notified', 'acknowledged', 'escalated')",
+            "WHERE r.alert_id = :a AND r.state IN "
+            "('pending', 'notified', 'acknowledged', 'escalated')",
             a=alert_id)}
         last = self.world.query("SELECT COALESCE(MAX(id), 0) FROM deliveries")[0][0]
         self.world.update(alert_id, "Roads reopened.")
