@@ -35,6 +35,11 @@ from dispatcher.web.limits import MAX_ROW_ID, RowId
 router = APIRouter(include_in_schema=False)
 #: How often the live board looks for changes.
 BOARD_POLL_SECONDS = 0.5
+#: How long one event stream lasts before the browser reconnects (which it does at once,
+#: showing "Reconnecting…"): a stream that never ends would hold a stopping server open.
+BOARD_STREAM_SECONDS = 300.0
+#: How soon (ms) the browser reconnects after a stream ends or the server goes away.
+BOARD_RETRY_MS = 1000
 #: Most numbers one lookup reveals (a zone's tier is a handful of people).
 MAX_PHONES_PER_LOOKUP = 50
 
@@ -72,7 +77,9 @@ async def board_events(alert_id: RowId, request: Request) -> StreamingResponse:
 
     async def stream() -> AsyncIterator[str]:
         last = ""
-        while not await request.is_disconnected():
+        yield f"retry: {BOARD_RETRY_MS}\n\n"
+        ends = asyncio.get_running_loop().time() + BOARD_STREAM_SECONDS
+        while not await request.is_disconnected() and asyncio.get_running_loop().time() < ends:
             status = await run_in_threadpool(_status, rt, alert_id)
             now = status.pop("now")  # the clock alone is no change
             data = json.dumps(status, default=str)

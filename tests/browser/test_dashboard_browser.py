@@ -48,6 +48,32 @@ def _shot(page: Any, size: str, name: str) -> None:
     assert path.stat().st_size > 5_000
 
 
+def _log_in(page: Any, engine: Engine) -> None:
+    page.goto(f"{engine.url}/login")
+    page.get_by_label("Officer name").fill("duty")
+    page.get_by_label("Password or API token").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{engine.url}/")
+
+
+@pytest.mark.browser
+def test_board_says_when_it_is_reconnecting(engine: Engine, monkeypatch: Any) -> None:
+    from dispatcher.web import board
+
+    monkeypatch.setattr(board, "BOARD_STREAM_SECONDS", 2.0)  # each stream ends after 2 s
+    _officer(engine)
+    alert_id = engine.send(["Oaxaca"], ack_window_seconds=600)
+    with chromium_page(viewport=VIEWPORTS["phone"]) as page:
+        _log_in(page, engine)
+        page.goto(f"{engine.url}/alerts/{alert_id}")
+        page.evaluate("""window.__live = []; new MutationObserver(() => window.__live.push(
+            document.getElementById('live').dataset.live)).observe(
+            document.getElementById('live'), {attributes: true})""")
+        page.wait_for_function(
+            "() => window.__live.join(' ').includes('reconnecting live')", timeout=LIVE_TIMEOUT_MS)
+        assert page.locator("#live").inner_text().startswith(("● Live", "Reconnecting…"))
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("size", list(VIEWPORTS))
 def test_board_answers_who_to_call_live(engine: Engine, size: str) -> None:
@@ -109,7 +135,7 @@ def test_board_answers_who_to_call_live(engine: Engine, size: str) -> None:
         assert not page.locator('details.zone[data-zone="Oaxaca"]').evaluate("d => d.open")
         # Ana asks for HELP: counted in the summary, her zone right after the unreached.
         page.wait_for_function(
-            "document.getElementById('sum-help').textContent === '1 HELP'",
+            "() => document.getElementById('sum-help').textContent === '1 HELP'",
             timeout=LIVE_TIMEOUT_MS)
         # Hidalgo has nobody after its primary: unreached once the window passes.
         page.wait_for_selector('section.zone[data-zone="Hidalgo"][data-state="unreached"]',
@@ -145,7 +171,7 @@ def test_board_answers_who_to_call_live(engine: Engine, size: str) -> None:
         _shot(page, size, "confirm-cancel")
         page.get_by_role("button", name="Yes, cancel the alert").click()
         page.wait_for_url("**/alerts/*")
-        page.wait_for_function("document.getElementById('alert-state').textContent"
+        page.wait_for_function("() => document.getElementById('alert-state').textContent"
                                " === 'cancelled'", timeout=LIVE_TIMEOUT_MS)
         shown = page.eval_on_selector_all("#board > .zone", "zs => zs.map(z => z.dataset.shown)")
         assert "waiting" not in shown and "cancelled" in shown
