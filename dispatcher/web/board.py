@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from dispatcher import audit
@@ -137,54 +138,44 @@ def confirm_cancel(alert_id: RowId, request: Request) -> HTMLResponse:
                 done=alert.state == AlertState.CANCELLED)
 
 
-@router.post("/alerts/{alert_id}/cancel")
-async def cancel(alert_id: RowId, request: Request) -> RedirectResponse:
+async def officer_action(request: Request, alert_id: int,
+                         act: Callable[[Session, Runtime, str], object]) -> RedirectResponse:
+    """One board action: an officer, a valid form token, `act(session, runtime, actor)` in
+    one transaction, the worker woken, and back to the board."""
     caller = officer_or_login(request, Role.OFFICER)
     check_csrf(caller, (await form_of(request)).get("csrf"))
     rt = runtime_of(request)
 
     def work() -> None:
         with rt.db.session() as session:
-            cancel_alert(session, rt.settings, alert_id, actor=f"officer:{caller.name}")
+            act(session, rt, f"officer:{caller.name}")
 
     await run_in_threadpool(work)
     wake_worker(request)
     return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
+
+
+@router.post("/alerts/{alert_id}/cancel")
+async def cancel(alert_id: RowId, request: Request) -> RedirectResponse:
+    return await officer_action(request, alert_id, lambda session, rt, actor: cancel_alert(
+        session, rt.settings, alert_id, actor=actor))
 
 
 @router.post("/alerts/{alert_id}/update", response_model=None)
 async def update(alert_id: RowId, request: Request) -> HTMLResponse | RedirectResponse:
     """The alert's next version, from the board (same code, zones and escalation)."""
-    caller = officer_or_login(request, Role.OFFICER)
-    form = await form_of(request)
-    check_csrf(caller, form.get("csrf"))
-    rt = runtime_of(request)
-    body = str(form.get("body") or "")
-
-    def work() -> None:
-        with rt.db.session() as session:
-            update_alert(session, rt.settings, alert_id, body, actor=f"officer:{caller.name}")
-
+    body = str((await form_of(request)).get("body") or "")
     try:
-        await run_in_threadpool(work)
+        return await officer_action(request, alert_id, lambda session, rt, actor: update_alert(
+            session, rt.settings, alert_id, body, actor=actor))
     except AlnError as exc:
+        caller = officer_or_login(request, Role.OFFICER)
         return _board_page(request, caller, alert_id, http_status=400,
                            update_error=str(exc), update_body=body)
-    wake_worker(request)
-    return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
 
 
 @router.post("/alerts/{alert_id}/replies/{response_id}/attach")
 async def attach(alert_id: RowId, response_id: RowId, request: Request) -> RedirectResponse:
     """An officer attaches an ambiguous YES shown on this alert to it (audited)."""
-    caller = officer_or_login(request, Role.OFFICER)
-    check_csrf(caller, (await form_of(request)).get("csrf"))
-    rt = runtime_of(request)
-
-    def work() -> None:
-        with rt.db.session() as session:
-            attach_reply(session, rt.settings, response_id, actor=f"officer:{caller.name}")
-
-    await run_in_threadpool(work)
-    wake_worker(request)
-    return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
+    return await officer_action(request, alert_id, lambda session, rt, actor: attach_reply(
+        session, rt.settings, response_id, actor=actor))
