@@ -40,8 +40,8 @@ from dispatcher.escalation.engine import fire_due
 from dispatcher.models import Alert, Base, Contact, Membership, Post, Volunteer, Zone
 from dispatcher.receipts import status_batch
 from dispatcher.replies.inbound import InboundResult, receive_sms
-from dispatcher.roster.importer import import_roster
 from dispatcher.roster.posts import ensure_post
+from dispatcher.roster.sample import import_sample_roster
 from dispatcher.runtime import Runtime
 from dispatcher.settings import Settings
 from dispatcher.worker import make_channels
@@ -115,7 +115,8 @@ def build_template(database_url: str, sim: SimulatorHandle) -> None:
     try:
         with rt.db.session() as session:
             post = ensure_post(session, rt.settings, rt.vault)
-            import_roster(session, rt.vault, post, SAMPLE)
+            # Terms moved to the clock's today, as the demo does: the suite runs a year ahead.
+            import_sample_roster(session, rt.vault, post, SAMPLE)
         install_move_log(rt.db.engine)
     finally:
         rt.close()
