@@ -77,7 +77,7 @@ def test_api_send_status_cancel_inbox_audit(app_rt: Any) -> None:
     status = client.get(f"/api/alerts/{alert_id}", headers=h).json()
     assert status["exercise"] and status["ack_window_seconds"] == 300
     assert client.post("/api/alerts", json={"zones": ["Oaxca"], "body": "x"},
-                       headers=h).json()["error"].endswith("(did you mean 'Oaxaca'?)")
+                       headers=h).json()["detail"].endswith("(did you mean 'Oaxaca'?)")
     assert client.post(f"/api/alerts/{alert_id}/cancel", headers=h).json()["state"] == \
         "cancelled"
     assert client.get("/api/alerts/999", headers=h).status_code == 404
