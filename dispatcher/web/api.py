@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from pydantic import BaseModel, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlalchemy import ColumnElement, and_, or_, select
 from starlette.concurrency import run_in_threadpool
 
@@ -68,6 +68,12 @@ Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]
 
 
 class AlertIn(BaseModel):
+    """An alert to send (or with `dry_run`, to preview); `zones` name the post's zones."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"zones": ["Oaxaca"], "body": "Exercise: reply YES when you read this.",
+         "exercise": True, "ack_window": "15m"}]})
+
     zones: list[Name] = Field(default=[], max_length=MAX_LIST_ITEMS)
     body: str = Field("", max_length=MAX_BODY_CHARS)
     draft_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID,
@@ -84,6 +90,9 @@ class AlertIn(BaseModel):
 
 
 class UpdateIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"body": "Exercise update: the meeting point is now the consulate."}]})
+
     body: str = Field(max_length=MAX_BODY_CHARS)
 
 
@@ -112,8 +121,15 @@ def api_send_alert(rt: Runtime, data: AlertIn, caller: Caller) -> dict[str, Any]
     return {"id": result.alert_id, "reply_code": result.reply_code, "preview": result.preview}
 
 
-@router.post("/alerts", response_model=AlertSent | AlertPreview,
-             responses=responses(403, 404, 409, 413))
+#: Where a sent alert's id leads (OpenAPI links: clients and the fuzzer's stateful
+#: phase follow them from POST /api/alerts to the alert's own routes).
+ALERT_LINKS = {name: {"operationId": op, "parameters": {"alert_id": "$response.body#/id"}}
+               for name, op in (("GetAlert", "getAlert"), ("CancelAlert", "cancelAlert"),
+                                ("UpdateAlert", "updateAlert"), ("GetReport", "getReport"))}
+
+
+@router.post("/alerts", response_model=AlertSent | AlertPreview, operation_id="sendAlert",
+             responses={**responses(400, 403, 404, 409, 413), 200: {"links": ALERT_LINKS}})
 async def post_alert(data: AlertIn, request: Request, caller: Caller = officer) -> dict[str, Any]:
     """Send an alert (or with `dry_run`, preview it): the same rules as `aln alert send`."""
     result = await run_in_threadpool(api_send_alert, runtime_of(request), data, caller)
@@ -121,7 +137,8 @@ async def post_alert(data: AlertIn, request: Request, caller: Caller = officer) 
     return result
 
 
-@router.get("/alerts", response_model=AlertPage, responses=responses())
+@router.get("/alerts", response_model=AlertPage, operation_id="listAlerts",
+            responses=responses())
 def list_alerts(request: Request, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None,
                 _: Caller = viewer) -> dict[str, Any]:
     """Alerts, newest first, a page at a time."""
@@ -138,14 +155,15 @@ def list_alerts(request: Request, limit: Limit = DEFAULT_PAGE, cursor: Cursor = 
     return {"items": items, "next_cursor": paging.next_cursor([(a.id,) for a in alerts], limit)}
 
 
-@router.get("/alerts/{alert_id}", response_model=AlertStatus, responses=responses(404))
+@router.get("/alerts/{alert_id}", response_model=AlertStatus, operation_id="getAlert",
+            responses=responses(404))
 def get_alert(alert_id: RowId, request: Request, _: Caller = viewer) -> dict[str, Any]:
     rt = runtime_of(request)
     with rt.db.session() as session:
         return alert_status(session, alert_id)
 
 
-@router.post("/alerts/{alert_id}/cancel", response_model=Cancelled,
+@router.post("/alerts/{alert_id}/cancel", response_model=Cancelled, operation_id="cancelAlert",
              responses=responses(403, 404, 409))
 def post_cancel(alert_id: RowId, request: Request, caller: Caller = officer) -> dict[str, Any]:
     rt = runtime_of(request)
@@ -155,8 +173,8 @@ def post_cancel(alert_id: RowId, request: Request, caller: Caller = officer) -> 
     return {"id": alert_id, "state": AlertState.CANCELLED.value, "messages": count}
 
 
-@router.post("/alerts/{alert_id}/update", response_model=Updated,
-             responses=responses(403, 404, 409, 413))
+@router.post("/alerts/{alert_id}/update", response_model=Updated, operation_id="updateAlert",
+             responses=responses(400, 403, 404, 409, 413))
 def post_update(alert_id: RowId, data: UpdateIn, request: Request,
                 caller: Caller = officer) -> dict[str, Any]:
     rt = runtime_of(request)
@@ -169,7 +187,7 @@ def post_update(alert_id: RowId, data: UpdateIn, request: Request,
 
 
 @router.post("/replies/{response_id}/attach", response_model=Attached,
-             responses=responses(403, 404, 409))
+             operation_id="attachReply", responses=responses(403, 404, 409))
 def post_attach(response_id: RowId, request: Request, caller: Caller = officer) -> dict[str, Any]:
     """Attach an ambiguous acknowledgement to the alert it was shown on."""
     rt = runtime_of(request)
@@ -181,7 +199,8 @@ def post_attach(response_id: RowId, request: Request, caller: Caller = officer) 
             "zone_acknowledged": outcome.zone_acknowledged}
 
 
-@router.get("/roster", response_model=RosterPage, responses=responses())
+@router.get("/roster", response_model=RosterPage, operation_id="listRoster",
+            responses=responses(404))
 def get_roster(request: Request, zone: Name | None = None, limit: Limit = DEFAULT_PAGE,
                cursor: Cursor = None, caller: Caller = viewer) -> dict[str, Any]:
     """The roster, newest membership first: contacts masked for viewers; in clear for
@@ -192,8 +211,11 @@ def get_roster(request: Request, zone: Name | None = None, limit: Limit = DEFAUL
     (before,) = paging.decode(cursor, 1)
     with rt.db.session() as session:
         post = ensure_post(session, rt.settings, rt.vault)
-        rows = roster_rows(session, rt.vault, post, zone=zone, reveal=reveal,
-                           page=(before, limit + 1))
+        try:
+            rows = roster_rows(session, rt.vault, post, zone=zone, reveal=reveal,
+                               page=(before, limit + 1))
+        except InvalidInput as exc:  # the zone filter names no zone: nothing to list
+            raise NotFound(str(exc)) from None
         if reveal:
             audit.record(session, f"officer:{caller.name}", "roster.read",
                          zone=audit.clipped(zone) if zone else None,
@@ -202,14 +224,16 @@ def get_roster(request: Request, zone: Name | None = None, limit: Limit = DEFAUL
         [(r["membership_id"],) for r in rows], limit)}
 
 
-@router.get("/roster/gaps", response_model=Gaps, responses=responses())
+@router.get("/roster/gaps", response_model=Gaps, operation_id="rosterGaps",
+            responses=responses())
 def get_gaps(request: Request, _: Caller = viewer) -> dict[str, Any]:
     rt = runtime_of(request)
     with rt.db.session() as session:
         return find_gaps(session, ensure_post(session, rt.settings, rt.vault)).to_dict()
 
 
-@router.get("/zones", response_model=list[str], responses=responses())
+@router.get("/zones", response_model=list[str], operation_id="listZones",
+            responses=responses())
 def get_zones(request: Request, _: Caller = viewer) -> list[str]:
     rt = runtime_of(request)
     with rt.db.session() as session:
@@ -223,7 +247,7 @@ REPORT_MEDIA = {"text/csv": {"schema": {"type": "string"}},
                 "text/html": {"schema": {"type": "string"}}}
 
 
-@router.get("/reports/{alert_id}", response_model=Report,
+@router.get("/reports/{alert_id}", response_model=Report, operation_id="getReport",
             responses={**responses(404), 200: {"content": REPORT_MEDIA}})
 def get_report(alert_id: RowId, request: Request,
                format: Literal["json", "csv", "html"] = "json", _: Caller = viewer) -> Any:
@@ -269,7 +293,8 @@ def inbox_rows(rt: Runtime, include_handled: bool = False, limit: int = MAX_PAGE
                  if r.handled_at else None} for r in rows]
 
 
-@router.get("/inbox", response_model=InboxPage, responses=responses())
+@router.get("/inbox", response_model=InboxPage, operation_id="listInbox",
+            responses=responses())
 def get_inbox(request: Request, all: bool = False, limit: Limit = DEFAULT_PAGE,
               cursor: Cursor = None, _: Caller = viewer) -> dict[str, Any]:
     """The inbox: urgent (HELP) first, then newest first; `all` includes handled items."""
@@ -291,7 +316,7 @@ def mark_handled(rt: Runtime, response_id: int, caller: Caller) -> None:
 
 
 @router.post("/inbox/{response_id}/handled", response_model=Handled,
-             responses=responses(403, 404))
+             operation_id="markHandled", responses=responses(403, 404))
 def post_handled(response_id: RowId, request: Request, caller: Caller = officer) -> dict[str, Any]:
     mark_handled(runtime_of(request), response_id, caller)
     return {"id": response_id, "handled": True}
@@ -312,18 +337,15 @@ def audit_rows(rt: Runtime, limit: int = 500,
                 for e in session.scalars(query)]
 
 
-@router.get("/audit", response_model=AuditPage,
+@router.get("/audit", response_model=AuditPage, operation_id="listAudit",
             responses={**responses(), 200: {"content": {"text/csv": {
                 "schema": {"type": "string"}}}}})
 def get_audit(request: Request, format: Literal["json", "csv"] = "json",
-              limit: Annotated[int | None, Query(ge=1, le=MAX_AUDIT_CSV_ROWS, description=(
-                  f"rows per page: JSON 1..{MAX_PAGE} (default {DEFAULT_PAGE}), CSV "
-                  f"1..{MAX_AUDIT_CSV_ROWS} (default {MAX_AUDIT_CSV_ROWS})"))] = None,
-              cursor: Cursor = None, _: Caller = viewer) -> Any:
-    """The audit trail, newest first; `format=csv` exports it (the dashboard's link)."""
-    if format == "json" and limit is not None and limit > MAX_PAGE:
-        raise InvalidInput(f"limit {limit} is more than {MAX_PAGE} rows; ask for "
-                           "format=csv to export more at once")
+              limit: Limit | None = None, cursor: Cursor = None,
+              _: Caller = viewer) -> Any:
+    """The audit trail, newest first; `format=csv` exports it (the dashboard's link): the
+    newest 10,000 rows unless `limit` is given, the next cursor in the
+    `X-Next-Cursor` header."""
     size = limit or (DEFAULT_PAGE if format == "json" else MAX_AUDIT_CSV_ROWS)
     (before,) = paging.decode(cursor, 1)
     rows = audit_rows(runtime_of(request), limit=size + 1, before_id=before)

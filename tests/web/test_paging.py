@@ -93,7 +93,7 @@ def test_a_page_defaults_to_100_and_limit_is_bounded(app_rt: Any) -> None:
         for bad in ("0", "-1", "501", "99999999999999999999999", "x"):
             r = client.get(f"{path}?limit={bad}", headers=h)
             assert r.status_code == 422 and "limit" in r.json()["detail"], (path, bad, r.text)
-    assert len(client.get("/api/audit?format=csv&limit=5000", headers=h).text.splitlines()) > 130
+    assert len(client.get("/api/audit?format=csv", headers=h).text.splitlines()) > 130
 
 
 @pytest.mark.parametrize("cursor", ["", "A", "1.2.3", "zzzzzzzz", "-1", "1;drop", "%00"])
