@@ -94,7 +94,7 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi(_: Caller = Depends(api_caller(Role.VIEWER))) -> dict[str, Any]:
-        return app.openapi()
+        return problems.problem_media(app.openapi())
 
     app.state.login_throttle = LoginThrottle()
     app.state.trusted_proxies = parse_trusted_proxies(rt.settings.trusted_proxies)

@@ -81,6 +81,18 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
                      "content": {PROBLEM_MEDIA_TYPE: {}}} for status in wanted}
 
 
+def problem_media(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with every problem response under `application/problem+json` only
+    (FastAPI puts a response's model under `application/json`). Idempotent."""
+    for ops in schema.get("paths", {}).values():
+        for op in ops.values():
+            for response in op.get("responses", {}).values():
+                content = response.get("content", {})
+                if PROBLEM_MEDIA_TYPE in content and "application/json" in content:
+                    content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+    return schema
+
+
 def _leaf_routes(routes: Iterable[Any]) -> Iterator[Any]:
     """Every route, looking inside included routers (FastAPI wraps them; our routers carry
     their prefix in their own paths and are included without one)."""
