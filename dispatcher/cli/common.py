@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from dispatcher import logs
-from dispatcher.errors import AlnError
+from dispatcher.errors import AlnError, problem_of
 from dispatcher.runtime import Runtime
 
 console = Console()
@@ -25,14 +25,18 @@ R = TypeVar("R")
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Our errors become a plain message and exit code 2, never a traceback."""
+    """Our errors become a plain message and exit code 2, never a traceback; a command run
+    with `--json` prints the error as an RFC 9457 problem on stdout instead (the same
+    document the API answers), so a script reads one JSON document either way."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except AlnError as exc:
-            if logs.is_json():
+            if kwargs.get("as_json") is True:
+                print_json(problem_of(exc))
+            elif logs.is_json():
                 logging.getLogger("aln").error("%s", exc)
             else:
                 err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)

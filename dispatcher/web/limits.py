@@ -14,7 +14,8 @@ from typing import Annotated
 from fastapi import HTTPException, Path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dispatcher.web.problems import PROBLEM_MEDIA_TYPE, problem
+from dispatcher.errors import problem
+from dispatcher.web.problems import PROBLEM_MEDIA_TYPE
 
 #: Largest request body the app reads; Twilio, SendGrid and the officer API stay far below.
 MAX_REQUEST_BYTES = 1_000_000

@@ -9,7 +9,7 @@ every status a route can answer is listed there with its body.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -19,17 +19,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dispatcher.errors import AlnError
+from dispatcher.errors import AlnError, problem, problem_of
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-#: Base of every problem `type` (a name, not a page to fetch).
-PROBLEM_BASE = "urn:aln:problem:"
-#: The kind of problem for each status we answer, when nothing more precise is known.
-KIND_BY_STATUS = {
-    400: "bad-request", 401: "unauthenticated", 403: "forbidden", 404: "not-found",
-    405: "method-not-allowed", 409: "refused", 413: "too-large", 422: "invalid-input",
-    429: "too-many-requests", 500: "internal", 503: "unavailable",
-}
 
 
 class FieldError(BaseModel):
@@ -49,23 +41,6 @@ class Problem(BaseModel):
     detail: str = Field(description="what is wrong, for an officer to read")
     errors: list[FieldError] | None = Field(
         default=None, description="for invalid input: each field and what is wrong")
-
-
-def problem(status: int, detail: str, *, kind: str | None = None,
-            errors: Sequence[FieldError] | None = None) -> dict[str, Any]:
-    """The problem document for `status` (also what the CLI prints for `--json`)."""
-    doc: dict[str, Any] = {
-        "type": PROBLEM_BASE + (kind or KIND_BY_STATUS.get(status, "error")),
-        "title": HTTPStatus(status).phrase, "status": status, "detail": detail,
-    }
-    if errors:
-        doc["errors"] = [e.model_dump() for e in errors]
-    return doc
-
-
-def problem_of(exc: AlnError) -> dict[str, Any]:
-    """One of our own errors as a problem."""
-    return problem(exc.status, str(exc))
 
 
 def problem_response(doc: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
@@ -146,4 +121,5 @@ def install(app: FastAPI) -> None:
         errors = [FieldError(loc=[p if isinstance(p, int) else str(p) for p in e["loc"]],
                              msg=e["msg"]) for e in exc.errors()]
         detail = "; ".join(f"{'.'.join(str(p) for p in e.loc)}: {e.msg}" for e in errors)
-        return problem_response(problem(422, detail or "invalid input", errors=errors))
+        return problem_response(problem(422, detail or "invalid input",
+                                        errors=[e.model_dump() for e in errors]))
