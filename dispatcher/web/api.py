@@ -64,7 +64,11 @@ MAX_LIST_ITEMS = 500
 #: A duration as `parse_duration` reads it (its checks stay: this only documents the form).
 ACK_WINDOW_PATTERN = r"^ *([0-9]{1,9} *[hH])? *([0-9]{1,9} *[mM])? *([0-9]{1,9} *[sS]?)? *$"
 
-Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]
+#: No NUL characters in any text: PostgreSQL cannot store one (it would be a 500).
+NO_NUL = r"^[^\x00]*$"
+
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS, pattern=NO_NUL)]
+Body = Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS, pattern=NO_NUL)]
 
 
 class AlertIn(BaseModel):
@@ -75,7 +79,7 @@ class AlertIn(BaseModel):
          "exercise": True, "ack_window": "15m"}]})
 
     zones: list[Name] = Field(default=[], max_length=MAX_LIST_ITEMS)
-    body: str = Field("", max_length=MAX_BODY_CHARS)
+    body: Body = ""
     draft_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID,
                                  description="send this draft (from a CAP import)")
     title: Name | None = None
@@ -93,7 +97,7 @@ class UpdateIn(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"body": "Exercise update: the meeting point is now the consulate."}]})
 
-    body: str = Field(max_length=MAX_BODY_CHARS)
+    body: Body
 
 
 def problem_text(exc: ValidationError) -> str:

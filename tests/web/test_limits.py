@@ -102,3 +102,22 @@ def test_every_id_and_limit_the_schema_names_is_bounded(app_rt: Any) -> None:
                     headers=h)
     assert r.status_code == 422 and "draft_id" in r.json()["detail"]
     _no_alert(rt)
+
+
+def test_a_nul_character_in_any_text_is_422_not_500(app_rt: Any) -> None:
+    """PostgreSQL cannot store NUL: found by the fuzzer as a 500 on an update's body."""
+    rt, client, tokens = app_rt
+    h = bearer(tokens["officer"])
+    alert_id = client.post("/api/alerts", json={"zones": ["Oaxaca"], "body": "x"},
+                           headers=h).json()["id"]
+    for field in ("body", "title", "template", "policy", "zones"):
+        value = ["Oax\x00aca"] if field == "zones" else "a\x00b"
+        r = client.post("/api/alerts", json={"zones": ["Oaxaca"], "body": "x", field: value},
+                        headers=h)
+        assert r.status_code == 422 and field in r.json()["detail"], (field, r.text)
+    r = client.post(f"/api/alerts/{alert_id}/update", json={"body": "a\x00b"}, headers=h)
+    assert r.status_code == 422 and "body" in r.json()["detail"], r.text
+    r = client.get("/api/roster", params={"zone": "Oax\x00aca"}, headers=h)
+    assert r.status_code == 422 and "zone" in r.json()["detail"], r.text
+    assert client.get(f"/api/alerts/{alert_id}", headers=h).json()["versions"][-1][
+        "number"] == 1
