@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from dispatcher import audit
@@ -171,8 +172,9 @@ def get_alert(alert_id: RowId, request: Request, _: Caller = viewer) -> dict[str
              responses=responses(403, 404, 409))
 def post_cancel(alert_id: RowId, request: Request, caller: Caller = officer) -> dict[str, Any]:
     rt = runtime_of(request)
-    with rt.db.session() as session:
-        count = cancel_alert(session, rt.settings, alert_id, actor=f"officer:{caller.name}")
+    # Run again if it lost a deadlock to the worker (PostgreSQL), never a 500.
+    count = rt.db.run(lambda session: cancel_alert(session, rt.settings, alert_id,
+                                                   actor=f"officer:{caller.name}"))
     wake_worker(request)
     return {"id": alert_id, "state": AlertState.CANCELLED.value, "messages": count}
 
@@ -182,10 +184,13 @@ def post_cancel(alert_id: RowId, request: Request, caller: Caller = officer) -> 
 def post_update(alert_id: RowId, data: UpdateIn, request: Request,
                 caller: Caller = officer) -> dict[str, Any]:
     rt = runtime_of(request)
-    with rt.db.session() as session:
+
+    def update(session: Session) -> dict[str, Any]:
         version = update_alert(session, rt.settings, alert_id, data.body,
                                actor=f"officer:{caller.name}")
-        result = {"id": alert_id, "version": version.number, "messages": version.messages}
+        return {"id": alert_id, "version": version.number, "messages": version.messages}
+
+    result = rt.db.run(update)
     wake_worker(request)
     return result
 
@@ -195,9 +200,8 @@ def post_update(alert_id: RowId, data: UpdateIn, request: Request,
 def post_attach(response_id: RowId, request: Request, caller: Caller = officer) -> dict[str, Any]:
     """Attach an ambiguous acknowledgement to the alert it was shown on."""
     rt = runtime_of(request)
-    with rt.db.session() as session:
-        outcome = attach_reply(session, rt.settings, response_id,
-                               actor=f"officer:{caller.name}")
+    outcome = rt.db.run(lambda session: attach_reply(session, rt.settings, response_id,
+                                                     actor=f"officer:{caller.name}"))
     wake_worker(request)
     return {"id": response_id, "recipient_id": outcome.recipient_id, "zone": outcome.zone,
             "zone_acknowledged": outcome.zone_acknowledged}
