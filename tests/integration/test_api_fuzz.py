@@ -22,6 +22,7 @@ import pytest
 
 from dispatcher.models import Response
 from dispatcher.web.auth import add_officer
+from tests.helpers import wait_until
 
 #: Examples per operation and phase, steps of the stateful phase, and the seed.
 EXAMPLES = int(os.environ.get("ALN_FUZZ_EXAMPLES", "40"))
@@ -49,19 +50,29 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 """
 
 
-def seed_inbox(engine: Any) -> list[int]:
-    """Texts for the inbox routes to find (else every handled/attach call is a 404)."""
+#: Chiapas's primary in the sample roster (her bare "YES" to two alerts is ambiguous).
+ANA = "+529611230101"
+
+
+def seed_replies(engine: Any) -> list[int]:
+    """Rows for the inbox and attach routes to find (else every call is a 404): inbox
+    texts, and an ambiguous "YES" from a volunteer two alerts wait on."""
     with engine.rt.db.session() as s:
         rows = [Response(kind=kind, text=f"{kind} {i}", urgent=kind == "help")
                 for i, kind in enumerate(["field_report", "help", "unparsed"] * 2)]
         s.add_all(rows)
         s.flush()
-        return [r.id for r in rows]
+        ids = [r.id for r in rows]
+    first, second = engine.send(["Chiapas"]), engine.send(["Chiapas"])
+    engine.sim.inbound(ANA, "YES")
+    wait_until(lambda: engine.status(second)["unattached_replies"], 15,
+               what="Ana's ambiguous YES")
+    return ids + [r["id"] for r in engine.status(first)["unattached_replies"]]
 
 
 def run_schemathesis(engine: Any, tmp_path: Path, token: str) -> tuple[int, str, float]:
     config = tmp_path / "schemathesis.toml"
-    config.write_text(CONFIG.format(inbox_ids=seed_inbox(engine), steps=STEPS))
+    config.write_text(CONFIG.format(inbox_ids=seed_replies(engine), steps=STEPS))
     cli = Path(sys.executable).with_name("schemathesis")
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
     started = time.monotonic()
@@ -91,5 +102,7 @@ def test_the_officer_api_survives_the_fuzzer(database_url: str, engine_factory: 
         assert re.search(rf"✅ {phase}", output), f"{phase} did not run and pass:\n{summary}"
     if EXAMPLES <= 40:
         assert seconds < BUDGET_SECONDS, f"the fuzz run took {seconds:.0f} s:\n{summary}"
+    warnings = output[output.find("WARNINGS"):output.find("SUMMARY")] \
+        if "WARNINGS" in output else ""
     print(f"\nfuzz ({database_url.split(':')[0]}): {generated.group(1)} requests, "
-          f"{seconds:.1f} s, seed {SEED}")
+          f"{seconds:.1f} s, seed {SEED}\n{warnings}")
