@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export NO_PROXY := 127.0.0.1,localhost
 export no_proxy := 127.0.0.1,localhost
 
-.PHONY: test test-future demo bench soak lint typecheck install clean browser openapi
+.PHONY: test test-future demo bench soak chaos-soak mutation lint typecheck install clean browser openapi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ bench: $(STAMP)
 	  $(BIN)/python -m pytest -q -s $$f -o norecursedirs= -o python_files="bench_*.py" -p no:cacheprovider; \
 	done
 
+# The chaos soak: SIGKILL aln serve/worker at random under traffic, restart within a
+# second, check nothing was lost (ALN_SOAK_CYCLES per database, default 50, about 5
+# minutes each; PostgreSQL too when ALN_TEST_POSTGRES_URL is set). One JSON line of
+# figures per database. `make soak` runs it before the model soak.
+chaos-soak: $(STAMP)
+	$(BIN)/python -m pytest -q -s tests/soak -o norecursedirs= -p no:cacheprovider
+
 # The model test (tests/model) with many more examples than `make test` runs: about 45
 # minutes on SQLite (2 examples/s), plus ~10 on PostgreSQL when ALN_TEST_POSTGRES_URL is set.
 SOAK_EXAMPLES ?= 5000
@@ -61,7 +68,7 @@ SOAK_PG_EXAMPLES ?= 500
 # examples and stateful steps than `make test` gives it: about 10 minutes.
 SOAK_FUZZ_EXAMPLES ?= 500
 SOAK_FUZZ_STEPS ?= 100
-soak: $(STAMP)
+soak: $(STAMP) chaos-soak
 	ALN_MODEL_EXAMPLES=$(SOAK_EXAMPLES) ALN_MODEL_PG_EXAMPLES=$(SOAK_PG_EXAMPLES) \
 	  $(BIN)/python -m pytest -q -s tests/model -p no:cacheprovider
 	ALN_FUZZ_EXAMPLES=$(SOAK_FUZZ_EXAMPLES) ALN_FUZZ_STEPS=$(SOAK_FUZZ_STEPS) \
@@ -74,5 +81,16 @@ openapi: $(STAMP)
 	ALN_WRITE_OPENAPI=1 $(BIN)/python -m pytest -q tests/web/test_api_contract.py \
 	  -k "served_schema and sqlite" -p no:cacheprovider
 
+# Mutation testing of lifecycle, acks, the escalation policy and the retry policy (not part of
+# `make test`; docs/mutation.md). A fresh copy every time: mutmut's cache would keep
+# verdicts of tests since changed. SQLite only: the PostgreSQL variants are deselected.
+mutation: $(STAMP)
+	rm -rf mutants && mkdir mutants
+	env -u ALN_TEST_POSTGRES_URL $(BIN)/mutmut run --max-children 2 > mutants/run.log 2>&1 \
+	  || { tail -c 2000 mutants/run.log; exit 1; }
+	@tr '\r' '\n' < mutants/run.log | grep -v '^$$' | tail -n 1
+	$(BIN)/python scripts/mutation_report.py
+
 clean:
+	rm -rf mutants
 	rm -rf $(VENV) aln.db aln.db-* .aln-secret-key

@@ -1,42 +1,70 @@
 """Webhook signing and TwiML, so the web app never imports a provider SDK.
 
 Twilio: HMAC-SHA1 of the full public URL plus sorted form parameters, with the
-auth token. SendGrid: ECDSA P-256/SHA-256 over timestamp + raw body, with the
-public key SendGrid shows for its signed event webhook.
+auth token; a key sent several times is signed with all its values, sorted (the
+SDK's `RequestValidator` does that for any mapping with `getall`, so a form's
+repeated keys are handed to it as one). SendGrid: ECDSA P-256/SHA-256 over
+timestamp + raw body, with the public key SendGrid shows for its signed event
+webhook; the signature's base64 is decoded strictly, so nothing may follow it.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+import binascii
+from collections.abc import Iterable, Mapping
 from xml.sax.saxutils import escape
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+#: Form parameters: a mapping, or the (key, value) pairs of a form whose keys may repeat.
+FormParams = Mapping[str, str] | Iterable[tuple[str, str]]
 
-def twilio_signature_valid(auth_token: str, url: str, params: Mapping[str, str],
+
+class _MultiForm(dict[str, list[str]]):
+    """Every value of every key, offered to the SDK's validator through `getall`."""
+
+    def getall(self, key: str) -> list[str]:
+        return self[key]
+
+
+def _multi(params: FormParams) -> _MultiForm:
+    pairs = params.items() if isinstance(params, Mapping) else params
+    form = _MultiForm()
+    for key, value in pairs:
+        form.setdefault(key, []).append(value)
+    return form
+
+
+def twilio_signature_valid(auth_token: str, url: str, params: FormParams,
                            signature: str) -> bool:
     try:
-        return bool(RequestValidator(auth_token).validate(url, dict(params), signature))
+        return bool(RequestValidator(auth_token).validate(url, _multi(params), signature))
     except Exception:  # garbage in must never become a 500
         return False
 
 
-def twilio_sign(auth_token: str, url: str, params: Mapping[str, str]) -> str:
-    return str(RequestValidator(auth_token).compute_signature(url, dict(params)))
+def twilio_sign(auth_token: str, url: str, params: FormParams) -> str:
+    return str(RequestValidator(auth_token).compute_signature(url, _multi(params)))
 
 
 def sendgrid_signature_valid(public_key: str, raw_body: bytes, signature: str,
                              timestamp: str) -> bool:
     try:
-        hook = EventWebhook()
-        key = hook.convert_public_key_to_ecdsa(public_key)
-        return bool(hook.verify_signature(raw_body.decode("utf-8"), signature, timestamp, key))
-    except Exception:
+        key = EventWebhook().convert_public_key_to_ecdsa(public_key)
+        # Strict: the SDK's b64decode ignores whatever follows the padding, so a signature
+        # with junk appended would still verify.
+        der = binascii.a2b_base64(signature.encode("ascii"), strict_mode=True)
+        key.verify(der, timestamp.encode("utf-8") + raw_body, ec.ECDSA(hashes.SHA256()))
+        return True
+    except (InvalidSignature, ValueError, TypeError, UnicodeError, binascii.Error):
+        return False
+    except Exception:  # a malformed key or signature must never become a 500
         return False
 
 

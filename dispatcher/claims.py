@@ -11,13 +11,18 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher import lifecycle
+
+#: Seconds of disagreement tolerated between the database clock and a process's start
+#: time (Linux gives the boot time in whole seconds).
+PID_CLOCK_SLACK = 1.0
 
 
 def claim(session: Session, model: Any, due: ColumnElement[bool], *, worker: str,
@@ -44,23 +49,47 @@ def worker_id() -> str:
 
 
 def claimer_is_dead(claimed_by: str | None) -> bool:
-    """True when the claimer ran on this host and its process no longer exists."""
+    """True when the claimer (a `worker_id()`) ran on this host and its process is gone."""
     if not claimed_by:
         return False
     host, _, rest = claimed_by.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    return pid_text.isdigit() and process_is_gone(host, int(pid_text))
+
+
+def process_is_gone(host: str, pid: int, alive_at: datetime | None = None) -> bool:
+    """True when `pid` ran on this host and no longer exists (killed, crashed).
+
+    With `alive_at` (when the process was last known alive), a process now holding that
+    pid that started later is another one: pids are reused, and a container restarted
+    by its supervisor gets the same low pids again. A process on another host, or one
+    we may not signal, counts as alive: only time (a lease, a heartbeat) can tell.
+    """
+    if host != socket.gethostname() or pid <= 0:
         return False
-    pid = int(pid_text)
-    if pid == os.getpid():
+    if pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+    if alive_at is None:
         return False
+    started = _process_started_at(pid)
+    return started is not None and started > alive_at + timedelta(seconds=PID_CLOCK_SLACK)
+
+
+def _process_started_at(pid: int) -> datetime | None:
+    """When `pid` started, from Linux's /proc; None where that cannot be read."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text()
+                     .splitlines() if line.startswith("btime "))
+        ticks = int(stat.rpartition(")")[2].split()[19])  # field 22: starttime
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return datetime.fromtimestamp(btime + ticks / os.sysconf("SC_CLK_TCK"), UTC)
 
 
 def release_dead_claims(session: Session, model: Any, in_flight_state: str,

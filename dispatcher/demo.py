@@ -24,6 +24,7 @@ from rich.table import Table
 
 from channels.simulator.testing import SimulatorHandle, run_simulator
 from dispatcher import aio
+from dispatcher.cli.common import styled
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.sender import Sender
 from dispatcher.domain import FINISHED_ALERT_STATES, Role
@@ -132,11 +133,11 @@ def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, conso
         # Terms moved to today: the demo's volunteers must still serve next year.
         result = import_sample_roster(session, rt.vault, post,
                                       config / "rosters" / "mexico-city.csv", actor="demo")
-    console.print(f"[bold]1.[/] Loaded {post.name}: {result.rows} roster rows, "
-                  f"{result.volunteers_created} volunteers.")
+    console.print(styled(("1.", "bold"), f" Loaded {post.name}: {result.rows} roster rows, "
+                         f"{result.volunteers_created} volunteers."))
     with ServerThread(create_app(rt), port=port) as server:
-        console.print(f"[bold]2.[/] Provider simulator at {sim.url}; aln serve at {server.url} "
-                      f"(dashboard {server.url}/).")
+        console.print(styled(("2.", "bold"), f" Provider simulator at {sim.url}; aln serve at "
+                             f"{server.url} (dashboard {server.url}/)."))
         req = AlertRequest(zones=DEMO_ZONES, template="demonstration", exercise=True,
                            body="A large demonstration is expected near the city centre "
                                 "this afternoon.",
@@ -150,23 +151,22 @@ def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, conso
         for b in CAST:
             if b.reply is not None:
                 sim.script(b.number, reply=b.reply.replace("{code}", code), delay=b.delay)
-        console.print(f"[bold]3.[/] EXERCISE alert {alert_id} (reply code {code}) to "
-                      f"{', '.join(DEMO_ZONES)}; window {DEMO_WINDOW_SECONDS} s.")
+        console.print(styled(("3.", "bold"), f" EXERCISE alert {alert_id} (reply code {code}) "
+                             f"to {', '.join(DEMO_ZONES)}; window {DEMO_WINDOW_SECONDS} s."))
         for b in CAST:
-            console.print(f"    simulated: {b.who}")
+            console.print(styled(f"    simulated: {b.who}"))
         aio.run(_fan_out(rt, alert_id))
         sim.inbound(FIELD_REPORT[0], FIELD_REPORT[1])
         status = _watch(rt, alert_id, console, lambda s: s["state"] in FINISHED_ALERT_STATES)
         if keep_serving:
             name, password = demo_login(rt)
-            console.print(f"Dashboard open for {keep_serving:.0f} s at {server.url}/ : log in "
-                          f"as {name} with the one-time password {password}",
-                          markup=False, highlight=False)
+            console.print(styled(f"Dashboard open for {keep_serving:.0f} s at {server.url}/ : "
+                                 f"log in as {name} with the one-time password {password}"))
             time.sleep(keep_serving)
     report = _write_report(rt, alert_id, workdir)
     console.print()
     _summary(status, console)
-    console.print(f"[bold]HTML report:[/] {report}")
+    console.print(styled(("HTML report:", "bold"), f" {report}"))
     console.print(
         "To run the same exercise against real providers, set TWILIO_ACCOUNT_SID, "
         "TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER, SENDGRID_API_KEY, ALN_EMAIL_FROM, "
@@ -211,6 +211,6 @@ def _write_report(rt: Runtime, alert_id: int, workdir: Path) -> Path:
 def _summary(status: dict[str, Any], console: Console) -> None:
     table = Table("Zone", "State", "Deepest tier", "Acknowledged", title="Exercise summary")
     for z in status["zones"]:
-        table.add_row(z["zone"], z["state"], z["tier"] or "-",
+        table.add_row(styled(z["zone"]), z["state"], z["tier"] or "-",
                       f"{z['acknowledged']}/{z['recipients']}")
     console.print(table)

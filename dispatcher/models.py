@@ -201,6 +201,10 @@ class Alert(Base):
     references_alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
     created_by: Mapped[str] = mapped_column(String(200), default="cli")
     cap_identifier: Mapped[str | None] = mapped_column(String(200))
+    #: The <sender> of an imported CAP message: with the identifier, what names it.
+    cap_sender: Mapped[str | None] = mapped_column(String(200))
+    #: The <references> of an imported CAP Update or Cancel, as written.
+    cap_references: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]

@@ -20,8 +20,10 @@ class Runtime:
     def open(cls, settings: Settings | None = None) -> Runtime:
         """Open (creating and migrating on first use) the configured database."""
         settings = settings or get_settings()
-        db = Database(settings)
+        # The secret first: a missing ALN_SECRET_KEY is refused before the database is
+        # touched (creating a schema whose contacts nothing could then read).
         vault = Vault.from_secret(settings.secret, settings.previous_secrets)
+        db = Database(settings)
         return cls(settings=settings, db=db, vault=vault)
 
     def close(self) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dispatcher.errors import InvalidInput
+
 log = logging.getLogger(__name__)
 
 #: Name of the key file created beside an embedded database when no key is configured.
@@ -158,8 +160,9 @@ class Settings(BaseSettings):
 def _embedded_secret(settings: Settings) -> str:
     db_file = settings.sqlite_path()
     if db_file is None:
-        raise RuntimeError(
-            "ALN_SECRET_KEY is not set; it is required for databases other than a SQLite file"
+        raise InvalidInput(
+            "ALN_SECRET_KEY is not set; it is required for databases other than a SQLite "
+            "file (it encrypts contact details): set it, the same on every machine"
         )
     key_file = db_file.resolve().parent / SECRET_KEY_FILENAME
     if key_file.exists():

@@ -7,10 +7,37 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from dispatcher.domain import DUTY_OFFICER_TIER, RecipientState, tier_name
+from dispatcher.crypto import Unreadable, Vault
+from dispatcher.db import db_now
+from dispatcher.domain import (
+    DUTY_OFFICER_TIER,
+    AlertState,
+    DeadlineState,
+    RecipientState,
+    ResponseKind,
+    ZoneState,
+    tier_name,
+)
 from dispatcher.errors import NotFound
-from dispatcher.models import Alert, AlertZone, Delivery, Recipient, Response, Volunteer
+from dispatcher.models import (
+    Alert,
+    AlertZone,
+    Deadline,
+    Delivery,
+    Post,
+    Recipient,
+    Response,
+    Volunteer,
+)
 from dispatcher.replies.attach import unattached
+
+#: Recipients still to be called: asked, and not (yet) answering.
+SILENT = (RecipientState.PENDING, RecipientState.NOTIFIED, RecipientState.ESCALATED,
+          RecipientState.FAILED)
+#: The board's order: what needs a call first. A zone with a HELP comes right after the
+#: unreached ones, whatever its state.
+ZONE_PRIORITY = {ZoneState.UNREACHED: 0, "help": 1, ZoneState.WAITING: 2,
+                 ZoneState.ACKNOWLEDGED: 3}
 
 
 def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
@@ -31,25 +58,61 @@ def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
             replies[resp.recipient_id] = resp
     zones = session.scalars(select(AlertZone).where(AlertZone.alert_id == alert_id)
                             .options(selectinload(AlertZone.zone))).all()
+    due: dict[int, Any] = {}
+    for zone_id, due_at in session.execute(
+            select(Deadline.zone_id, Deadline.due_at).where(
+                Deadline.alert_id == alert_id, Deadline.state == DeadlineState.PENDING)):
+        due[zone_id] = min(due_at, due.get(zone_id, due_at))
+    helpers: dict[int, set[int]] = {}  # zone id -> recipients who asked for help
+    helps: dict[int, int] = {}
+    for help_zone, helper in session.execute(
+            select(Response.zone_id, Response.recipient_id).where(
+                Response.alert_id == alert_id, Response.kind == ResponseKind.HELP)):
+        helps[help_zone or 0] = helps.get(help_zone or 0, 0) + 1
+        if helper is not None:
+            helpers.setdefault(help_zone or 0, set()).add(helper)
     rec_rows = [_recipient(r, replies.get(r.id)) for r in recipients]
     names = {r["id"]: r["name"] for r in rec_rows}
     zones_of = {r["id"]: r["zone"] for r in rec_rows}
+    cancelled = alert.state == AlertState.CANCELLED
     zone_rows = []
     for az in sorted(zones, key=lambda z: z.zone.name):
-        mine = [r for r in rec_rows if r["zone"] == az.zone.name]
+        mine = [r for r in recipients if r.zone_id == az.zone_id]
+        mine_rows = [r for r in rec_rows if r["zone"] == az.zone.name]
+        help_count = helps.get(az.zone_id, 0)
         zone_rows.append({
             "zone": az.zone.name, "state": az.state,
             "tier": tier_name(az.current_tier) if az.current_tier >= 0 else None,
             "acknowledged_at": _iso(az.acknowledged_at), "unreached_at": _iso(az.unreached_at),
-            "recipients": len([r for r in mine if not r["duty_officer"]]),
-            "acknowledged": len([r for r in mine if r["state"] == RecipientState.ACKNOWLEDGED]),
+            "recipients": len([r for r in mine_rows if not r["duty_officer"]]),
+            "acknowledged": len([r for r in mine_rows
+                                 if r["state"] == RecipientState.ACKNOWLEDGED]),
+            # Display only: the stored state of a cancelled alert's zone does not change.
+            "shown_state": "cancelled" if cancelled and az.state == ZoneState.WAITING
+            else az.state,
+            "help": help_count,
+            "priority": ZONE_PRIORITY["help"] if help_count and az.state != ZoneState.UNREACHED
+            else ZONE_PRIORITY[az.state],
+            "next_deadline_at": None if cancelled else _iso(due.get(az.zone_id)),
+            # A cancel ends the chain, not a volunteer's call for help.
+            "call_next": [r.id for r in mine if r.id in helpers.get(az.zone_id, set())]
+            if cancelled else _call_next(az, mine, helpers.get(az.zone_id, set())),
         })
+    post = session.get(Post, alert.post_id)
+    pending = [z["next_deadline_at"] for z in zone_rows if z["next_deadline_at"]]
     return {
         "id": alert.id, "title": alert.title, "kind": alert.kind, "msg_type": alert.msg_type,
         "exercise": alert.exercise, "state": alert.state, "reply_code": alert.reply_code,
         "ack_window_seconds": alert.ack_window_seconds, "sent_at": _iso(alert.sent_at),
         "references": alert.references_alert_id, "policy": alert.policy,
         "recipients": rec_rows, "zones": zone_rows,
+        "now": _iso(db_now(session)), "timezone": post.timezone if post else "UTC",
+        "next_escalation_at": min(pending) if pending else None,
+        "summary": {
+            "zones": len(zone_rows), "help": sum(helps.values()),
+            **{state.value: len([z for z in zone_rows if z["state"] == state])
+               for state in ZoneState},
+        },
         "unattached_replies": [
             {"id": r.id, "text": r.text, "received_at": _iso(r.created_at),
              "recipient_id": r.recipient_id,
@@ -59,6 +122,39 @@ def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
                       "sent_at": _iso(v.sent_at), "by": v.created_by, "messages": v.messages}
                      for v in alert.versions],
     }
+
+
+def _call_next(az: AlertZone, mine: list[Recipient], helpers: set[int]) -> list[int]:
+    """Recipient ids an officer should phone now: the current tier's silent volunteers, or
+    for an unreached zone the last tier's and whoever asked for help."""
+    volunteers = [r for r in mine if r.tier != DUTY_OFFICER_TIER]
+    if az.state == ZoneState.ACKNOWLEDGED or not volunteers:
+        return [r.id for r in mine if r.id in helpers]
+    if az.state == ZoneState.WAITING and az.current_tier != DUTY_OFFICER_TIER:
+        tier = az.current_tier
+        chosen = [r for r in volunteers if r.tier == tier and r.state in SILENT]
+    else:
+        last = max(r.tier for r in volunteers)
+        chosen = [r for r in volunteers if r.tier == last]
+    ids = [r.id for r in chosen]
+    return ids + [r.id for r in mine if r.id in helpers and r.id not in ids]
+
+
+def clear_phones(session: Session, vault: Vault, alert_id: int,
+                 recipient_ids: list[int]) -> dict[int, str]:
+    """The phone numbers in clear of some of an alert's recipients, for an officer to call.
+    The caller audits the read."""
+    out: dict[int, str] = {}
+    for r in session.scalars(select(Recipient).where(
+            Recipient.alert_id == alert_id, Recipient.id.in_(recipient_ids))
+            .options(selectinload(Recipient.volunteer).selectinload(Volunteer.contacts))):
+        for c in r.volunteer.contacts:
+            if c.channel == "sms":
+                try:
+                    out[r.id] = vault.decrypt(c.value_enc)
+                except Unreadable:
+                    out[r.id] = c.masked
+    return out
 
 
 def _recipient(r: Recipient, reply: Response | None) -> dict[str, Any]:

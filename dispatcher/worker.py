@@ -20,11 +20,12 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from channels.base import Channel, ChannelKind
 from channels.config import ChannelsConfig
 from channels.factory import build_channels
-from dispatcher.claims import worker_id
+from dispatcher.claims import process_is_gone, worker_id
 from dispatcher.db import db_now
 from dispatcher.dispatch.sender import Sender
 from dispatcher.domain import DeliveryState
@@ -71,23 +72,45 @@ class Worker:
     # --- single-worker guard for SQLite ------------------------------------------------------
 
     def register(self) -> None:
-        """Record this worker; on SQLite refuse to run beside a live one."""
+        """Record this worker; on SQLite refuse to run beside a live one.
+
+        A lease whose process is gone from this host (SIGKILL, a crash) is taken over at
+        once, so a supervisor's restart succeeds; a lease from another host can only be
+        judged by its heartbeat.
+        """
         if self.registered:
             return
         with self.rt.db.session() as session:
-            now = db_now(session)
-            stale = now - timedelta(seconds=HEARTBEAT_STALE_SECONDS)
-            session.execute(delete(WorkerLease).where(WorkerLease.heartbeat_at < stale))
-            if self.rt.db.is_sqlite:
-                other = session.scalar(select(WorkerLease).limit(1))
-                if other is not None:
-                    raise Refused(
-                        f"another worker ({other.name}, pid {other.pid} on {other.host}) is "
-                        "running on this SQLite database; SQLite allows one worker per file. "
-                        "Stop it, or use PostgreSQL (ALN_DATABASE_URL) for several workers.")
+            now = self._refuse_beside_a_live_one(session)
             session.add(WorkerLease(name=self.name, host=socket.gethostname(),
                                     pid=os.getpid(), started_at=now, heartbeat_at=now))
         self.registered = True
+
+    def ensure_alone(self) -> None:
+        """Refused (one line) if this worker could not register; registers nothing. `aln
+        serve` asks before starting its server, whose start-up would print a traceback."""
+        with self.rt.db.session() as session:
+            self._refuse_beside_a_live_one(session)
+
+    def _refuse_beside_a_live_one(self, session: Session) -> datetime:
+        now = db_now(session)
+        stale = now - timedelta(seconds=HEARTBEAT_STALE_SECONDS)
+        session.execute(delete(WorkerLease).where(WorkerLease.heartbeat_at < stale))
+        # A lease whose process is gone from this host is taken over at once: a supervisor
+        # restarting a killed `aln serve` must not be refused for 15 s.
+        dead = [lease.id for lease in session.scalars(select(WorkerLease))
+                if process_is_gone(lease.host, lease.pid, alive_at=lease.heartbeat_at)]
+        if dead:
+            log.warning("taking over %d worker lease(s) of dead processes", len(dead))
+            session.execute(delete(WorkerLease).where(WorkerLease.id.in_(dead)))
+        if self.rt.db.is_sqlite:
+            other = session.scalar(select(WorkerLease).limit(1))
+            if other is not None:
+                raise Refused(
+                    f"another worker ({other.name}, pid {other.pid} on {other.host}) is "
+                    "running on this SQLite database; SQLite allows one worker per file. "
+                    "Stop it, or use PostgreSQL (ALN_DATABASE_URL) for several workers.")
+        return now
 
     def heartbeat(self) -> None:
         with self.rt.db.session() as session:
@@ -152,8 +175,10 @@ class Worker:
 
     def wake(self) -> None:
         """Thread-safe: make the loop tick now (webhooks call this after an ack or a receipt)."""
-        if self._loop is not None and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+        # The scheduler's thread or Ctrl-C may call this after the loop has closed.
+        if self._loop is not None and self._wake is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed between the check and the call
+                self._loop.call_soon_threadsafe(self._wake.set)
 
     def _start_scheduler(self) -> None:
         # The scheduler keeps nothing that matters: a date job at the next due time and

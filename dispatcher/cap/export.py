@@ -20,7 +20,7 @@ from dispatcher.cap.schema import (
     profile_of,
     q,
 )
-from dispatcher.compose.composer import ACK_URL_TAG
+from dispatcher.compose.composer import ACK_URL_TAG, sms_for_zone
 from dispatcher.domain import MsgType
 from dispatcher.errors import NotFound
 from dispatcher.models import Alert, Post
@@ -58,12 +58,14 @@ def identifier_of(post: Post, alert: Alert, version: int = 1) -> str:
 
 
 def cap_time(moment: datetime, timezone: str) -> str:
-    """CAP's dateTime: seconds and a numeric offset, in the post's time zone ('Z' is invalid)."""
+    """CAP's dateTime: seconds and a numeric offset, in the post's time zone. 'Z' is
+    invalid, and CAP 1.2 (3.3.2) writes UTC as '-00:00', never '+00:00'."""
     try:
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         zone = ZoneInfo("UTC")
-    return moment.astimezone(zone).replace(microsecond=0).isoformat()
+    text = moment.astimezone(zone).replace(microsecond=0).isoformat()
+    return text.removesuffix("+00:00") + "-00:00" if text.endswith("+00:00") else text
 
 
 def export_cap(session: Session, alert_id: int) -> bytes:
@@ -97,6 +99,9 @@ def export_cap(session: Session, alert_id: int) -> bytes:
         if referenced is not None:
             _add(root, "references", ",".join(
                 (sender_of(post), identifier_of(post, referenced), _sent(referenced, post))))
+    elif msg_type != MsgType.ALERT and alert.cap_references:
+        # An imported Update or Cancel of a message we never had: its own references.
+        _add(root, "references", alert.cap_references)
     zone_names = sorted(az.zone.name for az in alert.zones)
     bodies = alert.bodies or {post.default_language: {}}
     news = latest.body if latest and latest.number > 1 else None
@@ -119,12 +124,14 @@ def _add_info(root: ET.Element, alert: Alert, post: Post, lang: str, body: dict[
     if _LANGUAGE.match(lang):
         _add(info, "language", lang)
     _add(info, "category", profile.category)
-    _add(info, "event", profile.event)
+    # Each language's own words when the alert has them (a template's title, a CAP
+    # source's <event> and <headline>); the English vocabulary and the title otherwise.
+    _add(info, "event", body.get("event") or profile.event)
     _add(info, "urgency", profile.urgency)
     _add(info, "severity", profile.severity)
     _add(info, "certainty", profile.certainty)
     _add(info, "senderName", post.name)
-    _add(info, "headline", alert.title)
+    _add(info, "headline", body.get("headline") or alert.title)
     description = _public_text(body.get("email_text") or body.get("sms") or "")
     if description:
         _add(info, "description", description)
@@ -135,7 +142,9 @@ def _add_info(root: ET.Element, alert: Alert, post: Post, lang: str, body: dict[
     _add_parameter(info, PARAM_KIND, alert.kind)
     for field in CARRIED_BODY_FIELDS:
         if body.get(field):
-            _add_parameter(info, PARAM_BODY_PREFIX + field.upper(), body[field])
+            # Each volunteer's SMS names their zone; a CAP reader gets them all.
+            value = sms_for_zone(body[field], ", ".join(zone_names))
+            _add_parameter(info, PARAM_BODY_PREFIX + field.upper(), value)
     for name in zone_names:
         area = ET.SubElement(info, q("area"))
         _add(area, "areaDesc", name)

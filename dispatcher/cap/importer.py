@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from typing import TypedDict
 
 import defusedxml.ElementTree as SafeET
@@ -18,18 +19,20 @@ from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatcher import audit
+from channels.encoding import cut_sms
+from dispatcher import audit, lifecycle
 from dispatcher.cap.export import own_alert_id
 from dispatcher.cap.schema import (
     CAP_NS,
+    CAP_STATUSES,
     CARRIED_BODY_FIELDS,
     KIND_OF_CATEGORY,
     PARAM_BODY_PREFIX,
     PARAM_KIND,
     READABLE_NAMESPACES,
 )
-from dispatcher.compose.composer import NO_REPLY_CODE
-from dispatcher.domain import AlertKind
+from dispatcher.compose.composer import NO_REPLY_CODE, SUBJECT_MAX_CHARS
+from dispatcher.domain import AlertKind, AlertState
 from dispatcher.errors import InvalidInput, Refused
 from dispatcher.models import Alert, AlertZone, Post
 from dispatcher.roster.posts import find_zone, unknown_zone_message, zones_by_key
@@ -62,6 +65,7 @@ class CapDraft(TypedDict):
     cap_identifier: str | None
     cap_sender: str | None
     cap_sent: str | None
+    cap_references: str | None
     references_alert_id: int | None
 
 
@@ -92,16 +96,38 @@ def parse_cap_xml(xml: bytes | str) -> ET.Element:
     return root
 
 
-def import_cap(session: Session, post: Post, xml: bytes | str) -> CapDraft:
-    """Read a CAP message into a draft for `post`; changes nothing in the database."""
+def import_cap(session: Session, post: Post, xml: bytes | str, *,
+               aliases: Mapping[str, str] | None = None) -> CapDraft:
+    """Read a CAP message into a draft for `post`; changes nothing in the database.
+
+    `aliases` (folded alias or ISO 3166-2 code -> zone name, from `posts.zone_aliases`)
+    lets areas and geocodes such as "Chis" or "MX-CHP" name a zone."""
     root = parse_cap_xml(xml)
     cap = _Reader(root)
     status = cap.required(root, "status")
+    if status not in CAP_STATUSES:
+        # A status we do not know is not quietly a drill: it could be a real emergency
+        # under a vendor's spelling, or a test someone would then take as real.
+        raise InvalidInput(f"CAP <status> {status!r} is not one of "
+                           f"{', '.join(CAP_STATUSES)}: refused")
     msg_type = cap.required(root, "msgType")
     if msg_type not in ("Alert", "Update", "Cancel"):
         raise InvalidInput(f"CAP msgType {msg_type!r} carries no alert to send "
                            "(expected Alert, Update or Cancel)")
+    identifier, sender = cap.text(root, "identifier"), cap.text(root, "sender")
+    references = cap.text(root, "references")
+    referenced = _referenced_alert(session, post, references)
     infos = cap.all(root, "info")
+    if not infos and msg_type == "Cancel":
+        # A source's Cancel names no area and says nothing new: it ends what it references.
+        if referenced is None:
+            raise InvalidInput(f"CAP Cancel {identifier!r} references no message imported "
+                               f"here ({references or 'no <references>'})")
+        return CapDraft(title="", kind="", exercise=status != "Actual", msg_type="cancel",
+                        bodies={}, zones=[], unmatched_areas=[], unmatched_hints=[],
+                        cap_identifier=identifier, cap_sender=sender,
+                        cap_sent=cap.text(root, "sent"), cap_references=references,
+                        references_alert_id=referenced)
     if not infos:
         raise InvalidInput("CAP message has no <info> block: nothing to alert about")
 
@@ -112,16 +138,16 @@ def import_cap(session: Session, post: Post, xml: bytes | str) -> CapDraft:
         if lang in bodies:  # several <info> per language: the first one speaks for it
             continue
         params = cap.parameters(info)
-        headline = cap.text(info, "headline") or cap.text(info, "event") or "CAP alert"
+        event = cap.text(info, "event") or ""
+        headline = cap.text(info, "headline") or event or "CAP alert"
         headlines[lang] = headline
-        bodies[lang] = _bodies(headline, cap.text(info, "description"),
+        bodies[lang] = _bodies(headline, event, cap.text(info, "description"),
                                cap.text(info, "instruction"), params)
 
     first = infos[0]
     title_lang = post.default_language if post.default_language in headlines else "en"
     title = headlines.get(title_lang) or next(iter(headlines.values()))
-    zones, unmatched, hints = _match_areas(session, post, cap.area_names(infos))
-    identifier = cap.text(root, "identifier")
+    zones, unmatched, hints = _match_areas(session, post, cap.areas(infos), aliases or {})
     return CapDraft(
         title=title[:300],
         kind=_kind(cap.parameters(first).get(PARAM_KIND), cap.texts(first, "category")),
@@ -134,24 +160,33 @@ def import_cap(session: Session, post: Post, xml: bytes | str) -> CapDraft:
         unmatched_areas=unmatched,
         unmatched_hints=hints,
         cap_identifier=identifier,
-        cap_sender=cap.text(root, "sender"),
+        cap_sender=sender,
         cap_sent=cap.text(root, "sent"),
-        references_alert_id=_referenced_alert(session, post, cap.text(root, "references")),
+        cap_references=references,
+        references_alert_id=referenced,
     )
 
 
 def create_draft_alert(session: Session, post: Post, draft: CapDraft, *,
                        actor: str = "cli") -> Alert:
-    """Store the draft as an Alert in state draft, with its zones; nothing is sent."""
+    """Store the draft as an Alert in state draft, with its zones; nothing is sent.
+    A source's Cancel without <info> instead cancels the draft it references (returned)."""
     identifier = draft.get("cap_identifier")
+    sender = draft.get("cap_sender")
+    if draft["msg_type"] == "cancel" and not draft["bodies"]:
+        return _cancel_draft(session, post, draft, actor)
     # Our own exports carry identifiers we give out; storing one again would make two
     # alerts export under the same identifier.
     own = identifier is not None and own_alert_id(post, identifier) is not None
     if identifier and not own:
+        # CAP names a message by sender and identifier: two services may both use "1".
         existing = session.scalar(select(Alert.id).where(
-            Alert.post_id == post.id, Alert.cap_identifier == identifier))
+            Alert.post_id == post.id, Alert.cap_identifier == identifier[:200],
+            Alert.cap_sender.is_(None) if sender is None
+            else Alert.cap_sender == sender[:200]))
         if existing is not None:
-            raise Refused(f"CAP message {identifier!r} was already imported as alert {existing}")
+            raise Refused(f"CAP message {identifier!r} from {sender!r} was already imported "
+                          f"as alert {existing}")
     if not draft["zones"]:
         raise InvalidInput("the draft targets no zone")
     zones = [find_zone(session, post, name) for name in draft["zones"]]
@@ -162,6 +197,8 @@ def create_draft_alert(session: Session, post: Post, draft: CapDraft, *,
         ack_window_seconds=DRAFT_ACK_WINDOW_SECONDS, policy={},
         references_alert_id=draft.get("references_alert_id"), created_by=actor,
         cap_identifier=None if own or not identifier else identifier[:200],
+        cap_sender=None if own or not sender else sender[:200],
+        cap_references=draft.get("cap_references"),
     )
     session.add(alert)
     session.flush()
@@ -172,6 +209,22 @@ def create_draft_alert(session: Session, post: Post, draft: CapDraft, *,
                  unmatched_areas=draft.get("unmatched_areas", []))
     session.flush()
     return alert
+
+
+def _cancel_draft(session: Session, post: Post, draft: CapDraft, actor: str) -> Alert:
+    target = session.get(Alert, draft["references_alert_id"] or 0)
+    if target is None or target.post_id != post.id:
+        raise InvalidInput("the CAP Cancel references no alert of this post")
+    if target.state != AlertState.DRAFT:
+        # Sent alerts are cancelled by an officer, who decides what volunteers are told.
+        raise Refused(f"the CAP Cancel references alert {target.id}, which is "
+                      f"{target.state.value}, not a draft: cancel it with "
+                      f"`aln alert cancel {target.id}` if it should end")
+    lifecycle.move(target, AlertState.CANCELLED)
+    audit.record(session, actor, "alert.draft_cancelled_by_cap", alert_id=target.id,
+                 cap_identifier=draft.get("cap_identifier"), cap_sender=draft.get("cap_sender"))
+    session.flush()
+    return target
 
 
 class _Reader:
@@ -208,15 +261,18 @@ class _Reader:
                 out.setdefault(name, value)
         return out
 
-    def area_names(self, infos: list[ET.Element]) -> list[str]:
-        """Every areaDesc of every <info>, once; "A; B" lists (as NWS writes them) split."""
-        names: dict[str, str] = {}
+    def areas(self, infos: list[ET.Element]) -> list[tuple[list[str], list[str]]]:
+        """Each <area> of each <info>: its areaDesc names ("A; B" lists, as NWS writes
+        them, split) and its <geocode> values."""
+        out = []
         for info in infos:
             for area in self.all(info, "area"):
-                for name in (self.text(area, "areaDesc") or "").split(";"):
-                    if name.strip():
-                        names.setdefault(fold(name), name.strip())
-        return list(names.values())
+                names = [n.strip() for n in (self.text(area, "areaDesc") or "").split(";")
+                         if n.strip()]
+                codes = [v for g in self.all(area, "geocode")
+                         if (v := self.text(g, "value")) is not None]
+                out.append((names, codes))
+        return out
 
 
 def _language(code: str) -> str:
@@ -233,32 +289,56 @@ def _kind(carried: str | None, categories: list[str]) -> str:
     return AlertKind.SECURITY.value
 
 
-def _bodies(headline: str, description: str | None, instruction: str | None,
+def _bodies(headline: str, event: str, description: str | None, instruction: str | None,
             params: dict[str, str]) -> dict[str, str]:
     email_text = "\n\n".join(t for t in (description, instruction) if t) or headline
     sms = f"{headline}: {description}" if description else headline
-    if len(sms) > IMPORTED_SMS_MAX_CHARS:
-        sms = sms[:IMPORTED_SMS_MAX_CHARS - 1].rstrip() + "…"
     paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in email_text.split("\n\n"))
     bodies = {"sms": sms, "subject": headline, "email_text": email_text,
-              "email_html": f"<h1>{html.escape(headline)}</h1>{paragraphs}"}
+              "email_html": f"<h1>{html.escape(headline)}</h1>{paragraphs}",
+              "headline": headline[:300], "event": event[:300]}
     for field in CARRIED_BODY_FIELDS:  # our own export carries the exact texts
         carried = params.get(PARAM_BODY_PREFIX + field.upper())
         if carried:
             bodies[field] = carried
+    # After the carried texts, so an ALN-SMS parameter obeys the same limits.
+    bodies["sms"] = cut_sms(bodies["sms"], IMPORTED_SMS_MAX_CHARS)
+    bodies["subject"] = bodies["subject"][:SUBJECT_MAX_CHARS]
     return bodies
 
 
-def _match_areas(session: Session, post: Post,
-                 names: list[str]) -> tuple[list[str], list[str], list[str]]:
+def _match_areas(session: Session, post: Post, areas: list[tuple[list[str], list[str]]],
+                 aliases: Mapping[str, str]) -> tuple[list[str], list[str], list[str]]:
+    """Zones named by the areas: an areaDesc by a zone's name or alias, or each part of a
+    comma-separated one ("Chis,Oax"); a <geocode> by a zone's alias or ISO 3166-2 code."""
     zones = zones_by_key(session, post)
-    matched = [zones[fold(n)].name for n in names if fold(n) in zones]
-    unmatched = [n for n in names if fold(n) not in zones]
-    hints = [unknown_zone_message(n, zones) for n in unmatched]
+    lookup = {key: zone.name for key, zone in zones.items()}
+    lookup.update({fold(alias): name for alias, name in aliases.items() if fold(name) in zones})
+    matched: dict[str, None] = {}
+    unmatched: dict[str, str] = {}
+    for names, codes in areas:
+        by_code = [lookup[fold(c)] for c in codes if fold(c) in lookup]
+        matched.update(dict.fromkeys(by_code))
+        for name in names:
+            found = _zones_named(name, lookup)
+            if found:
+                matched.update(dict.fromkeys(found))
+            elif not by_code:
+                unmatched.setdefault(fold(name), name)
+    hints = [unknown_zone_message(n, zones) for n in unmatched.values()]
     if not matched:
         listed = "; ".join(hints) if hints else "the message names no <area>"
         raise InvalidInput(f"none of the CAP message's areas is a zone of {post.name}: {listed}")
-    return matched, unmatched, hints
+    return list(matched), list(unmatched.values()), hints
+
+
+def _zones_named(name: str, lookup: Mapping[str, str]) -> list[str]:
+    if fold(name) in lookup:
+        return [lookup[fold(name)]]
+    parts = [p.strip() for p in name.split(",") if p.strip()]
+    if len(parts) > 1 and all(fold(p) in lookup for p in parts):
+        return [lookup[fold(p)] for p in parts]
+    return []
 
 
 def _referenced_alert(session: Session, post: Post, references: str | None) -> int | None:
@@ -269,13 +349,14 @@ def _referenced_alert(session: Session, post: Post, references: str | None) -> i
         parts = entry.split(",")
         if len(parts) != 3:
             continue
-        identifier = parts[1]
+        sender, identifier = parts[0], parts[1]
         number = own_alert_id(post, identifier)
         alert = session.get(Alert, number) if number is not None else None
         if alert is not None and alert.post_id == post.id:
             return alert.id
         found = session.scalar(select(Alert.id).where(
-            Alert.post_id == post.id, Alert.cap_identifier == identifier))
+            Alert.post_id == post.id, Alert.cap_identifier == identifier,
+            Alert.cap_sender == sender).order_by(Alert.id.desc()).limit(1))
         if found is not None:
             return found
     return None

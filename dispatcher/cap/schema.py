@@ -19,6 +19,8 @@ CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 READABLE_NAMESPACES = frozenset({CAP_NS, "urn:oasis:names:tc:emergency:cap:1.1"})
 SCHEMA_PATH = Path(__file__).with_name("CAP-v1.2.xsd")
 
+#: Every <status> CAP 1.2 defines (§3.2.1); anything else is refused on import.
+CAP_STATUSES = ("Actual", "Exercise", "System", "Test", "Draft")
 #: Parameter names carrying our own texts, so an exported alert imports back unchanged.
 PARAM_KIND = "ALN-KIND"
 PARAM_BODY_PREFIX = "ALN-"

@@ -12,7 +12,14 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from dispatcher import aio
-from dispatcher.cli.common import console, err_console, handle_errors, print_json, runtime
+from dispatcher.cli.common import (
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    runtime,
+    styled,
+)
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.sender import Sender
 from dispatcher.dispatch.versions import cancel_alert, update_alert
@@ -77,9 +84,10 @@ def send(
         print_json({"id": alert_id, "reply_code": status["reply_code"], "sent": sent,
                     "zones": status["zones"], "recipients": status["recipients"]})
         return
-    console.print(f"[bold]Alert {alert_id}[/] sent (reply code {status['reply_code']}): "
-                  f"{sent} message(s) to {len(status['recipients'])} volunteer(s) in "
-                  f"{len(status['zones'])} zone(s).")
+    console.print(styled((f"Alert {alert_id}", "bold"),
+                         f" sent (reply code {status['reply_code']}): "
+                         f"{sent} message(s) to {len(status['recipients'])} volunteer(s) in "
+                         f"{len(status['zones'])} zone(s)."))
     _print_skipped(preview)
     console.print(f"Follow it with: aln alert status {alert_id} --watch")
 
@@ -114,7 +122,7 @@ def _print_preview(preview: dict[str, Any], as_json: bool) -> None:
                   title="Dry run: nothing was sent")
     for z in preview["zones"]:
         if not z["recipients"]:
-            table.add_row(z["zone"], "-", "[red]nobody reachable[/]", "", "", "")
+            table.add_row(z["zone"], "-", styled(("nobody reachable", "red")), "", "", "")
         for r in z["recipients"]:
             skipped = "; ".join(f"{s['channel']}: {s['reason']}" for s in r["skipped"])
             table.add_row(z["zone"], r["tier"], r["name"], ", ".join(r["channels"]) or "-",
@@ -138,7 +146,8 @@ def _print_skipped(preview: dict[str, Any]) -> None:
                 err_console.print(f"skipped {r['name']} ({z['zone']}) on {s['channel']}: "
                                   f"{s['reason']}")
         if not z["reachable"]:
-            err_console.print(f"[red]{z['zone']}: nobody reachable; the duty officer is told[/]")
+            err_console.print(styled((f"{z['zone']}: nobody reachable; the duty officer is told",
+                                      "red")))
 
 
 @app.command("status")
@@ -171,22 +180,22 @@ def status(
 def status_table(data: dict[str, Any]) -> Table:
     kind = "EXERCISE " if data["exercise"] else ""
     table = Table("Zone", "State", "Tier", "Volunteer", "Channels", "Reply", "Acknowledged",
-                  title=f"{kind}alert {data['id']} ({data['reply_code']}): {data['title']} "
-                        f"[{data['state']}]")
+                  title=styled(f"{kind}alert {data['id']} ({data['reply_code']}): "
+                               f"{data['title']} [{data['state']}]"))
     for z in data["zones"]:
         zstyle = STATE_STYLE.get(z["state"], "white")
         people = [r for r in data["recipients"] if r["zone"] == z["zone"]]
         if not people:
-            table.add_row(z["zone"], f"[{zstyle}]{z['state']}[/]", "", "-", "", "", "")
+            table.add_row(styled(z["zone"]), styled((z["state"], zstyle)), "", "-", "", "", "")
         for i, r in enumerate(people):
             rstyle = STATE_STYLE.get(r["state"], "white")
             chans = ", ".join(f"{d['channel']}:{d['state']}" for d in r["deliveries"]
                               if d["purpose"] in ("alert", "failover", "unreached"))
             reply = r["reply"]["text"][:30] if r["reply"] else ""
-            table.add_row(z["zone"] if i == 0 else "",
-                          f"[{zstyle}]{z['state']}[/]" if i == 0 else "", r["tier"],
-                          f"[{rstyle}]{r['name']} ({r['state']})[/]", chans, reply,
-                          (r["acknowledged_at"] or "")[11:19])
+            table.add_row(styled(z["zone"] if i == 0 else ""),
+                          styled((z["state"], zstyle)) if i == 0 else "", r["tier"],
+                          styled((f"{r['name']} ({r['state']})", rstyle)), chans,
+                          styled(reply), (r["acknowledged_at"] or "")[11:19])
     return table
 
 

@@ -11,7 +11,7 @@ from dispatcher.cap import create_draft_alert, export_cap, import_cap
 from dispatcher.cli.common import console, err_console, handle_errors, print_json, runtime
 from dispatcher.domain import AlertState
 from dispatcher.errors import InvalidInput
-from dispatcher.roster.posts import ensure_post
+from dispatcher.roster.posts import ensure_post, zone_aliases
 
 app = typer.Typer(help="Exchange alerts as CAP 1.2 (Common Alerting Protocol) XML.",
                   no_args_is_help=True)
@@ -35,8 +35,7 @@ def export_cmd(
         output.write_bytes(xml)
     except OSError as exc:
         raise InvalidInput(f"cannot write {output}: {exc.strerror}") from None
-    err_console.print(f"wrote alert {alert_id} as CAP to {output}", highlight=False,
-                      markup=False)
+    err_console.print(f"wrote alert {alert_id} as CAP to {output}")
 
 
 @app.command("import")
@@ -52,15 +51,25 @@ def import_cmd(
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
     with runtime() as rt, rt.db.session() as session:
         post = ensure_post(session, rt.settings, rt.vault)
-        draft = import_cap(session, post, xml)
-        alert_id = create_draft_alert(session, post, draft).id
+        draft = import_cap(session, post, xml,
+                           aliases=zone_aliases(rt.settings.config_dir, post.key))
+        alert = create_draft_alert(session, post, draft)
+        alert_id, state = alert.id, alert.state
+    if state == AlertState.CANCELLED:
+        if as_json:
+            print_json({"id": alert_id, "state": state.value,
+                        "cancelled_by": draft["cap_identifier"]})
+            return
+        console.print(f"draft alert {alert_id} cancelled by CAP Cancel {draft['cap_identifier']} "
+                      f"from {draft['cap_sender']}")
+        return
     if as_json:
         print_json({"id": alert_id, "state": AlertState.DRAFT.value, "title": draft["title"],
                     "kind": draft["kind"], "exercise": draft["exercise"],
                     "zones": draft["zones"], "unmatched_areas": draft["unmatched_areas"]})
         return
     label = "exercise draft" if draft["exercise"] else "draft"
-    console.print(f"{label} alert {alert_id}: {draft['title']}", highlight=False, markup=False)
-    console.print(f"zones: {', '.join(draft['zones'])}", highlight=False, markup=False)
+    console.print(f"{label} alert {alert_id}: {draft['title']}")
+    console.print(f"zones: {', '.join(draft['zones'])}")
     for hint in draft["unmatched_hints"]:
-        console.print(f"unmatched area: {hint}", highlight=False, markup=False)
+        console.print(f"unmatched area: {hint}")

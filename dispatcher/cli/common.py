@@ -12,22 +12,42 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
+from sqlalchemy.exc import DBAPIError
 
 from dispatcher import logs
-from dispatcher.errors import AlnError, problem_of
+from dispatcher.db import storage_problem
+from dispatcher.errors import AlnError, problem, problem_of
 from dispatcher.runtime import Runtime
 
-console = Console()
-err_console = Console(stderr=True)
+# Untrusted text (a volunteer's reply "YES 7313 [/x]", a name, a zone, a CAP headline, an
+# error quoting any of them) is never Rich markup: these consoles read no markup at all,
+# in print, table cells and titles alike, so no caller has to remember to escape. Our
+# own styling is built with `styled` (Text objects), never with markup strings.
+console = Console(markup=False, highlight=False)
+# soft_wrap: an error stays one line however narrow the terminal (or a pipe) is.
+err_console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """One line from plain strings and (text, style) pairs; no part is read as markup."""
+    return Text.assemble(*parts)
+
+#: What an officer does after a write failed for want of space (or a writable database).
+STORAGE_ADVICE = ("Nothing was marked sent that was not; what was not recorded stays in "
+                  "the outbox. Free space (or make the database writable), then run "
+                  "`aln worker --drain` to finish; a message whose hand-off was not "
+                  "recorded is sent again and flagged possibly duplicated.")
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Our errors become a plain message and exit code 2, never a traceback; a command run
-    with `--json` prints the error as an RFC 9457 problem on stdout instead (the same
-    document the API answers), so a script reads one JSON document either way."""
+    """Our errors become a plain message and exit code 2, never a traceback; a database
+    that cannot be written (full disk, read-only) says so, with exit code 3. A command run
+    with `--json` prints either as an RFC 9457 problem on stdout instead (the document the
+    API answers), so a script reads one JSON document either way."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -36,13 +56,28 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except AlnError as exc:
             if kwargs.get("as_json") is True:
                 print_json(problem_of(exc))
-            elif logs.is_json():
-                logging.getLogger("aln").error("%s", exc)
             else:
-                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+                _say_error(str(exc))
             raise typer.Exit(2) from None
+        except DBAPIError as exc:
+            reason = storage_problem(exc)
+            if reason is None:
+                raise
+            message = f"the database cannot be written: {reason}. {STORAGE_ADVICE}"
+            if kwargs.get("as_json") is True:
+                print_json(problem(503, message))
+            else:
+                _say_error(message)
+            raise typer.Exit(3) from None
 
     return wrapper
+
+
+def _say_error(message: str) -> None:
+    if logs.is_json():
+        logging.getLogger("aln").error("%s", message)
+    else:
+        err_console.print(styled(("error:", "bold red"), f" {message}"))
 
 
 @contextmanager

@@ -6,7 +6,14 @@ import sys
 
 import typer
 
-from dispatcher.cli.common import console, err_console, handle_errors, print_json, runtime
+from dispatcher.cli.common import (
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    runtime,
+    styled,
+)
 from dispatcher.privacy.rotation import BATCH_SIZE, RotationReport, rotate
 
 app = typer.Typer(help="Encryption keys: rotate, check.", no_args_is_help=True)
@@ -61,11 +68,11 @@ def _finish(report: RotationReport, as_json: bool, *, done: str,
                           f"current, {len(tally.unreadable)} unreadable", highlight=False)
     if report.unreadable:
         for line in report.unreadable:
-            err_console.print(f"[bold red]unreadable:[/] {line}", highlight=False)
-        err_console.print(f"[bold red]error:[/] {len(report.unreadable)} stored secret(s) "
-                          "cannot be read with the configured keys (listed above); add the "
-                          "key they were written with to ALN_PREVIOUS_SECRET_KEYS and rerun",
-                          highlight=False)
+            err_console.print(styled(("unreadable:", "bold red"), f" {line}"))
+        err_console.print(styled(("error:", "bold red"),
+                                 f" {len(report.unreadable)} stored secret(s) cannot be read "
+                                 "with the configured keys (listed above); add the key they "
+                                 "were written with to ALN_PREVIOUS_SECRET_KEYS and rerun"))
         raise typer.Exit(2)
     if not as_json and (pending == "rewritten" or not (
             report.contacts.rewritten or report.inbound.rewritten or report.spool.rewritten)):

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import func, select
 
-from dispatcher.cli.common import console, handle_errors, print_json, runtime
+from dispatcher.cli.common import console, handle_errors, print_json, runtime, styled
 from dispatcher.models import Membership, Zone
 from dispatcher.roster.gaps import find_gaps
 from dispatcher.roster.importer import import_roster
@@ -87,7 +87,7 @@ def gaps_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 def print_gaps(gaps, post_name: str) -> None:  # type: ignore[no-untyped-def]
-    console.print(f"[bold]Roster gaps for {post_name}[/]: {gaps.count} finding(s)")
+    console.print(styled((f"Roster gaps for {post_name}", "bold"), f": {gaps.count} finding(s)"))
     sections = [
         ("Zones with no active primary", [{"zone": z} for z in gaps.zones_without_primary]),
         ("Zones with no alternate", [{"zone": z} for z in gaps.zones_without_alternate]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import typer
 
 from dispatcher import aio
-from dispatcher.cli.common import console, handle_errors, runtime
+from dispatcher.cli.common import console, err_console, handle_errors, runtime
 from dispatcher.domain import ZoneState
+from dispatcher.errors import Refused
 from dispatcher.logs import announce
 from dispatcher.runtime import configure_logging
 
@@ -30,12 +32,16 @@ def serve(
     import uvicorn
 
     from dispatcher.web.app import create_app
+    from dispatcher.worker import Worker
 
+    _ensure_port_free(host, port)  # before the database is opened, let alone migrated
     configure_logging(logging.INFO)
     with runtime() as rt:
         if "public_url" not in rt.settings.model_fields_set:
             # Unset, the providers call back where this server listens.
             rt.settings.public_url = public_url_for(host, port)
+        # Checked before uvicorn starts: its start-up failures are tracebacks.
+        Worker(rt).ensure_alone()
         app = create_app(rt)
         announce(f"aln serve on http://{host}:{port} (public URL {rt.settings.public_url})")
         # log_config=None: uvicorn's lines go through our handler (JSON when asked).
@@ -67,6 +73,27 @@ def worker(drain: bool = typer.Option(False, "--drain",
             aio.run(w.run())
         except KeyboardInterrupt:
             w.stop()
+            err_console.print("aln worker: interrupted, stopped; what was due is finished by "
+                              "the next worker")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+#: The shell's exit status for a process ended by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+
+def _ensure_port_free(host: str, port: int) -> None:
+    """Refused, naming the address, when something (another `aln serve`) listens there."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise Refused(f"cannot listen on {host}:{port}: the address is in use (another "
+                              "aln serve?); stop it or choose --port") from None
+            raise Refused(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 async def _drain(w) -> int:  # type: ignore[no-untyped-def]

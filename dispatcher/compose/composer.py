@@ -4,6 +4,11 @@ Every SMS starts with EXERCISE for a drill and ends with its reply code ("Reply 
 4821 to confirm."); every email carries the acknowledgement link, written as the
 substitution tag `ACK_URL_TAG` so identical emails batch and each recipient's link
 is filled in at send time.
+
+An SMS names one zone, the volunteer's own: the stored SMS holds `ZONE_TAG`, filled
+per recipient when the delivery row is written (`sms_for_zone`). Naming every targeted
+zone made an alert to 200 zones too long to send, and an alert to Mexico's 32 states
+UCS-2 for everyone (Michoacán, Querétaro). The email and the board list every zone.
 """
 
 from __future__ import annotations
@@ -19,8 +24,12 @@ from dispatcher.errors import InvalidInput
 
 #: Replaced per recipient by the signed acknowledgement URL.
 ACK_URL_TAG = "-ack_url-"
+#: Replaced, in each SMS, by the name of the recipient's own zone.
+ZONE_TAG = "-aln_zone-"
 #: Twilio refuses longer bodies (21617).
 SMS_MAX_CHARS = 1600
+#: Longer email subjects are cut (mail clients show far less).
+SUBJECT_MAX_CHARS = 250
 REPLY_CODE_DIGITS = 4
 #: What a draft holds until it is sent: codes are allocated at sending, so drafts never
 #: use up the codes of alerts that take replies.
@@ -37,10 +46,15 @@ class Bodies:
     subject: str
     email_text: str
     email_html: str
+    #: The alert's title in this language, and the kind of event it is (CAP's
+    #: <headline> and <event> of this language's <info>).
+    headline: str = ""
+    event: str = ""
 
     def as_dict(self) -> dict[str, str]:
         return {"sms": self.sms, "subject": self.subject, "email_text": self.email_text,
-                "email_html": self.email_html}
+                "email_html": self.email_html, "headline": self.headline,
+                "event": self.event}
 
 
 def compose(
@@ -48,7 +62,8 @@ def compose(
     zones: Iterable[str], exercise: bool, code: str, help_line: str,
 ) -> dict[str, dict[str, str]]:
     """Bodies for every language of the template: {language: Bodies.as_dict()}."""
-    zone_text = ", ".join(zones)
+    names = list(zones) or [""]
+    zone_text = ", ".join(names)
     out: dict[str, dict[str, str]] = {}
     for lang, texts in template.texts.items():
         text = body if isinstance(body, str) else body.get(lang) or next(iter(body.values()))
@@ -57,11 +72,18 @@ def compose(
         heading = title or texts.get("title") or template.name
         out[lang] = _bodies(config_dir, lang, texts, heading, text.strip(), zone_text,
                             exercise, code, help_line).as_dict()
-        if len(out[lang]["sms"]) > SMS_MAX_CHARS:
+        zone, sms = max(((z, sms_for_zone(out[lang]["sms"], z)) for z in names),
+                        key=lambda pair: len(pair[1]))
+        if len(sms) > SMS_MAX_CHARS:
             raise InvalidInput(
-                f"the {lang} SMS is {len(out[lang]['sms'])} characters; providers refuse more "
+                f"the {lang} SMS is {len(sms)} characters (to {zone}); providers refuse more "
                 f"than {SMS_MAX_CHARS}: shorten the body")
     return out
+
+
+def sms_for_zone(sms: str, zone: str) -> str:
+    """An alert's stored SMS as sent to a volunteer of `zone`."""
+    return sms.replace(ZONE_TAG, zone)
 
 
 def _bodies(
@@ -70,7 +92,7 @@ def _bodies(
 ) -> Bodies:
     marker = wording(config_dir, lang, "exercise") if exercise else ""
     prefix = f"{marker}: " if marker else ""
-    sms_core = texts.get("sms", "{title}: {zones}. {body}").format(title=title, zones=zones,
+    sms_core = texts.get("sms", "{title}: {zones}. {body}").format(title=title, zones=ZONE_TAG,
                                                                    body=body)
     sms = f"{prefix}{sms_core} {wording(config_dir, lang, 'sms_reply', code=code)}"
     labels = {k: wording(config_dir, lang, k) for k in ("location", "event", "actions",
@@ -100,14 +122,22 @@ def _bodies(
         f"<p>{esc(wording(config_dir, lang, 'sms_reply', code=code))}</p>{banner}</body></html>"
     )
     subject = f"{prefix}{title} ({zones})" if zones else f"{prefix}{title}"
-    return Bodies(sms=sms, subject=subject[:250], email_text=email_text, email_html=email_html)
+    return Bodies(sms=sms, subject=subject[:SUBJECT_MAX_CHARS], email_text=email_text,
+                  email_html=email_html, headline=title, event=texts.get("title", ""))
 
 
-def sms_preview(bodies: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, object]]:
-    """Encoding and segment count of each language's SMS, for the dry run and the form."""
+def sms_preview(bodies: Mapping[str, Mapping[str, str]],
+                zones: Iterable[str] = ()) -> dict[str, dict[str, object]]:
+    """Encoding and segment count of each language's SMS, for the dry run and the form:
+    the costliest of the zones' SMS (UCS-2 if any zone's is), and which zone that is."""
+    names = list(zones) or [""]
     out: dict[str, dict[str, object]] = {}
     for lang, b in bodies.items():
-        info = sms_segments(b["sms"])
-        out[lang] = {"encoding": info.encoding, "segments": info.segments,
-                     "characters": len(b["sms"]), "text": b["sms"]}
+        filled = [(z, sms_for_zone(b["sms"], z)) for z in names]
+        measured = [(sms_segments(text), z, text) for z, text in filled]
+        info, zone, text = max(measured, key=lambda m: (m[0].segments, m[0].units))
+        ucs2 = any(m[0].encoding == "UCS-2" for m in measured)
+        out[lang] = {"encoding": "UCS-2" if ucs2 else info.encoding,
+                     "segments": info.segments, "characters": len(text), "text": text,
+                     "zone": zone}
     return out

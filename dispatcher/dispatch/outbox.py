@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from channels.encoding import sms_segments
 from dispatcher import audit, lifecycle
 from dispatcher.acks import LATE_REPLY_WINDOW, takes_replies
-from dispatcher.compose.composer import REPLY_CODES, compose, sms_preview
+from dispatcher.compose.composer import REPLY_CODES, compose, sms_for_zone, sms_preview
 from dispatcher.compose.templates import load_template, pick_language, wording
 from dispatcher.db import db_now, db_today
 from dispatcher.dispatch.targeting import (
@@ -125,7 +125,7 @@ class Plan:
         rate = settings.sms_rate_per_second or 0
         seconds = sms / rate if rate else 0.0
         return {"zones": zones, "sms": sms, "emails": emails,
-                "sms_encoding": sms_preview(self.bodies),
+                "sms_encoding": sms_preview(self.bodies, [pz.zone.name for pz in self.zones]),
                 "estimated_seconds": round(seconds, 1), "ack_window_seconds":
                 self.policy.ack_window_seconds, "reply_code": self.code,
                 "template": self.template, "policy": self.policy.to_dict()}
@@ -315,6 +315,7 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
         .order_by(AlertVersion.number)))
     created: list[tuple[int, str]] = []
     batch: list[Recipient] = []
+    zone_name = az.zone.name
 
     def flush() -> None:
         session.flush()
@@ -338,12 +339,13 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
         lang = pick_language(target.volunteer.language_list, list(alert.bodies),
                              post.default_language)
         for contact in target.contacts:
-            rec.deliveries.append(new_delivery(alert, contact, DeliveryPurpose.ALERT, lang))
+            rec.deliveries.append(new_delivery(alert, contact, DeliveryPurpose.ALERT, lang,
+                                               zone=zone_name))
         for texts in updates:
             for contact in target.contacts:
                 rec.deliveries.append(new_delivery(
                     alert, contact, DeliveryPurpose.UPDATE, lang,
-                    texts.get(lang) or next(iter(texts.values()))))
+                    texts.get(lang) or next(iter(texts.values())), zone=zone_name))
         session.add(rec)
         batch.append(rec)
         if len(batch) >= FLUSH_EVERY:
@@ -368,14 +370,15 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
 def add_delivery(session: Session, alert: Alert, rec: Recipient, contact: Any,
                  purpose: DeliveryPurpose, lang: str, text: str | None = None) -> Delivery:
     """One outbox row. `text` overrides the alert's body (cancel, update, stand-down...)."""
-    delivery = new_delivery(alert, contact, purpose, lang, text)
+    delivery = new_delivery(alert, contact, purpose, lang, text, zone=rec.zone.name)
     delivery.recipient_id = rec.id
     session.add(delivery)
     return delivery
 
 
 def new_delivery(alert: Alert, contact: Any, purpose: DeliveryPurpose, lang: str,
-                 text: str | None = None) -> Delivery:
+                 text: str | None = None, *, zone: str) -> Delivery:
+    """The row for one message; an alert's SMS names `zone`, the recipient's own."""
     common = dict(alert_id=alert.id, contact_id=contact.id, channel=contact.channel,
                   purpose=purpose, language=lang)
     if text is not None:
@@ -384,7 +387,8 @@ def new_delivery(alert: Alert, contact: Any, purpose: DeliveryPurpose, lang: str
         return Delivery(**common, subject=text[:120], body=text, html=None)
     bodies = alert.bodies.get(lang) or next(iter(alert.bodies.values()))
     if contact.channel == Channel.SMS:
-        return Delivery(**common, body=bodies["sms"], segments=_segments(bodies["sms"]))
+        sms = sms_for_zone(bodies["sms"], zone)
+        return Delivery(**common, body=sms, segments=_segments(sms))
     return Delivery(**common, subject=bodies["subject"], body=bodies["email_text"],
                     html=bodies["email_html"])
 

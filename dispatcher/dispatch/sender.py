@@ -100,7 +100,9 @@ class Sender:
 
         total = 0
         try:
-            while True:
+            # A recorder that failed (a full disk) stops the claiming: sends whose results
+            # cannot be written would only be sent again later.
+            while not recorder.done():
                 batch = await asyncio.to_thread(self._claim, alert_id)
                 if not batch:
                     break
@@ -115,6 +117,10 @@ class Sender:
             if in_flight:
                 await asyncio.gather(*in_flight)
         finally:
+            # When claiming failed (a full disk), sends already at the provider still
+            # finish and go to the recorder, rather than die unreported with the loop.
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
             await results.put(None)
             await recorder
         return total

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import phonenumbers
+from phonenumbers import PhoneNumber, PhoneNumberType
 from sqlalchemy.orm import Session
 
 from dispatcher.crypto import Vault, mask_contact
@@ -13,8 +14,26 @@ from dispatcher.models import Contact, Volunteer
 _EMAIL_RE = re.compile(
     r"^[^@\s,;<>]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$"
 )
-#: Dialling prefixes Mexicans still write for mobiles, dropped by the 2019 numbering reform.
-_MX_OBSOLETE_MOBILE = ("1", "044", "045")
+#: Dialling prefixes Mexicans still write, dropped by the 2019 numbering reform: 044 (local
+#: mobile) and 045 (long-distance mobile) before the ten digits, 01 (long distance) before
+#: any number, and the mobile "1" after +52. Longest first: "01" must not be read as "0".
+_MX_OBSOLETE_PREFIXES = ("044", "045", "01", "1")
+#: Line types that receive SMS. libphonenumber cannot tell some countries' (Mexico's,
+#: the USA's) mobiles from landlines: FIXED_LINE_OR_MOBILE is given the benefit of the doubt.
+SMS_LINE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
+#: How a refused line type reads in an error.
+_LINE_TYPE_WORDS = {
+    PhoneNumberType.FIXED_LINE: "a landline",
+    PhoneNumberType.TOLL_FREE: "a toll-free number",
+    PhoneNumberType.PREMIUM_RATE: "a premium-rate number",
+    PhoneNumberType.SHARED_COST: "a shared-cost number",
+    PhoneNumberType.PERSONAL_NUMBER: "a personal (forwarding) number",
+    PhoneNumberType.VOIP: "a VoIP number",
+    PhoneNumberType.PAGER: "a pager",
+    PhoneNumberType.UAN: "a universal access number",
+    PhoneNumberType.VOICEMAIL: "a voicemail access number",
+}
+_TYPE_NAMES = {value: name for name, value in vars(PhoneNumberType).items() if name.isupper()}
 
 
 def normalise_phone(raw: str, region: str) -> str:
@@ -25,17 +44,36 @@ def normalise_phone(raw: str, region: str) -> str:
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"'{raw}' is not a phone number ({exc})") from None
     if not phonenumbers.is_valid_number(number) and number.country_code == 52:
-        national = str(number.national_number)
-        for prefix in _MX_OBSOLETE_MOBILE:
-            if national.startswith(prefix) and len(national) == 10 + len(prefix):
-                fixed = phonenumbers.parse("+52" + national[len(prefix) :], None)
-                if phonenumbers.is_valid_number(fixed):
-                    number = fixed
-                    break
+        number = _without_obsolete_mx_prefix(number) or number
     if not phonenumbers.is_valid_number(number):
         where = phonenumbers.region_code_for_country_code(number.country_code or 0)
         raise ValueError(f"'{raw}' is not a valid number for {where} (default region {region})")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _without_obsolete_mx_prefix(number: PhoneNumber) -> PhoneNumber | None:
+    # The digits as written after +52, leading zeros included: parse() keeps those only
+    # as a flag and a count, so "044 55 ..." has national_number 4455... and 044 is lost.
+    zeros = (number.number_of_leading_zeros or 1) if number.italian_leading_zero else 0
+    national = "0" * zeros + str(number.national_number)
+    for prefix in _MX_OBSOLETE_PREFIXES:
+        if national.startswith(prefix) and len(national) == 10 + len(prefix):
+            fixed = phonenumbers.parse("+52" + national[len(prefix):], None)
+            if phonenumbers.is_valid_number(fixed):
+                return fixed
+    return None
+
+
+def normalise_sms_phone(raw: str, region: str) -> str:
+    """`normalise_phone`, refusing numbers that cannot receive SMS (landlines, toll-free,
+    premium-rate...): ValueError names the number (masked) and its line type."""
+    e164 = normalise_phone(raw, region)
+    kind = phonenumbers.number_type(phonenumbers.parse(e164, None))
+    if kind not in SMS_LINE_TYPES:
+        what = _LINE_TYPE_WORDS.get(kind, "not a mobile number")
+        raise ValueError(f"{mask_contact(e164)} is {what} ({_TYPE_NAMES.get(kind, kind)}): "
+                         "it cannot receive SMS")
+    return e164
 
 
 def normalise_email(raw: str) -> str:

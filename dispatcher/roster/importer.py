@@ -25,7 +25,7 @@ from dispatcher.crypto import Vault
 from dispatcher.domain import Channel, rank_to_tier
 from dispatcher.errors import InvalidInput
 from dispatcher.models import Contact, Membership, Post, Volunteer, Zone
-from dispatcher.roster.contacts import normalise_email, normalise_phone, set_contact
+from dispatcher.roster.contacts import normalise_email, normalise_sms_phone, set_contact
 from dispatcher.roster.posts import unknown_zone_message, zones_by_key
 from dispatcher.text import fold
 
@@ -241,7 +241,7 @@ def _parse_row(
     phone = email = None
     if v.get("phone"):
         try:
-            phone = normalise_phone(v["phone"], region)
+            phone = normalise_sms_phone(v["phone"], region)
         except ValueError as exc:
             bad("phone", str(exc))
     if v.get("email"):

@@ -38,6 +38,9 @@ class PostConfig:
     help_line: str
     zones: list[str]
     duty_officers: list[DutyOfficer] = field(default_factory=list)
+    #: Zone name -> other names it goes by: abbreviations ("Chis"), ISO 3166-2 codes
+    #: ("MX-CHP"), as CAP messages from national services name areas.
+    zone_aliases: dict[str, list[str]] = field(default_factory=dict)
 
 
 def load_post_config(config_dir: Path, key: str) -> PostConfig:
@@ -55,7 +58,23 @@ def load_post_config(config_dir: Path, key: str) -> PostConfig:
         help_line=data.get("help_line", ""),
         zones=list(data.get("zones", [])),
         duty_officers=[DutyOfficer(**d) for d in data.get("duty_officers", [])],
+        zone_aliases={str(k): [str(a) for a in v]
+                      for k, v in data.get("zone_aliases", {}).items()},
     )
+
+
+def zone_aliases(config_dir: Path, key: str) -> dict[str, str]:
+    """Every alias and code of the post's zones -> the zone's name; unknown zones refused."""
+    cfg = load_post_config(config_dir, key)
+    known = {fold(z) for z in cfg.zones}
+    out: dict[str, str] = {}
+    for zone, names in cfg.zone_aliases.items():
+        if fold(zone) not in known:
+            raise InvalidInput(f"config/posts/{key}.toml: zone_aliases names zone {zone!r}, "
+                               "which is not in its zones")
+        for name in names:
+            out[name] = zone
+    return out
 
 
 def ensure_post(session: Session, settings: Settings, vault: Vault) -> Post:
@@ -94,7 +113,7 @@ def ensure_post(session: Session, settings: Settings, vault: Vault) -> Post:
 def _sync_duty_officers(
     session: Session, post: Post, officers: list[DutyOfficer], vault: Vault
 ) -> None:
-    from dispatcher.roster.contacts import normalise_email, normalise_phone, set_contact
+    from dispatcher.roster.contacts import normalise_email, normalise_sms_phone, set_contact
 
     current = {
         v.name: v
@@ -114,9 +133,12 @@ def _sync_duty_officers(
             session.add(vol)
             session.flush()
         if officer.phone:
-            set_contact(
-                session, vault, vol, "sms", normalise_phone(officer.phone, post.default_region)
-            )
+            try:
+                phone = normalise_sms_phone(officer.phone, post.default_region)
+            except ValueError as exc:
+                raise InvalidInput(f"config/posts/{post.key}.toml: duty officer "
+                                   f"{officer.name!r}: phone: {exc}") from None
+            set_contact(session, vault, vol, "sms", phone)
         if officer.email:
             set_contact(session, vault, vol, "email", normalise_email(officer.email))
 

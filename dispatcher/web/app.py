@@ -22,7 +22,7 @@ from dispatcher.metrics import CONTENT_TYPE_LATEST, RequestMetrics
 from dispatcher.metrics import render as render_metrics
 from dispatcher.replies.intake import Intake
 from dispatcher.runtime import Runtime
-from dispatcher.web import ack, api, dashboard, problems, webhooks
+from dispatcher.web import ack, api, board, dashboard, problems, webhooks
 from dispatcher.web.auth import Caller, api_caller
 from dispatcher.web.dashboard import LoginRequired
 from dispatcher.web.headers import SecurityHeaders
@@ -105,6 +105,7 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
     app.include_router(ack.router)
     app.include_router(api.router)
     app.include_router(dashboard.router)
+    app.include_router(board.router)
     app.add_middleware(RequestMetrics)
     return app
 

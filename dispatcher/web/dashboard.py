@@ -1,42 +1,34 @@
 """The dashboard: server-rendered pages, a live zone board by server-sent events.
 
-No front-end build step: Jinja2 pages, and one small script file for the live board
-(`static/board.js`; the CSP allows no inline script, so its data comes in a JSON block). Every
+No front-end build step: Jinja2 pages, and small script files (`static/`; the CSP allows
+no inline script, so page data comes in JSON blocks). The alert's board is in `board.py`. Every
 page needs a logged-in officer (else a redirect to /login); every form POST
 carries the session's CSRF token.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import math
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from dispatcher import audit
-from dispatcher.dispatch.versions import cancel_alert
 from dispatcher.domain import Role
 from dispatcher.errors import AlnError
-from dispatcher.models import Alert, Zone
-from dispatcher.replies.attach import attach_reply
+from dispatcher.models import Zone
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
-from dispatcher.status import alert_status
+from dispatcher.web.alert_list import alert_list
 from dispatcher.web.api import (
     AlertIn,
     api_send_alert,
-    audit_rows,
-    inbox_rows,
-    mark_handled,
     problem_text,
 )
 from dispatcher.web.app_state import runtime_of, wake_worker
@@ -53,14 +45,22 @@ from dispatcher.web.auth import (
     new_login_csrf,
     session_cookie,
 )
+from dispatcher.web.inbox_view import (
+    audit_events,
+    handled_items,
+    inbox_items,
+    mark_handled,
+    reopen,
+)
 from dispatcher.web.limits import RowId
+from dispatcher.web.localtime import local_time
 from dispatcher.web.throttle import LoginThrottle, client_address
 
 router = APIRouter(include_in_schema=False)
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                    autoescape=select_autoescape(["html"]))
-#: How often the live board looks for changes.
-BOARD_POLL_SECONDS = 0.5
+
+_env.filters["local"] = local_time
 TEMPLATES = ["security", "demonstration", "health", "weather", "administrative"]
 
 
@@ -173,12 +173,10 @@ def _index(rt: Runtime, caller: Caller, **values: Any) -> HTMLResponse:
         post = ensure_post(session, rt.settings, rt.vault)
         zones = list(session.scalars(select(Zone.name).where(Zone.post_id == post.id)
                                      .order_by(Zone.name)))
-        alerts = [{"id": a.id, "title": a.title, "state": a.state, "exercise": a.exercise,
-                   "reply_code": a.reply_code,
-                   "sent_at": a.sent_at.strftime("%Y-%m-%d %H:%M") if a.sent_at else ""}
-                  for a in session.scalars(select(Alert).order_by(Alert.id.desc()).limit(50))]
+        alerts = alert_list(session, post.timezone)
+    # An exercise unless the officer unticks it: a real alert is the deliberate choice.
     values.setdefault("form", {"zones": [], "template": "security", "body": "",
-                               "exercise": False})
+                               "exercise": True})
     return page("index.html", caller, zones=zones, alerts=alerts, templates=TEMPLATES,
                 **values)
 
@@ -190,95 +188,31 @@ def index(request: Request) -> HTMLResponse:
 
 @router.post("/compose", response_model=None)
 async def compose(request: Request) -> Response:
+    """Preview, then Send (which only asks for confirmation, naming what will go out),
+    then Confirm (which sends)."""
     caller = officer_or_login(request, Role.OFFICER)
     form = await form_of(request)
     check_csrf(caller, form.get("csrf"))
     rt = runtime_of(request)
+    action = form.get("action")
     kept = {"zones": form.get("zones") or [], "template": str(form.get("template") or "security"),
             "body": str(form.get("body") or ""), "exercise": bool(form.get("exercise")),
             "ack_window": str(form.get("ack_window") or "") or None}
     try:
-        data = AlertIn.model_validate({**kept, "dry_run": form.get("action") != "send"})
+        data = AlertIn.model_validate({**kept, "dry_run": action != "confirm"})
     except ValidationError as exc:
         return _index(rt, caller, form=kept, error=problem_text(exc))
     try:
         result = await run_in_threadpool(api_send_alert, rt, data, caller)
     except AlnError as exc:
         return _index(rt, caller, form=kept, error=str(exc))
+    if action == "send":
+        return page("confirm_send.html", caller, form=kept, preview=result,
+                    volunteers=sum(len(z["recipients"]) for z in result["zones"]))
     if data.dry_run:
         return _index(rt, caller, form=kept, preview=result)
     wake_worker(request)
     return RedirectResponse(f"/alerts/{result['id']}", status_code=303)
-
-
-def _status(rt: Runtime, alert_id: int) -> dict[str, Any]:
-    with rt.db.session() as session:
-        return alert_status(session, alert_id)
-
-
-def _script_json(data: Any) -> str:
-    """JSON safe inside a <script> element: no '</script>' can close it early."""
-    return json.dumps(data, default=str).replace("<", "\\u003c").replace(">", "\\u003e")
-
-
-@router.get("/alerts/{alert_id}")
-def board(alert_id: RowId, request: Request) -> HTMLResponse:
-    caller = officer_or_login(request)
-    status = _status(runtime_of(request), alert_id)
-    return page("board.html", caller, status=status, status_json=_script_json(status))
-
-
-@router.get("/alerts/{alert_id}/events")
-async def board_events(alert_id: RowId, request: Request) -> StreamingResponse:
-    """Server-sent events: the alert's status whenever it changes."""
-    officer_or_login(request)
-    rt = runtime_of(request)
-    await run_in_threadpool(_status, rt, alert_id)  # 404 now rather than mid-stream
-
-    async def stream() -> AsyncIterator[str]:
-        last = ""
-        while not await request.is_disconnected():
-            data = json.dumps(await run_in_threadpool(_status, rt, alert_id), default=str)
-            if data != last:
-                last = data
-                yield f"data: {data}\n\n"
-            else:
-                yield ": keep-alive\n\n"
-            await asyncio.sleep(BOARD_POLL_SECONDS)
-
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-@router.post("/alerts/{alert_id}/cancel")
-async def cancel(alert_id: RowId, request: Request) -> RedirectResponse:
-    caller = officer_or_login(request, Role.OFFICER)
-    check_csrf(caller, (await form_of(request)).get("csrf"))
-    rt = runtime_of(request)
-
-    def work() -> None:
-        with rt.db.session() as session:
-            cancel_alert(session, rt.settings, alert_id, actor=f"officer:{caller.name}")
-
-    await run_in_threadpool(work)
-    wake_worker(request)
-    return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
-
-
-@router.post("/alerts/{alert_id}/replies/{response_id}/attach")
-async def attach(alert_id: RowId, response_id: RowId, request: Request) -> RedirectResponse:
-    """An officer attaches an ambiguous YES shown on this alert to it (audited)."""
-    caller = officer_or_login(request, Role.OFFICER)
-    check_csrf(caller, (await form_of(request)).get("csrf"))
-    rt = runtime_of(request)
-
-    def work() -> None:
-        with rt.db.session() as session:
-            attach_reply(session, rt.settings, response_id, actor=f"officer:{caller.name}")
-
-    await run_in_threadpool(work)
-    wake_worker(request)
-    return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
 
 
 # --- inbox and audit ---------------------------------------------------------------------------
@@ -287,18 +221,48 @@ async def attach(alert_id: RowId, response_id: RowId, request: Request) -> Redir
 @router.get("/inbox")
 def inbox(request: Request) -> HTMLResponse:
     caller = officer_or_login(request)
-    return page("inbox.html", caller, rows=inbox_rows(runtime_of(request)))
+    rt = runtime_of(request)
+    with rt.db.session() as session:
+        post = ensure_post(session, rt.settings, rt.vault)
+        rows = inbox_items(session, post.timezone)
+        handled_rows = handled_items(session, post.timezone)
+    return page("inbox.html", caller, rows=rows, handled=handled_rows, timezone=post.timezone)
 
 
 @router.post("/inbox/{response_id}/handled")
 async def handled(response_id: RowId, request: Request) -> RedirectResponse:
     caller = officer_or_login(request, Role.OFFICER)
+    form = await form_of(request)
+    check_csrf(caller, form.get("csrf"))
+    rt = runtime_of(request)
+
+    def work() -> None:
+        with rt.db.session() as session:
+            mark_handled(session, response_id, caller.name, str(form.get("note") or ""))
+
+    await run_in_threadpool(work)
+    return RedirectResponse("/inbox", status_code=303)
+
+
+@router.post("/inbox/{response_id}/reopen")
+async def reopen_item(response_id: RowId, request: Request) -> RedirectResponse:
+    caller = officer_or_login(request, Role.OFFICER)
     check_csrf(caller, (await form_of(request)).get("csrf"))
-    await run_in_threadpool(mark_handled, runtime_of(request), response_id, caller)
+    rt = runtime_of(request)
+
+    def work() -> None:
+        with rt.db.session() as session:
+            reopen(session, response_id, caller.name)
+
+    await run_in_threadpool(work)
     return RedirectResponse("/inbox", status_code=303)
 
 
 @router.get("/audit")
 def audit_page(request: Request) -> HTMLResponse:
     caller = officer_or_login(request)
-    return page("audit.html", caller, rows=audit_rows(runtime_of(request)))
+    rt = runtime_of(request)
+    with rt.db.session() as session:
+        post = ensure_post(session, rt.settings, rt.vault)
+        rows = audit_events(session, post.timezone)
+    return page("audit.html", caller, rows=rows, timezone=post.timezone)

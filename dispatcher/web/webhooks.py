@@ -43,14 +43,16 @@ async def twilio_params(request: Request, rt: Runtime) -> dict[str, str]:
     try:
         # Twilio posts application/x-www-form-urlencoded, always; parsed directly, at a
         # tenth of the cost of the general multipart-capable form parser.
-        params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True,
-                                max_num_fields=MAX_FIELDS))
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True,
+                          max_num_fields=MAX_FIELDS)
     except (UnicodeDecodeError, ValueError):
         raise HTTPException(400, "body is not form-encoded UTF-8") from None
+    params = dict(pairs)
     signature = request.headers.get("X-Twilio-Signature", "")
     token = rt.settings.twilio_auth_token or ""
+    # The pairs, not the dict: Twilio signs every value of a repeated key.
     if not token or not signature or not twilio_signature_valid(
-            token, public_url(rt, request), params, signature):
+            token, public_url(rt, request), pairs, signature):
         log.warning("refused a Twilio webhook with a bad or missing signature (%s)",
                     request.url.path)
         raise HTTPException(403, "invalid signature")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
+import tenacity.wait
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,6 +21,29 @@ POLICY = RetryPolicy(max_attempts=3, max_seconds=60, min_wait=0.5, max_wait=30, 
 def transient(retry_after: float | None = None) -> TransientError:
     return TransientError(provider="twilio", status=503, code=None, message="down",
                           retry_after=retry_after)
+
+
+def send_with(policy: RetryPolicy, errors: list[Exception], fast: bool = True,
+              sleep: object = None) -> tuple[str, int, list[float]]:
+    """Run one send whose requests raise `errors` in turn, then succeed: (result, requests,
+    waits). More requests than `errors` holds plus 20 is a runaway: a permanent error."""
+    calls, waits = 0, []
+
+    async def request() -> str:
+        nonlocal calls
+        calls += 1
+        if calls > len(errors) + 20:
+            raise permanent()
+        if calls <= len(errors):
+            raise errors[calls - 1]
+        return "ok"
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    run = policy.call_fast if fast else policy.call
+    result = asyncio.run(run(request, sleep or record))  # type: ignore[arg-type]
+    return result, calls, waits
 
 
 def permanent() -> PermanentError:
@@ -116,3 +141,58 @@ def test_a_permanent_error_in_a_send_is_one_request() -> None:
     with pytest.raises(PermanentError):
         asyncio.run(POLICY.call_fast(bad))
     assert calls == 1
+
+
+def test_a_send_waits_between_its_first_and_second_request() -> None:
+    assert send_with(POLICY, [transient(retry_after=1.5)]) == ("ok", 2, [1.5])
+
+
+def test_a_budget_of_two_attempts_makes_two_requests() -> None:
+    policy = RetryPolicy(max_attempts=2)
+    assert send_with(policy, [transient(retry_after=0)]) == ("ok", 2, [0.0])
+    with pytest.raises(TransientError):
+        send_with(policy, [transient(retry_after=0)] * 2)
+
+
+def test_a_send_stops_retrying_when_its_time_is_up() -> None:
+    policy = RetryPolicy(max_attempts=1000, max_seconds=0.2)
+    with pytest.raises(TransientError):  # about 4 requests fit in 0.2 s, not 10
+        send_with(policy, [transient(retry_after=0.05)] * 10, sleep=asyncio.sleep)
+
+
+def test_a_send_retries_until_the_attempt_budget_even_with_time_left() -> None:
+    with pytest.raises(TransientError):
+        send_with(POLICY, [transient(retry_after=0)] * 5)
+
+
+def test_a_permanent_error_after_a_transient_one_ends_the_send() -> None:
+    for fast in (True, False):
+        with pytest.raises(PermanentError):
+            send_with(POLICY, [transient(retry_after=0), permanent(), transient()], fast)
+
+
+def test_a_provider_asking_for_no_wait_is_retried_at_once_and_a_long_ask_is_capped() -> None:
+    assert send_with(POLICY, [transient(retry_after=0)], fast=False)[2] == [0.0]
+    policy = RetryPolicy(max_attempts=3, max_seconds=5)
+    assert send_with(policy, [transient(retry_after=500)])[2] == [5.0]
+
+
+def test_the_jittered_wait_doubles_from_min_wait_up_to_max_wait(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tenacity.wait.random, "uniform", lambda low, high: high)
+    policy = RetryPolicy(max_attempts=6, min_wait=0.5, max_wait=2)
+    assert send_with(policy, [transient()] * 5)[2] == [0.5, 1.0, 2.0, 2.0, 2.0]
+
+
+def test_every_retry_is_logged_with_the_provider_its_answer_and_the_masked_recipient(
+        caplog: pytest.LogCaptureFixture) -> None:
+    named = TransientError(provider="twilio", status=429, code=20429, message="slow down",
+                           recipient="+52*****0101", retry_after=2.5)
+    bare = TransientError(provider="sendgrid", status=None, code=None, message="timeout",
+                          retry_after=1)
+    with caplog.at_level(logging.WARNING, logger="channels.retry"):
+        send_with(POLICY, [named, bare])
+    assert [r.getMessage() for r in caplog.records] == [
+        "retry 1 in 2.50s: twilio 429 20429 for +52*****0101",
+        "retry 2 in 1.00s: sendgrid   for -",
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from channels.encoding import sms_segments
-from dispatcher.compose.composer import ACK_URL_TAG, compose, sms_preview
+from dispatcher.compose.composer import ACK_URL_TAG, ZONE_TAG, compose, sms_preview
 from dispatcher.compose.templates import load_template, pick_language, wording
 from dispatcher.errors import InvalidInput, NotFound
 from tests.conftest import CONFIG_DIR
@@ -26,7 +26,8 @@ def test_every_template_has_the_alert_structure(kind: str, exercise: bool) -> No
             assert text.startswith("EXERCISE") is exercise, (lang, text)
         assert b["sms"].rstrip(".").endswith(
             wording(CONFIG_DIR, lang, "sms_reply", code="4821").rstrip("."))
-        assert "4821" in b["sms"] and "Chiapas, Oaxaca" in b["sms"]
+        assert "4821" in b["sms"] and ZONE_TAG in b["sms"] and "Chiapas" not in b["sms"]
+        assert "Chiapas, Oaxaca" in b["email_text"]
         assert ACK_URL_TAG in b["email_text"] and ACK_URL_TAG in b["email_html"]
         for label in ("location", "event", "actions", "assistance"):
             assert wording(CONFIG_DIR, lang, label) in b["email_text"]

@@ -3,14 +3,17 @@ codes are allocated from those no alert still taking replies holds."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from lxml import etree
 from sqlalchemy import select, update
 
+from dispatcher.acks import LATE_REPLY_WINDOW
 from dispatcher.cap import create_draft_alert, export_cap, import_cap
 from dispatcher.compose import composer
+from dispatcher.db import db_now
 from dispatcher.dispatch.outbox import AlertRequest, allocate_reply_code, send_alert
 from dispatcher.dispatch.versions import cancel_alert, update_alert
 from dispatcher.errors import NotFound, Refused
@@ -126,10 +129,15 @@ def test_reply_codes_run_out_with_a_clear_refusal(engine: Engine,
     assert {engine.code(first), engine.code(second)} == {"1111", "2222"}
     with engine.rt.db.session() as s, pytest.raises(Refused, match="every reply code"):
         allocate_reply_code(s, 1)
-    # A cancelled alert no longer takes replies: its code is free again.
+    # A cancelled alert still takes late replies for a day: its code is held until then.
     freed = engine.code(first)
     with engine.rt.db.session() as s:
         cancel_alert(s, engine.rt.settings, first, actor="test")
+    with engine.rt.db.session() as s, pytest.raises(Refused, match="every reply code"):
+        allocate_reply_code(s, 1)
+    with engine.rt.db.session() as s:
+        s.execute(update(Alert).where(Alert.id == first).values(
+            closed_at=db_now(s) - LATE_REPLY_WINDOW - timedelta(minutes=1)))
     with engine.rt.db.session() as s:
         assert allocate_reply_code(s, 1) == freed
 

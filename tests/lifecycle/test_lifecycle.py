@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import bindparam, select
 
 from dispatcher import lifecycle
 from dispatcher.domain import (
@@ -18,7 +19,7 @@ from dispatcher.domain import (
     ZoneState,
 )
 from dispatcher.lifecycle import IllegalTransition
-from dispatcher.models import Alert, AlertZone, Deadline, Delivery, Recipient
+from dispatcher.models import Alert, AlertZone, Deadline, Delivery, Recipient, table
 from dispatcher.runtime import Runtime
 from tests.conftest import rt_with_roster
 
@@ -131,3 +132,88 @@ def test_no_state_is_spelled_as_a_string_outside_the_domain() -> None:
                 if match.group(2) in STATE_VALUES:
                     offenders.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_a_refused_move_names_the_model_the_row_and_both_states() -> None:
+    rec = Recipient(id=7)
+    rec.state = RecipientState.ACKNOWLEDGED  # the test sets up a state by hand
+    with pytest.raises(IllegalTransition) as err:
+        lifecycle.move(rec, RecipientState.PENDING)
+    assert str(err.value) == "recipient 7 cannot move from acknowledged to pending"
+    with pytest.raises(IllegalTransition) as err:
+        lifecycle.check(AlertZone, ZoneState.UNREACHED, ZoneState.WAITING)
+    assert str(err.value) == "alert zone cannot move from unreached to waiting"
+
+
+def test_a_new_object_moves_from_its_models_default_state() -> None:
+    alert = Alert()
+    assert lifecycle.move(alert, AlertState.SENDING) and alert.state is AlertState.SENDING
+    with pytest.raises(IllegalTransition, match="alert cannot move from draft to completed"):
+        lifecycle.move(Alert(), AlertState.COMPLETED)
+    assert lifecycle.move(Deadline(), DeadlineState.PENDING) is False  # already there
+
+
+def test_a_new_object_starts_in_its_default_or_in_a_state_reachable_from_it() -> None:
+    assert lifecycle.start(Alert(), AlertState.DRAFT).state is AlertState.DRAFT
+    assert lifecycle.start(Alert(), "sending").state is AlertState.SENDING
+    assert lifecycle.start(Recipient(), RecipientState.FAILED).state is RecipientState.FAILED
+    with pytest.raises(IllegalTransition, match="alert cannot move from draft to completed"):
+        lifecycle.start(Alert(), AlertState.COMPLETED)
+
+
+def test_a_state_is_reached_only_from_the_sources_its_table_lists() -> None:
+    assert lifecycle.sources(Deadline, DeadlineState.CANCELLED) == [
+        DeadlineState.PENDING, DeadlineState.CLAIMED]
+    assert lifecycle.sources(Alert, "draft") == []
+    with pytest.raises(IllegalTransition, match="no alert may move to draft"):
+        lifecycle.move_statement(Alert, AlertState.DRAFT)
+
+
+def test_a_bulk_move_narrowed_to_some_sources_leaves_the_others(sqlite_url: str) -> None:
+    rt = rt_with_roster(sqlite_url)
+    with rt.db.session() as session:
+        alerts = [lifecycle.start(Alert(post_id=1, kind="security", title="t", reply_code=code,
+                                        ack_window_seconds=60), state)
+                  for code, state in (("1", AlertState.DRAFT), ("2", AlertState.SENDING))]
+        session.add_all(alerts)
+        session.flush()
+        # Draft and sending may both be cancelled; only drafts are asked for.
+        assert lifecycle.move_rows(session, Alert, AlertState.CANCELLED, Alert.post_id == 1,
+                                   only_from=[AlertState.DRAFT]) == 1
+    with rt.db.session() as session:
+        assert [a.state for a in session.scalars(select(Alert).order_by(Alert.id))] == [
+            AlertState.CANCELLED, AlertState.SENDING]
+    rt.close()
+
+
+def test_a_bulk_move_includes_rows_the_session_has_not_written_yet(sqlite_url: str) -> None:
+    rt = rt_with_roster(sqlite_url)
+    with rt.db.session() as session:
+        session.add(lifecycle.start(Alert(post_id=1, kind="security", title="t",
+                                          reply_code="1", ack_window_seconds=60),
+                                    AlertState.SENDING))
+        assert lifecycle.move_rows(session, Alert, AlertState.CANCELLED,
+                                   Alert.post_id == 1) == 1
+    with rt.db.session() as session:
+        assert session.scalars(select(Alert.state)).all() == [AlertState.CANCELLED]
+    rt.close()
+
+
+def test_a_statement_built_once_moves_only_rows_in_an_allowed_state(sqlite_url: str) -> None:
+    rt = rt_with_roster(sqlite_url)
+    activate = lifecycle.move_statement(Alert, AlertState.ACTIVE,
+                                        table(Alert).c.id == bindparam("a_id"))
+    with rt.db.session() as session:
+        alerts = [lifecycle.start(Alert(post_id=1, kind="security", title="t", reply_code=code,
+                                        ack_window_seconds=60), state)
+                  for code, state in (("1", AlertState.DRAFT), ("2", AlertState.SENDING))]
+        session.add_all(alerts)
+        session.flush()
+        conn = session.connection()
+        draft, sending = (a.id for a in alerts)
+        assert conn.execute(activate, {"a_id": draft}).rowcount == 0  # a draft is not sent
+        assert conn.execute(activate, {"a_id": sending}).rowcount == 1
+    with rt.db.session() as session:
+        assert [a.state for a in session.scalars(select(Alert).order_by(Alert.id))] == [
+            AlertState.DRAFT, AlertState.ACTIVE]
+    rt.close()

@@ -194,9 +194,9 @@ class Model:
             if len(others) == 1:
                 pred.ack = others[0].id
             else:
-                unanswered = [a for a in others if a.unacked(name)]
-                if len(unanswered) == 1:
-                    pred.also = {unanswered[0].id}
+                # Any alert they have not answered may be meant (the engine also leaves out
+                # an alert cancelled before it reached them), or none.
+                pred.also = {a.id for a in others if a.unacked(name)}
             self._mark(pred, others)
         self._mark(pred, [a for a in self.alerts.values() if a.rows_of(name)],
                    only_update=True)

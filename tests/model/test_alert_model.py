@@ -244,7 +244,7 @@ class AlertMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def update(self, data: st.DataObject) -> None:
         """A new version of the same alert: same code, zones and escalation, sent to
-        everyone reached so far."""
+        everyone reached so far and to those whose alert is still queued (after it)."""
         alert_id = data.draw(st.sampled_from(sorted(self.model.alerts)), label="alert")
         alert = self.model.alerts[alert_id]
         if not self.model.may_update(alert_id):
@@ -255,7 +255,8 @@ class AlertMachine(RuleBasedStateMachine):
         before = self._escalation(alert_id)
         reached = {n for n, in self.world.query(
             "SELECT v.name FROM recipients r JOIN volunteers v ON v.id = r.volunteer_id "
-            "WHERE r.alert_id = :a AND r.state IN ('notified', 'acknowledged', 'escalated')",
+            "WHERE r.alert_id = :a AND r.state IN "
+            "('pending', 'notified', 'acknowledged', 'escalated')",
             a=alert_id)}
         last = self.world.query("SELECT COALESCE(MAX(id), 0) FROM deliveries")[0][0]
         self.world.update(alert_id, "Roads reopened.")
@@ -339,14 +340,19 @@ class AlertMachine(RuleBasedStateMachine):
 
     def _check_inbound_once(self) -> None:
         rows = self.world.query(
-            "SELECT i.dedupe_key, COUNT(DISTINCT i.id), COUNT(r.id) FROM inbound_messages i "
-            "LEFT JOIN responses r ON r.inbound_id = i.id WHERE i.source = 'twilio_sms' "
-            "GROUP BY i.dedupe_key")
-        stored = {key: (n, responses) for key, n, responses in rows}
+            "SELECT i.dedupe_key, COUNT(DISTINCT i.id), COUNT(r.id), "
+            "SUM(CASE WHEN r.kind = 'ambiguous' THEN 1 ELSE 0 END), COUNT(DISTINCT r.alert_id) "
+            "FROM inbound_messages i LEFT JOIN responses r ON r.inbound_id = i.id "
+            "WHERE i.source = 'twilio_sms' GROUP BY i.dedupe_key")
+        stored = {key: (n, responses, ambiguous or 0, alerts)
+                  for key, n, responses, ambiguous, alerts in rows}
         for msg in self.replies:
-            n, responses = stored.get(msg["sid"], (0, 0))
+            n, responses, ambiguous, alerts = stored.get(msg["sid"], (0, 0, 0, 0))
             assert n == 1, f"inbound {msg['body']!r} stored {n} times"
-            assert responses == 1, f"inbound {msg['body']!r} kept as {responses} responses"
+            # One understanding per message; an ambiguous one is shown on each candidate
+            # alert (one row per alert, for an officer to attach).
+            assert responses == 1 or (responses == ambiguous == alerts >= 2), (
+                f"inbound {msg['body']!r} kept as {responses} responses")
         keys = Counter(key for key, in self.world.query(
             "SELECT dedupe_key FROM inbound_messages WHERE source = 'twilio_status'"))
         for provider_id, _, status, _ in self.callbacks:

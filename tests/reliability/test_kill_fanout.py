@@ -18,15 +18,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from channels.simulator.testing import run_simulator
-from dispatcher.models import Contact, Delivery
 from dispatcher.runtime import Runtime
 from tests.bench.fixtures import bulk_roster
 from tests.conftest import make_settings
 from tests.engine import cli_env, sms_requests
 from tests.helpers import wait_until
+from tests.reliability.processes import outbox_outcome
 
 RECIPIENTS = 400
 CONCURRENCY = 10
@@ -66,13 +65,7 @@ def test_sigkill_mid_fanout_then_drain_loses_nobody(tmp_path: Path, kill_after: 
     # In flight at the kill: requests awaiting the provider (CONCURRENCY) plus answers
     # awaiting their batched write (at most one more round of them).
     assert sum(extra.values()) <= 2 * CONCURRENCY
-    rt = Runtime.open(make_settings(db_url, secret_key=secret))
-    with rt.db.session() as session:
-        states = Counter(session.scalars(select(Delivery.state)))
-        flagged = {rt.vault.decrypt(enc) for enc in session.scalars(
-            select(Contact.value_enc).join(Delivery, Delivery.contact_id == Contact.id)
-            .where(Delivery.possibly_duplicate.is_(True)))}
-    rt.close()
+    states, flagged = outbox_outcome(db_url, secret)
     assert states == {"accepted": RECIPIENTS}, states
     assert set(extra) <= flagged
     print(json.dumps({"kill_after": kill_after, "sent_before_kill": before,

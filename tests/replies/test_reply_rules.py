@@ -4,15 +4,17 @@ is ambiguous, shown on each, and an officer attaches it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from dispatcher.acks import LATE_REPLY_WINDOW
 from dispatcher.db import db_now
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.errors import Refused
 from dispatcher.escalation.engine import give_up
-from dispatcher.models import AlertZone, AuditEvent, InboundMessage, Post
+from dispatcher.models import Alert, AlertZone, AuditEvent, InboundMessage, Post
 from dispatcher.replies.attach import attach_reply
 from dispatcher.replies.inbound import receive_sms
 from dispatcher.roster.posts import ensure_post
@@ -116,3 +118,34 @@ def test_a_reply_with_a_code_goes_to_that_alert_even_with_two_waiting(rt: Runtim
     # With the first answered, a bare YES now has one alert waiting: the second.
     reply(rt, "YES", "SM2")
     assert zone_state(rt, second) == "acknowledged"
+
+
+def close_hours_ago(rt: Runtime, alert_id: int, hours: float) -> None:
+    """Move the completed alert's closing time back, by the database's clock."""
+    with rt.db.session() as session:
+        session.execute(update(Alert).where(Alert.id == alert_id).values(
+            closed_at=db_now(session) - timedelta(hours=hours)))
+
+
+def ana_state(rt: Runtime, alert_id: int) -> str:
+    with rt.db.session() as session:
+        return next(r["state"] for r in alert_status(session, alert_id)["recipients"]
+                    if r["name"] == "Ana Morales")
+
+
+def test_a_reply_to_an_alert_closed_25_hours_ago_is_not_taken(rt: Runtime) -> None:
+    assert LATE_REPLY_WINDOW == timedelta(hours=24)
+    first, _ = send(rt, ["Chiapas"])
+    unreach(rt, first)
+    before = ana_state(rt, first)
+    close_hours_ago(rt, first, 25)
+    reply(rt, "YES", "SM1")
+    assert ana_state(rt, first) == before != "acknowledged"
+
+
+def test_a_reply_to_an_alert_closed_23_hours_ago_is_taken(rt: Runtime) -> None:
+    first, _ = send(rt, ["Chiapas"])
+    unreach(rt, first)
+    close_hours_ago(rt, first, 23)
+    reply(rt, "YES", "SM1")
+    assert ana_state(rt, first) == "acknowledged"

@@ -121,7 +121,13 @@ def test_dashboard_login_csrf_and_compose(app_rt: Any) -> None:
     assert preview.status_code == 200 and "Victor Castillo" in preview.text
     with rt.db.session() as s:
         assert s.scalar(select(func.count()).select_from(Alert)) == 0
-    sent = client.post("/compose", data={**form, "csrf": csrf, "action": "send"},
+    asked = client.post("/compose", data={**form, "csrf": csrf, "action": "send"},
+                        follow_redirects=False)  # Send only asks, naming what will go out
+    assert asked.status_code == 200
+    assert "Send a REAL alert to 1 zone, 1 volunteer?" in asked.text
+    with rt.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Alert)) == 0
+    sent = client.post("/compose", data={**form, "csrf": csrf, "action": "confirm"},
                        follow_redirects=False)
     assert sent.status_code == 303 and sent.headers["location"].startswith("/alerts/")
     board = client.get(sent.headers["location"])
