@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export NO_PROXY := 127.0.0.1,localhost
 export no_proxy := 127.0.0.1,localhost
 
-.PHONY: test test-future demo bench soak chaos-soak mutation lint typecheck install clean browser
+.PHONY: test test-future demo bench soak chaos-soak mutation lint typecheck install clean browser openapi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,9 +64,23 @@ chaos-soak: $(STAMP)
 # minutes on SQLite (2 examples/s), plus ~10 on PostgreSQL when ALN_TEST_POSTGRES_URL is set.
 SOAK_EXAMPLES ?= 5000
 SOAK_PG_EXAMPLES ?= 500
+# Then the officer API's fuzz test (tests/integration/test_api_fuzz.py) with many more
+# examples and stateful steps than `make test` gives it: about 10 minutes.
+SOAK_FUZZ_EXAMPLES ?= 500
+SOAK_FUZZ_STEPS ?= 100
 soak: $(STAMP) chaos-soak
 	ALN_MODEL_EXAMPLES=$(SOAK_EXAMPLES) ALN_MODEL_PG_EXAMPLES=$(SOAK_PG_EXAMPLES) \
 	  $(BIN)/python -m pytest -q -s tests/model -p no:cacheprovider
+	ALN_FUZZ_EXAMPLES=$(SOAK_FUZZ_EXAMPLES) ALN_FUZZ_STEPS=$(SOAK_FUZZ_STEPS) \
+	  $(BIN)/python -m pytest -q -s tests/integration/test_api_fuzz.py -p no:cacheprovider \
+	  -o timeout=3600
+
+# After a deliberate change to the officer API: write docs/openapi.json from the served
+# schema (tests/web/test_api_contract.py fails while the two differ), then commit it.
+openapi: $(STAMP)
+	ALN_WRITE_OPENAPI=1 $(BIN)/python -m pytest -q tests/web/test_api_contract.py \
+	  -k "served_schema and sqlite" -p no:cacheprovider
+
 # Mutation testing of lifecycle, acks, the escalation policy and the retry policy (not part of
 # `make test`; docs/mutation.md). A fresh copy every time: mutmut's cache would keep
 # verdicts of tests since changed. SQLite only: the PostgreSQL variants are deselected.

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from alembic import command
@@ -17,6 +20,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher.settings import Settings
@@ -164,6 +168,14 @@ def storage_problem(exc: BaseException) -> str | None:
     return None
 
 
+T = TypeVar("T")
+#: SQLSTATEs after which PostgreSQL has rolled the transaction back and asks for a retry:
+#: deadlock_detected, serialization_failure.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+#: How many times in all `Database.run` tries a transaction that keeps losing conflicts.
+CONFLICT_ATTEMPTS = 4
+
+
 class Database:
     """One engine and its session factory; created once per process and passed around."""
 
@@ -200,6 +212,23 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    def run(self, work: Callable[[Session], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
+        """`work` in one transaction, run again (up to `attempts` times in all) when
+        PostgreSQL rolled it back as a deadlock's or a serialization conflict's victim:
+        the documented cure, and safe because nothing of the failed run was kept."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.session() as session:
+                    return work(session)
+            except DBAPIError as exc:
+                if attempt == attempts or \
+                        getattr(exc.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES:
+                    raise
+                log.info("transaction lost a conflict (%s); running it again",
+                         getattr(exc.orig, "sqlstate", None))
+                time.sleep(random.uniform(0.01, 0.05) * attempt)
+        raise AssertionError("unreachable")
 
     def dispose(self) -> None:
         self.engine.dispose()

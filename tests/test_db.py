@@ -6,6 +6,7 @@ import sqlite3
 import stat
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import time_machine
@@ -94,3 +95,42 @@ def test_an_existing_readable_database_is_made_private(tmp_path: Path) -> None:
     path.chmod(0o644)
     Database(make_settings(f"sqlite:///{path}")).dispose()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.postgres
+def test_a_transaction_that_loses_a_deadlock_is_run_again(postgres_url: str) -> None:
+    """PostgreSQL rolls back one side of a deadlock (the fuzzer met one between an
+    officer's cancel and the worker): `Database.run` runs that side again."""
+    import threading
+
+    db = Database(make_settings(postgres_url))
+    with db.session() as s:
+        s.execute(text("CREATE TABLE pair (id int PRIMARY KEY, n int)"))
+        s.execute(text("INSERT INTO pair VALUES (1, 0), (2, 0)"))
+    both_locked = threading.Barrier(2, timeout=10)
+    runs: list[int] = []
+
+    def other_side() -> None:
+        with db.session() as s:
+            s.execute(text("SET LOCAL deadlock_timeout = '5s'"))  # so `run`'s side loses
+            s.execute(text("UPDATE pair SET n = n + 1 WHERE id = 1"))
+            both_locked.wait()
+            s.execute(text("UPDATE pair SET n = n + 1 WHERE id = 2"))
+
+    def work(s: Any) -> str:
+        runs.append(1)
+        s.execute(text("SET LOCAL deadlock_timeout = '50ms'"))
+        s.execute(text("UPDATE pair SET n = n + 10 WHERE id = 2"))
+        if len(runs) == 1:
+            both_locked.wait()
+        s.execute(text("UPDATE pair SET n = n + 10 WHERE id = 1"))
+        return "done"
+
+    thread = threading.Thread(target=other_side)
+    thread.start()
+    assert db.run(work) == "done"
+    thread.join(10)
+    assert len(runs) == 2
+    with db.session() as s:
+        assert s.execute(text("SELECT n FROM pair ORDER BY id")).scalars().all() == [11, 11]
+    db.dispose()

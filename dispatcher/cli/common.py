@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from dispatcher import logs
 from dispatcher.db import storage_problem
-from dispatcher.errors import AlnError
+from dispatcher.errors import AlnError, problem, problem_of
 from dispatcher.runtime import Runtime
 
 # Untrusted text (a volunteer's reply "YES 7313 [/x]", a name, a zone, a CAP headline, an
@@ -45,20 +45,29 @@ R = TypeVar("R")
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Our errors become a plain message and exit code 2, never a traceback; a database
-    that cannot be written (full disk, read-only) says so, with exit code 3."""
+    that cannot be written (full disk, read-only) says so, with exit code 3. A command run
+    with `--json` prints either as an RFC 9457 problem on stdout instead (the document the
+    API answers), so a script reads one JSON document either way."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except AlnError as exc:
-            _say_error(str(exc))
+            if kwargs.get("as_json") is True:
+                print_json(problem_of(exc))
+            else:
+                _say_error(str(exc))
             raise typer.Exit(2) from None
         except DBAPIError as exc:
-            problem = storage_problem(exc)
-            if problem is None:
+            reason = storage_problem(exc)
+            if reason is None:
                 raise
-            _say_error(f"the database cannot be written: {problem}. {STORAGE_ADVICE}")
+            message = f"the database cannot be written: {reason}. {STORAGE_ADVICE}"
+            if kwargs.get("as_json") is True:
+                print_json(problem(503, message))
+            else:
+                _say_error(message)
             raise typer.Exit(3) from None
 
     return wrapper

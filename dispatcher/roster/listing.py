@@ -23,8 +23,12 @@ def roster_rows(
     zone: str | None = None,
     reveal: bool = True,
     today: date | None = None,
+    page: tuple[int | None, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows for an authenticated officer; `reveal=False` shows masked contacts only."""
+    """Rows for an authenticated officer; `reveal=False` shows masked contacts only.
+
+    By zone, tier and name; or with `page=(before, limit)`, newest membership first: at
+    most `limit` rows whose membership id is below `before` (the API's pages)."""
     today = today or db_today(session, post.timezone)
     query = (
         select(Membership)
@@ -39,11 +43,17 @@ def roster_rows(
     )
     if zone:
         query = query.where(Membership.zone_id == find_zone(session, post, zone).id)
+    if page is not None:
+        before, limit = page
+        query = query.order_by(None).order_by(Membership.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(Membership.id < before)
     rows = []
     for m in session.scalars(query):
         vol = m.volunteer
         contacts = {c.channel: c for c in vol.contacts}
         row: dict[str, Any] = {
+            "membership_id": m.id,
             "volunteer_id": vol.id,
             "name": vol.name,
             "zone": m.zone.name,

@@ -17,13 +17,12 @@ from sqlalchemy import text
 
 from dispatcher import aio
 from dispatcher.domain import Role
-from dispatcher.errors import AlnError
 from dispatcher.health import check_ready
 from dispatcher.metrics import CONTENT_TYPE_LATEST, RequestMetrics
 from dispatcher.metrics import render as render_metrics
 from dispatcher.replies.intake import Intake
 from dispatcher.runtime import Runtime
-from dispatcher.web import ack, api, board, dashboard, webhooks
+from dispatcher.web import ack, api, board, dashboard, problems, webhooks
 from dispatcher.web.auth import Caller, api_caller
 from dispatcher.web.dashboard import LoginRequired
 from dispatcher.web.headers import SecurityHeaders
@@ -64,9 +63,7 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
     app.state.worker = None
     app.state.intake = Intake(rt)
 
-    @app.exception_handler(AlnError)
-    async def _aln_error(_request: Request, exc: AlnError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    problems.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -97,7 +94,7 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi(_: Caller = Depends(api_caller(Role.VIEWER))) -> dict[str, Any]:
-        return app.openapi()
+        return problems.problem_media(app.openapi())
 
     app.state.login_throttle = LoginThrottle()
     app.state.trusted_proxies = parse_trusted_proxies(rt.settings.trusted_proxies)

@@ -14,6 +14,9 @@ from typing import Annotated
 from fastapi import HTTPException, Path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dispatcher.errors import problem
+from dispatcher.web.problems import PROBLEM_MEDIA_TYPE
+
 #: Largest request body the app reads; Twilio, SendGrid and the officer API stay far below.
 MAX_REQUEST_BYTES = 1_000_000
 #: Largest row id accepted in a path (database integers are 32-bit signed).
@@ -63,9 +66,9 @@ class BodyLimit:
 
 
 async def _answer(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
+    body = json.dumps(problem(status, detail)).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
+                "headers": [(b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                             (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
