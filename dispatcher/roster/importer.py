@@ -41,6 +41,11 @@ COLUMNS = (
     "preferred_channel",
 )
 REQUIRED_COLUMNS = ("name", "zone", "rank", "term_start", "term_end")
+#: Largest roster file read: 100,000 volunteers take about 12 MB. Larger is refused before
+#: it is read, rather than held in memory several times over.
+ROSTER_MAX_BYTES = 20 * 1024 * 1024
+#: Longest value of any one field (a name, an address, a list of languages).
+FIELD_MAX_CHARS = 1000
 #: Why one contact may not serve two people: replies are matched to a volunteer by it.
 _ONE_OWNER = {Channel.SMS: "one number belongs to one volunteer",
               Channel.EMAIL: "one email address belongs to one volunteer"}
@@ -137,10 +142,22 @@ def parse_roster(
     rows: list[RosterRow] = []
     seen: dict[tuple[tuple[str, str], str], int] = {}
     line = 1
-    for raw in reader:
+    while True:
+        try:
+            raw = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a field over the csv module's own 128 KB limit
+            raise RosterError([RowError(reader.line_num, "file", f"not readable CSV: {exc}")]
+                              ) from None
         line = reader.line_num
         values = {k: (v or "").strip() for k, v in raw.items() if k is not None}
         if not any(values.values()):
+            continue
+        long = [k for k, v in values.items() if len(v) > FIELD_MAX_CHARS]
+        if long:
+            errors.extend(RowError(line, k, f"is {len(values[k]):,} characters long; at most "
+                                            f"{FIELD_MAX_CHARS:,}") for k in long)
             continue
         row, row_errors = _parse_row(line, values, region, default_language, zones, create_zones)
         errors.extend(row_errors)
@@ -303,6 +320,11 @@ def import_roster(
     """Validate the whole file, then write it in the caller's transaction (or nothing)."""
     if text is None:
         try:
+            size = Path(path).stat().st_size
+            if size > ROSTER_MAX_BYTES:
+                raise InvalidInput(f"{path}: {size:,} bytes; a roster file may be at most "
+                                   f"{ROSTER_MAX_BYTES:,} bytes (split it, or check it is "
+                                   "the right file)")
             text = Path(path).read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidInput(

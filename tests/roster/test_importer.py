@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from dispatcher.cli.main import app
+from dispatcher.errors import InvalidInput
 from dispatcher.models import AuditEvent, Contact, Membership, Volunteer, Zone
 from dispatcher.roster.gaps import find_gaps
 from dispatcher.roster.importer import RosterError, import_roster
@@ -308,3 +309,26 @@ def test_gaps_report_opted_out_and_unusable_paths(rt: Runtime) -> None:
     assert [g["name"] for g in gaps.opted_out] == ["Hector Lima"]
     assert [g["name"] for g in gaps.no_usable_contact] == ["Hector Lima"]
     assert gaps.opted_out[0]["contact"].count("*") >= 4
+
+
+def test_a_field_over_the_limit_is_named_and_imports_nothing(rt: Runtime,
+                                                            tmp_path: Path) -> None:
+    long_name = "A" * 2000
+    with pytest.raises(RosterError, match="line 3: name: is 2,000 characters long"):
+        do_import(rt, write(tmp_path, GOOD + GOOD.replace("Ana Morales", long_name)))
+    assert counts(rt)[0] == 0
+
+
+def test_a_field_over_128_kb_is_a_clear_error_not_a_traceback(rt: Runtime,
+                                                              tmp_path: Path) -> None:
+    huge = "B" * (200 * 1024)
+    with pytest.raises(RosterError, match="not readable CSV"):
+        do_import(rt, write(tmp_path, GOOD.replace("Ana Morales", huge)))
+
+
+def test_a_roster_file_over_the_size_cap_is_refused_before_it_is_read(
+        rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("dispatcher.roster.importer.ROSTER_MAX_BYTES", 1000)
+    path = write(tmp_path, GOOD * 20)
+    with pytest.raises(InvalidInput, match="a roster file may be at most 1,000 bytes"):
+        do_import(rt, path)
