@@ -111,3 +111,35 @@ def test_readiness_reports_webhooks_waiting_on_disk(engine: Engine) -> None:
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+def test_readiness_fails_while_the_database_refuses_writes(engine_factory: Any,
+                                                           database_url: str) -> None:
+    """A read-only database (PostgreSQL in recovery, a remounted disk): every write fails
+    as the database says so; here the database is told to say it for the probe's table."""
+    engine = engine_factory(database_url)
+    assert httpx.get(f"{engine.url}/readyz").status_code == 200
+    if database_url.startswith("sqlite"):
+        make = ("CREATE TRIGGER probe_readonly BEFORE UPDATE ON health_probes BEGIN "
+                "SELECT RAISE(ABORT, 'attempt to write a readonly database'); END")
+        drop = ["DROP TRIGGER probe_readonly"]
+        setup = [make]
+    else:
+        setup = ["CREATE FUNCTION probe_readonly() RETURNS trigger AS $$ BEGIN RAISE "
+                 "EXCEPTION 'cannot execute UPDATE in a read-only transaction' USING "
+                 "ERRCODE = '25006'; END $$ LANGUAGE plpgsql",
+                 "CREATE TRIGGER probe_readonly BEFORE INSERT OR UPDATE ON health_probes "
+                 "FOR EACH ROW EXECUTE FUNCTION probe_readonly()"]
+        drop = ["DROP TRIGGER probe_readonly ON health_probes", "DROP FUNCTION probe_readonly()"]
+    with engine.rt.db.engine.begin() as conn:
+        for statement in setup:
+            conn.execute(text(statement))
+    try:
+        response = httpx.get(f"{engine.url}/readyz", timeout=10)
+        assert response.status_code == 503
+        assert "readonly" in response.json()["reason"].replace("-", "").replace(" ", "")
+    finally:
+        with engine.rt.db.engine.begin() as conn:
+            for statement in drop:
+                conn.execute(text(statement))
+    assert httpx.get(f"{engine.url}/readyz").status_code == 200
