@@ -8,7 +8,7 @@ escalation, goes to everyone the alert reached so far, and is recorded as the ne
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatcher import audit, lifecycle
@@ -28,6 +28,9 @@ from dispatcher.settings import Settings
 
 #: Recipients who got (or may have got) the alert, and so must hear of its end.
 RECEIVED = (RecipientState.NOTIFIED, RecipientState.ACKNOWLEDGED, RecipientState.ESCALATED)
+#: Delivery states in which a message is at the provider, or may be.
+HANDED_STATES = (DeliveryState.SENDING, DeliveryState.ACCEPTED, DeliveryState.SENT,
+                 DeliveryState.DELIVERED)
 #: Recipients an update goes to: those reached, and those whose alert is still queued or in
 #: flight (their update is queued after it).
 UPDATED = (RecipientState.PENDING, *RECEIVED)
@@ -67,10 +70,17 @@ def cancel_alert(session: Session, settings: Settings, alert_id: int, actor: str
     cancel_deadlines(session, Deadline.alert_id == alert_id)
     lifecycle.move_rows(session, Delivery, DeliveryState.CANCELLED, Delivery.alert_id == alert_id,
                         only_from=(DeliveryState.PENDING,))
+    # A recipient still `pending` whose message is at the provider already (in flight, or
+    # taken but not yet recorded) may have the alert: they are told, not cancelled.
+    handed = select(Delivery.recipient_id).where(Delivery.alert_id == alert_id,
+                                                 Delivery.state.in_(HANDED_STATES))
     lifecycle.move_rows(session, Recipient, RecipientState.CANCELLED,
-                        Recipient.alert_id == alert_id, only_from=(RecipientState.PENDING,))
-    told = session.scalars(select(Recipient).where(Recipient.alert_id == alert_id,
-                                                   Recipient.state.in_(RECEIVED))).all()
+                        Recipient.alert_id == alert_id, Recipient.id.not_in(handed),
+                        only_from=(RecipientState.PENDING,))
+    told = session.scalars(select(Recipient).where(
+        Recipient.alert_id == alert_id,
+        or_(Recipient.state.in_(RECEIVED),
+            and_(Recipient.state == RecipientState.PENDING, Recipient.id.in_(handed))))).all()
     count = message_to(session, settings, alert, told, DeliveryPurpose.CANCEL, "cancelled")
     if not was_draft:
         add_version(session, alert, MsgType.CANCEL, "cancelled", actor, messages=count)

@@ -158,3 +158,23 @@ def test_pending_deliveries_of_a_cancelled_alert_are_not_sent(engine_factory: An
         states = set(s.scalars(select(Delivery.state).where(Delivery.alert_id == alert_id,
                                                             Delivery.purpose == "alert")))
     assert states == {"cancelled"}
+
+
+def test_a_cancel_tells_a_volunteer_whose_alert_is_in_flight(engine_factory: Any) -> None:
+    """The alert is at the provider but not yet recorded: the volunteer may have it, so the
+    cancel tells them too, and their row is not marked cancelled."""
+    from dispatcher.dispatch.sender import Sender
+    from dispatcher.models import Recipient
+
+    engine = engine_factory(start=False)
+    alert_id = engine.send(["Chiapas"], channels=["sms"], fan_out=False)
+    sender = Sender(engine.rt.db, engine.rt.settings, engine.rt.vault, {}, "test")
+    assert len(sender._claim(alert_id)) == 1  # handed to a channel, not recorded yet
+    with engine.rt.db.session() as s:
+        assert cancel_alert(s, engine.rt.settings, alert_id, actor="test") == 1
+    with engine.rt.db.session() as s:
+        ana = s.scalars(select(Recipient).where(Recipient.alert_id == alert_id)).one()
+        assert ana.state == "pending"
+        purposes = sorted(s.scalars(select(Delivery.purpose).where(
+            Delivery.alert_id == alert_id)))
+    assert purposes == ["alert", "cancel"]

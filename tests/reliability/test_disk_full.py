@@ -11,6 +11,7 @@ a standby does after a failover) once the fan-out is under way.
 from __future__ import annotations
 
 import errno
+import json
 import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -129,7 +130,7 @@ def check_stop_then_drain(db_url: str, broken: Callable[[], None], mended: Calla
             wait_until(lambda: len(sms_requests(sim)) >= BREAK_AFTER or sender.poll() is not None,
                        timeout=60, interval=0.01, what=f"{BREAK_AFTER} messages sent")
             broken()
-            _out, err = sender.communicate(timeout=60)
+            out, err = sender.communicate(timeout=60)
         finally:
             if sender.poll() is None:
                 sender.kill()
@@ -137,8 +138,11 @@ def check_stop_then_drain(db_url: str, broken: Callable[[], None], mended: Calla
         assert before < RECIPIENTS, "the fan-out finished before the database broke"
         assert sender.returncode == 3, err
         assert "Traceback" not in err
-        flat = " ".join(err.split())
-        assert f"the database cannot be written: {said}" in flat, err
+        # With --json the error is an RFC 9457 problem on stdout (issue 20).
+        problem = json.loads(out)
+        assert problem["status"] == 503, out
+        flat = " ".join(problem["detail"].split())
+        assert f"the database cannot be written: {said}" in flat, out
         assert "aln worker --drain" in flat
         check_nothing_marked_sent_that_was_not(db_url, sim)
 
