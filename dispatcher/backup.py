@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from dispatcher.claims import claimer_is_dead
+from dispatcher.claims import HEARTBEAT_STALE_SECONDS, process_is_gone
 from dispatcher.errors import InvalidInput, Refused
 from dispatcher.settings import Settings
 
 #: Pages copied per step: small steps let a busy writer in between them.
 PAGES_PER_STEP = 1024
-#: A worker lease younger than this belongs to a live process (as the worker guard says).
-LIVE_HEARTBEAT_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -137,10 +135,11 @@ def _live_worker(path: Path) -> str | None:
         return None
     # The clock `db_now` reads on SQLite (the file is on this machine).
     now = datetime.now(UTC)
-    for name, host, pid, beat in rows:
-        fresh = now - datetime.fromisoformat(str(beat)).replace(tzinfo=UTC) < timedelta(
-            seconds=LIVE_HEARTBEAT_SECONDS)
-        if fresh and not claimer_is_dead(name):
+    for _name, host, pid, beat in rows:
+        last = datetime.fromisoformat(str(beat)).replace(tzinfo=UTC)
+        fresh = now - last < timedelta(seconds=HEARTBEAT_STALE_SECONDS)
+        # The worker guard's rule: a fresh lease counts unless its process is gone.
+        if fresh and not process_is_gone(host, int(pid), alive_at=last):
             where = "this host" if host == socket.gethostname() else host
             return f"a worker (pid {pid} on {where})"
     return None

@@ -57,6 +57,11 @@ def claimer_is_dead(claimed_by: str | None) -> bool:
     return pid_text.isdigit() and process_is_gone(host, int(pid_text))
 
 
+#: A worker whose heartbeat is older than this is presumed dead (the worker guard's rule,
+#: and `aln db restore`'s).
+HEARTBEAT_STALE_SECONDS = 15.0
+
+
 def process_is_gone(host: str, pid: int, alive_at: datetime | None = None) -> bool:
     """True when `pid` ran on this host and no longer exists (killed, crashed).
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from channels.base import Channel, ChannelKind
 from channels.config import ChannelsConfig
 from channels.factory import build_channels
-from dispatcher.claims import process_is_gone, worker_id
+from dispatcher.claims import HEARTBEAT_STALE_SECONDS, process_is_gone, worker_id
 from dispatcher.db import db_now
 from dispatcher.dispatch.sender import Sender
 from dispatcher.domain import DeliveryState
@@ -37,8 +37,6 @@ from dispatcher.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-#: A worker whose heartbeat is older than this is presumed dead.
-HEARTBEAT_STALE_SECONDS = 15.0
 #: Pause after a failed tick before trying again.
 ERROR_BACKOFF_SECONDS = 1.0
 #: How often the worker asks whether the daily retention run is due.
