@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -123,18 +123,11 @@ class DatabaseCollector(Collector):
     def _acks(self, session: Any) -> Iterable[Any]:
         seconds = func.coalesce(_epoch(session, Recipient.acknowledged_at)
                                 - _epoch(session, Recipient.notified_at), 0)
-        counts = [func.sum(case((seconds <= bound, 1), else_=0)) for bound in ACK_BUCKETS]
-        row = session.execute(select(func.count(), func.coalesce(func.sum(seconds), 0), *counts)
-                              .where(Recipient.acknowledged_at.is_not(None),
-                                     Recipient.notified_at.is_not(None),
-                                     Recipient.tier != DUTY_OFFICER_TIER)).one()
-        total, total_seconds, *cumulative = row
-        histogram = HistogramMetricFamily(
-            "aln_time_to_acknowledge_seconds",
-            "From a volunteer's first accepted message to their acknowledgement")
-        buckets = [(_bound(b), float(c or 0)) for b, c in zip(ACK_BUCKETS, cumulative,
-                                                                strict=True)]
-        histogram.add_metric([], buckets + [("+Inf", float(total))], float(total_seconds))
+        histogram, _ = _histogram(
+            session, "aln_time_to_acknowledge_seconds",
+            "From a volunteer's first accepted message to their acknowledgement",
+            seconds, ACK_BUCKETS, Recipient.acknowledged_at.is_not(None),
+            Recipient.notified_at.is_not(None), Recipient.tier != DUTY_OFFICER_TIER)
         acks = CounterMetricFamily("aln_acknowledgements", "Volunteers who acknowledged")
         acks.add_metric([], session.scalar(select(func.count()).select_from(Recipient).where(
             Recipient.acknowledged_at.is_not(None))) or 0)
@@ -142,18 +135,13 @@ class DatabaseCollector(Collector):
 
     def _escalations(self, session: Any) -> Iterable[Any]:
         lateness = Deadline.lateness_seconds
-        counts = [func.sum(case((lateness <= bound, 1), else_=0)) for bound in LATENESS_BUCKETS]
-        total, total_late, *cumulative = session.execute(
-            select(func.count(), func.coalesce(func.sum(lateness), 0), *counts)
-            .where(Deadline.kind == DeadlineKind.ESCALATE.value,
-                   Deadline.state == DeadlineState.DONE, lateness.is_not(None))).one()
+        histogram, total = _histogram(
+            session, "aln_escalation_lateness_seconds",
+            "How late after its deadline an escalation fired", lateness, LATENESS_BUCKETS,
+            Deadline.kind == DeadlineKind.ESCALATE.value, Deadline.state == DeadlineState.DONE,
+            lateness.is_not(None))
         fired = CounterMetricFamily("aln_escalations", "Escalation deadlines fired")
         fired.add_metric([], total)
-        histogram = HistogramMetricFamily("aln_escalation_lateness_seconds",
-                                          "How late after its deadline an escalation fired")
-        buckets = [(_bound(b), float(c or 0)) for b, c in zip(LATENESS_BUCKETS, cumulative,
-                                                                strict=True)]
-        histogram.add_metric([], buckets + [("+Inf", float(total))], float(total_late))
         backlog = GaugeMetricFamily("aln_deadline_backlog",
                                     "Deadlines pending or claimed, and how many are due now",
                                     labels=["due"])
@@ -177,8 +165,17 @@ class DatabaseCollector(Collector):
 PROVIDER = {"sms": "twilio", "email": "sendgrid"}
 
 
-def _bound(value: float) -> str:
-    return str(float(value))
+def _histogram(session: Any, name: str, documentation: str, value: Any,
+               bounds: Sequence[float], *where: Any) -> tuple[HistogramMetricFamily, int]:
+    """A histogram of `value` over the rows matching `where`, counted by the database in
+    one query (cumulative buckets, sum, count); also the count."""
+    buckets = [func.sum(case((value <= bound, 1), else_=0)) for bound in bounds]
+    total, value_sum, *cumulative = session.execute(
+        select(func.count(), func.coalesce(func.sum(value), 0), *buckets).where(*where)).one()
+    family = HistogramMetricFamily(name, documentation)
+    family.add_metric([], [(str(float(b)), float(c or 0)) for b, c in zip(
+        bounds, cumulative, strict=True)] + [("+Inf", float(total))], float(value_sum))
+    return family, int(total)
 
 
 def _epoch(session: Any, column: Any) -> Any:
