@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from dispatcher.cli import common
 from dispatcher.cli.alert_cmd import status_table
 from dispatcher.cli.main import app
 from tests.dispatch.test_cli_alert import env_for
@@ -18,8 +20,15 @@ MARKUP_REPLY = "YES {code} [/x]"
 
 
 def aln(engine: Engine, *args: str) -> Any:
-    # Wide enough that no table cell wraps.
+    # Wide enough that no table cell wraps (see the autouse fixture for the console's own).
     return CliRunner().invoke(app, list(args), env={**env_for(engine), "COLUMNS": "300"})
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CLI's console keeps a width taken from COLUMNS when it was imported (pytest-xdist's
+    # workers set COLUMNS=80), so the environment alone cannot widen it.
+    monkeypatch.setattr(common.console, "width", 300)
 
 
 def _acknowledge_with_markup(engine: Engine) -> tuple[int, str]:
