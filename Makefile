@@ -33,15 +33,20 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is not installed: browser tests will skip (and fail in CI)"; fi; }
 
+# Two test processes (pytest-xdist), a file each at a time: the suite waits on servers,
+# subprocesses and browsers more than it computes. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP) lint browser
-	$(BIN)/python -m pytest -q tests
+	$(PYTEST) tests
 
 # The suite with every clock of the test process a year ahead (SQLite only: a PostgreSQL
 # server's clock cannot be moved); a date that would expire in the code or the sample
 # data fails here first. FUTURE_DAYS=730 looks further.
 FUTURE_DAYS ?= 365
 test-future: $(STAMP) browser
-	ALN_TEST_CLOCK_SHIFT_DAYS=$(FUTURE_DAYS) $(BIN)/python -m pytest -q tests
+	ALN_TEST_CLOCK_SHIFT_DAYS=$(FUTURE_DAYS) $(PYTEST) tests
 
 demo: $(STAMP)
 	$(BIN)/aln demo
