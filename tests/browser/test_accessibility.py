@@ -163,6 +163,7 @@ def test_report_reads_in_local_time_and_draws_never(drill: Drill) -> None:
     with chromium_page(viewport=VIEWPORTS["phone"]) as page:
         _log_in(page, engine)
         page.goto(f"{engine.url}/api/reports/{alert}?format=html")
+        assert page.locator("main").count() == 1 and page.locator("header").count() == 1
         meta = page.inner_text("header")
         local = local_time(_sent_at(engine, alert), "America/Mexico_City", "%Y-%m-%d %H:%M:%S")
         assert f"sent {local}" in meta and "Times in America/Mexico_City" in meta
@@ -188,7 +189,6 @@ def test_report_reads_in_local_time_and_draws_never(drill: Drill) -> None:
         kinds = page.eval_on_selector_all("#findings li", "ls => ls.map(l => l.dataset.kind)")
         assert {"help", "updated", "zone_unreached"} <= set(kinds), kinds
         assert "Ana Morales (Chiapas) asked for HELP" in page.inner_text("#findings")
-        assert page.locator("main").count() == 1 and page.locator("header").count() == 1
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
@@ -205,6 +205,7 @@ def test_audit_reads_in_words_and_filters(drill: Drill) -> None:
         _log_in(page, engine)
 
         page.goto(f"{engine.url}/audit")
+        assert page.locator("#f-actor, #f-alert, #f-kind").count() == 3  # the filter form
         rows = page.locator("#audit tbody tr")
         sent = page.locator('tr[data-kind="alert.sent"]')
         assert "Alert sent" in sent.inner_text() and "duty (officer)" in sent.inner_text()
