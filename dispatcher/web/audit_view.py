@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher.errors import AlnError
 from dispatcher.localtime import local_time
-from dispatcher.models import AuditEvent, Recipient, Volunteer
+from dispatcher.models import AuditEvent, Contact, Recipient, Volunteer
 from dispatcher.web.limits import MAX_ROW_ID
 
 #: Most rows the page shows (newest first; the CSV export has more).
@@ -43,10 +43,20 @@ KIND_LABELS = {
 }
 #: How a detail is called on the page; ids named here are replaced by a name.
 DETAIL_LABELS = {
-    "recipient_id": "volunteer", "volunteer_id": "volunteer", "response_id": "inbox item",
+    "recipient_id": "volunteer", "volunteer_id": "volunteer", "recipients": "volunteers",
+    "contact_ids": "contacts", "response_id": "inbox item",
     "delivery_id": "message", "from_channel": "from", "to_channel": "to",
     "client": "from address", "name": "name tried", "messages": "messages sent",
+    "late_seconds": "late by", "from_tier": "from", "to_tier": "to",
 }
+
+
+#: Actors that are not a person's name.
+ACTOR_LABELS = {"volunteer": "a volunteer", "anonymous": "anonymous (not logged in)",
+                "system": "the engine", "cli": "the command line"}
+#: Details that hold ids of recipients, volunteers or contacts: shown as names.
+_NAMED = {"recipient_id": "recipient", "recipients": "recipient",
+          "volunteer_id": "volunteer", "contact_ids": "contact"}
 
 
 class BadFilter(AlnError):
@@ -65,8 +75,7 @@ def actor_label(actor: str) -> str:
     kind, _, name = actor.partition(":")
     if name:
         return f"{name} ({kind})"
-    return {"volunteer": "a volunteer", "anonymous": "anonymous (not logged in)"}.get(
-        actor, actor)
+    return ACTOR_LABELS.get(actor, actor)
 
 
 def kind_label(kind: str) -> str:
@@ -116,24 +125,33 @@ def audit_events(session: Session, timezone: str,
              "details": _details(e.details or {}, names)} for e in events]
 
 
+def _ids(value: Any) -> list[int]:
+    items = value if isinstance(value, list) else [value]
+    return [v for v in items if isinstance(v, int) and not isinstance(v, bool)]
+
+
 def _names(session: Session, events: list[AuditEvent]) -> dict[tuple[str, int], str]:
-    """Volunteer names for the recipient and volunteer ids the events mention."""
-    wanted: dict[str, set[int]] = {"recipient_id": set(), "volunteer_id": set()}
+    """Names for the recipient, volunteer and contact ids the events mention, keyed by
+    ("recipient" | "volunteer" | "contact", id)."""
+    wanted: dict[str, set[int]] = {"recipient": set(), "volunteer": set(), "contact": set()}
     for e in events:
-        for key, ids in wanted.items():
-            value = (e.details or {}).get(key)
-            if isinstance(value, int):
-                ids.add(value)
+        for key, what in _NAMED.items():
+            wanted[what].update(_ids((e.details or {}).get(key)))
     names: dict[tuple[str, int], str] = {}
-    if wanted["recipient_id"]:
+    if wanted["recipient"]:
         for rid, name in session.execute(
                 select(Recipient.id, Volunteer.name).join(Volunteer)
-                .where(Recipient.id.in_(wanted["recipient_id"]))):
-            names["recipient_id", rid] = name
-    if wanted["volunteer_id"]:
+                .where(Recipient.id.in_(wanted["recipient"]))):
+            names["recipient", rid] = name
+    if wanted["volunteer"]:
         for vid, name in session.execute(select(Volunteer.id, Volunteer.name)
-                                         .where(Volunteer.id.in_(wanted["volunteer_id"]))):
-            names["volunteer_id", vid] = name
+                                         .where(Volunteer.id.in_(wanted["volunteer"]))):
+            names["volunteer", vid] = name
+    if wanted["contact"]:
+        for cid, channel, name in session.execute(
+                select(Contact.id, Contact.channel, Volunteer.name).join(Volunteer)
+                .where(Contact.id.in_(wanted["contact"]))):
+            names["contact", cid] = f"{name} ({channel})"
     return names
 
 
@@ -143,10 +161,13 @@ def _details(details: dict[str, Any], names: dict[tuple[str, int], str]) -> list
     for key, value in sorted(details.items()):
         if value is None or value == "" or value == []:
             continue
-        if isinstance(value, int) and not isinstance(value, bool) and (key, value) in names:
-            shown = names[key, value]
+        if key in _NAMED:
+            what = _NAMED[key]
+            shown = ", ".join(names.get((what, i), f"#{i}") for i in _ids(value))
         elif key.endswith("_id") and isinstance(value, int):
             shown = f"#{value}"  # an id with nothing more readable to show
+        elif key.endswith("_seconds") and isinstance(value, int | float):
+            shown = f"{value:.0f} s"
         else:
             shown = _value(value)
         out.append((DETAIL_LABELS.get(key, key.replace("_", " ")), shown))
@@ -158,6 +179,8 @@ def _value(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, list | tuple):
         return ", ".join(_value(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
     if isinstance(value, dict):
-        return ", ".join(f"{k.replace('_', ' ')}: {_value(v)}" for k, v in value.items())
+        return ", ".join(f"{k.replace('_', ' ')} {_value(v)}" for k, v in value.items())
     return str(value)

@@ -204,8 +204,16 @@ def test_audit_reads_in_words_and_filters(drill: Drill) -> None:
         page.get_by_role("button", name="Log in").click()
         _log_in(page, engine)
 
+        page.goto(f"{engine.url}/alerts/{alert}")  # who to call: the board reads phones
+        page.wait_for_selector('section.zone[data-zone="Hidalgo"] a.tel',
+                               timeout=LIVE_TIMEOUT_S * 1000)
         page.goto(f"{engine.url}/audit")
         assert page.locator("#f-actor, #f-alert, #f-kind").count() == 3  # the filter form
+        phones = page.locator('tr[data-kind="alert.phones_read"]').first.inner_text()
+        assert "Phone numbers shown to an officer" in phones and "Maria Torres" in phones
+        escalated = page.locator('tr[data-kind="zone.escalated"]').first.inner_text()
+        assert "Zone escalated" in escalated and "the engine" in escalated
+        assert re.search(r"late by: \d+ s", escalated), escalated
         rows = page.locator("#audit tbody tr")
         sent = page.locator('tr[data-kind="alert.sent"]')
         assert "Alert sent" in sent.inner_text() and "duty (officer)" in sent.inner_text()
