@@ -47,8 +47,11 @@ def ack_curve_svg(curve: list[dict[str, Any]], recipients: int, window: int) -> 
     """Cumulative acknowledgements over seconds since the alert was sent."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    xs = [0.0] + [p["seconds"] for p in curve]
-    ys = [0] + [p["acknowledged"] for p in curve]
+    end = max([window] + [p["seconds"] for p in curve]) * 1.15 or 1.0
+    # The step holds its last height to the chart's right edge (else the last
+    # acknowledgement would be a step nobody sees).
+    xs = [0.0] + [p["seconds"] for p in curve] + [end]
+    ys = [0] + [p["acknowledged"] for p in curve] + [len(curve)]
     ax.step(xs, ys, where="post", color=CURVE_COLOUR, linewidth=2, label="acknowledged")
     ax.axhline(recipients, color="#555555", linestyle=":", linewidth=1, label="volunteers asked")
     ax.axvline(window, color=WINDOW_COLOUR, linestyle="--", linewidth=1.5,
@@ -57,6 +60,7 @@ def ack_curve_svg(curve: list[dict[str, Any]], recipients: int, window: int) -> 
     ax.set_title(title)
     ax.set_xlabel("seconds since the alert was sent")
     ax.set_ylabel("volunteers")
+    ax.set_xlim(0, end)
     ax.set_ylim(0, max(recipients, 1) * 1.1)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
