@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export NO_PROXY := 127.0.0.1,localhost
 export no_proxy := 127.0.0.1,localhost
 
-.PHONY: test test-future demo bench soak chaos-soak mutation lint typecheck install clean browser openapi
+.PHONY: test test-future demo bench soak chaos-soak mutation lint typecheck install clean browser openapi axe
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,19 +33,29 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is not installed: browser tests will skip (and fail in CI)"; fi; }
 
+# axe-core for the browser tests' accessibility checks, from the npm registry at the version
+# tests/browser/axe/package-lock.json pins (node and npm from Debian, at /usr/bin).
+AXE_DIR := tests/browser/axe
+AXE := $(AXE_DIR)/node_modules/axe-core/axe.min.js
+$(AXE): $(AXE_DIR)/package-lock.json
+	cd $(AXE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(AXE)
+
+axe: $(AXE)
+
 # Two test processes (pytest-xdist), a file each at a time: the suite waits on servers,
 # subprocesses and browsers more than it computes. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-test: $(STAMP) lint browser
+test: $(STAMP) lint browser axe
 	$(PYTEST) tests
 
 # The suite with every clock of the test process a year ahead (SQLite only: a PostgreSQL
 # server's clock cannot be moved); a date that would expire in the code or the sample
 # data fails here first. FUTURE_DAYS=730 looks further.
 FUTURE_DAYS ?= 365
-test-future: $(STAMP) browser
+test-future: $(STAMP) browser axe
 	ALN_TEST_CLOCK_SHIFT_DAYS=$(FUTURE_DAYS) $(PYTEST) tests
 
 demo: $(STAMP)
@@ -98,4 +108,4 @@ mutation: $(STAMP)
 
 clean:
 	rm -rf mutants
-	rm -rf $(VENV) aln.db aln.db-* .aln-secret-key
+	rm -rf $(VENV) aln.db aln.db-* .aln-secret-key $(AXE_DIR)/node_modules

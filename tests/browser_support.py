@@ -37,3 +37,58 @@ def chromium_page(viewport: dict[str, int] | None = None) -> Iterator[Any]:
             yield page
         finally:
             browser.close()
+
+
+#: Where the browser tests leave a full-page screenshot of every page (git-ignored).
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+#: axe-core, installed from the npm registry by `make test` (tests/browser/axe/package.json).
+AXE_JS = Path(__file__).resolve().parent / "browser" / "axe" / "node_modules" / "axe-core" \
+    / "axe.min.js"
+#: The rule sets every page must pass: WCAG 2.0 and 2.1, levels A and AA, and axe's
+#: best practices.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+
+
+def fits(page: Any) -> int:
+    """How many pixels the page is wider than its viewport (0: nothing scrolls sideways)."""
+    return int(page.evaluate(
+        "Math.max(0, document.documentElement.scrollWidth - window.innerWidth)"))
+
+
+def assert_fits(page: Any) -> None:
+    over = fits(page)
+    assert over == 0, f"{page.url} scrolls sideways by {over} px"
+
+
+def save_screenshot(page: Any, name: str) -> Path:
+    """A full-page screenshot, named <page>-<width>x<height>.png."""
+    size = page.viewport_size
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}-{size['width']}x{size['height']}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 5_000, f"{path} is nearly empty"
+    return path
+
+
+def axe_violations(page: Any) -> list[str]:
+    """axe-core's violations on the page as it stands, one line per rule and element.
+
+    axe is evaluated through the DevTools protocol, which the pages' Content-Security-Policy
+    (`script-src 'self'`) does not govern: the app's policy stays as strict as it is."""
+    if not AXE_JS.exists():
+        pytest.fail(f"{AXE_JS} is missing: `make test` installs it (npm ci in tests/browser/axe)")
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.evaluate(AXE_JS.read_text(encoding="utf-8"))
+    found = page.evaluate("""async (tags) => {
+        const result = await axe.run(document, {runOnly: {type: 'tag', values: tags},
+                                                resultTypes: ['violations']});
+        return result.violations.flatMap(v => v.nodes.map(n =>
+            `${v.id} (${v.impact}): ${v.help} at ${n.target.join(' ')}`));
+    }""", AXE_TAGS)
+    return [str(line) for line in found]
+
+
+def assert_accessible(page: Any, name: str) -> None:
+    """No axe-core violation on the page (WCAG 2.1 A and AA, best practices)."""
+    found = axe_violations(page)
+    assert not found, f"{name} ({page.url}):\n  " + "\n  ".join(found)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,16 +136,17 @@ def email_requests(sim: SimulatorHandle) -> list[dict[str, Any]]:
     return out
 
 
-@pytest.fixture
-def engine_factory(tmp_path: Path) -> Iterator[Any]:
-    """Builds engines (one simulator each) on SQLite or a given database URL."""
+@contextmanager
+def engines_in(directory: Path) -> Iterator[Any]:
+    """Builds engines (one simulator each) on SQLite files in `directory` or a given
+    database URL; stops them all at the end of the block (a test's or a module's)."""
     made: list[tuple[Engine, Any]] = []
 
     def make(database_url: str | None = None, start: bool = True, **overrides: Any) -> Engine:
         port = free_port()
         ctx = run_simulator(public_url=f"http://127.0.0.1:{port}")
         sim = ctx.__enter__()
-        url = database_url or f"sqlite:///{tmp_path / f'aln-{len(made)}.db'}"
+        url = database_url or f"sqlite:///{directory / f'aln-{len(made)}.db'}"
         rt = Runtime.open(engine_settings(url, sim, port, **overrides))
         with rt.db.session() as session:
             post = ensure_post(session, rt.settings, rt.vault)
@@ -155,11 +157,20 @@ def engine_factory(tmp_path: Path) -> Iterator[Any]:
             engine.start()
         return engine
 
-    yield make
-    for engine, ctx in made:
-        engine.stop()
-        engine.rt.close()
-        ctx.__exit__(None, None, None)
+    try:
+        yield make
+    finally:
+        for engine, ctx in made:
+            engine.stop()
+            engine.rt.close()
+            ctx.__exit__(None, None, None)
+
+
+@pytest.fixture
+def engine_factory(tmp_path: Path) -> Iterator[Any]:
+    """Builds engines (one simulator each) on SQLite or a given database URL."""
+    with engines_in(tmp_path) as make:
+        yield make
 
 
 @pytest.fixture

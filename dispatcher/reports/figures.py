@@ -130,7 +130,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     volunteer_ids = {r.volunteer_id for r in recs}
     contacts: dict[int, list[Any]] = defaultdict(list)
     for c in db.execute(select(Contact.volunteer_id, Contact.channel, Contact.masked,
-                               Contact.opted_out, Contact.dead_reason)
+                               Contact.opted_out, Contact.dead_reason, Contact.dead_at)
                         .where(Contact.volunteer_id.in_(select(Recipient.volunteer_id).where(
                             Recipient.alert_id == alert_id)))).all():
         contacts[c[0]].append(c)
@@ -190,6 +190,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     zone_rows = []
     for z in zones:
         people = by_zone[z.name]
+        reported = z.zone_id in heads  # before `heads[...]` below adds it
         zone_rows.append({
             "zone": z.name, "state": z.state, "targeted": len(people),
             "reached": sum(1 for v in people if v["delivery_outcome"] == DeliveryState.DELIVERED),
@@ -200,6 +201,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
             "time_to_ack_seconds": _seconds(z.acknowledged_at, alert.sent_at),
             "deepest_tier": tier_name(z.current_tier) if z.current_tier >= 0 else None,
             "escalations": escalations_by_zone.get(z.zone_id, 0),
+            "headcount_reported": reported,
             "headcount_reached": heads[z.zone_id][0],
             "headcount_need_help": heads[z.zone_id][1],
         })
@@ -226,6 +228,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
         "help_requests": sum(1 for r in responses if r.kind == "help"),
         "headcount_reached": sum(z["headcount_reached"] for z in zone_rows),
         "headcount_need_help": sum(z["headcount_need_help"] for z in zone_rows),
+        "headcounts_reported": sum(1 for z in zone_rows if z["headcount_reported"]),
         "duty_officer_notified": any(r.tier == DUTY_OFFICER_TIER for r in recs),
     }
     curve_points = sorted(s for s in (_seconds(r.acknowledged_at, alert.sent_at) for r in recs
@@ -235,14 +238,15 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     return {
         "alert": {"id": alert.id, "title": alert.title, "kind": alert.kind,
                   "exercise": alert.exercise, "state": alert.state, "post": post.name,
-                  "reply_code": alert.reply_code,
+                  "reply_code": alert.reply_code, "timezone": post.timezone,
                   "sent_at": alert.sent_at.isoformat() if alert.sent_at else None,
                   "ack_window_seconds": alert.ack_window_seconds},
         "versions": [{"number": v.number, "msg_type": v.msg_type, "body": v.body,
                       "sent_at": v.sent_at.isoformat(), "by": v.created_by,
                       "messages": v.messages} for v in alert.versions],
         "summary": summary, "zones": zone_rows, "volunteers": volunteers, "curve": curve,
-        "findings": findings(session, alert, zone_rows, volunteers, contacts, recs, today),
+        "findings": findings(session, alert, zone_rows, volunteers, contacts, recs, today,
+                             responses),
     }
 
 
@@ -256,9 +260,11 @@ def _outcome(states: set[str]) -> str:
 
 def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
              volunteers: list[dict[str, Any]], contacts: dict[int, list[Any]],
-             recs: Sequence[Any], today: date) -> list[dict[str, str]]:
-    """What the section should fix before a real crisis, most severe first."""
-    out: list[dict[str, str]] = []
+             recs: Sequence[Any], today: date,
+             responses: Sequence[Any] = ()) -> list[dict[str, str]]:
+    """What the section should fix before a real crisis, and what the drill left to follow
+    up (`drill_findings`), most severe first."""
+    out: list[dict[str, str]] = drill_findings(alert, zones, contacts, recs, responses)
 
     def add(severity: str, kind: str, message: str) -> None:
         out.append({"severity": severity, "kind": kind, "message": message})
@@ -312,6 +318,47 @@ def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
             add("info", "term_ending", f"{m.name} ({m.zone}): term ends {m.term_end}")
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(out, key=lambda f: order[f["severity"]])
+
+
+def drill_findings(alert: Alert, zones: list[dict[str, Any]], contacts: dict[int, list[Any]],
+                   recs: Sequence[Any], responses: Sequence[Any]) -> list[dict[str, str]]:
+    """What happened during the drill that someone must follow up: numbers found dead,
+    HELP and citizens needing help, and how the alert changed (updates, a cancel)."""
+    out: list[dict[str, str]] = []
+    who = {r.id: (r.name, r.zone) for r in recs}
+    seen: set[int] = set()
+    for r in recs:
+        if r.volunteer_id in seen:
+            continue
+        seen.add(r.volunteer_id)
+        for c in contacts[r.volunteer_id]:
+            if c.dead_reason and c.dead_at is not None and alert.sent_at is not None \
+                    and c.dead_at >= alert.sent_at and c.dead_reason != "erased":
+                out.append({"severity": "critical", "kind": "dead_number",
+                            "message": f"{r.name} ({r.zone}): {c.channel} {c.masked} found "
+                            f"dead in this drill ({c.dead_reason}); replace it"})
+    for resp in responses:
+        if resp.kind == "help":
+            name, zone = who.get(resp.recipient_id, ("an unknown sender", None))
+            where = f" ({zone})" if zone else ""
+            out.append({"severity": "critical", "kind": "help",
+                        "message": f"{name}{where} asked for HELP: {resp.text}"})
+    for z in zones:
+        if z["headcount_need_help"]:
+            out.append({"severity": "critical", "kind": "citizens_need_help",
+                        "message": f"{z['zone']}: {z['headcount_need_help']} citizen(s) need "
+                        f"help (of {z['headcount_reached']} reached)"})
+    versions = list(alert.versions)
+    updates = sum(1 for v in versions if v.msg_type == "update")
+    if updates:
+        out.append({"severity": "info", "kind": "updated",
+                    "message": f"{updates} update(s) sent after the alert (see Versions)"})
+    cancel = next((v for v in versions if v.msg_type == "cancel"), None)
+    if cancel is not None:
+        out.append({"severity": "info", "kind": "cancelled",
+                    "message": f"The alert was cancelled by {cancel.created_by}; "
+                    f"{cancel.messages} stand-down message(s) went out"})
+    return out
 
 
 def _zone_name(session: Session, zone_id: int) -> str:

@@ -32,6 +32,14 @@ from dispatcher.web.api import (
     problem_text,
 )
 from dispatcher.web.app_state import runtime_of, wake_worker
+from dispatcher.web.audit_view import (
+    BadFilter,
+    actor_label,
+    audit_events,
+    choices,
+    kind_label,
+    parse_filter,
+)
 from dispatcher.web.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -46,7 +54,6 @@ from dispatcher.web.auth import (
     session_cookie,
 )
 from dispatcher.web.inbox_view import (
-    audit_events,
     handled_items,
     inbox_items,
     mark_handled,
@@ -260,9 +267,21 @@ async def reopen_item(response_id: RowId, request: Request) -> RedirectResponse:
 
 @router.get("/audit")
 def audit_page(request: Request) -> HTMLResponse:
+    """The audit trail in words, newest first, filtered by ?actor=, ?alert= and ?kind=
+    (a value that names nothing: the form again with what is wrong, and no rows)."""
     caller = officer_or_login(request)
     rt = runtime_of(request)
+    params = {k: request.query_params.get(k) or "" for k in ("actor", "alert", "kind")}
     with rt.db.session() as session:
         post = ensure_post(session, rt.settings, rt.vault)
-        rows = audit_events(session, post.timezone)
-    return page("audit.html", caller, rows=rows, timezone=post.timezone)
+        actors, kinds = choices(session)
+        try:
+            where = parse_filter(params, actors, kinds)
+        except BadFilter as exc:
+            return page("audit.html", caller, http_status=400, rows=[], error=str(exc),
+                        params=params, actors=actors, kinds=kinds, timezone=post.timezone,
+                        actor_label=actor_label, kind_label=kind_label)
+        rows = audit_events(session, post.timezone, where)
+    return page("audit.html", caller, rows=rows, params=params, actors=actors, kinds=kinds,
+                timezone=post.timezone, filtered=any(params.values()),
+                actor_label=actor_label, kind_label=kind_label)

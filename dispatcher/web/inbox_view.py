@@ -1,4 +1,4 @@
-"""The inbox and audit pages as an officer reads them: who sent it (name and zone when the
+"""The inbox page as an officer reads it: who sent it (name and zone when the
 sender is a known volunteer), what it is in words, times in the post's time zone."""
 
 from __future__ import annotations
@@ -95,22 +95,6 @@ def reopen(session: Session, response_id: int, officer: str) -> None:
                  response_id=response_id)
 
 
-def audit_events(session: Session, timezone: str) -> list[dict[str, Any]]:
-    """The newest audit events, details as "key: value" pairs."""
-    return [{"at": local_time(e.at.isoformat(), timezone, "%Y-%m-%d %H:%M:%S"),
-             "actor": e.actor, "action": e.action, "alert_id": e.alert_id,
-             "details": [(k, _value(v)) for k, v in sorted((e.details or {}).items())]}
-            for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())
-                                     .limit(PAGE_ROWS))]
-
-
 def _clip(text: str) -> str:
     return text if len(text) <= NOTE_MAX_CHARS else text[:NOTE_MAX_CHARS] + "…"
 
-
-def _value(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
-    return "" if value is None else str(value)

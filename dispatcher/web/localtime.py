@@ -1,18 +1,6 @@
-"""Times as the dashboard shows them: in the post's time zone."""
+"""Times as the dashboard shows them: in the post's time zone (`dispatcher.localtime`,
+which the report shares)."""
 
-from __future__ import annotations
+from dispatcher.localtime import local_time
 
-from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-
-def local_time(iso: str | None, zone: str, fmt: str = "%H:%M:%S") -> str:
-    """An ISO time in the post's time zone (the board's script redraws it live; this is
-    what a page shows before its script runs)."""
-    if not iso:
-        return ""
-    try:
-        tz = ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        tz = ZoneInfo("UTC")
-    return datetime.fromisoformat(iso).astimezone(tz).strftime(fmt)
+__all__ = ["local_time"]

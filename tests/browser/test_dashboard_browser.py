@@ -7,18 +7,16 @@ to test-artifacts/screenshots/."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dispatcher.web.auth import add_officer, hash_password
-from tests.browser_support import chromium_page
+from tests.browser_support import assert_fits, chromium_page, save_screenshot
 from tests.engine import Engine
 
 VICTOR = "+529515101001"  # Oaxaca primary: answers YES
 ANA = "+529611230101"  # Chiapas primary: asks for HELP
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 VIEWPORTS = {"laptop": {"width": 1366, "height": 768}, "phone": {"width": 390, "height": 844}}
 PASSWORD = "a long enough password"
 #: Longest wait for something the engine does on its own (replies, escalation).
@@ -34,18 +32,6 @@ def _officer(engine: Engine) -> None:
         add_officer(s, "duty", "officer", actor="test")
         s.scalars(select(Officer).where(Officer.name == "duty")).one().password_hash = \
             hash_password(PASSWORD)
-
-
-def _fits(page: Any, width: int) -> None:
-    """Nothing on the page scrolls sideways."""
-    scroll = page.evaluate("document.documentElement.scrollWidth")
-    assert scroll <= width, f"{page.url} is {scroll} px wide in a {width} px viewport"
-
-
-def _shot(page: Any, size: str, name: str) -> None:
-    path = SCREENSHOTS / f"{name}-{size}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 5_000
 
 
 def _log_in(page: Any, engine: Engine) -> None:
@@ -80,16 +66,14 @@ def test_board_answers_who_to_call_live(engine: Engine, size: str) -> None:
     _officer(engine)
     engine.sim.script(VICTOR, reply="YES {code}", delay=2.0)
     engine.sim.script(ANA, reply="HELP {code}", delay=1.0)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     viewport = VIEWPORTS[size]
-    width = viewport["width"]
     with chromium_page(viewport=viewport) as page:
         refused: list[str] = []  # what the Content-Security-Policy blocked on our own pages
         page.on("console", lambda m: refused.append(m.text)
                 if "Content Security Policy" in m.text else None)
         page.goto(f"{engine.url}/alerts/1")
         assert page.url.endswith("/login")  # anonymous: sent to the login page
-        _fits(page, width)
+        assert_fits(page)
         page.get_by_label("Officer name").fill("duty")
         page.get_by_label("Password or API token").fill(PASSWORD)
         page.get_by_role("button", name="Log in").click()
@@ -103,14 +87,14 @@ def test_board_answers_who_to_call_live(engine: Engine, size: str) -> None:
         page.get_by_label("What happened, and what to do").fill(
             "Demonstration expected downtown this afternoon.\nAvoid the Zócalo.")
         page.get_by_label("Acknowledgement window").fill("8s")
-        _fits(page, width)
-        _shot(page, size, "compose")
+        assert_fits(page)
+        save_screenshot(page, "compose")
         page.get_by_role("button", name="Send…").click()
         confirm = page.locator("#confirm-message")
         confirm.wait_for()
         assert confirm.inner_text() == "Send an EXERCISE alert to 4 zones, 4 volunteers?"
-        _fits(page, width)
-        _shot(page, size, "confirm-send")
+        assert_fits(page)
+        save_screenshot(page, "confirm-send")
         page.get_by_role("button", name="Yes, send the exercise").click()
         page.wait_for_url("**/alerts/*")
         page.evaluate("window.__notReloaded = true")
@@ -153,8 +137,8 @@ def test_board_answers_who_to_call_live(engine: Engine, size: str) -> None:
         row = page.locator('tr[data-volunteer="Victor Castillo"]')
         assert row.get_attribute("data-state") == "acknowledged"
         assert "EXERCISE" in page.locator("h1").inner_text()
-        _fits(page, width)
-        _shot(page, size, "board")
+        assert_fits(page)
+        save_screenshot(page, "board")
 
         # An update from the board: the next version, shown live.
         page.get_by_text("Send an update").click()
@@ -167,8 +151,8 @@ def test_board_answers_who_to_call_live(engine: Engine, size: str) -> None:
         page.get_by_role("link", name="Cancel this alert…").click()
         message = page.locator("#confirm-message").inner_text()
         assert re.match(r"Cancel: \d+ stand-down messages? will go out", message), message
-        _fits(page, width)
-        _shot(page, size, "confirm-cancel")
+        assert_fits(page)
+        save_screenshot(page, "confirm-cancel")
         page.get_by_role("button", name="Yes, cancel the alert").click()
         page.wait_for_url("**/alerts/*")
         page.wait_for_function("() => document.getElementById('alert-state').textContent"
@@ -176,7 +160,7 @@ def test_board_answers_who_to_call_live(engine: Engine, size: str) -> None:
         shown = page.eval_on_selector_all("#board > .zone", "zs => zs.map(z => z.dataset.shown)")
         assert "waiting" not in shown and "cancelled" in shown
         assert page.get_by_role("link", name="Cancel this alert…").count() == 0
-        _shot(page, size, "board-cancelled")
+        save_screenshot(page, "board-cancelled")
 
         # The alert list says what happened; inbox and audit fit the screen too.
         page.goto(f"{engine.url}/")
@@ -185,22 +169,23 @@ def test_board_answers_who_to_call_live(engine: Engine, size: str) -> None:
         assert "Avoid the Zócalo" not in row_text  # the first line only
         assert "EXERCISE" in row_text and "cancelled" in row_text
         assert re.search(r"\d of 4 zones covered", row_text)
-        _fits(page, width)
-        _shot(page, size, "alert-list")
+        assert_fits(page)
+        save_screenshot(page, "alert-list")
         page.goto(f"{engine.url}/inbox")
         help_item = page.locator('tr[data-kind="help"]')
         assert "Ana Morales (Chiapas)" in help_item.inner_text()
-        _fits(page, width)
-        _shot(page, size, "inbox")
+        assert_fits(page)
+        save_screenshot(page, "inbox")
         help_item.get_by_label("Note (optional)").fill("Called Ana: safe, at home")
         help_item.get_by_role("button", name="Handled").click()
         page.wait_for_selector('tr[data-handled]')
         assert "Called Ana: safe, at home" in page.inner_text('tr[data-handled]')
         assert "by duty" in page.inner_text('tr[data-handled]')
-        _fits(page, width)
-        _shot(page, size, "inbox-handled")
+        assert_fits(page)
+        save_screenshot(page, "inbox-handled")
         page.goto(f"{engine.url}/audit")
-        _fits(page, width)
-        _shot(page, size, "audit")
-        assert "alert.phones_read" in page.inner_text("main")
+        assert_fits(page)
+        save_screenshot(page, "audit")
+        assert "Phone numbers shown to an officer" in page.inner_text("main")
+        assert page.locator('tr[data-kind="alert.phones_read"]').count() >= 1
         assert refused == []  # every script and style is a file the policy allows

@@ -171,6 +171,41 @@ def test_every_figure_of_a_known_scenario(rt: Runtime) -> None:
     assert kinds.index(("critical", "zone_unreached")) < kinds.index(("warning", "slow_zone"))
 
 
+def test_findings_name_what_the_drill_left_to_follow_up(rt: Runtime) -> None:
+    """HELP, citizens needing help, a number found dead during the drill (not one dead
+    before it), an update and a cancel; headcounts only for the zone that reported one."""
+    from dispatcher.models import AlertVersion
+
+    alert_id = scenario(rt)
+    with rt.db.session() as s:
+        quinn_sms = s.scalars(select(Contact).join(Volunteer).where(
+            Volunteer.name == "Quinn Harper", Contact.channel == "sms")).one()
+        quinn_sms.dead_reason, quinn_sms.dead_at = "twilio 21211 invalid number", at(5)
+        brian_email = s.scalars(select(Contact).join(Volunteer).where(
+            Volunteer.name == "Brian Keller", Contact.channel == "email")).one()
+        brian_email.dead_reason, brian_email.dead_at = "bounced", at(-86_400)
+        for number, msg_type, body in ((1, "alert", "x"), (2, "update", "Roads closed"),
+                                       (3, "cancel", "cancelled")):
+            s.add(AlertVersion(alert_id=alert_id, number=number, msg_type=msg_type, body=body,
+                               texts={}, sent_at=at(number * 10), created_by="officer:duty",
+                               messages=4))
+    with rt.db.session() as s:
+        r = build_report(s, alert_id, today=TODAY)
+    found = {f["kind"]: f for f in r["findings"]}
+    assert found["help"]["message"] == "Karla Mendoza (Guerrero) asked for HELP: HELP"
+    assert found["citizens_need_help"]["message"].startswith("Puebla: 3 citizen(s) need help")
+    dead = [f["message"] for f in r["findings"] if f["kind"] == "dead_number"]
+    assert len(dead) == 1 and dead[0].startswith("Quinn Harper (Puebla): sms ")
+    assert "found dead in this drill (twilio 21211 invalid number)" in dead[0]
+    assert "1 update(s)" in found["updated"]["message"]
+    assert "cancelled by officer:duty; 4 stand-down" in found["cancelled"]["message"]
+    assert [f["severity"] for f in r["findings"]] == sorted(
+        (f["severity"] for f in r["findings"]), key=["critical", "warning", "info"].index)
+    assert {z["zone"] for z in r["zones"] if z["headcount_reported"]} == {"Puebla"}
+    assert r["summary"]["headcounts_reported"] == 1
+    assert r["alert"]["timezone"] == "America/Mexico_City"
+
+
 def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 0.9) is None
     assert percentile([5.0], 0.9) == 5.0
