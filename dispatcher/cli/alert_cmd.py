@@ -134,7 +134,11 @@ def _print_preview(preview: dict[str, Any], as_json: bool) -> None:
     console.print(f"{preview['sms']} SMS and {preview['emails']} email(s); about "
                   f"{preview['estimated_seconds']} s at the configured SMS rate; "
                   f"acknowledgement window {preview['ack_window_seconds']} s; "
-                  f"reply code {preview['reply_code']}.")
+                  + (f"reply code {preview['reply_code']}." if preview["reply_code"]
+                     else "the reply code is given when the alert is sent."))
+    for z in preview["zones"]:
+        for gap in z.get("gaps", []):
+            console.print(f"gap: {gap}", markup=False, highlight=False)
     if preview.get("refused"):
         err_console.print(preview["refused"], markup=False, highlight=False)
 

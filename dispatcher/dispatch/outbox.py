@@ -22,14 +22,20 @@ from sqlalchemy.orm import Session
 from channels.encoding import sms_segments
 from dispatcher import audit, lifecycle
 from dispatcher.acks import LATE_REPLY_WINDOW, takes_replies
-from dispatcher.compose.composer import REPLY_CODES, compose, sms_for_zone, sms_preview
+from dispatcher.compose.composer import (
+    REPLY_CODE_DIGITS,
+    REPLY_CODES,
+    compose,
+    sms_for_zone,
+    sms_preview,
+)
 from dispatcher.compose.templates import load_template, pick_language, wording
 from dispatcher.db import db_now, db_today
 from dispatcher.dispatch.targeting import (
     Target,
-    chain,
     duty_officer_targets,
-    tier_targets,
+    every_tier,
+    reachable_tiers,
     zone_memberships,
 )
 from dispatcher.domain import (
@@ -63,6 +69,9 @@ from dispatcher.settings import Settings
 DEFAULT_TEMPLATE = "security"
 #: Recipients written per flush when a tier is large.
 FLUSH_EVERY = 1000
+#: What a dry run shows in place of the reply code: none is held until the alert is sent
+#: (as long as a real code, and in the GSM-7 alphabet, so segments count the same).
+PREVIEW_CODE = "#" * REPLY_CODE_DIGITS
 
 
 @dataclass
@@ -88,10 +97,18 @@ class PlannedZone:
     zone: Zone
     tiers: list[int]
     first: list[Target]
+    #: Every other tier (later alternates, and tiers nobody in can be reached): the preview
+    #: shows the whole chain and its gaps.
+    others: dict[int, list[Target]] = field(default_factory=dict)
 
     @property
     def reachable(self) -> bool:
         return bool(self.tiers)
+
+    def every_tier(self) -> dict[int, list[Target]]:
+        """Every tier of the zone with its targets, in escalation order."""
+        tiers = {**self.others, **({self.tiers[0]: self.first} if self.tiers else {})}
+        return dict(sorted(tiers.items()))
 
 
 @dataclass
@@ -105,40 +122,78 @@ class Plan:
     code: str
 
     def preview(self, settings: Settings) -> dict[str, Any]:
-        """What a dry run shows: recipients per zone and tier, encodings, time estimate."""
+        """What a dry run shows: recipients per zone and tier (the first now, the rest as
+        escalation would reach them), the gaps, totals, encodings, time estimate."""
         zones = []
-        sms = emails = 0
+        sms = emails = segments = 0
+        languages: set[str] = set()
         for pz in self.zones:
-            recipients = []
-            for t in pz.first:
-                chans = sorted(c.channel for c in t.contacts)
-                sms += chans.count("sms")
-                emails += chans.count("email")
-                recipients.append({"name": t.volunteer.name, "tier": tier_name(t.tier),
-                                   "channels": chans,
-                                   "language": self.language_for(t),
-                                   "skipped": [s.__dict__ for s in t.skipped]})
+            recipients = [self._recipient(t) for t in pz.first]
+            for r in recipients:
+                sms += r["channels"].count("sms")
+                emails += r["channels"].count("email")
+                if "sms" in r["channels"]:
+                    segments += _segments(sms_for_zone(self.bodies[r["language"]]["sms"],
+                                                       pz.zone.name))
+            tiers = {t: recipients if ts is pz.first else [self._recipient(x) for x in ts]
+                     for t, ts in pz.every_tier().items()}
+            languages |= {r["language"] for rs in tiers.values() for r in rs if r["channels"]}
             zones.append({"zone": pz.zone.name,
                           "tier": tier_name(pz.tiers[0]) if pz.tiers else None,
                           "chain": [tier_name(t) for t in pz.tiers],
+                          "tiers": [{"tier": tier_name(t), "reachable": t in pz.tiers,
+                                     "recipients": rs} for t, rs in tiers.items()],
+                          "gaps": _zone_gaps(pz),
                           "reachable": pz.reachable, "recipients": recipients})
         rate = settings.sms_rate_per_second or 0
         seconds = sms / rate if rate else 0.0
-        return {"zones": zones, "sms": sms, "emails": emails,
-                "sms_encoding": sms_preview(self.bodies, [pz.zone.name for pz in self.zones]),
+        encodings = sms_preview(self.bodies, [pz.zone.name for pz in self.zones])
+        return {"zones": zones, "sms": sms, "emails": emails, "sms_segments": segments,
+                "languages": sorted(languages),
+                "sms_encoding": {k: v for k, v in encodings.items() if k in languages}
+                or encodings,
                 "estimated_seconds": round(seconds, 1), "ack_window_seconds":
-                self.policy.ack_window_seconds, "reply_code": self.code,
+                self.policy.ack_window_seconds,
+                "reply_code": None if self.code == PREVIEW_CODE else self.code,
                 "template": self.template, "policy": self.policy.to_dict()}
+
+    def _recipient(self, t: Target) -> dict[str, Any]:
+        return {"name": t.volunteer.name, "tier": tier_name(t.tier),
+                "channels": sorted(c.channel for c in t.contacts),
+                "language": self.language_for(t),
+                "skipped": [s.__dict__ for s in t.skipped]}
 
     def language_for(self, target: Target) -> str:
         return pick_language(target.volunteer.language_list, list(self.bodies),
                              self.post.default_language)
 
 
+def _zone_gaps(pz: PlannedZone) -> list[str]:
+    """What a zone lacks, in words: no primary or alternate to escalate to, and who is
+    skipped (term ended, opted out, dead path)."""
+    name = pz.zone.name
+    gaps = []
+    if not pz.reachable:
+        gaps.append(f"nobody reachable in {name}: the duty officer is alerted at once")
+    else:
+        if 0 not in pz.tiers:
+            gaps.append(f"{name} has no active primary")
+        if not any(t > 0 for t in pz.tiers):
+            gaps.append(f"{name} has no active alternate")
+    for targets in pz.every_tier().values():
+        for x in targets:
+            for skip in x.skipped:
+                where = "" if skip.channel == "all" else f"{skip.channel}: "
+                gaps.append(f"{x.volunteer.name} ({tier_name(x.tier)}): {where}{skip.reason}")
+    return gaps
+
+
 def plan_alert(session: Session, settings: Settings, post: Post, req: AlertRequest, *,
                refuse_unreachable: bool = True,
-               today: date | None = None) -> Plan:
-    """Resolve zones, template, policy and first tier; refuse what cannot reach anyone."""
+               today: date | None = None, hold_code: bool = True) -> Plan:
+    """Resolve zones, template, policy and first tier; refuse what cannot reach anyone.
+    Without `hold_code` (a preview) the texts carry PREVIEW_CODE: no code is shown before
+    one is held by a sent alert."""
     today = today or db_today(session, post.timezone)
     for c in req.channels:
         if c not in (Channel.SMS, Channel.EMAIL):
@@ -156,7 +211,7 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
                 zones.append(zone)
     template = load_template(settings.config_dir, req.template or DEFAULT_TEMPLATE)
     policy = load_policy(settings.config_dir, req.policy).with_window(req.ack_window_seconds)
-    code = allocate_reply_code(session, post.id)
+    code = allocate_reply_code(session, post.id) if hold_code else PREVIEW_CODE
     bodies = compose(settings.config_dir, template, title=req.title, body=req.body,
                      zones=[z.name for z in zones], exercise=req.exercise, code=code,
                      help_line=post.help_line)
@@ -172,9 +227,10 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
         # One zone's rows at a time: targets keep only ids and names, so the ORM objects
         # of a 100,000-volunteer roster never all sit in memory at once.
         ms = zone_memberships(session, [zone.id]).get(zone.id, [])
-        tiers = chain(ms, channels, today)
-        first = tier_targets(ms, tiers[0], channels, today) if tiers else []
-        planned.append(PlannedZone(zone, tiers, first))
+        every = every_tier(ms, channels, today)
+        tiers = reachable_tiers(every)
+        first = every.pop(tiers[0]) if tiers else []
+        planned.append(PlannedZone(zone, tiers, first, every))
         del ms
     dead = [pz.zone.name for pz in planned if not pz.reachable]
     if dead and not req.force and refuse_unreachable:
@@ -221,7 +277,7 @@ def create_alert(session: Session, settings: Settings, plan: Plan, req: AlertReq
         session.flush()
         if pz.reachable:
             enqueue_tier(session, alert, az, pz.first, plan.policy, now, plan.post)
-            pz.first = []  # let the zone's rows go before the next zone is written
+            pz.first, pz.others = [], {}  # let the zone's rows go before the next zone
         else:
             # Forced: nobody to ask, so the zone's chain is exhausted at once.
             session.add(Deadline(alert_id=alert.id, zone_id=pz.zone.id, tier=-1,
@@ -251,7 +307,8 @@ def send_alert(session: Session, settings: Settings, post: Post, req: AlertReque
     if req.draft_id is not None:
         req = request_from_draft(session, post, req)
     # A dry run shows what would be refused instead of refusing it.
-    plan = plan_alert(session, settings, post, req, refuse_unreachable=not dry_run)
+    plan = plan_alert(session, settings, post, req, refuse_unreachable=not dry_run,
+                      hold_code=not dry_run)
     preview = plan.preview(settings)
     if dry_run:
         dead = [z["zone"] for z in preview["zones"] if not z["reachable"]]

@@ -104,12 +104,22 @@ def tier_targets(
     return targets
 
 
+def every_tier(memberships: Sequence[Membership], channels: Sequence[str] | None,
+               today: date) -> dict[int, list[Target]]:
+    """Each tier of a zone (in escalation order) with its targets, reachable or not."""
+    return {t: tier_targets(memberships, t, channels, today)
+            for t in sorted({m.tier for m in memberships})}
+
+
+def reachable_tiers(tiers: dict[int, list[Target]]) -> list[int]:
+    """The tiers that have someone reachable: the zone's escalation chain."""
+    return [t for t, targets in tiers.items() if any(x.reachable for x in targets)]
+
+
 def chain(memberships: Sequence[Membership], channels: Sequence[str] | None,
           today: date) -> list[int]:
     """The tiers of a zone that have someone reachable, in escalation order."""
-    tiers = sorted({m.tier for m in memberships})
-    return [t for t in tiers
-            if any(x.reachable for x in tier_targets(memberships, t, channels, today))]
+    return reachable_tiers(every_tier(memberships, channels, today))
 
 
 def next_tier(memberships: Sequence[Membership], after: int, channels: Sequence[str] | None,

@@ -61,7 +61,7 @@ def _what(total: int, covered: int, unreached: int, waiting: int, *,
         return "no zones"
     parts = [f"{covered} of {total} zone{'s' if total != 1 else ''} covered"]
     if unreached:
-        parts.append(f"{unreached} of {total} unreached")
+        parts.append(f"{unreached} of {total} zone{'s' if total != 1 else ''} unreached")
     if waiting:
         parts.append(f"{waiting} not covered when cancelled" if cancelled
                      else f"{waiting} waiting")

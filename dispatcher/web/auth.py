@@ -46,6 +46,8 @@ class Caller:
     name: str
     role: Role
     csrf: str = ""
+    #: Inbox items waiting, for the dashboard's navigation (set by the page handlers).
+    inbox_waiting: int | None = None
 
     def at_least(self, role: Role) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]

@@ -8,11 +8,12 @@ carries the session's CSRF token.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
@@ -54,13 +55,15 @@ from dispatcher.web.auth import (
     session_cookie,
 )
 from dispatcher.web.inbox_view import (
-    handled_items,
-    inbox_items,
+    handled_page,
+    inbox_page,
     mark_handled,
     reopen,
+    waiting_count,
 )
 from dispatcher.web.limits import RowId
 from dispatcher.web.localtime import local_time
+from dispatcher.web.paging import Cursor
 from dispatcher.web.throttle import LoginThrottle, client_address
 
 router = APIRouter(include_in_schema=False)
@@ -69,6 +72,8 @@ _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
 
 _env.filters["local"] = local_time
 TEMPLATES = ["security", "demonstration", "health", "weather", "administrative"]
+#: How many just-handled items the inbox keeps in view (with Undo) under the waiting ones.
+HANDLED_ON_INBOX = 3
 
 
 class LoginRequired(Exception):
@@ -82,6 +87,8 @@ def page(name: str, caller: Caller | None, http_status: int = 200,
 
 
 def officer_or_login(request: Request, role: Role = Role.VIEWER) -> Caller:
+    """The logged-in officer (with the inbox's waiting count, which every page's
+    navigation shows), else a redirect to the login page."""
     caller = authenticate(request)
     if caller is None:
         raise LoginRequired()
@@ -89,7 +96,8 @@ def officer_or_login(request: Request, role: Role = Role.VIEWER) -> Caller:
         from fastapi import HTTPException
 
         raise HTTPException(403, f"this needs the {role.value} role")
-    return caller
+    with runtime_of(request).db.session() as session:
+        return dataclasses.replace(caller, inbox_waiting=waiting_count(session))
 
 
 async def form_of(request: Request) -> dict[str, Any]:
@@ -213,11 +221,12 @@ async def compose(request: Request) -> Response:
         result = await run_in_threadpool(api_send_alert, rt, data, caller)
     except AlnError as exc:
         return _index(rt, caller, form=kept, error=str(exc))
+    volunteers = sum(len(z["recipients"]) for z in result.get("zones", []))
     if action == "send":
         return page("confirm_send.html", caller, form=kept, preview=result,
-                    volunteers=sum(len(z["recipients"]) for z in result["zones"]))
+                    volunteers=volunteers)
     if data.dry_run:
-        return _index(rt, caller, form=kept, preview=result)
+        return _index(rt, caller, form=kept, preview=result, volunteers=volunteers)
     wake_worker(request)
     return RedirectResponse(f"/alerts/{result['id']}", status_code=303)
 
@@ -226,14 +235,33 @@ async def compose(request: Request) -> Response:
 
 
 @router.get("/inbox")
-def inbox(request: Request) -> HTMLResponse:
+def inbox(request: Request, cursor: Cursor = None) -> HTMLResponse:
+    """Waiting items, a page at a time (`cursor` from the "Older" link); officers see known
+    senders' numbers to call, viewers the masked ones."""
+    caller = officer_or_login(request)
+    rt = runtime_of(request)
+    officer = caller.at_least(Role.OFFICER)
+    with rt.db.session() as session:
+        post = ensure_post(session, rt.settings, rt.vault)
+        found = inbox_page(session, post.timezone, cursor=cursor,
+                           vault=rt.vault if officer else None, officer=caller.name)
+        recent = handled_page(session, post.timezone, limit=HANDLED_ON_INBOX).items
+    return page("inbox.html", caller, rows=found.items, next_cursor=found.next_cursor,
+                first_page=cursor is None, handled=recent, timezone=post.timezone,
+                view="waiting")
+
+
+@router.get("/inbox/handled")
+def inbox_handled(request: Request, page_number: int = Query(0, alias="page", ge=0,
+                                                             le=10_000)) -> HTMLResponse:
+    """What officers handled, most recent first, with who, when, the note, and Undo."""
     caller = officer_or_login(request)
     rt = runtime_of(request)
     with rt.db.session() as session:
         post = ensure_post(session, rt.settings, rt.vault)
-        rows = inbox_items(session, post.timezone)
-        handled_rows = handled_items(session, post.timezone)
-    return page("inbox.html", caller, rows=rows, handled=handled_rows, timezone=post.timezone)
+        found = handled_page(session, post.timezone, page=page_number)
+    return page("inbox.html", caller, rows=found.items, next_page=found.next_cursor,
+                page_number=page_number, timezone=post.timezone, view="handled")
 
 
 @router.post("/inbox/{response_id}/handled")
@@ -254,7 +282,8 @@ async def handled(response_id: RowId, request: Request) -> RedirectResponse:
 @router.post("/inbox/{response_id}/reopen")
 async def reopen_item(response_id: RowId, request: Request) -> RedirectResponse:
     caller = officer_or_login(request, Role.OFFICER)
-    check_csrf(caller, (await form_of(request)).get("csrf"))
+    form = await form_of(request)
+    check_csrf(caller, form.get("csrf"))
     rt = runtime_of(request)
 
     def work() -> None:
@@ -262,7 +291,8 @@ async def reopen_item(response_id: RowId, request: Request) -> RedirectResponse:
             reopen(session, response_id, caller.name)
 
     await run_in_threadpool(work)
-    return RedirectResponse("/inbox", status_code=303)
+    back = "/inbox/handled" if form.get("back") == "handled" else "/inbox"
+    return RedirectResponse(back, status_code=303)
 
 
 @router.get("/audit")
