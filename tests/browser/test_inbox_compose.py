@@ -18,13 +18,11 @@ from dispatcher.web.inbox_view import INBOX_PAGE
 from tests.browser.test_dashboard_browser import (
     ANA,
     LIVE_TIMEOUT_MS,
-    SCREENSHOTS,
     VIEWPORTS,
-    _fits,
     _log_in,
     _officer,
 )
-from tests.browser_support import chromium_page
+from tests.browser_support import assert_fits, chromium_page, save_screenshot
 from tests.engine import Engine
 from tests.helpers import wait_until
 
@@ -33,13 +31,6 @@ STRANGER = "+15550009999"
 FLOOD = 25
 #: Other strangers, one message each: enough senders for a second page.
 OTHERS = INBOX_PAGE + 2
-
-
-def _shot(page: Any, name: str) -> None:
-    size = page.viewport_size
-    path = SCREENSHOTS / f"{name}-{size['width']}x{size['height']}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 5_000
 
 
 def _responses(engine: Engine) -> int:
@@ -74,9 +65,7 @@ def _waiting(page: Any) -> str:
 def test_inbox_folds_a_flood_pages_and_handles(engine: Engine, size: str) -> None:
     _officer(engine)
     _inbox_with_a_flood(engine)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     viewport = VIEWPORTS[size]
-    width = viewport["width"]
     senders = 2 + OTHERS
     with chromium_page(viewport=viewport) as page:
         _log_in(page, engine)
@@ -94,15 +83,15 @@ def test_inbox_folds_a_flood_pages_and_handles(engine: Engine, size: str) -> Non
         assert f"HELP HELP {FLOOD - 1}" in flood.inner_text()
         flood.get_by_text("Earlier messages").click()
         assert flood.locator(".earlier li").count() == 5
-        _fits(page, width)
-        _shot(page, "inbox")
+        assert_fits(page)
+        save_screenshot(page, "inbox")
         shown = set(page.eval_on_selector_all("#waiting tbody tr",
                                               "rs => rs.map(r => r.dataset.item)"))
         page.get_by_role("link", name="Next page").click()
         later = page.eval_on_selector_all("#waiting tbody tr",
                                           "rs => rs.map(r => r.dataset.item)")
         assert len(later) == senders - INBOX_PAGE and not shown & set(later)
-        _fits(page, width)
+        assert_fits(page)
         page.get_by_role("link", name="Back to the first page").click()
 
         # Handled with a note: gone from the waiting list, counted down, shown with who.
@@ -128,17 +117,15 @@ def test_inbox_folds_a_flood_pages_and_handles(engine: Engine, size: str) -> Non
         page.wait_for_url("**/inbox/handled")
         assert f"{FLOOD} messages from this sender" in page.inner_text("main")
         assert page.locator('a[aria-current="page"]').inner_text() == "Handled"
-        _fits(page, width)
-        _shot(page, "inbox-handled")
+        assert_fits(page)
+        save_screenshot(page, "inbox-handled")
 
 
 @pytest.mark.browser
 @pytest.mark.parametrize("size", list(VIEWPORTS))
 def test_compose_preview_then_send_and_the_alert_list(engine: Engine, size: str) -> None:
     _officer(engine)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     viewport = VIEWPORTS[size]
-    width = viewport["width"]
     with chromium_page(viewport=viewport) as page:
         _log_in(page, engine)
         exercise = page.get_by_label("Exercise (every message says EXERCISE)")
@@ -165,21 +152,21 @@ def test_compose_preview_then_send_and_the_alert_list(engine: Engine, size: str)
         sms = page.inner_text(".sms-texts")
         assert "####" in sms and not re.search(r"\b\d{4}\b", sms)  # no code before sending
         assert page.locator('.sms-texts li[data-lang="ru"]').count() == 0
-        _fits(page, width)
-        _shot(page, "compose-preview")
+        assert_fits(page)
+        save_screenshot(page, "compose-preview")
 
         page.get_by_role("button", name="Send…").click()
         page.locator("#confirm-message").wait_for()
         assert page.inner_text("#confirm-message") == \
             "Send an EXERCISE alert to 3 zones, 3 volunteers?"
-        _fits(page, width)
-        _shot(page, "confirm-send")
+        assert_fits(page)
+        save_screenshot(page, "confirm-send")
         page.get_by_role("button", name="Yes, send the exercise").click()
         page.wait_for_url("**/alerts/*")
         alert_id = page.url.rsplit("/", 1)[1]
         page.goto(f"{engine.url}/alerts/{alert_id}/cancel")
-        _fits(page, width)
-        _shot(page, "confirm-cancel")
+        assert_fits(page)
+        save_screenshot(page, "confirm-cancel")
 
         page.goto(f"{engine.url}/")
         row = page.locator(f'tr[data-alert="{alert_id}"]')
@@ -190,5 +177,5 @@ def test_compose_preview_then_send_and_the_alert_list(engine: Engine, size: str)
         assert re.search(r"0 of 3 zones covered, 3 waiting", text), text
         code = row.locator('td[data-label="Code"]').inner_text()
         assert re.fullmatch(r"\d{4}", code)  # the code exists once the alert is sent
-        _fits(page, width)
-        _shot(page, "alert-list")
+        assert_fits(page)
+        save_screenshot(page, "alert-list")
