@@ -92,3 +92,30 @@ def assert_accessible(page: Any, name: str) -> None:
     """No axe-core violation on the page (WCAG 2.1 A and AA, best practices)."""
     found = axe_violations(page)
     assert not found, f"{name} ({page.url}):\n  " + "\n  ".join(found)
+
+
+#: The duty officer every browser test logs in as.
+OFFICER, PASSWORD = "duty", "a long enough password"
+#: Both screens the console is checked on: a laptop and a phone.
+VIEWPORTS = {"laptop": {"width": 1366, "height": 768}, "phone": {"width": 390, "height": 844}}
+
+
+def add_duty_officer(engine: Any) -> None:
+    """The officer OFFICER, with the password PASSWORD, on the engine's database."""
+    from sqlalchemy import select
+
+    from dispatcher.models import Officer
+    from dispatcher.web.auth import add_officer, hash_password
+
+    with engine.rt.db.session() as s:
+        add_officer(s, OFFICER, "officer", actor="test")
+        s.scalars(select(Officer).where(Officer.name == OFFICER)).one().password_hash = \
+            hash_password(PASSWORD)
+
+
+def log_in(page: Any, engine: Any) -> None:
+    page.goto(f"{engine.url}/login")
+    page.get_by_label("Officer name").fill(OFFICER)
+    page.get_by_label("Password or API token").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{engine.url}/")

@@ -18,7 +18,7 @@ import gc
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -285,15 +285,10 @@ def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
         for skip in v["skipped"] or []:
             add("warning", "skipped", f"{v['name']} ({v['zone']}) skipped on "
                 f"{skip['channel']}: {skip['reason']}")
-    seen: set[int] = set()
-    for r in recs:
-        if r.volunteer_id in seen:
-            continue
-        seen.add(r.volunteer_id)
-        for c in contacts[r.volunteer_id]:
-            if c.opted_out:
-                add("warning", "opted_out", f"{r.name}: {c.channel} {c.masked} is opted out "
-                    "(replied STOP)")
+    for r, c in each_contact(recs, contacts):
+        if c.opted_out:
+            add("warning", "opted_out", f"{r.name}: {c.channel} {c.masked} is opted out "
+                "(replied STOP)")
     zone_ids = [row[0] for row in session.execute(
         select(AlertZone.zone_id).where(AlertZone.alert_id == alert.id))]
     members = session.execute(
@@ -320,23 +315,30 @@ def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
     return sorted(out, key=lambda f: order[f["severity"]])
 
 
+def each_contact(recs: Sequence[Any],
+                 contacts: dict[int, list[Any]]) -> Iterator[tuple[Any, Any]]:
+    """(recipient row, contact row) once per contact of each volunteer asked (a volunteer
+    asked in two tiers or zones counts once)."""
+    seen: set[int] = set()
+    for r in recs:
+        if r.volunteer_id not in seen:
+            seen.add(r.volunteer_id)
+            for c in contacts[r.volunteer_id]:
+                yield r, c
+
+
 def drill_findings(alert: Alert, zones: list[dict[str, Any]], contacts: dict[int, list[Any]],
                    recs: Sequence[Any], responses: Sequence[Any]) -> list[dict[str, str]]:
     """What happened during the drill that someone must follow up: numbers found dead,
     HELP and citizens needing help, and how the alert changed (updates, a cancel)."""
     out: list[dict[str, str]] = []
     who = {r.id: (r.name, r.zone) for r in recs}
-    seen: set[int] = set()
-    for r in recs:
-        if r.volunteer_id in seen:
-            continue
-        seen.add(r.volunteer_id)
-        for c in contacts[r.volunteer_id]:
-            if c.dead_reason and c.dead_at is not None and alert.sent_at is not None \
-                    and c.dead_at >= alert.sent_at and c.dead_reason != "erased":
-                out.append({"severity": "critical", "kind": "dead_number",
-                            "message": f"{r.name} ({r.zone}): {c.channel} {c.masked} found "
-                            f"dead in this drill ({c.dead_reason}); replace it"})
+    for r, c in each_contact(recs, contacts):
+        if c.dead_reason and c.dead_at is not None and alert.sent_at is not None \
+                and c.dead_at >= alert.sent_at and c.dead_reason != "erased":
+            out.append({"severity": "critical", "kind": "dead_number",
+                        "message": f"{r.name} ({r.zone}): {c.channel} {c.masked} found "
+                        f"dead in this drill ({c.dead_reason}); replace it"})
     for resp in responses:
         if resp.kind == "help":
             name, zone = who.get(resp.recipient_id, ("an unknown sender", None))

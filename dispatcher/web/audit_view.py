@@ -38,7 +38,8 @@ KIND_LABELS = {
     "officer.login": "Officer logged in", "officer.login_failed": "Failed login",
     "officer.logout": "Officer logged out", "officer.added": "Officer added",
     "officer.password_set": "Officer password set", "officer.revoked": "Officer revoked",
-    "roster.read": "Roster read", "post.created": "Post created",
+    "roster.read": "Roster read", "roster.imported": "Roster imported",
+    "post.created": "Post created", "retention.applied": "Old records erased (retention)",
     "keys.rotation_started": "Key rotation started", "keys.rotated": "Keys rotated",
 }
 #: How a detail is called on the page; ids named here are replaced by a name.

@@ -15,11 +15,13 @@ import pytest
 
 from dispatcher.localtime import local_time
 from dispatcher.tokens import ack_url
-from dispatcher.web.auth import add_officer, hash_password
 from tests.browser_support import (
+    VIEWPORTS,
+    add_duty_officer,
     axe_violations,
     chromium_page,
     fits,
+    log_in,
     require_chromium,
     save_screenshot,
 )
@@ -28,8 +30,6 @@ from tests.helpers import wait_until
 
 VICTOR = "+529515101001"  # Oaxaca primary: answers YES
 ANA = "+529611230101"  # Chiapas primary: asks for HELP
-PASSWORD = "a long enough password"
-VIEWPORTS = {"laptop": {"width": 1366, "height": 768}, "phone": {"width": 390, "height": 844}}
 ZONES = ["Oaxaca", "Hidalgo", "Chiapas", "Puebla"]
 #: Longest wait for something the engine does on its own (replies, escalation).
 LIVE_TIMEOUT_S = 30
@@ -42,17 +42,6 @@ class Drill:
     ack_path: str  # a volunteer's acknowledgement link, without the host
 
 
-def _officer(engine: Engine) -> None:
-    from sqlalchemy import select
-
-    from dispatcher.models import Officer
-
-    with engine.rt.db.session() as s:
-        add_officer(s, "duty", "officer", actor="test")
-        s.scalars(select(Officer).where(Officer.name == "duty")).one().password_hash = \
-            hash_password(PASSWORD)
-
-
 @pytest.fixture(scope="module")
 def drill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
     """An exercise past its window: Oaxaca acknowledged, Chiapas asked for HELP, Puebla
@@ -62,7 +51,7 @@ def drill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
     require_chromium()
     with engines_in(tmp_path_factory.mktemp("a11y")) as make:
         engine: Engine = make()
-        _officer(engine)
+        add_duty_officer(engine)
         engine.sim.script(VICTOR, reply="YES {code}", delay=0.5)
         engine.sim.script(ANA, reply="HELP {code}", delay=0.5)
         alert_id = engine.send(ZONES, body="Demonstration downtown.\nAvoid the Zócalo.",
@@ -89,20 +78,12 @@ def _replies(engine: Engine, alert_id: int) -> list[dict[str, Any]]:
             select(Response).where(Response.alert_id == alert_id))]
 
 
-def _log_in(page: Any, engine: Engine) -> None:
-    page.goto(f"{engine.url}/login")
-    page.get_by_label("Officer name").fill("duty")
-    page.get_by_label("Password or API token").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{engine.url}/")
-
-
 def _visit_all(page: Any, drill: Drill) -> Iterator[str]:
     """Every page, in turn; yields each page's name once it is on screen."""
     url, alert = drill.engine.url, drill.alert_id
     page.goto(f"{url}/login")
     yield "login"
-    _log_in(page, drill.engine)
+    log_in(page, drill.engine)
     yield "alert-list"
     page.select_option("#zones", ["Oaxaca", "Puebla"])
     page.get_by_label("What happened, and what to do").fill("Road closed on Reforma.")
@@ -161,7 +142,7 @@ def test_report_reads_in_local_time_and_draws_never(drill: Drill) -> None:
     with a title and a text alternative."""
     engine, alert = drill.engine, drill.alert_id
     with chromium_page(viewport=VIEWPORTS["phone"]) as page:
-        _log_in(page, engine)
+        log_in(page, engine)
         page.goto(f"{engine.url}/api/reports/{alert}?format=html")
         assert page.locator("main").count() == 1 and page.locator("header").count() == 1
         meta = page.inner_text("header")
@@ -202,7 +183,7 @@ def test_audit_reads_in_words_and_filters(drill: Drill) -> None:
         page.get_by_label("Officer name").fill('<img src=x id=forged>')
         page.get_by_label("Password or API token").fill("wrong password")
         page.get_by_role("button", name="Log in").click()
-        _log_in(page, engine)
+        log_in(page, engine)
 
         page.goto(f"{engine.url}/alerts/{alert}")  # who to call: the board reads phones
         page.wait_for_selector('section.zone[data-zone="Hidalgo"] a.tel',

@@ -11,35 +11,21 @@ from typing import Any
 
 import pytest
 
-from dispatcher.web.auth import add_officer, hash_password
-from tests.browser_support import assert_fits, chromium_page, save_screenshot
+from tests.browser_support import (
+    PASSWORD,
+    VIEWPORTS,
+    add_duty_officer,
+    assert_fits,
+    chromium_page,
+    log_in,
+    save_screenshot,
+)
 from tests.engine import Engine
 
 VICTOR = "+529515101001"  # Oaxaca primary: answers YES
 ANA = "+529611230101"  # Chiapas primary: asks for HELP
-VIEWPORTS = {"laptop": {"width": 1366, "height": 768}, "phone": {"width": 390, "height": 844}}
-PASSWORD = "a long enough password"
 #: Longest wait for something the engine does on its own (replies, escalation).
 LIVE_TIMEOUT_MS = 30_000
-
-
-def _officer(engine: Engine) -> None:
-    from sqlalchemy import select
-
-    from dispatcher.models import Officer
-
-    with engine.rt.db.session() as s:
-        add_officer(s, "duty", "officer", actor="test")
-        s.scalars(select(Officer).where(Officer.name == "duty")).one().password_hash = \
-            hash_password(PASSWORD)
-
-
-def _log_in(page: Any, engine: Engine) -> None:
-    page.goto(f"{engine.url}/login")
-    page.get_by_label("Officer name").fill("duty")
-    page.get_by_label("Password or API token").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{engine.url}/")
 
 
 @pytest.mark.browser
@@ -47,10 +33,10 @@ def test_board_says_when_it_is_reconnecting(engine: Engine, monkeypatch: Any) ->
     from dispatcher.web import board
 
     monkeypatch.setattr(board, "BOARD_STREAM_SECONDS", 2.0)  # each stream ends after 2 s
-    _officer(engine)
+    add_duty_officer(engine)
     alert_id = engine.send(["Oaxaca"], ack_window_seconds=600)
     with chromium_page(viewport=VIEWPORTS["phone"]) as page:
-        _log_in(page, engine)
+        log_in(page, engine)
         page.goto(f"{engine.url}/alerts/{alert_id}")
         page.evaluate("""window.__live = []; new MutationObserver(() => window.__live.push(
             document.getElementById('live').dataset.live)).observe(
@@ -63,7 +49,7 @@ def test_board_says_when_it_is_reconnecting(engine: Engine, monkeypatch: Any) ->
 @pytest.mark.browser
 @pytest.mark.parametrize("size", list(VIEWPORTS))
 def test_board_answers_who_to_call_live(engine: Engine, size: str) -> None:
-    _officer(engine)
+    add_duty_officer(engine)
     engine.sim.script(VICTOR, reply="YES {code}", delay=2.0)
     engine.sim.script(ANA, reply="HELP {code}", delay=1.0)
     viewport = VIEWPORTS[size]
