@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from channels.encoding import sms_segments
+from channels.twilio_voice import estimated_minutes, say_language, spoken_language
 from dispatcher import audit, lifecycle
 from dispatcher.acks import LATE_REPLY_WINDOW, takes_replies
 from dispatcher.compose.composer import REPLY_CODES, compose, sms_for_zone, sms_preview
@@ -34,6 +35,7 @@ from dispatcher.dispatch.targeting import (
 )
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
+    ON_REQUEST_CHANNELS,
     AlertState,
     Channel,
     DeadlineKind,
@@ -107,24 +109,30 @@ class Plan:
     def preview(self, settings: Settings) -> dict[str, Any]:
         """What a dry run shows: recipients per zone and tier, encodings, time estimate."""
         zones = []
-        sms = emails = 0
+        sms = emails = calls = call_minutes = 0
         for pz in self.zones:
             recipients = []
             for t in pz.first:
                 chans = sorted(c.channel for c in t.contacts)
                 sms += chans.count("sms")
                 emails += chans.count("email")
-                recipients.append({"name": t.volunteer.name, "tier": tier_name(t.tier),
-                                   "channels": chans,
-                                   "language": self.language_for(t),
-                                   "skipped": [s.__dict__ for s in t.skipped]})
+                language = self.language_for(t)
+                row: dict[str, Any] = {"name": t.volunteer.name, "tier": tier_name(t.tier),
+                                       "channels": chans, "language": language,
+                                       "skipped": [s.__dict__ for s in t.skipped]}
+                if Channel.VOICE in chans:
+                    row["call"] = self.call_preview(language, pz.zone.name)
+                    calls += 1
+                    call_minutes += row["call"]["estimated_minutes"]
+                recipients.append(row)
             zones.append({"zone": pz.zone.name,
                           "tier": tier_name(pz.tiers[0]) if pz.tiers else None,
                           "chain": [tier_name(t) for t in pz.tiers],
                           "reachable": pz.reachable, "recipients": recipients})
         rate = settings.sms_rate_per_second or 0
         seconds = sms / rate if rate else 0.0
-        return {"zones": zones, "sms": sms, "emails": emails,
+        return {"zones": zones, "sms": sms, "emails": emails, "calls": calls,
+                "call_minutes": call_minutes,
                 "sms_encoding": sms_preview(self.bodies, [pz.zone.name for pz in self.zones]),
                 "estimated_seconds": round(seconds, 1), "ack_window_seconds":
                 self.policy.ack_window_seconds, "reply_code": self.code,
@@ -134,15 +142,26 @@ class Plan:
         return pick_language(target.volunteer.language_list, list(self.bodies),
                              self.post.default_language)
 
+    def call_preview(self, language: str, zone: str) -> dict[str, Any]:
+        """A call's language as Twilio speaks it (an English fallback named), and its cost
+        in estimated minutes."""
+        spoken = voice_language(language, list(self.bodies))
+        text = voice_text(self.bodies, spoken, zone)
+        return {"language": spoken, "say_language": say_language(spoken),
+                "fallback": None if spoken == language else
+                f"Twilio has no voice for '{language}': the call is read in '{spoken}'",
+                "estimated_minutes": estimated_minutes(text)}
+
 
 def plan_alert(session: Session, settings: Settings, post: Post, req: AlertRequest, *,
                refuse_unreachable: bool = True,
                today: date | None = None) -> Plan:
     """Resolve zones, template, policy and first tier; refuse what cannot reach anyone."""
     today = today or db_today(session, post.timezone)
+    known = [c.value for c in Channel]
     for c in req.channels:
-        if c not in (Channel.SMS, Channel.EMAIL):
-            raise InvalidInput(f"channel '{c}' is not 'sms' or 'email'")
+        if c not in known:
+            raise InvalidInput(f"channel '{c}' is not one of {', '.join(known)}")
     if not req.zones:
         raise InvalidInput("name at least one zone (--zone Chiapas, or --zone all)")
     if any(z.strip().lower() == "all" for z in req.zones):
@@ -165,8 +184,10 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
         missing = [c for c in req.channels if c not in configured]
         if missing:
             raise Refused(f"no provider is configured for {', '.join(missing)}")
-    # Without any provider (a dry run on a fresh machine) the preview shows every path.
-    channels = list(req.channels) or configured or None
+    # Without any provider (a dry run on a fresh machine) the preview shows every path;
+    # calls only when asked for.
+    channels = list(req.channels) or [c for c in configured or known
+                                      if c not in ON_REQUEST_CHANNELS]
     planned = []
     for zone in zones:
         # One zone's rows at a time: targets keep only ids and names, so the ORM objects
@@ -379,6 +400,8 @@ def add_delivery(session: Session, alert: Alert, rec: Recipient, contact: Any,
 def new_delivery(alert: Alert, contact: Any, purpose: DeliveryPurpose, lang: str,
                  text: str | None = None, *, zone: str) -> Delivery:
     """The row for one message; an alert's SMS names `zone`, the recipient's own."""
+    if contact.channel == Channel.VOICE:
+        return _call(alert, contact, purpose, lang, text, zone=zone)
     common = dict(alert_id=alert.id, contact_id=contact.id, channel=contact.channel,
                   purpose=purpose, language=lang)
     if text is not None:
@@ -391,6 +414,35 @@ def new_delivery(alert: Alert, contact: Any, purpose: DeliveryPurpose, lang: str
         return Delivery(**common, body=sms, segments=_segments(sms))
     return Delivery(**common, subject=bodies["subject"], body=bodies["email_text"],
                     html=bodies["email_html"])
+
+
+def voice_language(lang: str, available: Sequence[str]) -> str:
+    """The language a call is read in: the volunteer's when Twilio speaks it, else English
+    (or, without an English text, the first spoken one the alert has)."""
+    spoken = spoken_language(lang)
+    if spoken == lang and lang in available:
+        return lang
+    return next((c for c in [spoken, *available] if c in available and say_language(c)), spoken)
+
+
+def voice_text(bodies: dict[str, dict[str, str]], lang: str, zone: str) -> str:
+    """What a call reads in `lang` to a volunteer of `zone` (older alerts: their SMS)."""
+    b = bodies.get(lang) or next(iter(bodies.values()))
+    return sms_for_zone(b.get("voice") or b["sms"], zone)
+
+
+def _call(alert: Alert, contact: Any, purpose: DeliveryPurpose, lang: str, text: str | None,
+          *, zone: str) -> Delivery:
+    """A call's row: `body` is read, `subject` is the voicemail left when nobody answers
+    with a key; `language` is the one it is spoken in."""
+    spoken = voice_language(lang, list(alert.bodies))
+    if text is not None:
+        return Delivery(alert_id=alert.id, contact_id=contact.id, channel=Channel.VOICE.value,
+                        purpose=purpose, language=spoken_language(lang), body=text)
+    voicemail = (alert.bodies.get(spoken) or {}).get("voicemail") or None
+    return Delivery(alert_id=alert.id, contact_id=contact.id, channel=Channel.VOICE.value,
+                    purpose=purpose, language=spoken, body=voice_text(alert.bodies, spoken, zone),
+                    subject=voicemail)
 
 
 @functools.lru_cache(maxsize=64)
@@ -412,6 +464,14 @@ def message_to(session: Session, settings: Settings, alert: Alert,
             if contact.opted_out or contact.dead_reason:
                 continue
             if alert.channels and contact.channel not in alert.channels:
+                continue
+            if contact.channel == Channel.VOICE and spoken_language(lang) != lang:
+                # Read in a language Twilio speaks rather than spelled out in a foreign one.
+                said = spoken_language(lang)
+                add_delivery(session, alert, rec, contact, purpose, said,
+                             fixed_text(settings, alert, said, key, zone=rec.zone.name,
+                                        **values))
+                count += 1
                 continue
             add_delivery(session, alert, rec, contact, purpose, lang, text)
             count += 1

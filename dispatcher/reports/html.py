@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher.reports.charts import STATE_COLOURS, ack_curve_svg, zone_bars_svg
 from dispatcher.reports.figures import build_report
+from dispatcher.status import call_outcomes_line
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -83,6 +84,9 @@ def render_report_html(report: dict[str, Any]) -> str:
         ("citizens reached / need help",
          f"{s['headcount_reached']} / {s['headcount_need_help']}"),
     ]
+    calls = s.get("outcomes_by_channel", {}).get("voice")
+    if calls:
+        cards.append(("calls: " + call_outcomes_line(calls), sum(calls.values())))
     window = report["alert"]["ack_window_seconds"]
     return _env.from_string(_TEMPLATE).render(
         r=report, cards=cards, colours=STATE_COLOURS,
