@@ -35,6 +35,12 @@ def engine(engine_factory: Any) -> Engine:
     return engine_factory(call_rate_per_second=0)  # type: ignore[no-any-return]
 
 
+@pytest.fixture
+def db_engine(engine_factory: Any, database_url: str) -> Engine:
+    """On SQLite, and again on PostgreSQL."""
+    return engine_factory(database_url, call_rate_per_second=0)  # type: ignore[no-any-return]
+
+
 def give_voice(engine: Engine, name: str, number: str) -> None:
     """The volunteer's voice path (the roster's `channels` column makes these)."""
     with engine.rt.db.session() as s:
@@ -74,7 +80,8 @@ def delivery_id(engine: Engine, alert_id: int) -> str:
                                                        Delivery.channel == "voice")).one())
 
 
-def test_pressing_1_acknowledges_once_over_replays(engine: Engine) -> None:
+def test_pressing_1_acknowledges_once_over_replays(db_engine: Engine) -> None:
+    engine = db_engine
     give_voice(engine, "Victor Castillo", VICTOR)
     engine.sim.call_behaviour(VICTOR, "press1")
     alert_id = engine.send(["Oaxaca"], channels=["voice"], ack_window_seconds=600)
@@ -118,7 +125,8 @@ def test_pressing_9_is_a_help_request_for_the_officers(engine: Engine) -> None:
     assert engine.recipient(alert_id, "Victor Castillo")["state"] != "acknowledged"
 
 
-def test_call_outcomes_are_counted_and_never_acknowledge(engine: Engine) -> None:
+def test_call_outcomes_are_counted_and_never_acknowledge(db_engine: Engine) -> None:
+    engine = db_engine
     give_voice(engine, "Victor Castillo", VICTOR)
     give_voice(engine, "Ana Morales", ANA)
     give_voice(engine, "Daniel Ortega", DANIEL)
