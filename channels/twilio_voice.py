@@ -15,23 +15,16 @@ The HTTP client, the error classification and the retry policy are the SMS chann
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import aiohttp
-from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
 from channels.base import ChannelKind, Message, Receipt
 from channels.config import ChannelsConfig
-from channels.errors import ChannelError, TransientError
-from channels.limits import Limits
 from channels.masking import mask_contact
-from channels.retry import RetryPolicy, SleepFn
-from channels.twilio_sms import RewritingHttpClient, _retry_after, classify
+from channels.retry import SleepFn
+from channels.twilio_sms import TwilioChannel
 
 log = logging.getLogger(__name__)
 
@@ -107,46 +100,17 @@ def say_twiml(text: str | None, language: str | None) -> str:
     return str(response)
 
 
-class TwilioVoice:
+class TwilioVoice(TwilioChannel):
     """Calls via Twilio; limits and the retry policy are applied to every request."""
 
     kind: ClassVar[ChannelKind] = ChannelKind.VOICE
-    max_batch: ClassVar[int] = 1
     #: Twilio refuses inline TwiML longer than this (characters).
     twiml_maxlen: ClassVar[int] = 4000
 
     def __init__(self, config: ChannelsConfig, *, sleep: SleepFn | None = None) -> None:
-        if not config.twilio_account_sid or not config.twilio_auth_token:
-            raise ValueError("Twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+        super().__init__(config, config.call_rate_per_second, sleep=sleep)
         if not config.twilio_from_number:
             raise ValueError("calls need TWILIO_FROM_NUMBER (a voice-capable number)")
-        self.config = config
-        self.policy = RetryPolicy.from_config(config)
-        self.limits = Limits(config.concurrency, config.call_rate_per_second)
-        self._sleep = sleep
-        self._http: RewritingHttpClient | None = None
-        self._client: Client | None = None
-
-    def _ensure_client(self) -> Client:
-        if self._client is None:
-            self._http = RewritingHttpClient(self.config.twilio_api_url,
-                                             self.config.timeout_seconds,
-                                             max(self.config.concurrency, 1))
-            self._client = Client(self.config.twilio_account_sid, self.config.twilio_auth_token,
-                                  http_client=self._http)
-        return self._client
-
-    async def send(self, message: Message) -> Receipt:
-        return await self.policy.call_fast(lambda: self._send_once(message), self._sleep)
-
-    async def send_many(self, messages: Sequence[Message]) -> list[Receipt | ChannelError]:
-        async def one(m: Message) -> Receipt | ChannelError:
-            try:
-                return await self.send(m)
-            except ChannelError as exc:
-                return exc
-
-        return list(await asyncio.gather(*(one(m) for m in messages)))
 
     def request(self, message: Message) -> dict[str, Any]:
         """The keyword arguments of `calls.create` for one message."""
@@ -169,30 +133,8 @@ class TwilioVoice:
 
     async def _send_once(self, message: Message) -> Receipt:
         client = self._ensure_client()
-        masked = mask_contact(message.to)
         kwargs = self.request(message)
-        _retry_after.set(None)
-        async with self.limits:
-            try:
-                created = await client.calls.create_async(**kwargs)
-            except TwilioRestException as exc:
-                raise classify(exc.status, exc.code, str(exc.msg), masked,
-                               _retry_after.get()) from None
-            except TwilioException as exc:
-                status = getattr(exc, "status", None)
-                code = getattr(exc, "code", None)
-                raise classify(status if isinstance(status, int) else None,
-                               code if isinstance(code, int) else None, str(exc)[:300],
-                               masked, _retry_after.get()) from None
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                raise TransientError(provider="twilio", status=None, code=None,
-                                     message=f"{type(exc).__name__}: {exc}"[:300],
-                                     recipient=masked) from None
+        created = await self._create(lambda: client.calls.create_async(**kwargs),
+                                     mask_contact(message.to))
         return Receipt(provider_id=str(created.sid), status=str(created.status or "queued"),
                        segments=1)
-
-    async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
-            self._client = None

@@ -70,24 +70,25 @@ def _without_obsolete_mx_prefix(number: PhoneNumber) -> PhoneNumber | None:
 def normalise_sms_phone(raw: str, region: str) -> str:
     """`normalise_phone`, refusing numbers that cannot receive SMS (landlines, toll-free,
     premium-rate...): ValueError names the number (masked) and its line type."""
-    e164 = normalise_phone(raw, region)
-    kind = phonenumbers.number_type(phonenumbers.parse(e164, None))
-    if kind not in SMS_LINE_TYPES:
-        what = _LINE_TYPE_WORDS.get(kind, "not a mobile number")
-        raise ValueError(f"{mask_contact(e164)} is {what} ({_TYPE_NAMES.get(kind, kind)}): "
+    return _of_line_type(raw, region, SMS_LINE_TYPES, "not a mobile number",
                          "it cannot receive SMS")
-    return e164
 
 
 def normalise_voice_phone(raw: str, region: str) -> str:
     """`normalise_phone` for a call: a landline is fine, a toll-free, premium-rate or
     pager number is refused (ValueError names the number, masked, and its line type)."""
+    return _of_line_type(raw, region, VOICE_LINE_TYPES, "not a phone a person answers",
+                         "it cannot take an alert call")
+
+
+def _of_line_type(raw: str, region: str, allowed: frozenset[int], unknown: str,
+                  why: str) -> str:
     e164 = normalise_phone(raw, region)
     kind = phonenumbers.number_type(phonenumbers.parse(e164, None))
-    if kind not in VOICE_LINE_TYPES:
-        what = _LINE_TYPE_WORDS.get(kind, "not a phone a person answers")
+    if kind not in allowed:
+        what = _LINE_TYPE_WORDS.get(kind, unknown)
         raise ValueError(f"{mask_contact(e164)} is {what} ({_TYPE_NAMES.get(kind, kind)}): "
-                         "it cannot take an alert call")
+                         f"{why}")
     return e164
 
 
