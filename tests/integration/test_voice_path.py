@@ -216,3 +216,14 @@ def test_dry_run_shows_calls_with_language_and_minutes(engine: Engine) -> None:
     plain = CliRunner().invoke(app, ["alert", "send", "--zone", "Oaxaca", "--body", "Test",
                                      "--dry-run", "--json"], env=env_for(engine))
     assert json.loads(plain.stdout)["calls"] == 0
+
+
+def test_channels_test_places_one_call(engine: Engine) -> None:
+    result = CliRunner().invoke(app, ["channels", "test", "--voice", VICTOR],
+                                env=env_for(engine))
+    assert result.exit_code == 0, result.output
+    assert "voice to +52******1001 accepted: CA" in result.stdout
+    [call] = engine.sim.calls()
+    twiml = ElementTree.fromstring(call["twiml"])
+    assert twiml.find("Gather") is None  # nothing to confirm
+    assert [s.text for s in twiml.iter("Say")] == ["ALN test message: no action needed."] * 2
