@@ -129,3 +129,17 @@ def test_invalid_number_is_a_permanent_error_for_that_recipient() -> None:
 def test_estimated_minutes_round_up_each_call() -> None:
     assert estimated_minutes("word " * 10) == 1
     assert estimated_minutes("word " * 100) == 2  # read twice: 200 words
+
+
+def test_a_long_alert_is_read_once_rather_than_cut() -> None:
+    long_body = "Stay indoors near the main square. " * 55  # about 1,900 characters
+    cfg = ChannelsConfig(twilio_account_sid=SID, twilio_auth_token=TOKEN,
+                         twilio_from_number="+15005550006",
+                         voice_gather_url=f"{PUBLIC}/webhooks/twilio/voice/gather")
+    twiml = TwilioVoice(cfg).request(call(body=long_body))["twiml"]
+    assert len(twiml) <= TwilioVoice.twiml_maxlen
+    said = [s.text for s in ElementTree.fromstring(twiml).iter("Say")]
+    assert said.count(long_body) == 1
+    short = TwilioVoice(cfg).request(call())["twiml"]
+    assert [s.text for s in ElementTree.fromstring(short).iter("Say")].count(
+        "EXERCISE: Security alert: Oaxaca. Stay home.") == 2
