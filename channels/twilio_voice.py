@@ -10,12 +10,12 @@ after a voicemail's beep, so the voicemail records the whole message; its outcom
 back in the status callbacks (`AnsweredBy`). TwiML is built only with the SDK's
 `VoiceResponse` (it escapes text): untrusted text never becomes markup.
 
-The HTTP client, the error classification and the retry policy are the SMS channel's.
+The HTTP client, the limits, the retry policy and the error classification are shared
+with SMS (`channels.twilio_sms.TwilioChannel`).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any, ClassVar
 
 from twilio.twiml.voice_response import VoiceResponse
@@ -25,8 +25,6 @@ from channels.config import ChannelsConfig
 from channels.masking import mask_contact
 from channels.retry import SleepFn
 from channels.twilio_sms import TwilioChannel
-
-log = logging.getLogger(__name__)
 
 #: Our language codes and the `<Say language>` Twilio's "alice" voice speaks them in
 #: (Twilio's TwiML <Say> documentation). Anything else is read in English, and the dry
@@ -59,8 +57,9 @@ def say_language(language: str | None) -> str | None:
 
 def spoken_language(language: str | None) -> str:
     """The language a call in `language` is read in: itself when Twilio speaks it."""
-    return (language or FALLBACK_SPOKEN).split("-")[0].lower() if say_language(language) \
-        else FALLBACK_SPOKEN
+    if language and say_language(language):
+        return language.split("-")[0].lower()
+    return FALLBACK_SPOKEN
 
 
 def estimated_minutes(text: str, prompt: str = "", *, repeats: int = 2) -> int:
