@@ -81,7 +81,8 @@ def _one(rt: Runtime, session: Session, params: Mapping[str, str],
     d = find_delivery(session, ref, None)
     call_sid = params.get("CallSid") or ""
     if d is None or d.channel != Channel.VOICE or (d.provider_id and d.provider_id != call_sid):
-        # Signed, so Twilio sent it, but not about a call of ours we can place.
+        # Signed, so Twilio sent it, but about no call of ours (or another call than the
+        # one this delivery placed): kept for the record, nothing acted on.
         store_inbound(session, rt.vault, SOURCE, _key(params), params, params.get("To"))
         log.info("key press for an unknown call; kept, nothing acknowledged")
         return GatherResult(answer=None)
