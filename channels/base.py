@@ -17,6 +17,7 @@ from channels.errors import ChannelError
 class ChannelKind(StrEnum):
     SMS = "sms"
     EMAIL = "email"
+    VOICE = "voice"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,12 @@ class Message:
     custom: Mapping[str, str] = field(default_factory=dict)
     substitutions: Mapping[str, str] = field(default_factory=dict)
     validity_seconds: int | None = None
+    #: A call: the language `body` is read in (our code, "en", "es"...), the question
+    #: asked after it ("press 1 to confirm, 9 for help"; None asks nothing), and what is
+    #: said when nobody presses a key (a voicemail), e.g. the reply code to text back.
+    language: str | None = None
+    prompt: str | None = None
+    voicemail: str | None = None
 
     def rendered(self, text: str | None) -> str | None:
         if text is None:

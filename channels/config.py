@@ -14,6 +14,11 @@ class ChannelsConfig:
     twilio_messaging_service_sid: str | None = None
     twilio_api_url: str = "https://api.twilio.com"
     status_callback_url: str | None = None
+    #: A call's signed webhooks: the key pressed, and the call's progress.
+    voice_gather_url: str | None = None
+    voice_status_callback_url: str | None = None
+    #: Seconds a call rings before it counts as not answered (Twilio's `Timeout`).
+    call_timeout_seconds: int = 30
     sms_validity_seconds: int | None = 3600
     sendgrid_api_key: str | None = None
     sendgrid_api_url: str = "https://api.sendgrid.com"
@@ -26,6 +31,8 @@ class ChannelsConfig:
     concurrency: int = 100
     sms_rate_per_second: float = 10.0
     email_rate_per_second: float = 100.0
+    #: Calls started per second (Twilio's default for an account is 1 CPS).
+    call_rate_per_second: float = 1.0
 
     @classmethod
     def from_settings(cls, s: Any) -> ChannelsConfig:
@@ -45,6 +52,12 @@ class ChannelsConfig:
             twilio_api_url=get("twilio_api_url", defaults.twilio_api_url),
             status_callback_url=(public.rstrip("/") + "/webhooks/twilio/status"
                                  if public else None),
+            voice_gather_url=(public.rstrip("/") + "/webhooks/twilio/voice/gather"
+                              if public else None),
+            voice_status_callback_url=(public.rstrip("/") + "/webhooks/twilio/voice/status"
+                                       if public else None),
+            call_timeout_seconds=get("call_timeout_seconds", defaults.call_timeout_seconds),
+            call_rate_per_second=get("call_rate_per_second", defaults.call_rate_per_second),
             sms_validity_seconds=get("sms_validity_seconds", defaults.sms_validity_seconds),
             sendgrid_api_key=get("sendgrid_api_key", None),
             sendgrid_api_url=get("sendgrid_api_url", defaults.sendgrid_api_url),

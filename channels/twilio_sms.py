@@ -14,7 +14,7 @@ import base64
 import contextvars
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -114,21 +114,20 @@ def classify(status: int | None, code: int | None, message: str, recipient: str,
     return TransientError(retry_after=retry_after, **fields)
 
 
-class TwilioSMS:
-    """SMS via Twilio; limits and the retry policy are applied to every request."""
+class TwilioChannel:
+    """What every Twilio channel shares: the SDK client on our HTTP client, the limits and
+    the retry policy around each request, and one classification of its errors."""
 
-    kind: ClassVar[ChannelKind] = ChannelKind.SMS
+    kind: ClassVar[ChannelKind]
     max_batch: ClassVar[int] = 1
-    body_maxlen: ClassVar[int] = 1600
 
-    def __init__(self, config: ChannelsConfig, *, sleep: SleepFn | None = None) -> None:
+    def __init__(self, config: ChannelsConfig, rate_per_second: float | None, *,
+                 sleep: SleepFn | None = None) -> None:
         if not config.twilio_account_sid or not config.twilio_auth_token:
             raise ValueError("Twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
-        if not (config.twilio_from_number or config.twilio_messaging_service_sid):
-            raise ValueError("Twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
         self.config = config
         self.policy = RetryPolicy.from_config(config)
-        self.limits = Limits(config.concurrency, config.sms_rate_per_second)
+        self.limits = Limits(config.concurrency, rate_per_second)
         self._sleep = sleep
         self._http: RewritingHttpClient | None = None
         self._client: Client | None = None
@@ -155,24 +154,14 @@ class TwilioSMS:
         return list(await asyncio.gather(*(one(m) for m in messages)))
 
     async def _send_once(self, message: Message) -> Receipt:
-        client = self._ensure_client()
-        masked = mask_contact(message.to)
-        body = message.rendered(message.body) or ""
-        kwargs: dict[str, Any] = {"to": message.to, "body": body}
-        if self.config.twilio_messaging_service_sid:
-            kwargs["messaging_service_sid"] = self.config.twilio_messaging_service_sid
-        else:
-            kwargs["from_"] = self.config.twilio_from_number
-        if self.config.status_callback_url:
-            ref = f"?ref={message.reference}" if message.reference else ""
-            kwargs["status_callback"] = self.config.status_callback_url + ref
-        validity = message.validity_seconds or None
-        if validity:
-            kwargs["validity_period"] = max(1, min(int(validity), 36000))
+        raise NotImplementedError
+
+    async def _create(self, request: Callable[[], Awaitable[Any]], masked: str) -> Any:
+        """One create request under the limits; a failure as our error (`classify`)."""
         _retry_after.set(None)
         async with self.limits:
             try:
-                created = await client.messages.create_async(**kwargs)
+                return await request()
             except TwilioRestException as exc:
                 raise classify(exc.status, exc.code, str(exc.msg), masked,
                                _retry_after.get()) from None
@@ -187,12 +176,41 @@ class TwilioSMS:
                 raise TransientError(provider="twilio", status=None, code=None,
                                      message=f"{type(exc).__name__}: {exc}"[:300],
                                      recipient=masked) from None
-        segments = int(created.num_segments) if str(created.num_segments or "").isdigit() else 1
-        return Receipt(provider_id=str(created.sid), status=str(created.status or "queued"),
-                       segments=segments)
 
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.close()
             self._http = None
             self._client = None
+
+
+class TwilioSMS(TwilioChannel):
+    """SMS via Twilio; limits and the retry policy are applied to every request."""
+
+    kind: ClassVar[ChannelKind] = ChannelKind.SMS
+    body_maxlen: ClassVar[int] = 1600
+
+    def __init__(self, config: ChannelsConfig, *, sleep: SleepFn | None = None) -> None:
+        super().__init__(config, config.sms_rate_per_second, sleep=sleep)
+        if not (config.twilio_from_number or config.twilio_messaging_service_sid):
+            raise ValueError("Twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
+
+    async def _send_once(self, message: Message) -> Receipt:
+        client = self._ensure_client()
+        masked = mask_contact(message.to)
+        body = message.rendered(message.body) or ""
+        kwargs: dict[str, Any] = {"to": message.to, "body": body}
+        if self.config.twilio_messaging_service_sid:
+            kwargs["messaging_service_sid"] = self.config.twilio_messaging_service_sid
+        else:
+            kwargs["from_"] = self.config.twilio_from_number
+        if self.config.status_callback_url:
+            ref = f"?ref={message.reference}" if message.reference else ""
+            kwargs["status_callback"] = self.config.status_callback_url + ref
+        validity = message.validity_seconds or None
+        if validity:
+            kwargs["validity_period"] = max(1, min(int(validity), 36000))
+        created = await self._create(lambda: client.messages.create_async(**kwargs), masked)
+        segments = int(created.num_segments) if str(created.num_segments or "").isdigit() else 1
+        return Receipt(provider_id=str(created.sid), status=str(created.status or "queued"),
+                       segments=segments)

@@ -56,6 +56,14 @@ class MsgType(StrEnum):
 class Channel(StrEnum):
     SMS = "sms"
     EMAIL = "email"
+    #: A phone call that reads the alert and asks for a key press (same E.164 number as
+    #: the SMS path, or a landline, which only a call can reach).
+    VOICE = "voice"
+
+
+#: Channels an alert uses only when asked (`--channel voice`, a policy step): calling
+#: every volunteer at once is never the default.
+ON_REQUEST_CHANNELS = frozenset({Channel.VOICE})
 
 
 class RecipientState(StrEnum):
@@ -106,11 +114,15 @@ class DeliveryState(StrEnum):
     PENDING = "pending"
     SENDING = "sending"  # claimed by a worker, handed to the provider or about to be
     ACCEPTED = "accepted"  # provider took it (Twilio queued/accepted, SendGrid 202)
-    SENT = "sent"
-    DELIVERED = "delivered"
+    SENT = "sent"  # a call: initiated or ringing
+    ANSWERED = "answered"  # a call picked up (in progress); it ends delivered or machine
+    DELIVERED = "delivered"  # a call: completed with a person on the line
     UNDELIVERED = "undelivered"
     FAILED = "failed"
     BOUNCED = "bounced"
+    NO_ANSWER = "no_answer"  # a call rang out
+    BUSY = "busy"  # a call found the line busy
+    MACHINE = "machine"  # a call answered by voicemail: a short message was left
     CANCELLED = "cancelled"
 
 
@@ -120,11 +132,15 @@ DELIVERY_RANK: dict[DeliveryState, int] = {
     DeliveryState.SENDING: 1,
     DeliveryState.ACCEPTED: 2,
     DeliveryState.SENT: 3,
-    DeliveryState.DELIVERED: 4,
-    DeliveryState.UNDELIVERED: 5,
-    DeliveryState.FAILED: 5,
-    DeliveryState.BOUNCED: 5,
-    DeliveryState.CANCELLED: 6,
+    DeliveryState.ANSWERED: 4,
+    DeliveryState.DELIVERED: 5,
+    DeliveryState.UNDELIVERED: 6,
+    DeliveryState.FAILED: 6,
+    DeliveryState.BOUNCED: 6,
+    DeliveryState.NO_ANSWER: 6,
+    DeliveryState.BUSY: 6,
+    DeliveryState.MACHINE: 6,
+    DeliveryState.CANCELLED: 7,
 }
 
 #: States after which the path is known dead for this message.
@@ -133,8 +149,16 @@ DEAD_DELIVERY_STATES = frozenset(
 )
 
 
+#: A call's ends in which nobody took the message: the path is alive (no failover, the
+#: contact is not marked dead), the volunteer simply did not confirm; escalation follows
+#: when the acknowledgement window passes.
+UNANSWERED_DELIVERY_STATES = frozenset(
+    {DeliveryState.NO_ANSWER, DeliveryState.BUSY, DeliveryState.MACHINE}
+)
+
 #: Terminal delivery states: nothing moves a delivery out of them.
-FINAL_DELIVERY_STATES = DEAD_DELIVERY_STATES | {DeliveryState.DELIVERED, DeliveryState.CANCELLED}
+FINAL_DELIVERY_STATES = (DEAD_DELIVERY_STATES | UNANSWERED_DELIVERY_STATES
+                         | {DeliveryState.DELIVERED, DeliveryState.CANCELLED})
 
 
 def _delivery_transitions() -> dict[DeliveryState, frozenset[DeliveryState]]:
@@ -154,11 +178,9 @@ def delivery_can_move(current: DeliveryState, new: DeliveryState) -> bool:
     """True when a receipt saying `new` may replace `current` (never backwards)."""
     if current == new:
         return False
-    if current in DEAD_DELIVERY_STATES or current == DeliveryState.CANCELLED:
-        # A late "delivered" after "undelivered" is a provider reordering: keep the worst news
-        # only if nothing better arrives; delivered beats an earlier transient failure.
-        return False
-    if current == DeliveryState.DELIVERED:
+    if current in FINAL_DELIVERY_STATES:
+        # A late "delivered" after "undelivered" is a provider reordering: the first final
+        # news stands (a call's "ringing" after its "no-answer" changes nothing either).
         return False
     return DELIVERY_RANK[new] > DELIVERY_RANK[current]
 

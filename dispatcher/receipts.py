@@ -1,4 +1,5 @@
-"""Delivery receipts: Twilio status callbacks and SendGrid events move deliveries forward.
+"""Delivery receipts: Twilio status callbacks (messages and calls) and SendGrid events
+move deliveries forward.
 
 Providers reorder and repeat callbacks, so a receipt only ever moves a delivery
 to a later state (`domain.delivery_can_move`); a dead path (undelivered, failed,
@@ -32,6 +33,17 @@ TWILIO_STATUS = {
     "read": DeliveryState.DELIVERED, "undelivered": DeliveryState.UNDELIVERED,
     "failed": DeliveryState.FAILED, "canceled": DeliveryState.CANCELLED,
 }
+#: Twilio CallStatus -> our delivery state. A call that ends unanswered (rang out, busy,
+#: a voicemail) is not a dead path: the number is fine, nobody confirmed.
+TWILIO_CALL_STATUS = {
+    "queued": DeliveryState.ACCEPTED, "initiated": DeliveryState.SENT,
+    "ringing": DeliveryState.SENT, "in-progress": DeliveryState.ANSWERED,
+    "completed": DeliveryState.DELIVERED, "busy": DeliveryState.BUSY,
+    "no-answer": DeliveryState.NO_ANSWER, "failed": DeliveryState.FAILED,
+    "canceled": DeliveryState.CANCELLED,
+}
+#: Twilio's `AnsweredBy` values (answering-machine detection) that are not a person.
+MACHINE_ANSWERS = ("machine", "fax")
 #: Error codes in callbacks that say the handset may come back (do not mark the number dead).
 TWILIO_TEMPORARY = {"30001", "30003", "30005", "30008"}
 #: SendGrid event -> our delivery state; opens and clicks are not acknowledgements.
@@ -66,7 +78,8 @@ def apply_state(session: Session, d: Delivery, new: DeliveryState, *, error_code
         d.error_code = error_code[:32]
     if new == DeliveryState.DELIVERED:
         d.delivered_at = now
-    if new in (DeliveryState.ACCEPTED, DeliveryState.SENT, DeliveryState.DELIVERED):
+    if new in (DeliveryState.ACCEPTED, DeliveryState.SENT, DeliveryState.ANSWERED,
+               DeliveryState.DELIVERED):
         rec = session.get(Recipient, d.recipient_id)
         if rec is not None:
             if rec.notified_at is None:
@@ -81,7 +94,38 @@ def apply_state(session: Session, d: Delivery, new: DeliveryState, *, error_code
     return True
 
 
+def call_state(params: Mapping[str, str]) -> DeliveryState | None:
+    """What a call's status callback says about its delivery (None: nothing we track)."""
+    new = TWILIO_CALL_STATUS.get((params.get("CallStatus") or "").lower())
+    answered_by = (params.get("AnsweredBy") or "").lower()
+    if new in (DeliveryState.ANSWERED, DeliveryState.DELIVERED) and answered_by.startswith(
+            MACHINE_ANSWERS):
+        return DeliveryState.MACHINE
+    return new
+
+
+def apply_call_status(session: Session, params: Mapping[str, str], ref: str | None) -> bool:
+    new = call_state(params)
+    if new is None:
+        return False
+    d = find_delivery(session, ref, params.get("CallSid"))
+    if d is None or d.channel != "voice":
+        log.info("call status callback for an unknown call; ignored")
+        return False
+    if not d.provider_id and params.get("CallSid"):
+        d.provider_id = params["CallSid"][:100]
+    code = params.get("ErrorCode") or params.get("SipResponseCode") or None
+    status = params.get("CallStatus", "").lower()
+    # A failed call says little about the number (a carrier's bad minute): fail over to
+    # the volunteer's other paths, but do not mark this one dead.
+    return apply_state(session, d, new, error_code=code,
+                       reason=f"twilio call {status} {code or ''}".strip(),
+                       recipient_specific=False)
+
+
 def apply_twilio_status(session: Session, params: Mapping[str, str], ref: str | None) -> bool:
+    if params.get("CallSid") and not params.get("MessageSid"):
+        return apply_call_status(session, params, ref)
     status = (params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
     new = TWILIO_STATUS.get(status)
     if new is None:
@@ -123,7 +167,11 @@ def status_batch(rt: Runtime, batch: Sequence[tuple[Mapping[str, str], str | Non
 
 
 def _status_key(params: Mapping[str, str]) -> str:
-    """A status callback's dedupe key: the same message may report each status once."""
+    """A status callback's dedupe key: the same message or call may report each status
+    once (a call's answer also by whom it was answered)."""
+    if params.get("CallSid") and not params.get("MessageSid"):
+        return (f"{params['CallSid']}:{params.get('CallStatus', '')}:"
+                f"{params.get('AnsweredBy', '')}")
     return f"{params.get('MessageSid', '')}:{params.get('MessageStatus', '')}"
 
 

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     #: Twilio sender throughput: 1/s US long code, ~10/s outside +1, 100/s short code.
     sms_rate_per_second: float = Field(10.0, validation_alias=_env("ALN_SMS_RATE_PER_SECOND"))
     email_rate_per_second: float = Field(100.0, validation_alias=_env("ALN_EMAIL_RATE_PER_SECOND"))
+    #: Calls started per second (Twilio accounts start at 1 CPS) and seconds a call rings.
+    call_rate_per_second: float = Field(1.0, validation_alias=_env("ALN_CALL_RATE_PER_SECOND"))
+    call_timeout_seconds: int = Field(30, ge=5, le=600,
+                                      validation_alias=_env("ALN_CALL_TIMEOUT_SECONDS"))
 
     default_ack_window_seconds: int = Field(
         DEFAULT_ACK_WINDOW_SECONDS, validation_alias=_env("ALN_ACK_WINDOW_SECONDS")
@@ -128,6 +132,8 @@ class Settings(BaseSettings):
             out.append("sms")
         if self.sendgrid_api_key and self.email_from:
             out.append("email")
+        if self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number:
+            out.append("voice")  # calls need a number; a Messaging Service cannot call
         return out
 
     @property

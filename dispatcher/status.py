@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from dispatcher.crypto import Unreadable, Vault
@@ -13,6 +13,7 @@ from dispatcher.domain import (
     DUTY_OFFICER_TIER,
     AlertState,
     DeadlineState,
+    DeliveryPurpose,
     RecipientState,
     ResponseKind,
     ZoneState,
@@ -38,6 +39,35 @@ SILENT = (RecipientState.PENDING, RecipientState.NOTIFIED, RecipientState.ESCALA
 #: unreached ones, whatever its state.
 ZONE_PRIORITY = {ZoneState.UNREACHED: 0, "help": 1, ZoneState.WAITING: 2,
                  ZoneState.ACKNOWLEDGED: 3}
+
+
+#: The deliveries whose outcomes are counted: the alert itself, or it again on another path.
+OUTCOME_PURPOSES = (DeliveryPurpose.ALERT.value, DeliveryPurpose.FAILOVER.value)
+
+
+def delivery_outcomes(session: Session, alert_id: int) -> dict[str, dict[str, int]]:
+    """How the alert's messages ended, per channel: {"voice": {"no_answer": 2, ...}, ...}
+    (the board, the status JSON and the report count them here)."""
+    out: dict[str, dict[str, int]] = {}
+    for channel, state, count in session.execute(
+            select(Delivery.channel, Delivery.state, func.count())
+            .where(Delivery.alert_id == alert_id, Delivery.purpose.in_(OUTCOME_PURPOSES))
+            .group_by(Delivery.channel, Delivery.state)
+            .order_by(Delivery.channel, Delivery.state)):
+        out.setdefault(str(channel), {})[str(getattr(state, "value", state))] = int(count)
+    return out
+
+
+#: How a call's delivery state reads for an officer (the board, the report).
+CALL_OUTCOME_WORDS = {"delivered": "answered", "answered": "on the line",
+                      "no_answer": "no answer", "machine": "voicemail", "sent": "ringing",
+                      "accepted": "queued", "sending": "dialling", "pending": "to call"}
+
+
+def call_outcomes_line(counts: dict[str, int]) -> str:
+    """"2 answered, 1 no answer, 1 voicemail": a channel's outcome counts in words."""
+    return ", ".join(f"{n} {CALL_OUTCOME_WORDS.get(state, state)}"
+                     for state, n in counts.items())
 
 
 def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
@@ -106,6 +136,7 @@ def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
         "ack_window_seconds": alert.ack_window_seconds, "sent_at": _iso(alert.sent_at),
         "references": alert.references_alert_id, "policy": alert.policy,
         "recipients": rec_rows, "zones": zone_rows,
+        "outcomes": delivery_outcomes(session, alert_id),
         "now": _iso(db_now(session)), "timezone": post.timezone if post else "UTC",
         "next_escalation_at": min(pending) if pending else None,
         "summary": {

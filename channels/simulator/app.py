@@ -1,8 +1,11 @@
-"""The provider simulator: Twilio's Messages API and SendGrid's mail/send, on loopback.
+"""The provider simulator: Twilio's Messages and Calls APIs and SendGrid's mail/send, on
+loopback.
 
 The real SDKs talk to it. After accepting a message it sends signed status
 callbacks (Twilio) and signed events (SendGrid) to the engine's public URL, plays
-volunteers replying by SMS (scripted per number), and injects faults: latency,
+volunteers replying by SMS (scripted per number) and answering calls (a behaviour
+per number: press 1, press 9, silent, no answer, busy, voicemail, failed; see
+`CALL_BEHAVIOURS`), and injects faults: latency,
 5xx, 429 bursts, outages, invalid or opted-out numbers, landlines, bounces. It
 records every request for assertions. Phone numbers stay out of its logs.
 """
@@ -21,6 +24,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -41,6 +45,12 @@ CALLBACK_DELAY_SECONDS = 0.05
 CALLBACK_ATTEMPTS = 5
 #: The reply code is taken from the last 4-6 digit number of the message.
 DEFAULT_CODE_PATTERN = r"(\d{4,6})\D*$"
+#: How a simulated volunteer takes a call: a person who presses 1 or 9 or hangs up
+#: without a key; or a call that rings out, finds the line busy, reaches a voicemail
+#: (answering-machine detection says `machine_end_beep`), or fails.
+CALL_BEHAVIOURS = ("press1", "press9", "silent", "no-answer", "busy", "voicemail", "failed")
+#: What a number nobody gave a behaviour does with a call.
+DEFAULT_CALL_BEHAVIOUR = "silent"
 
 
 @dataclass
@@ -89,6 +99,10 @@ class SimState:
     from_number: str = "+15005550006"
     faults: Faults = field(default_factory=Faults)
     scripts: dict[str, Script] = field(default_factory=dict)
+    call_behaviours: dict[str, str] = field(default_factory=dict)
+    #: Every call placed: sid, to, behaviour, the TwiML it ran, the statuses it reported
+    #: and what the engine answered to its key press.
+    calls: list[dict[str, Any]] = field(default_factory=list)
     code_pattern: str = DEFAULT_CODE_PATTERN
     requests: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -166,6 +180,50 @@ def create_simulator(account_sid: str = "AC" + "1" * 32, auth_token: str = "simu
             "uri": f"/2010-04-01/Accounts/{state.account_sid}/Messages/{sid}.json",
         }, status_code=201)
 
+    async def twilio_call(request: Request) -> Response:
+        pairs = [(k, v) for k, v in (await request.form()).multi_items() if isinstance(v, str)]
+        form = dict(pairs)
+        auth_ok = _basic_ok(request, state.account_sid, state.auth_token)
+        state.requests.append({"method": "POST", "path": request.url.path, "form": form,
+                               "form_multi": pairs, "auth_ok": auth_ok, "at": time.time()})
+        if not auth_ok:
+            return _error("twilio", 401, 20003, "Authenticate")
+        failure = await faulted("twilio")
+        if failure is not None:
+            return failure
+        to = form.get("To", "")
+        if to in state.faults.invalid_numbers:
+            return _error("twilio", 400, 21211, "The 'To' number is not a valid phone number.")
+        if not to or not form.get("From"):
+            return _error("twilio", 400, 21201, "'To' and 'From' are required.")
+        if not (form.get("Twiml") or form.get("Url")):
+            return _error("twilio", 400, 21205, "Either 'Url' or 'Twiml' is required.")
+        sid = "CA" + secrets.token_hex(16)
+        call: dict[str, Any] = {"sid": sid, "to": to, "from": form["From"],
+                "behaviour": state.call_behaviours.get(to, DEFAULT_CALL_BEHAVIOUR),
+                "twiml": form.get("Twiml"), "statuses": [], "gather": None}
+        state.calls.append(call)
+        spawn(_call_sequence(state, call, form, [v for k, v in pairs
+                                                 if k == "StatusCallbackEvent"]))
+        return JSONResponse({
+            "sid": sid, "status": "queued", "to": to, "from": form["From"],
+            "account_sid": state.account_sid, "direction": "outbound-api",
+            "answered_by": None, "duration": None, "price": None,
+            "date_created": formatdate(usegmt=True), "api_version": "2010-04-01",
+            "uri": f"/2010-04-01/Accounts/{state.account_sid}/Calls/{sid}.json",
+        }, status_code=201)
+
+    async def control_calls(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(state.calls)
+        data = await request.json()
+        for number, behaviour in data.items():
+            if behaviour not in CALL_BEHAVIOURS:
+                return JSONResponse({"error": f"unknown call behaviour {behaviour!r}"},
+                                    status_code=400)
+            state.call_behaviours[number] = behaviour
+        return JSONResponse({"ok": True})
+
     async def sendgrid_send(request: Request) -> Response:
         raw = await request.body()
         try:
@@ -193,6 +251,8 @@ def create_simulator(account_sid: str = "AC" + "1" * 32, auth_token: str = "simu
     async def control_reset(_request: Request) -> Response:
         state.requests.clear()
         state.scripts.clear()
+        state.call_behaviours.clear()
+        state.calls.clear()
         state.failures.clear()
         state.faults = Faults()
         return JSONResponse({"ok": True})
@@ -238,7 +298,9 @@ def create_simulator(account_sid: str = "AC" + "1" * 32, auth_token: str = "simu
 
     routes = [
         Route("/2010-04-01/Accounts/{sid}/Messages.json", twilio_create, methods=["POST"]),
+        Route("/2010-04-01/Accounts/{sid}/Calls.json", twilio_call, methods=["POST"]),
         Route("/v3/mail/send", sendgrid_send, methods=["POST"]),
+        Route("/_sim/calls", control_calls, methods=["GET", "POST"]),
         Route("/_sim/requests", control_requests, methods=["GET"]),
         Route("/_sim/reset", control_reset, methods=["POST"]),
         Route("/_sim/faults", control_faults, methods=["POST"]),
@@ -310,6 +372,81 @@ async def _status_sequence(state: SimState, url: str, sid: str, to: str) -> None
         signature = twilio_sign(state.auth_token, url, params)
         await _post(state, url, f"status {status} for {mask_contact(to)}", data=params,
                     headers={"X-Twilio-Signature": signature})
+
+
+async def _call_sequence(state: SimState, call: dict[str, Any], form: dict[str, str],
+                         events: list[str]) -> None:
+    """Play one call: its progress callbacks, the volunteer's key, how it ended."""
+    await asyncio.sleep(CALLBACK_DELAY_SECONDS)
+    behaviour = call["behaviour"]
+    callback = form.get("StatusCallback")
+    base = {"CallSid": call["sid"], "AccountSid": state.account_sid, "From": call["from"],
+            "To": call["to"], "Direction": "outbound-api", "ApiVersion": "2010-04-01"}
+    detects = bool(form.get("MachineDetection"))
+    answered_by = "machine_end_beep" if behaviour == "voicemail" else "human"
+    sequence = 0
+
+    async def report(event: str, status: str, **extra: str) -> None:
+        nonlocal sequence
+        call["statuses"].append(status)
+        # Twilio always reports the end of a call; the other events only when asked.
+        if not callback or (event != "completed" and event not in events):
+            return
+        params = {**base, "CallStatus": status, "CallbackSource": "call-progress-events",
+                  "SequenceNumber": str(sequence), **extra}
+        sequence += 1
+        await _post(state, callback, f"call {status} for {mask_contact(call['to'])}",
+                    data=params, headers={"X-Twilio-Signature": twilio_sign(
+                        state.auth_token, callback, params)})
+
+    await report("initiated", "initiated")
+    if behaviour == "failed":
+        await report("completed", "failed", ErrorCode="32009")
+        return
+    await report("ringing", "ringing")
+    if behaviour in ("no-answer", "busy"):
+        await report("completed", behaviour, CallDuration="0")
+        return
+    who = {"AnsweredBy": answered_by} if detects else {}
+    await report("answered", "in-progress", **who)
+    twiml = call["twiml"] or await _fetch_twiml(state, form["Url"], {**base,
+                                                                    "CallStatus": "in-progress"})
+    call["twiml"] = twiml
+    digit = {"press1": "1", "press9": "9"}.get(behaviour)
+    action = _gather_action(twiml or "")
+    if digit and action:
+        params = {**base, "CallStatus": "in-progress", "Digits": digit, "FinishedOnKey": "",
+                  **who}
+        assert state.client is not None
+        try:
+            resp = await state.client.post(action, data=params, headers={
+                "X-Twilio-Signature": twilio_sign(state.auth_token, action, params)})
+            call["gather"] = {"digit": digit, "status": resp.status_code, "twiml": resp.text}
+        except httpx.HTTPError as exc:
+            call["gather"] = {"digit": digit, "status": None, "twiml": str(exc)}
+            state.failures.append(f"key press for {mask_contact(call['to'])}")
+    await report("completed", "completed", CallDuration="42", **who)
+
+
+async def _fetch_twiml(state: SimState, url: str, params: dict[str, str]) -> str | None:
+    """TwiML served by the engine, fetched as Twilio does (a signed POST)."""
+    assert state.client is not None
+    try:
+        resp = await state.client.post(url, data=params, headers={
+            "X-Twilio-Signature": twilio_sign(state.auth_token, url, params)})
+    except httpx.HTTPError:
+        return None
+    return resp.text if resp.status_code == 200 else None
+
+
+def _gather_action(twiml: str) -> str | None:
+    """The `action` of the call's `<Gather>`, if it has one."""
+    try:
+        root = ElementTree.fromstring(twiml)
+    except ElementTree.ParseError:
+        return None
+    gather = root.find("Gather")
+    return gather.get("action") if gather is not None else None
 
 
 async def _sendgrid_events(state: SimState, data: dict[str, Any], message_id: str) -> None:

@@ -62,6 +62,16 @@ class SimulatorHandle:
         self._http.post("/_sim/scripts", json={number: {"reply": reply, "delay": delay,
                                                         "once": once}}).raise_for_status()
 
+    def call_behaviour(self, number: str, behaviour: str) -> None:
+        """How `number` takes a call: press1, press9, silent, no-answer, busy, voicemail,
+        failed (`channels.simulator.app.CALL_BEHAVIOURS`)."""
+        self._http.post("/_sim/calls", json={number: behaviour}).raise_for_status()
+
+    def calls(self) -> list[dict[str, Any]]:
+        """Every call placed: sid, to, behaviour, twiml, statuses, gather (the key
+        pressed and the engine's answer)."""
+        return self._http.get("/_sim/calls").json()  # type: ignore[no-any-return]
+
     def inbound(self, from_number: str, body: str) -> None:
         """`from_number` texts `body` to the engine now (signed like Twilio)."""
         self._http.post("/_sim/inbound", json={"from": from_number, "body": body}

@@ -52,7 +52,8 @@ def send(
     exercise: bool = typer.Option(False, "--exercise", help="A drill: every message says so."),
     ack_window: str | None = typer.Option(None, "--ack-window", help="e.g. 15m, 90s."),
     policy: str = typer.Option("default", "--policy", help="Escalation policy in config/."),
-    channel: list[str] = typer.Option([], "--channel", help="Restrict to sms or email."),
+    channel: list[str] = typer.Option([], "--channel", help="Restrict to sms, email or voice "
+                                       "(calls are made only when asked for)."),
     force: bool = typer.Option(False, "--force", help="Send even if a zone has nobody."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show recipients; send nothing."),
     draft: int | None = typer.Option(None, "--draft",
@@ -125,12 +126,20 @@ def _print_preview(preview: dict[str, Any], as_json: bool) -> None:
             table.add_row(z["zone"], "-", styled(("nobody reachable", "red")), "", "", "")
         for r in z["recipients"]:
             skipped = "; ".join(f"{s['channel']}: {s['reason']}" for s in r["skipped"])
+            language = r["language"]
+            if r.get("call"):
+                call = r["call"]
+                language += f" (call: {call['say_language']}" + (
+                    f", {call['fallback']})" if call["fallback"] else ")")
             table.add_row(z["zone"], r["tier"], r["name"], ", ".join(r["channels"]) or "-",
-                          r["language"], skipped)
+                          language, skipped)
     console.print(table)
     for lang, info in preview["sms_encoding"].items():
         console.print(f"SMS [{lang}]: {info['encoding']}, {info['segments']} segment(s), "
                       f"{info['characters']} characters")
+    if preview.get("calls"):
+        console.print(f"{preview['calls']} call(s), about {preview['call_minutes']} minute(s) "
+                      "billed (each call read twice, rounded up to the minute).")
     console.print(f"{preview['sms']} SMS and {preview['emails']} email(s); about "
                   f"{preview['estimated_seconds']} s at the configured SMS rate; "
                   f"acknowledgement window {preview['ack_window_seconds']} s; "

@@ -18,15 +18,19 @@ app = typer.Typer(help="Check the providers.", no_args_is_help=True)
 
 NEEDS = {ChannelKind.SMS: "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER "
                           "(or TWILIO_MESSAGING_SERVICE_SID)",
-         ChannelKind.EMAIL: "SENDGRID_API_KEY and ALN_EMAIL_FROM"}
+         ChannelKind.EMAIL: "SENDGRID_API_KEY and ALN_EMAIL_FROM",
+         ChannelKind.VOICE: "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER "
+                            "(a voice-capable number)"}
 
 
 @app.command("test")
 def test(sms: str | None = typer.Option(None, "--sms", help="Phone number to text."),
-         email: str | None = typer.Option(None, "--email", help="Address to email.")) -> None:
+         email: str | None = typer.Option(None, "--email", help="Address to email."),
+         voice: str | None = typer.Option(None, "--voice", help="Phone number to call.")
+         ) -> None:
     """Send one test message per path; exit 0 only if every provider accepted it."""
-    if not sms and not email:
-        err_console.print("give --sms NUMBER and/or --email ADDRESS")
+    if not sms and not email and not voice:
+        err_console.print("give --sms NUMBER, --email ADDRESS and/or --voice NUMBER")
         raise typer.Exit(2)
     settings = get_settings()
     targets: list[tuple[ChannelKind, str]] = []
@@ -35,6 +39,8 @@ def test(sms: str | None = typer.Option(None, "--sms", help="Phone number to tex
             targets.append((ChannelKind.SMS, normalise_phone(sms, "US")))
         if email:
             targets.append((ChannelKind.EMAIL, normalise_email(email)))
+        if voice:
+            targets.append((ChannelKind.VOICE, normalise_phone(voice, "US")))
     except ValueError as exc:
         err_console.print(f"error: {exc}")
         raise typer.Exit(2) from None
@@ -50,7 +56,8 @@ def test(sms: str | None = typer.Option(None, "--sms", help="Phone number to tex
                     ok = False
                     continue
                 msg = Message(channel=kind, to=to, body="ALN test message: no action needed.",
-                              subject="ALN test message", reference="channels-test")
+                              subject="ALN test message", reference="channels-test",
+                              language="en")
                 try:
                     receipt = await channel.send(msg)
                 except ChannelError as exc:

@@ -50,11 +50,15 @@ class Bodies:
     #: <headline> and <event> of this language's <info>).
     headline: str = ""
     event: str = ""
+    #: What a call reads (the SMS without its "Reply YES" line; holds `ZONE_TAG`), and
+    #: the voicemail it leaves when nobody presses a key (with the reply code).
+    voice: str = ""
+    voicemail: str = ""
 
     def as_dict(self) -> dict[str, str]:
         return {"sms": self.sms, "subject": self.subject, "email_text": self.email_text,
                 "email_html": self.email_html, "headline": self.headline,
-                "event": self.event}
+                "event": self.event, "voice": self.voice, "voicemail": self.voicemail}
 
 
 def compose(
@@ -122,8 +126,10 @@ def _bodies(
         f"<p>{esc(wording(config_dir, lang, 'sms_reply', code=code))}</p>{banner}</body></html>"
     )
     subject = f"{prefix}{title} ({zones})" if zones else f"{prefix}{title}"
+    voicemail = f"{prefix}{wording(config_dir, lang, 'voice_voicemail', code=code)}"
     return Bodies(sms=sms, subject=subject[:SUBJECT_MAX_CHARS], email_text=email_text,
-                  email_html=email_html, headline=title, event=texts.get("title", ""))
+                  email_html=email_html, headline=title, event=texts.get("title", ""),
+                  voice=f"{prefix}{sms_core}", voicemail=voicemail)
 
 
 def sms_preview(bodies: Mapping[str, Mapping[str, str]],

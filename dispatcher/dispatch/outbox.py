@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from channels.encoding import sms_segments
+from channels.twilio_voice import estimated_minutes, say_language, spoken_language
 from dispatcher import audit, lifecycle
 from dispatcher.acks import LATE_REPLY_WINDOW, takes_replies
 from dispatcher.compose.composer import (
@@ -40,6 +41,7 @@ from dispatcher.dispatch.targeting import (
 )
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
+    ON_REQUEST_CHANNELS,
     AlertState,
     Channel,
     DeadlineKind,
@@ -125,17 +127,21 @@ class Plan:
         """What a dry run shows: recipients per zone and tier (the first now, the rest as
         escalation would reach them), the gaps, totals, encodings, time estimate."""
         zones = []
-        sms = emails = segments = 0
+        sms = emails = segments = calls = call_minutes = 0
         languages: set[str] = set()
         for pz in self.zones:
-            recipients = [self._recipient(t) for t in pz.first]
+            recipients = [self._recipient(t, pz.zone.name) for t in pz.first]
             for r in recipients:
                 sms += r["channels"].count("sms")
                 emails += r["channels"].count("email")
                 if "sms" in r["channels"]:
                     segments += _segments(sms_for_zone(self.bodies[r["language"]]["sms"],
                                                        pz.zone.name))
-            tiers = {t: recipients if ts is pz.first else [self._recipient(x) for x in ts]
+                if "call" in r:
+                    calls += 1
+                    call_minutes += r["call"]["estimated_minutes"]
+            tiers = {t: recipients if ts is pz.first else
+                     [self._recipient(x, pz.zone.name) for x in ts]
                      for t, ts in pz.every_tier().items()}
             languages |= {r["language"] for rs in tiers.values() for r in rs if r["channels"]}
             zones.append({"zone": pz.zone.name,
@@ -149,6 +155,7 @@ class Plan:
         seconds = sms / rate if rate else 0.0
         encodings = sms_preview(self.bodies, [pz.zone.name for pz in self.zones])
         return {"zones": zones, "sms": sms, "emails": emails, "sms_segments": segments,
+                "calls": calls, "call_minutes": call_minutes,
                 "languages": sorted(languages),
                 "sms_encoding": {k: v for k, v in encodings.items() if k in languages}
                 or encodings,
@@ -157,15 +164,28 @@ class Plan:
                 "reply_code": None if self.code == PREVIEW_CODE else self.code,
                 "template": self.template, "policy": self.policy.to_dict()}
 
-    def _recipient(self, t: Target) -> dict[str, Any]:
-        return {"name": t.volunteer.name, "tier": tier_name(t.tier),
-                "channels": sorted(c.channel for c in t.contacts),
-                "language": self.language_for(t),
-                "skipped": [s.__dict__ for s in t.skipped]}
+    def _recipient(self, t: Target, zone: str) -> dict[str, Any]:
+        chans = sorted(c.channel for c in t.contacts)
+        row: dict[str, Any] = {"name": t.volunteer.name, "tier": tier_name(t.tier),
+                               "channels": chans, "language": self.language_for(t),
+                               "skipped": [s.__dict__ for s in t.skipped]}
+        if Channel.VOICE in chans:
+            row["call"] = self.call_preview(row["language"], zone)
+        return row
 
     def language_for(self, target: Target) -> str:
         return pick_language(target.volunteer.language_list, list(self.bodies),
                              self.post.default_language)
+
+    def call_preview(self, language: str, zone: str) -> dict[str, Any]:
+        """A call's language as Twilio speaks it (an English fallback named), and its cost
+        in estimated minutes."""
+        spoken = voice_language(language, list(self.bodies))
+        text = voice_text(self.bodies, spoken, zone)
+        return {"language": spoken, "say_language": say_language(spoken),
+                "fallback": None if spoken == language else
+                f"Twilio has no voice for '{language}': the call is read in '{spoken}'",
+                "estimated_minutes": estimated_minutes(text)}
 
 
 def _zone_gaps(pz: PlannedZone) -> list[str]:
@@ -195,9 +215,10 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
     Without `hold_code` (a preview) the texts carry PREVIEW_CODE: no code is shown before
     one is held by a sent alert."""
     today = today or db_today(session, post.timezone)
+    known = [c.value for c in Channel]
     for c in req.channels:
-        if c not in (Channel.SMS, Channel.EMAIL):
-            raise InvalidInput(f"channel '{c}' is not 'sms' or 'email'")
+        if c not in known:
+            raise InvalidInput(f"channel '{c}' is not one of {', '.join(known)}")
     if not req.zones:
         raise InvalidInput("name at least one zone (--zone Chiapas, or --zone all)")
     if any(z.strip().lower() == "all" for z in req.zones):
@@ -220,8 +241,10 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
         missing = [c for c in req.channels if c not in configured]
         if missing:
             raise Refused(f"no provider is configured for {', '.join(missing)}")
-    # Without any provider (a dry run on a fresh machine) the preview shows every path.
-    channels = list(req.channels) or configured or None
+    # Without any provider (a dry run on a fresh machine) the preview shows every path;
+    # calls only when asked for.
+    channels = list(req.channels) or [c for c in configured or known
+                                      if c not in ON_REQUEST_CHANNELS]
     planned = []
     for zone in zones:
         # One zone's rows at a time: targets keep only ids and names, so the ORM objects
@@ -436,6 +459,8 @@ def add_delivery(session: Session, alert: Alert, rec: Recipient, contact: Any,
 def new_delivery(alert: Alert, contact: Any, purpose: DeliveryPurpose, lang: str,
                  text: str | None = None, *, zone: str) -> Delivery:
     """The row for one message; an alert's SMS names `zone`, the recipient's own."""
+    if contact.channel == Channel.VOICE:
+        return _call(alert, contact, purpose, lang, text, zone=zone)
     common = dict(alert_id=alert.id, contact_id=contact.id, channel=contact.channel,
                   purpose=purpose, language=lang)
     if text is not None:
@@ -448,6 +473,35 @@ def new_delivery(alert: Alert, contact: Any, purpose: DeliveryPurpose, lang: str
         return Delivery(**common, body=sms, segments=_segments(sms))
     return Delivery(**common, subject=bodies["subject"], body=bodies["email_text"],
                     html=bodies["email_html"])
+
+
+def voice_language(lang: str, available: Sequence[str]) -> str:
+    """The language a call is read in: the volunteer's when Twilio speaks it, else English
+    (or, without an English text, the first spoken one the alert has)."""
+    spoken = spoken_language(lang)
+    if spoken == lang and lang in available:
+        return lang
+    return next((c for c in [spoken, *available] if c in available and say_language(c)), spoken)
+
+
+def voice_text(bodies: dict[str, dict[str, str]], lang: str, zone: str) -> str:
+    """What a call reads in `lang` to a volunteer of `zone` (older alerts: their SMS)."""
+    b = bodies.get(lang) or next(iter(bodies.values()))
+    return sms_for_zone(b.get("voice") or b["sms"], zone)
+
+
+def _call(alert: Alert, contact: Any, purpose: DeliveryPurpose, lang: str, text: str | None,
+          *, zone: str) -> Delivery:
+    """A call's row: `body` is read, `subject` is the voicemail left when nobody answers
+    with a key; `language` is the one it is spoken in."""
+    spoken = voice_language(lang, list(alert.bodies))
+    if text is not None:
+        return Delivery(alert_id=alert.id, contact_id=contact.id, channel=Channel.VOICE.value,
+                        purpose=purpose, language=spoken_language(lang), body=text)
+    voicemail = (alert.bodies.get(spoken) or {}).get("voicemail") or None
+    return Delivery(alert_id=alert.id, contact_id=contact.id, channel=Channel.VOICE.value,
+                    purpose=purpose, language=spoken, body=voice_text(alert.bodies, spoken, zone),
+                    subject=voicemail)
 
 
 @functools.lru_cache(maxsize=64)
@@ -469,6 +523,14 @@ def message_to(session: Session, settings: Settings, alert: Alert,
             if contact.opted_out or contact.dead_reason:
                 continue
             if alert.channels and contact.channel not in alert.channels:
+                continue
+            if contact.channel == Channel.VOICE and spoken_language(lang) != lang:
+                # Read in a language Twilio speaks rather than spelled out in a foreign one.
+                said = spoken_language(lang)
+                add_delivery(session, alert, rec, contact, purpose, said,
+                             fixed_text(settings, alert, said, key, zone=rec.zone.name,
+                                        **values))
+                count += 1
                 continue
             add_delivery(session, alert, rec, contact, purpose, lang, text)
             count += 1

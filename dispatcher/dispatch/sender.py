@@ -26,6 +26,7 @@ from channels.retry import RetryPolicy
 from dispatcher import audit, lifecycle
 from dispatcher.claims import claim, release_dead_claims
 from dispatcher.compose.composer import ACK_URL_TAG
+from dispatcher.compose.templates import wording
 from dispatcher.crypto import UNREADABLE_HINT, Unreadable, Vault
 from dispatcher.db import Database, db_now
 from dispatcher.dispatch.failover import on_dead_path
@@ -49,6 +50,8 @@ CLAIM_MIN, CLAIM_MAX = 50, 1000
 RECORD_BATCH = 200
 #: Purposes that stop once the recipient has acknowledged.
 STOP_AFTER_ACK = (DeliveryPurpose.REMINDER,)
+#: Calls of these purposes ask for a key press (1 confirms, 9 asks for help).
+ASKING_PURPOSES = (DeliveryPurpose.ALERT, DeliveryPurpose.FAILOVER, DeliveryPurpose.REMINDER)
 
 ProgressFn = Callable[[int], None]
 
@@ -242,6 +245,13 @@ class Sender:
                                          DeliveryPurpose.REMINDER) else None)
             return Message(channel=ChannelKind.SMS, to=to, body=d.body, reference=str(d.id),
                            custom=custom, validity_seconds=validity)
+        if d.channel == ChannelKind.VOICE:
+            asks = d.purpose in ASKING_PURPOSES
+            prompt = wording(self.settings.config_dir, d.language, "voice_prompt") if asks \
+                else None
+            return Message(channel=ChannelKind.VOICE, to=to, body=d.body, reference=str(d.id),
+                           custom=custom, language=d.language, prompt=prompt,
+                           voicemail=d.subject if asks else None)
         subs = {ACK_URL_TAG: ack_url(self.settings.public_url, self.vault, d.recipient_id,
                                      d.alert_id)}
         return Message(channel=ChannelKind.EMAIL, to=to, body=d.body, subject=d.subject,

@@ -28,9 +28,10 @@ from dispatcher.settings import Settings
 
 #: Recipients who got (or may have got) the alert, and so must hear of its end.
 RECEIVED = (RecipientState.NOTIFIED, RecipientState.ACKNOWLEDGED, RecipientState.ESCALATED)
-#: Delivery states in which a message is at the provider, or may be.
+#: Delivery states in which a message is at the provider, or may be (a call picked up, or
+#: left on a voicemail, was heard).
 HANDED_STATES = (DeliveryState.SENDING, DeliveryState.ACCEPTED, DeliveryState.SENT,
-                 DeliveryState.DELIVERED)
+                 DeliveryState.DELIVERED, DeliveryState.ANSWERED, DeliveryState.MACHINE)
 #: Recipients an update goes to: those reached, and those whose alert is still queued or in
 #: flight (their update is queued after it).
 UPDATED = (RecipientState.PENDING, *RECEIVED)

@@ -27,6 +27,7 @@ from typing import Any
 from dispatcher.crypto import Vault
 from dispatcher.receipts import status_batch
 from dispatcher.replies.inbound import InboundResult, sms_batch
+from dispatcher.replies.voice import KEPT, gather_batch
 from dispatcher.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ UNREADABLE_SUFFIX = ".unreadable"
 SPOOLABLE: dict[str, tuple[Callable[[Runtime, Sequence[Any]], list[Any]], Any]] = {
     "sms_batch": (sms_batch, InboundResult(duplicate=False, answer=None)),
     "status_batch": (status_batch, False),
+    "gather_batch": (gather_batch, KEPT),
 }
 
 

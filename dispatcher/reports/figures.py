@@ -50,13 +50,18 @@ from dispatcher.models import (
     Zone,
 )
 from dispatcher.roster.gaps import TERM_ENDING_SOON_DAYS
+from dispatcher.status import delivery_outcomes
 
-#: Delivery states that mean a provider took the message.
-HANDED_OFF = {DeliveryState.ACCEPTED, DeliveryState.SENT, DeliveryState.DELIVERED}
+#: Delivery states that mean a provider took the message (a call that rang counts).
+HANDED_OFF = {DeliveryState.ACCEPTED, DeliveryState.SENT, DeliveryState.DELIVERED,
+              DeliveryState.ANSWERED, DeliveryState.MACHINE, DeliveryState.NO_ANSWER,
+              DeliveryState.BUSY}
 #: Delivery states in the order the report lists them, best news first.
-REPORT_ORDER = (DeliveryState.DELIVERED, DeliveryState.SENT, DeliveryState.ACCEPTED,
-                DeliveryState.SENDING, DeliveryState.PENDING, DeliveryState.UNDELIVERED,
-                DeliveryState.BOUNCED, DeliveryState.FAILED, DeliveryState.CANCELLED)
+REPORT_ORDER = (DeliveryState.DELIVERED, DeliveryState.ANSWERED, DeliveryState.MACHINE,
+                DeliveryState.SENT, DeliveryState.ACCEPTED, DeliveryState.SENDING,
+                DeliveryState.PENDING, DeliveryState.NO_ANSWER, DeliveryState.BUSY,
+                DeliveryState.UNDELIVERED, DeliveryState.BOUNCED, DeliveryState.FAILED,
+                DeliveryState.CANCELLED)
 #: Alert-path purposes (the alert itself, or it again after a failover).
 ALERT_PURPOSES = ("alert", "failover")
 
@@ -218,6 +223,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
         "deliveries": len(deliveries),
         "deliveries_by_status": dict(by_status),
         "deliveries_by_error_code": dict(by_code),
+        "outcomes_by_channel": delivery_outcomes(session, alert_id),
         "failovers": failovers,
         "possibly_duplicated": duplicated,
         "opt_outs": sum(1 for vid in volunteer_ids for c in contacts[vid] if c.opted_out),

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from dispatcher.localtime import local_time
 from dispatcher.reports.charts import ack_curve_svg, zone_bars_svg, zone_label
 from dispatcher.reports.figures import build_report
+from dispatcher.status import call_outcomes_line
 
 #: How the report writes a moment (no fractions of a second, ever).
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -41,6 +42,9 @@ def render_report_html(report: dict[str, Any]) -> str:
     if headcounts:
         cards.append(("citizens reached / need help",
                       f"{s['headcount_reached']} / {s['headcount_need_help']}"))
+    calls = s.get("outcomes_by_channel", {}).get("voice")
+    if calls:
+        cards.append(("calls: " + call_outcomes_line(calls), sum(calls.values())))
     window = report["alert"]["ack_window_seconds"]
     curve = report["curve"]
     caption = (f"{len(curve)} of {s['recipients']} volunteers acknowledged"

@@ -21,6 +21,9 @@ _MX_OBSOLETE_PREFIXES = ("044", "045", "01", "1")
 #: Line types that receive SMS. libphonenumber cannot tell some countries' (Mexico's,
 #: the USA's) mobiles from landlines: FIXED_LINE_OR_MOBILE is given the benefit of the doubt.
 SMS_LINE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
+#: Line types a call can reach: a landline too (the one path some volunteers answer).
+VOICE_LINE_TYPES = SMS_LINE_TYPES | {PhoneNumberType.FIXED_LINE, PhoneNumberType.VOIP,
+                                     PhoneNumberType.PERSONAL_NUMBER}
 #: How a refused line type reads in an error.
 _LINE_TYPE_WORDS = {
     PhoneNumberType.FIXED_LINE: "a landline",
@@ -67,12 +70,25 @@ def _without_obsolete_mx_prefix(number: PhoneNumber) -> PhoneNumber | None:
 def normalise_sms_phone(raw: str, region: str) -> str:
     """`normalise_phone`, refusing numbers that cannot receive SMS (landlines, toll-free,
     premium-rate...): ValueError names the number (masked) and its line type."""
+    return _of_line_type(raw, region, SMS_LINE_TYPES, "not a mobile number",
+                         "it cannot receive SMS")
+
+
+def normalise_voice_phone(raw: str, region: str) -> str:
+    """`normalise_phone` for a call: a landline is fine, a toll-free, premium-rate or
+    pager number is refused (ValueError names the number, masked, and its line type)."""
+    return _of_line_type(raw, region, VOICE_LINE_TYPES, "not a phone a person answers",
+                         "it cannot take an alert call")
+
+
+def _of_line_type(raw: str, region: str, allowed: frozenset[int], unknown: str,
+                  why: str) -> str:
     e164 = normalise_phone(raw, region)
     kind = phonenumbers.number_type(phonenumbers.parse(e164, None))
-    if kind not in SMS_LINE_TYPES:
-        what = _LINE_TYPE_WORDS.get(kind, "not a mobile number")
+    if kind not in allowed:
+        what = _LINE_TYPE_WORDS.get(kind, unknown)
         raise ValueError(f"{mask_contact(e164)} is {what} ({_TYPE_NAMES.get(kind, kind)}): "
-                         "it cannot receive SMS")
+                         f"{why}")
     return e164
 
 

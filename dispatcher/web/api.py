@@ -89,7 +89,9 @@ class AlertIn(BaseModel):
     ack_window: str | None = Field(None, max_length=32, pattern=ACK_WINDOW_PATTERN,
                                    description="e.g. 15m, 90s, 1h30m; at most 7 days")
     policy: Name = "default"
-    channels: list[Literal["sms", "email"]] = Field(default=[], max_length=MAX_LIST_ITEMS)
+    channels: list[Literal["sms", "email", "voice"]] = Field(
+        default=[], max_length=MAX_LIST_ITEMS,
+        description="restrict to these paths; calls (voice) only when listed")
     force: bool = False
     dry_run: bool = False
 

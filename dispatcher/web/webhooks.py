@@ -1,4 +1,5 @@
-"""Provider webhooks: Twilio inbound SMS and status callbacks, SendGrid events.
+"""Provider webhooks: Twilio inbound SMS, status callbacks and call key presses, SendGrid
+events.
 
 A request whose signature does not verify gets 403 and leaves nothing but a log
 line. Twilio signs the public URL it called, so we verify against
@@ -17,10 +18,12 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from channels.twilio_voice import say_twiml
 from channels.webhooks import sendgrid_signature_valid, twilio_signature_valid, twiml_message
 from dispatcher.domain import DEAD_DELIVERY_STATES
-from dispatcher.receipts import TWILIO_STATUS, sendgrid_batch, status_batch
+from dispatcher.receipts import TWILIO_STATUS, call_state, sendgrid_batch, status_batch
 from dispatcher.replies.inbound import sms_batch
+from dispatcher.replies.voice import gather_batch
 from dispatcher.runtime import Runtime
 from dispatcher.web.app_state import intake_of, runtime_of, wake_worker
 
@@ -82,6 +85,34 @@ async def twilio_status(request: Request) -> Response:
     if moved and TWILIO_STATUS.get(status.lower()) in DEAD_DELIVERY_STATES:
         wake_worker(request)  # a failover message was queued, or an escalation brought forward
     return Response(status_code=204)
+
+
+@router.post("/twilio/voice/status")
+async def twilio_call_status(request: Request) -> Response:
+    """A call's progress (initiated, ringing, answered, completed, and how it ended)."""
+    rt = runtime_of(request)
+    params = await twilio_params(request, rt)
+    if not params.get("CallSid") or not params.get("CallStatus"):
+        raise HTTPException(400, "CallSid and CallStatus are required")
+    params.pop("MessageSid", None)  # a call's callback is read as a call's
+    moved = await intake_of(request).submit(status_batch, (params, request.query_params.get("ref")))
+    if moved and call_state(params) in DEAD_DELIVERY_STATES:
+        wake_worker(request)  # a failover message was queued, or an escalation brought forward
+    return Response(status_code=204)
+
+
+@router.post("/twilio/voice/gather")
+async def twilio_call_gather(request: Request) -> Response:
+    """The key a volunteer pressed: 1 acknowledges, 9 asks for help. Answered with TwiML."""
+    rt = runtime_of(request)
+    params = await twilio_params(request, rt)
+    if not params.get("CallSid"):
+        raise HTTPException(400, "CallSid is required")
+    result = await intake_of(request).submit(gather_batch,
+                                             (params, request.query_params.get("ref")))
+    if result.queued_work:
+        wake_worker(request)
+    return Response(say_twiml(result.answer, result.language), media_type=TWIML)
 
 
 @router.post("/sendgrid/events")

@@ -59,10 +59,15 @@ def fake_provider() -> Iterator[FakeProvider]:
                 "path": request.url.path, "headers": dict(request.headers), "at": time.time(),
                 "form": {k: v[0] for k, v in parse_qs(raw.decode()).items()}
                 if "form" in request.headers.get("content-type", "") else None,
+                # Every value of a repeated field (a call's StatusCallbackEvent).
+                "form_all": parse_qs(raw.decode())
+                if "form" in request.headers.get("content-type", "") else None,
                 "json": json.loads(raw) if raw and "json" in request.headers.get(
                     "content-type", "") else None})
             answer = fake.answers.pop(0) if fake.answers else (
-                fake.twilio_ok() if "Messages" in request.url.path else Answer(202))
+                fake.twilio_ok() if "Messages" in request.url.path else
+                Answer(201, {"sid": "CA" + "c" * 32, "status": "queued"})
+                if "Calls" in request.url.path else Answer(202))
         try:
             if fake.latency:
                 await asyncio.sleep(fake.latency)
@@ -77,6 +82,7 @@ def fake_provider() -> Iterator[FakeProvider]:
 
     app = Starlette(routes=[
         Route("/2010-04-01/Accounts/{sid}/Messages.json", handle, methods=["POST"]),
+        Route("/2010-04-01/Accounts/{sid}/Calls.json", handle, methods=["POST"]),
         Route("/v3/mail/send", handle, methods=["POST"]),
     ])
     port = free_port()

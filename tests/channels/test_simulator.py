@@ -126,3 +126,55 @@ def test_faults_invalid_number_outage_and_recovery() -> None:
         bad_auth = httpx.post(f"{sim.url}/2010-04-01/Accounts/{sim.account_sid}/Messages.json",
                               data={"To": "+1", "Body": "x"}, auth=(sim.account_sid, "wrong"))
         assert bad_auth.status_code == 401 and bad_auth.json()["code"] == 20003
+
+
+def voice_channel(sim: Any, public: str) -> Any:
+    cfg = ChannelsConfig(twilio_account_sid=sim.account_sid, twilio_auth_token=sim.auth_token,
+                         twilio_from_number="+15005550006", twilio_api_url=sim.twilio_api_url,
+                         voice_gather_url=public + "/webhooks/twilio/voice/gather",
+                         voice_status_callback_url=public + "/webhooks/twilio/voice/status",
+                         call_rate_per_second=0, retry_max_attempts=1)
+    return build_channels(cfg)[ChannelKind.VOICE]
+
+
+@pytest.mark.parametrize(("behaviour", "statuses", "answered_by", "digit"), [
+    ("press1", ["initiated", "ringing", "in-progress", "completed"], "human", "1"),
+    ("press9", ["initiated", "ringing", "in-progress", "completed"], "human", "9"),
+    ("voicemail", ["initiated", "ringing", "in-progress", "completed"], "machine_end_beep",
+     None),
+    ("no-answer", ["initiated", "ringing", "no-answer"], None, None),
+    ("busy", ["initiated", "ringing", "busy"], None, None),
+])
+def test_calls_report_signed_progress_and_post_the_key_signed(
+        receiver: Any, behaviour: str, statuses: list[str], answered_by: str | None,
+        digit: str | None) -> None:
+    rec, public = receiver
+    number = "+529515101001"
+    with run_simulator(public_url=public) as sim:
+        sim.call_behaviour(number, behaviour)
+
+        async def go() -> Any:
+            channel = voice_channel(sim, public)
+            try:
+                return await channel.send(Message(
+                    channel=ChannelKind.VOICE, to=number, body="Alert", reference="8",
+                    language="es", prompt="Oprima 1", voicemail="Responda SI 4821"))
+            finally:
+                await channel.aclose()
+
+        receipt = asyncio.run(go())
+        expected = len(statuses) + (digit is not None)
+        wait_until(lambda: len(rec.got) >= expected, what=f"{expected} posts")
+        token = sim.auth_token
+        [call] = sim.calls()
+    assert receipt.provider_id.startswith("CA") and receipt.status == "queued"
+    progress = [g for g in rec.got if g["path"] == "/webhooks/twilio/voice/status"]
+    assert [g["form"]["CallStatus"] for g in progress] == statuses
+    for g in rec.got:
+        assert g["url"].endswith("?ref=8") and g["form"]["CallSid"] == receipt.provider_id
+        assert twilio_signature_valid(token, g["url"], g["form"],
+                                      g["headers"]["x-twilio-signature"])
+    assert progress[-1]["form"].get("AnsweredBy") == answered_by
+    keys = [g["form"]["Digits"] for g in rec.got if g["path"] == "/webhooks/twilio/voice/gather"]
+    assert keys == ([digit] if digit else [])
+    assert call["twiml"].count("<Say") == 4  # alert twice, the question, the voicemail

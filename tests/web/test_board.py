@@ -147,3 +147,28 @@ def test_inbox_handled_with_a_note_shows_who_and_when_and_can_be_undone(app_rt: 
         actions = [e.action for e in s.scalars(select(AuditEvent).order_by(AuditEvent.id))]
     assert [a for a in actions if a != "inbox.phones_read"][-2:] == \
         ["inbox.handled", "inbox.reopened"]
+
+
+def test_board_counts_how_the_calls_ended(app_rt: Any) -> None:
+    from dispatcher.models import Delivery, Volunteer
+    from dispatcher.receipts import apply_call_status
+    from dispatcher.roster.contacts import set_contact
+
+    rt, client, tokens = app_rt
+    with rt.db.session() as s:
+        victor = s.scalars(select(Volunteer).where(Volunteer.name == "Victor Castillo")).one()
+        set_contact(s, rt.vault, victor, "voice", "+529515101001")
+    r = client.post("/api/alerts", json={"zones": ["Oaxaca"], "body": "Test",
+                                         "channels": ["voice"]}, headers=bearer(tokens["officer"]))
+    assert r.status_code == 200, r.text
+    alert_id = int(r.json()["id"])
+    with rt.db.session() as s:
+        call = s.scalars(select(Delivery).where(Delivery.alert_id == alert_id)).one()
+        assert call.channel == "voice"
+        for status in ("initiated", "ringing", "no-answer"):
+            apply_call_status(s, {"CallSid": "CA" + "d" * 32, "CallStatus": status},
+                              str(call.id))
+    login(client)
+    page = client.get(f"/alerts/{alert_id}").text
+    assert '<span id="sum-calls">calls: 1 no answer</span>' in page
+    assert _board_json(page)["outcomes"] == {"voice": {"no_answer": 1}}
