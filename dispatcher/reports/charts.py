@@ -11,6 +11,8 @@ import io
 from html import escape
 from typing import Any
 
+from dispatcher.domain import ZoneState
+
 #: Colours of zone states in the charts (Okabe–Ito: blue, orange, vermillion).
 STATE_COLOURS = {"acknowledged": "#0072B2", "waiting": "#E69F00", "unreached": "#D55E00"}
 #: The acknowledgement curve and the window line (Okabe–Ito black and reddish purple).
@@ -78,7 +80,7 @@ def zone_label(zone: dict[str, Any]) -> str:
     seconds = zone["time_to_ack_seconds"]
     if seconds is not None:
         return f"{seconds:.0f} s"
-    return NOT_YET if zone["state"] == "waiting" else NEVER
+    return NOT_YET if zone["state"] == ZoneState.WAITING else NEVER
 
 
 def zone_bars_svg(zones: list[dict[str, Any]], window: int) -> str:
