@@ -143,7 +143,7 @@ def _items(session: Session, timezone: str, groups: list[tuple[int, int, int]], 
                                     .order_by(Membership.tier)):
         home.setdefault(member, []).append(zone_names.get(zid, ""))
     phones = _phones(session, vault, vols) if vault is not None else {}
-    earlier = _earlier(session, ids, handled)
+    earlier = _earlier(session, [g[0] for g in groups if g[1] > 1], handled)
     notes = _notes(session, ids) if handled else {}
     items = []
     for last_id, count, rank in groups:
