@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, selectinload
 
 from dispatcher.crypto import Unreadable, Vault
@@ -28,6 +29,7 @@ from dispatcher.models import (
     Recipient,
     Response,
     Volunteer,
+    Zone,
 )
 from dispatcher.replies.attach import unattached
 
@@ -42,20 +44,55 @@ ZONE_PRIORITY = {ZoneState.UNREACHED: 0, "help": 1, ZoneState.WAITING: 2,
 
 def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
     """The JSON of DESIGN.md: `id`, `recipients` and `zones`, plus what an officer needs."""
+    alert = find_alert(session, alert_id)
+    recipients = _recipients(session, alert_id)
+    return {**alert_head(session, alert, recipients),
+            "recipients": _rows(session, alert_id, recipients, whole=True)}
+
+
+def find_alert(session: Session, alert_id: int) -> Alert:
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"alert {alert_id} not found")
-    recipients = session.scalars(
-        select(Recipient).where(Recipient.alert_id == alert_id)
+    return alert
+
+
+def recipient_rows(session: Session, alert_id: int, *where: ColumnElement[bool],
+                   limit: int | None = None) -> list[dict[str, Any]]:
+    """Some of an alert's recipients as the status JSON shows them, in the board's order
+    (zone, tier, id): the board's changed rows and its pages of a zone's volunteers."""
+    return _rows(session, alert_id, _recipients(session, alert_id, *where, limit=limit),
+                 whole=False)
+
+
+def _recipients(session: Session, alert_id: int, *where: ColumnElement[bool],
+                limit: int | None = None) -> list[Recipient]:
+    return list(session.scalars(
+        select(Recipient).where(Recipient.alert_id == alert_id, *where)
         .options(selectinload(Recipient.volunteer).selectinload(Volunteer.contacts),
                  selectinload(Recipient.zone), selectinload(Recipient.deliveries))
-        .order_by(Recipient.zone_id, Recipient.tier, Recipient.id)
-    ).all()
+        .order_by(Recipient.zone_id, Recipient.tier, Recipient.id).limit(limit)))
+
+
+def _rows(session: Session, alert_id: int, recipients: list[Recipient],
+          whole: bool) -> list[dict[str, Any]]:
+    """Rows with each one's latest reply (read for the whole alert, or for these rows)."""
+    which = Response.alert_id == alert_id
+    if not whole:
+        which = which & Response.recipient_id.in_([r.id for r in recipients])
     replies: dict[int, Response] = {}
-    for resp in session.scalars(select(Response).where(Response.alert_id == alert_id)
-                                .order_by(Response.id)):
-        if resp.recipient_id is not None:
-            replies[resp.recipient_id] = resp
+    if recipients:
+        for resp in session.scalars(select(Response).where(which).order_by(Response.id)):
+            if resp.recipient_id is not None:
+                replies[resp.recipient_id] = resp
+    return [_recipient(r, replies.get(r.id)) for r in recipients]
+
+
+def alert_head(session: Session, alert: Alert, members: Sequence[Member]) -> dict[str, Any]:
+    """Everything of the status JSON but its recipients: the alert, its zones' figures
+    and who to call (from `members`, the alert's recipients with `zone_id`, `id`, `tier`
+    and `state`), the summary, the replies to attach and the versions."""
+    alert_id = alert.id
     zones = session.scalars(select(AlertZone).where(AlertZone.alert_id == alert_id)
                             .options(selectinload(AlertZone.zone))).all()
     due: dict[int, Any] = {}
@@ -71,41 +108,29 @@ def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
         helps[help_zone or 0] = helps.get(help_zone or 0, 0) + 1
         if helper is not None:
             helpers.setdefault(help_zone or 0, set()).add(helper)
-    rec_rows = [_recipient(r, replies.get(r.id)) for r in recipients]
-    names = {r["id"]: r["name"] for r in rec_rows}
-    zones_of = {r["id"]: r["zone"] for r in rec_rows}
+    by_zone: dict[int, list[Member]] = {}
+    for m in members:
+        by_zone.setdefault(m.zone_id, []).append(m)
     cancelled = alert.state == AlertState.CANCELLED
-    zone_rows = []
-    for az in sorted(zones, key=lambda z: z.zone.name):
-        mine = [r for r in recipients if r.zone_id == az.zone_id]
-        mine_rows = [r for r in rec_rows if r["zone"] == az.zone.name]
-        help_count = helps.get(az.zone_id, 0)
-        zone_rows.append({
-            "zone": az.zone.name, "state": az.state,
-            "tier": tier_name(az.current_tier) if az.current_tier >= 0 else None,
-            "acknowledged_at": _iso(az.acknowledged_at), "unreached_at": _iso(az.unreached_at),
-            "recipients": len([r for r in mine_rows if not r["duty_officer"]]),
-            "acknowledged": len([r for r in mine_rows
-                                 if r["state"] == RecipientState.ACKNOWLEDGED]),
-            # Display only: the stored state of a cancelled alert's zone does not change.
-            "shown_state": "cancelled" if cancelled and az.state == ZoneState.WAITING
-            else az.state,
-            "help": help_count,
-            "priority": ZONE_PRIORITY["help"] if help_count and az.state != ZoneState.UNREACHED
-            else ZONE_PRIORITY[az.state],
-            "next_deadline_at": None if cancelled else _iso(due.get(az.zone_id)),
-            # A cancel ends the chain, not a volunteer's call for help.
-            "call_next": [r.id for r in mine if r.id in helpers.get(az.zone_id, set())]
-            if cancelled else _call_next(az, mine, helpers.get(az.zone_id, set())),
-        })
+    zone_rows = [zone_row(az, by_zone.get(az.zone_id, []), helps.get(az.zone_id, 0),
+                          helpers.get(az.zone_id, set()), due.get(az.zone_id), cancelled)
+                 for az in sorted(zones, key=lambda z: z.zone.name)]
     post = session.get(Post, alert.post_id)
     pending = [z["next_deadline_at"] for z in zone_rows if z["next_deadline_at"]]
+    replies = unattached(session, alert_id)
+    who = {rid: (name, zone) for rid, name, zone in session.execute(
+        select(Recipient.id, Volunteer.name, Zone.name)
+        .join(Volunteer, Volunteer.id == Recipient.volunteer_id)
+        .join(Zone, Zone.id == Recipient.zone_id)
+        .where(Recipient.alert_id == alert_id,
+               Recipient.id.in_([r.recipient_id for r in replies if r.recipient_id])))
+    } if replies else {}
     return {
         "id": alert.id, "title": alert.title, "kind": alert.kind, "msg_type": alert.msg_type,
         "exercise": alert.exercise, "state": alert.state, "reply_code": alert.reply_code,
         "ack_window_seconds": alert.ack_window_seconds, "sent_at": _iso(alert.sent_at),
         "references": alert.references_alert_id, "policy": alert.policy,
-        "recipients": rec_rows, "zones": zone_rows,
+        "zones": zone_rows,
         "now": _iso(db_now(session)), "timezone": post.timezone if post else "UTC",
         "next_escalation_at": min(pending) if pending else None,
         "summary": {
@@ -116,15 +141,53 @@ def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
         "unattached_replies": [
             {"id": r.id, "text": r.text, "received_at": _iso(r.created_at),
              "recipient_id": r.recipient_id,
-             "name": names.get(r.recipient_id or 0), "zone": zones_of.get(r.recipient_id or 0)}
-            for r in unattached(session, alert_id)],
+             "name": who.get(r.recipient_id or 0, (None, None))[0],
+             "zone": who.get(r.recipient_id or 0, (None, None))[1]}
+            for r in replies],
         "versions": [{"number": v.number, "msg_type": v.msg_type, "body": v.body,
                       "sent_at": _iso(v.sent_at), "by": v.created_by, "messages": v.messages}
                      for v in alert.versions],
     }
 
 
-def _call_next(az: AlertZone, mine: list[Recipient], helpers: set[int]) -> list[int]:
+def zone_row(az: AlertZone, mine: Sequence[Member], help_count: int, helpers: set[int],
+             due_at: Any, cancelled: bool) -> dict[str, Any]:
+    """One zone as the status JSON and the board show it, from its recipients (anything
+    with `id`, `tier` and `state`: ORM rows, or the board's bare rows)."""
+    volunteers = [r for r in mine if r.tier != DUTY_OFFICER_TIER]
+    return {
+        "zone": az.zone.name, "state": az.state,
+        "tier": tier_name(az.current_tier) if az.current_tier >= 0 else None,
+        "acknowledged_at": _iso(az.acknowledged_at), "unreached_at": _iso(az.unreached_at),
+        "recipients": len(volunteers),
+        "acknowledged": len([r for r in mine if r.state == RecipientState.ACKNOWLEDGED]),
+        # Display only: the stored state of a cancelled alert's zone does not change.
+        "shown_state": "cancelled" if cancelled and az.state == ZoneState.WAITING
+        else az.state,
+        "help": help_count,
+        "priority": ZONE_PRIORITY["help"] if help_count and az.state != ZoneState.UNREACHED
+        else ZONE_PRIORITY[az.state],
+        "next_deadline_at": None if cancelled else _iso(due_at),
+        # A cancel ends the chain, not a volunteer's call for help.
+        "call_next": [r.id for r in mine if r.id in helpers]
+        if cancelled else _call_next(az, mine, helpers),
+    }
+
+
+class Member(Protocol):
+    """What a zone's figures need of a recipient."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def zone_id(self) -> int: ...
+    @property
+    def tier(self) -> int: ...
+    @property
+    def state(self) -> Any: ...
+
+
+def _call_next(az: AlertZone, mine: Sequence[Member], helpers: set[int]) -> list[int]:
     """Recipient ids an officer should phone now: the current tier's silent volunteers, or
     for an unreached zone the last tier's and whoever asked for help."""
     volunteers = [r for r in mine if r.tier != DUTY_OFFICER_TIER]
