@@ -18,14 +18,21 @@ import secrets
 import threading
 from collections import deque
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.orm import Session
 
+from dispatcher.domain import DUTY_OFFICER_TIER, RecipientState
 from dispatcher.errors import NotFound
 from dispatcher.models import AlertZone, Delivery, Recipient, Response, Zone
-from dispatcher.status import alert_head, find_alert, recipient_rows
+from dispatcher.status import (
+    ZoneFigures,
+    alert_head,
+    call_next_rule,
+    find_alert,
+    recipient_rows,
+)
 
 #: How far behind the newest stamp it has seen each look reaches again: a transaction that
 #: stamped its rows before another committed, but committed after it, is still found (a
@@ -34,9 +41,9 @@ from dispatcher.status import alert_head, find_alert, recipient_rows
 LOOKBACK = timedelta(seconds=5)
 #: Most people per zone the board names under "call next"; the rest are in the zone's
 #: paged list (and one phone lookup reveals at most 50).
-CALL_NEXT_SHOWN = 20
+CALL_NEXT_SHOWN = 10
 #: Volunteers per page of a zone's list (the snapshot holds each zone's first page).
-PAGE_SIZE = 25
+PAGE_SIZE = 20
 #: Change events kept for reconnecting browsers (five minutes of a busy alert's looks).
 EVENTS_KEPT = 600
 #: The head's parts an event carries only when they changed (zones go one by one).
@@ -54,7 +61,7 @@ class BoardFeed:
         self.seq = 0
         self._head: dict[str, Any] | None = None
         self._events: deque[tuple[int, dict[str, Any]]] = deque(maxlen=EVENTS_KEPT)
-        self._stamps: dict[tuple[str, int], datetime] = {}  # (table, row id) -> stamp sent
+        self._stamps: dict[tuple[str, int], object] = {}  # (table, row id) -> stamp sent
         self._newest: datetime | None = None
         self._started = False
         self._lock = threading.Lock()
@@ -148,45 +155,87 @@ class BoardFeed:
 
     def _build_head(self, session: Session) -> dict[str, Any]:
         alert = find_alert(session, self.alert_id)
-        members = session.execute(
-            select(Recipient.id, Recipient.zone_id, Recipient.tier, Recipient.state)
-            .where(Recipient.alert_id == self.alert_id)).all()
-        head = alert_head(session, alert, members)
-        listed: dict[int, int] = {}
-        for m in members:
-            listed[m.zone_id] = listed.get(m.zone_id, 0) + 1
-        names = _zone_names(session, self.alert_id)
-        counts = {names[zid]: n for zid, n in listed.items() if zid in names}
+        figures = _SqlFigures(session, self.alert_id)
+        head = alert_head(session, alert, figures)
         for z in head["zones"]:
-            z["listed"] = counts.get(z["zone"], 0)
-            z["call_next_more"] = max(0, len(z["call_next"]) - CALL_NEXT_SHOWN)
-            z["call_next"] = z["call_next"][:CALL_NEXT_SHOWN]
+            z["listed"], z["call_next_more"] = figures.extra.get(z["zone"], (0, 0))
         return head
 
     def _changed_recipients(self, session: Session) -> set[int]:
-        """Recipients whose row, a delivery or a reply is stamped after what was sent."""
+        """Recipients whose row, a delivery or a reply is stamped after what was sent.
+
+        Stamps are compared as the database returns them (no datetime per row): a look
+        re-reads a few seconds of rows, and only the newest stamp is read as a time."""
         since = self._newest - LOOKBACK if self._newest is not None else None
         a = self.alert_id
-        reads: list[tuple[str, Any, Any]] = [
-            ("r", select(Recipient.id, Recipient.id, Recipient.updated_at)
-             .where(Recipient.alert_id == a), Recipient.updated_at),
-            ("d", select(Delivery.id, Delivery.recipient_id, Delivery.updated_at)
-             .where(Delivery.alert_id == a), Delivery.updated_at),
-            ("p", select(Response.id, Response.recipient_id, Response.created_at)
-             .where(Response.alert_id == a, Response.recipient_id.is_not(None)),
-             Response.created_at)]
+        reads: list[tuple[str, Any, Any, Any]] = [
+            ("r", Recipient.id, Recipient.updated_at, Recipient.alert_id == a),
+            ("d", Delivery.recipient_id, Delivery.updated_at, Delivery.alert_id == a),
+            ("p", Response.recipient_id, Response.created_at,
+             (Response.alert_id == a) & Response.recipient_id.is_not(None))]
         changed: set[int] = set()
-        for table, query, stamp in reads:
+        for table, recipient, stamp, where in reads:
+            model = stamp.class_
             if since is not None:
-                query = query.where(stamp >= since)
-            for row in session.execute(query):
-                row_id, rid, at = cast(tuple[int, int, datetime], tuple(row))
-                if self._stamps.get((table, row_id)) != at:
-                    self._stamps[(table, row_id)] = at
-                    changed.add(rid)
-                if self._newest is None or at > self._newest:
-                    self._newest = at
+                where = where & (stamp >= since)
+            fresh = False
+            for row in session.execute(
+                    select(model.id, recipient, type_coerce(stamp, String)).where(where)):
+                key = (table, int(row[0]))
+                if self._stamps.get(key) != row[2]:
+                    self._stamps[key] = row[2]
+                    changed.add(int(row[1]))
+                    fresh = True
+            if fresh:
+                newest = session.scalar(select(func.max(stamp)).where(where))
+                if newest is not None and (self._newest is None or newest > self._newest):
+                    self._newest = newest
         return changed
+
+
+class _SqlFigures:
+    """Zone figures from one grouped count and, per zone, the first few whom to call: the
+    board's way to the numbers `figures_from` counts from loaded rows (same rule)."""
+
+    def __init__(self, session: Session, alert_id: int) -> None:
+        self.session, self.alert_id = session, alert_id
+        self.counts: dict[int, dict[tuple[int, str], int]] = {}
+        for zone_id, tier, state, n in session.execute(
+                select(Recipient.zone_id, Recipient.tier,
+                       type_coerce(Recipient.state, String), func.count())
+                .where(Recipient.alert_id == alert_id)
+                .group_by(Recipient.zone_id, Recipient.tier, Recipient.state)):
+            self.counts.setdefault(zone_id, {})[(tier, state)] = n
+        #: zone name -> (rows listed, whom to call beyond those named)
+        self.extra: dict[str, tuple[int, int]] = {}
+
+    def __call__(self, az: AlertZone, helpers: set[int], cancelled: bool) -> ZoneFigures:
+        counts = self.counts.get(az.zone_id, {})
+        tiers = {t for t, _ in counts if t != DUTY_OFFICER_TIER}
+        rule = None if cancelled else call_next_rule(az, tiers)
+        chosen: list[int] = []
+        total = 0
+        if rule is not None:
+            tier, states = rule
+            query = select(Recipient.id).where(
+                Recipient.alert_id == self.alert_id, Recipient.zone_id == az.zone_id,
+                Recipient.tier == tier)
+            if states is not None:
+                query = query.where(Recipient.state.in_(states))
+            chosen = list(self.session.scalars(
+                query.order_by(Recipient.id).limit(CALL_NEXT_SHOWN)))
+            total = sum(n for (t, st), n in counts.items()
+                        if t == tier and (states is None or st in states))
+        if helpers:
+            ordered = self.session.execute(
+                select(Recipient.id).where(Recipient.id.in_(helpers))
+                .order_by(Recipient.tier, Recipient.id)).scalars()
+            chosen += [rid for rid in ordered if rid not in chosen]
+        self.extra[az.zone.name] = (sum(counts.values()), max(0, total - CALL_NEXT_SHOWN))
+        return ZoneFigures(
+            sum(n for (t, _), n in counts.items() if t != DUTY_OFFICER_TIER),
+            sum(n for (_, st), n in counts.items() if st == RecipientState.ACKNOWLEDGED),
+            chosen)
 
 
 def _zone_names(session: Session, alert_id: int) -> dict[int, str]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, select
@@ -46,7 +47,7 @@ def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
     """The JSON of DESIGN.md: `id`, `recipients` and `zones`, plus what an officer needs."""
     alert = find_alert(session, alert_id)
     recipients = _recipients(session, alert_id)
-    return {**alert_head(session, alert, recipients),
+    return {**alert_head(session, alert, figures_from(recipients)),
             "recipients": _rows(session, alert_id, recipients, whole=True)}
 
 
@@ -88,10 +89,9 @@ def _rows(session: Session, alert_id: int, recipients: list[Recipient],
     return [_recipient(r, replies.get(r.id)) for r in recipients]
 
 
-def alert_head(session: Session, alert: Alert, members: Sequence[Member]) -> dict[str, Any]:
-    """Everything of the status JSON but its recipients: the alert, its zones' figures
-    and who to call (from `members`, the alert's recipients with `zone_id`, `id`, `tier`
-    and `state`), the summary, the replies to attach and the versions."""
+def alert_head(session: Session, alert: Alert, figures: Figures) -> dict[str, Any]:
+    """Everything of the status JSON but its recipients: the alert, its zones (figures and
+    whom to call from `figures`), the summary, the replies to attach and the versions."""
     alert_id = alert.id
     zones = session.scalars(select(AlertZone).where(AlertZone.alert_id == alert_id)
                             .options(selectinload(AlertZone.zone))).all()
@@ -108,12 +108,9 @@ def alert_head(session: Session, alert: Alert, members: Sequence[Member]) -> dic
         helps[help_zone or 0] = helps.get(help_zone or 0, 0) + 1
         if helper is not None:
             helpers.setdefault(help_zone or 0, set()).add(helper)
-    by_zone: dict[int, list[Member]] = {}
-    for m in members:
-        by_zone.setdefault(m.zone_id, []).append(m)
     cancelled = alert.state == AlertState.CANCELLED
-    zone_rows = [zone_row(az, by_zone.get(az.zone_id, []), helps.get(az.zone_id, 0),
-                          helpers.get(az.zone_id, set()), due.get(az.zone_id), cancelled)
+    zone_rows = [zone_row(az, figures(az, helpers.get(az.zone_id, set()), cancelled),
+                          helps.get(az.zone_id, 0), due.get(az.zone_id), cancelled)
                  for az in sorted(zones, key=lambda z: z.zone.name)]
     post = session.get(Post, alert.post_id)
     pending = [z["next_deadline_at"] for z in zone_rows if z["next_deadline_at"]]
@@ -150,17 +147,29 @@ def alert_head(session: Session, alert: Alert, members: Sequence[Member]) -> dic
     }
 
 
-def zone_row(az: AlertZone, mine: Sequence[Member], help_count: int, helpers: set[int],
-             due_at: Any, cancelled: bool) -> dict[str, Any]:
-    """One zone as the status JSON and the board show it, from its recipients (anything
-    with `id`, `tier` and `state`: ORM rows, or the board's bare rows)."""
-    volunteers = [r for r in mine if r.tier != DUTY_OFFICER_TIER]
+@dataclass(frozen=True)
+class ZoneFigures:
+    """A zone's counts: its volunteers (not the duty officer), how many acknowledged, and
+    whom to call (recipient ids, in the board's order)."""
+
+    recipients: int
+    acknowledged: int
+    call_next: list[int]
+
+
+#: `figures(zone, its HELP callers' ids, whether the alert is cancelled)`: the status JSON
+#: counts the recipients it loaded; the live board asks the database.
+Figures = Callable[[AlertZone, set[int], bool], ZoneFigures]
+
+
+def zone_row(az: AlertZone, figures: ZoneFigures, help_count: int, due_at: Any,
+             cancelled: bool) -> dict[str, Any]:
+    """One zone as the status JSON and the board show it."""
     return {
         "zone": az.zone.name, "state": az.state,
         "tier": tier_name(az.current_tier) if az.current_tier >= 0 else None,
         "acknowledged_at": _iso(az.acknowledged_at), "unreached_at": _iso(az.unreached_at),
-        "recipients": len(volunteers),
-        "acknowledged": len([r for r in mine if r.state == RecipientState.ACKNOWLEDGED]),
+        "recipients": figures.recipients, "acknowledged": figures.acknowledged,
         # Display only: the stored state of a cancelled alert's zone does not change.
         "shown_state": "cancelled" if cancelled and az.state == ZoneState.WAITING
         else az.state,
@@ -168,9 +177,7 @@ def zone_row(az: AlertZone, mine: Sequence[Member], help_count: int, helpers: se
         "priority": ZONE_PRIORITY["help"] if help_count and az.state != ZoneState.UNREACHED
         else ZONE_PRIORITY[az.state],
         "next_deadline_at": None if cancelled else _iso(due_at),
-        # A cancel ends the chain, not a volunteer's call for help.
-        "call_next": [r.id for r in mine if r.id in helpers]
-        if cancelled else _call_next(az, mine, helpers),
+        "call_next": figures.call_next,
     }
 
 
@@ -187,20 +194,38 @@ class Member(Protocol):
     def state(self) -> Any: ...
 
 
-def _call_next(az: AlertZone, mine: Sequence[Member], helpers: set[int]) -> list[int]:
-    """Recipient ids an officer should phone now: the current tier's silent volunteers, or
-    for an unreached zone the last tier's and whoever asked for help."""
-    volunteers = [r for r in mine if r.tier != DUTY_OFFICER_TIER]
-    if az.state == ZoneState.ACKNOWLEDGED or not volunteers:
-        return [r.id for r in mine if r.id in helpers]
+def figures_from(members: Sequence[Member]) -> Figures:
+    """Zone figures counted from the alert's recipients, in the board's order."""
+    by_zone: dict[int, list[Member]] = {}
+    for m in members:
+        by_zone.setdefault(m.zone_id, []).append(m)
+
+    def figures(az: AlertZone, helpers: set[int], cancelled: bool) -> ZoneFigures:
+        mine = by_zone.get(az.zone_id, [])
+        volunteers = [r for r in mine if r.tier != DUTY_OFFICER_TIER]
+        # A cancel ends the chain, not a volunteer's call for help.
+        rule = None if cancelled else call_next_rule(az, {r.tier for r in volunteers})
+        chosen = [] if rule is None else [
+            r.id for r in volunteers
+            if r.tier == rule[0] and (rule[1] is None or r.state in rule[1])]
+        return ZoneFigures(
+            len(volunteers), len([r for r in mine if r.state == RecipientState.ACKNOWLEDGED]),
+            chosen + [r.id for r in mine if r.id in helpers and r.id not in chosen])
+
+    return figures
+
+
+def call_next_rule(az: AlertZone, volunteer_tiers: Collection[int]
+                   ) -> tuple[int, tuple[RecipientState, ...] | None] | None:
+    """Whom an officer should phone in a zone, besides whoever asked for help: the
+    volunteers of one tier in some states (None: any), or nobody. The current tier's silent
+    volunteers while it waits; for an unreached zone (or one the duty officer was asked
+    for), the last tier's."""
+    if az.state == ZoneState.ACKNOWLEDGED or not volunteer_tiers:
+        return None
     if az.state == ZoneState.WAITING and az.current_tier != DUTY_OFFICER_TIER:
-        tier = az.current_tier
-        chosen = [r for r in volunteers if r.tier == tier and r.state in SILENT]
-    else:
-        last = max(r.tier for r in volunteers)
-        chosen = [r for r in volunteers if r.tier == last]
-    ids = [r.id for r in chosen]
-    return ids + [r.id for r in mine if r.id in helpers and r.id not in ids]
+        return az.current_tier, SILENT
+    return max(volunteer_tiers), None
 
 
 def clear_phones(session: Session, vault: Vault, alert_id: int,

@@ -24,7 +24,7 @@ from dispatcher import audit
 from dispatcher.board_feed import zone_page
 from dispatcher.dispatch.versions import RECEIVED, cancel_alert, update_alert
 from dispatcher.domain import AlertState, Role
-from dispatcher.errors import AlnError, NotFound
+from dispatcher.errors import AlnError, InvalidInput, NotFound
 from dispatcher.models import Alert, Recipient
 from dispatcher.replies.attach import attach_reply
 from dispatcher.runtime import Runtime
@@ -124,11 +124,13 @@ async def board_events(alert_id: RowId, request: Request,
 
 @router.get("/alerts/{alert_id}/volunteers")
 def volunteers(alert_id: RowId, request: Request,
-               zone: str = Query(max_length=MAX_ZONE_NAME),
+               zone: str = Query(default="", max_length=MAX_ZONE_NAME),
                after: int | None = Query(default=None, gt=0, le=MAX_ROW_ID)) -> JSONResponse:
     """One page of a zone's recipients (the board lists a zone's first page, then these),
     with `more_after`: the id to ask the next page after, or null after the last."""
     officer_or_login(request)
+    if not zone:
+        raise InvalidInput("name the zone whose volunteers to list (?zone=...)")
     with runtime_of(request).db.session() as session:
         rows, more_after = zone_page(session, alert_id, zone, after)
     return JSONResponse({"zone": zone, "recipients": rows, "more_after": more_after},

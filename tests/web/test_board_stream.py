@@ -161,6 +161,8 @@ def test_a_zone_s_volunteers_come_in_pages(app_rt: Any) -> None:
     assert held["pages"][first_zone] == ids[PAGE_SIZE - 1]
     unknown = client.get(f"/alerts/{alert_id}/volunteers", params={"zone": "Atlantis"})
     assert unknown.status_code == 404 and "Atlantis" in unknown.text
+    unnamed = client.get(f"/alerts/{alert_id}/volunteers")
+    assert unnamed.status_code == 422 and "name the zone" in unnamed.text
 
 
 def _first_zone(rt: Runtime) -> str:
