@@ -20,7 +20,7 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, func, select, type_coerce
+from sqlalchemy import String, func, or_, select, true, type_coerce
 from sqlalchemy.orm import Session
 
 from dispatcher.domain import DUTY_OFFICER_TIER, RecipientState
@@ -208,22 +208,36 @@ class _SqlFigures:
             self.counts.setdefault(zone_id, {})[(tier, state)] = n
         #: zone name -> (rows listed, whom to call beyond those named)
         self.extra: dict[str, tuple[int, int]] = {}
+        # Every zone's first few to call, in one read: the rule gives each zone a tier and
+        # states, the window keeps the first CALL_NEXT_SHOWN of each.
+        self.rules: dict[int, tuple[int, tuple[RecipientState, ...] | None] | None] = {}
+        wanted = []
+        for az in session.scalars(select(AlertZone).where(AlertZone.alert_id == alert_id)):
+            tiers = {t for t, _ in self.counts.get(az.zone_id, {}) if t != DUTY_OFFICER_TIER}
+            rule = self.rules[az.zone_id] = call_next_rule(az, tiers)
+            if rule is not None:
+                tier, states = rule
+                wanted.append((Recipient.zone_id == az.zone_id) & (Recipient.tier == tier)
+                              & (Recipient.state.in_(states) if states is not None
+                                 else true()))
+        self.first: dict[int, list[int]] = {}
+        if wanted:
+            ranked = select(Recipient.zone_id, Recipient.id, func.row_number().over(
+                partition_by=Recipient.zone_id, order_by=Recipient.id).label("n")).where(
+                Recipient.alert_id == alert_id, or_(*wanted)).subquery()
+            for row in session.execute(
+                    select(ranked.c.zone_id, ranked.c.id).where(ranked.c.n <= CALL_NEXT_SHOWN)
+                    .order_by(ranked.c.zone_id, ranked.c.id)):
+                self.first.setdefault(int(row[0]), []).append(int(row[1]))
 
     def __call__(self, az: AlertZone, helpers: set[int], cancelled: bool) -> ZoneFigures:
         counts = self.counts.get(az.zone_id, {})
-        tiers = {t for t, _ in counts if t != DUTY_OFFICER_TIER}
-        rule = None if cancelled else call_next_rule(az, tiers)
+        rule = None if cancelled else self.rules.get(az.zone_id)
         chosen: list[int] = []
         total = 0
         if rule is not None:
             tier, states = rule
-            query = select(Recipient.id).where(
-                Recipient.alert_id == self.alert_id, Recipient.zone_id == az.zone_id,
-                Recipient.tier == tier)
-            if states is not None:
-                query = query.where(Recipient.state.in_(states))
-            chosen = list(self.session.scalars(
-                query.order_by(Recipient.id).limit(CALL_NEXT_SHOWN)))
+            chosen = list(self.first.get(az.zone_id, []))
             total = sum(n for (t, st), n in counts.items()
                         if t == tier and (states is None or st in states))
         if helpers:

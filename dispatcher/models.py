@@ -263,6 +263,8 @@ class Recipient(Base):
         UniqueConstraint("alert_id", "volunteer_id", "zone_id"),
         Index("ix_recipients_alert_state", "alert_id", "state"),
         Index("ix_recipients_alert_updated", "alert_id", "updated_at"),
+        # The board's zone figures read only this index (counts, and whom to call next).
+        Index("ix_recipients_alert_zone", "alert_id", "zone_id", "tier", "state"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))

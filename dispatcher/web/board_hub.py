@@ -78,7 +78,11 @@ class BoardHub:
                 board.task = None
 
     async def _produce(self, board: _Board) -> None:
+        loop = asyncio.get_running_loop()
         while board.watchers:
+            # A steady beat, not a pause after each look: a slow look (a busy machine)
+            # must not stretch the time from a reply to the boards.
+            due = loop.time() + BOARD_POLL_SECONDS
             event = await run_in_threadpool(self._look, board.feed)
             if event is not None:
                 item = (seq_of(event["event_id"]), sse(event, "change"))
@@ -90,7 +94,7 @@ class BoardHub:
                         while not queue.empty():
                             queue.get_nowait()
                         queue.put_nowait(None)
-            await asyncio.sleep(BOARD_POLL_SECONDS)
+            await asyncio.sleep(max(0.0, due - loop.time()))
 
     def _look(self, feed: BoardFeed) -> dict[str, Any] | None:
         with self._rt.db.session() as session:
