@@ -178,3 +178,43 @@ def test_the_stream_and_pages_are_for_officers_only(app_rt: Any, path: str) -> N
     alert_id = _send(client, tokens["officer"], ["Oaxaca"])
     r = client.get(f"/alerts/{alert_id}/{path}", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login"
+
+
+def test_the_board_s_zone_figures_equal_the_status_json_s(app_rt: Any) -> None:
+    """The board counts in SQL what the status JSON counts from loaded rows: both, on
+    zones waiting, covered, unreached, with a HELP, then cancelled."""
+    from dispatcher.domain import AlertState, ZoneState
+    from dispatcher.models import Alert, AlertZone, Response
+    from dispatcher.status import alert_status
+
+    rt, client, tokens = app_rt
+    alert_id = _send(client, tokens["officer"], ["Oaxaca", "Chiapas", "Hidalgo", "Puebla"])
+    _ack(rt, alert_id, "Victor Castillo")
+    with rt.db.session() as s:
+        ana = s.scalars(select(Recipient).join(Volunteer).where(
+            Recipient.alert_id == alert_id, Volunteer.name == "Ana Morales")).one()
+        s.add(Response(alert_id=alert_id, recipient_id=ana.id, volunteer_id=ana.volunteer_id,
+                       zone_id=ana.zone_id, kind="help", text="HELP", urgent=True))
+        hidalgo = s.scalars(select(AlertZone).join(AlertZone.zone).where(
+            AlertZone.alert_id == alert_id).order_by(AlertZone.id)).all()
+        next(az for az in hidalgo if az.zone.name == "Hidalgo").state = ZoneState.UNREACHED
+        ana_id = ana.id
+
+    def compare(cancelled: bool) -> None:
+        with rt.db.session() as s:
+            slow = {z["zone"]: z for z in alert_status(s, alert_id)["zones"]}
+            fast = {z["zone"]: z for z in BoardFeed(alert_id).snapshot(s)["zones"]}
+        assert set(fast) == set(slow)
+        assert ana_id in slow["Chiapas"]["call_next"] and slow["Chiapas"]["help"] == 1
+        assert slow["Hidalgo"]["state"] == "unreached"
+        assert bool(slow["Hidalgo"]["call_next"]) is not cancelled  # a cancel ends chains
+        for name, z in slow.items():
+            board_row = {k: v for k, v in fast[name].items()
+                         if k not in ("listed", "call_next_more")}
+            assert board_row == z, name
+            assert fast[name]["call_next_more"] == 0  # a handful each: all named
+
+    compare(False)
+    with rt.db.session() as s:
+        s.get(Alert, alert_id).state = AlertState.CANCELLED  # type: ignore[union-attr]
+    compare(True)
