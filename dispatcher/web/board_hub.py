@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,12 +48,18 @@ class BoardHub:
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self._boards: dict[int, _Board] = {}
+        self._creating = threading.Lock()
 
     def feed(self, alert_id: int) -> BoardFeed:
-        board = self._boards.get(alert_id)
-        if board is None:
-            board = self._boards[alert_id] = _Board(BoardFeed(alert_id))
-        return board.feed
+        return self._board(alert_id).feed
+
+    def _board(self, alert_id: int) -> _Board:
+        # Page loads (threads) and streams (the event loop) may ask at once: one board.
+        with self._creating:
+            board = self._boards.get(alert_id)
+            if board is None:
+                board = self._boards[alert_id] = _Board(BoardFeed(alert_id))
+            return board
 
     def snapshot(self, alert_id: int) -> dict[str, Any]:
         """The whole board now (blocking: call it from a thread)."""
@@ -63,8 +70,7 @@ class BoardHub:
     @contextlib.asynccontextmanager
     async def watch(self, alert_id: int) -> AsyncIterator[asyncio.Queue[tuple[int, str] | None]]:
         """A queue of (seq, encoded event) for one browser; None in it ends the stream."""
-        self.feed(alert_id)
-        board = self._boards[alert_id]
+        board = self._board(alert_id)
         queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue(WATCHER_BACKLOG)
         board.watchers.add(queue)
         if board.task is None or board.task.done():
