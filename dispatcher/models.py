@@ -262,6 +262,9 @@ class Recipient(Base):
     __table_args__ = (
         UniqueConstraint("alert_id", "volunteer_id", "zone_id"),
         Index("ix_recipients_alert_state", "alert_id", "state"),
+        Index("ix_recipients_alert_updated", "alert_id", "updated_at"),
+        # The board's zone figures read only this index (counts, and whom to call next).
+        Index("ix_recipients_alert_zone", "alert_id", "zone_id", "tier", "state"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
@@ -276,6 +279,8 @@ class Recipient(Base):
     acknowledged_at: Mapped[datetime | None]
     acknowledged_via: Mapped[str | None] = mapped_column(String(16))
     due_at: Mapped[datetime | None]
+    #: When the row last changed: the live board sends the rows changed since it last looked.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     alert: Mapped[Alert] = relationship(back_populates="recipients")
     volunteer: Mapped[Volunteer] = relationship()
     zone: Mapped[Zone] = relationship()
@@ -289,6 +294,7 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_state_lease", "state", "lease_until"),
         Index("ix_deliveries_alert", "alert_id"),
+        Index("ix_deliveries_alert_updated", "alert_id", "updated_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
@@ -364,6 +370,7 @@ class Response(Base):
     """What a volunteer (or an unknown sender) said, as understood."""
 
     __tablename__ = "responses"
+    __table_args__ = (Index("ix_responses_alert_created", "alert_id", "created_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)

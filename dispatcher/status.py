@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from dispatcher.crypto import Unreadable, Vault
@@ -29,6 +31,7 @@ from dispatcher.models import (
     Recipient,
     Response,
     Volunteer,
+    Zone,
 )
 from dispatcher.replies.attach import unattached
 
@@ -72,20 +75,54 @@ def call_outcomes_line(counts: dict[str, int]) -> str:
 
 def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
     """The JSON of DESIGN.md: `id`, `recipients` and `zones`, plus what an officer needs."""
+    alert = find_alert(session, alert_id)
+    recipients = _recipients(session, alert_id)
+    return {**alert_head(session, alert, figures_from(recipients)),
+            "recipients": _rows(session, alert_id, recipients, whole=True)}
+
+
+def find_alert(session: Session, alert_id: int) -> Alert:
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"alert {alert_id} not found")
-    recipients = session.scalars(
-        select(Recipient).where(Recipient.alert_id == alert_id)
+    return alert
+
+
+def recipient_rows(session: Session, alert_id: int, *where: ColumnElement[bool],
+                   limit: int | None = None) -> list[dict[str, Any]]:
+    """Some of an alert's recipients as the status JSON shows them, in the board's order
+    (zone, tier, id): the board's changed rows and its pages of a zone's volunteers."""
+    return _rows(session, alert_id, _recipients(session, alert_id, *where, limit=limit),
+                 whole=False)
+
+
+def _recipients(session: Session, alert_id: int, *where: ColumnElement[bool],
+                limit: int | None = None) -> list[Recipient]:
+    return list(session.scalars(
+        select(Recipient).where(Recipient.alert_id == alert_id, *where)
         .options(selectinload(Recipient.volunteer).selectinload(Volunteer.contacts),
                  selectinload(Recipient.zone), selectinload(Recipient.deliveries))
-        .order_by(Recipient.zone_id, Recipient.tier, Recipient.id)
-    ).all()
+        .order_by(Recipient.zone_id, Recipient.tier, Recipient.id).limit(limit)))
+
+
+def _rows(session: Session, alert_id: int, recipients: list[Recipient],
+          whole: bool) -> list[dict[str, Any]]:
+    """Rows with each one's latest reply (read for the whole alert, or for these rows)."""
+    which = Response.alert_id == alert_id
+    if not whole:
+        which = which & Response.recipient_id.in_([r.id for r in recipients])
     replies: dict[int, Response] = {}
-    for resp in session.scalars(select(Response).where(Response.alert_id == alert_id)
-                                .order_by(Response.id)):
-        if resp.recipient_id is not None:
-            replies[resp.recipient_id] = resp
+    if recipients:
+        for resp in session.scalars(select(Response).where(which).order_by(Response.id)):
+            if resp.recipient_id is not None:
+                replies[resp.recipient_id] = resp
+    return [_recipient(r, replies.get(r.id)) for r in recipients]
+
+
+def alert_head(session: Session, alert: Alert, figures: Figures) -> dict[str, Any]:
+    """Everything of the status JSON but its recipients: the alert, its zones (figures and
+    whom to call from `figures`), the summary, the replies to attach and the versions."""
+    alert_id = alert.id
     zones = session.scalars(select(AlertZone).where(AlertZone.alert_id == alert_id)
                             .options(selectinload(AlertZone.zone))).all()
     due: dict[int, Any] = {}
@@ -101,42 +138,27 @@ def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
         helps[help_zone or 0] = helps.get(help_zone or 0, 0) + 1
         if helper is not None:
             helpers.setdefault(help_zone or 0, set()).add(helper)
-    rec_rows = [_recipient(r, replies.get(r.id)) for r in recipients]
-    names = {r["id"]: r["name"] for r in rec_rows}
-    zones_of = {r["id"]: r["zone"] for r in rec_rows}
     cancelled = alert.state == AlertState.CANCELLED
-    zone_rows = []
-    for az in sorted(zones, key=lambda z: z.zone.name):
-        mine = [r for r in recipients if r.zone_id == az.zone_id]
-        mine_rows = [r for r in rec_rows if r["zone"] == az.zone.name]
-        help_count = helps.get(az.zone_id, 0)
-        zone_rows.append({
-            "zone": az.zone.name, "state": az.state,
-            "tier": tier_name(az.current_tier) if az.current_tier >= 0 else None,
-            "acknowledged_at": _iso(az.acknowledged_at), "unreached_at": _iso(az.unreached_at),
-            "recipients": len([r for r in mine_rows if not r["duty_officer"]]),
-            "acknowledged": len([r for r in mine_rows
-                                 if r["state"] == RecipientState.ACKNOWLEDGED]),
-            # Display only: the stored state of a cancelled alert's zone does not change.
-            "shown_state": "cancelled" if cancelled and az.state == ZoneState.WAITING
-            else az.state,
-            "help": help_count,
-            "priority": ZONE_PRIORITY["help"] if help_count and az.state != ZoneState.UNREACHED
-            else ZONE_PRIORITY[az.state],
-            "next_deadline_at": None if cancelled else _iso(due.get(az.zone_id)),
-            # A cancel ends the chain, not a volunteer's call for help.
-            "call_next": [r.id for r in mine if r.id in helpers.get(az.zone_id, set())]
-            if cancelled else _call_next(az, mine, helpers.get(az.zone_id, set())),
-        })
+    zone_rows = [zone_row(az, figures(az, helpers.get(az.zone_id, set()), cancelled),
+                          helps.get(az.zone_id, 0), due.get(az.zone_id), cancelled)
+                 for az in sorted(zones, key=lambda z: z.zone.name)]
     post = session.get(Post, alert.post_id)
     pending = [z["next_deadline_at"] for z in zone_rows if z["next_deadline_at"]]
+    replies = unattached(session, alert_id)
+    who = {rid: (name, zone) for rid, name, zone in session.execute(
+        select(Recipient.id, Volunteer.name, Zone.name)
+        .join(Volunteer, Volunteer.id == Recipient.volunteer_id)
+        .join(Zone, Zone.id == Recipient.zone_id)
+        .where(Recipient.alert_id == alert_id,
+               Recipient.id.in_([r.recipient_id for r in replies if r.recipient_id])))
+    } if replies else {}
     return {
         "id": alert.id, "title": alert.title, "kind": alert.kind, "msg_type": alert.msg_type,
         "exercise": alert.exercise, "state": alert.state, "reply_code": alert.reply_code,
         "ack_window_seconds": alert.ack_window_seconds, "sent_at": _iso(alert.sent_at),
         "references": alert.references_alert_id, "policy": alert.policy,
-        "recipients": rec_rows, "zones": zone_rows,
-        "outcomes": delivery_outcomes(session, alert_id),
+        "zones": zone_rows,
+        "outcomes": delivery_outcomes(session, alert.id),
         "now": _iso(db_now(session)), "timezone": post.timezone if post else "UTC",
         "next_escalation_at": min(pending) if pending else None,
         "summary": {
@@ -147,28 +169,94 @@ def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
         "unattached_replies": [
             {"id": r.id, "text": r.text, "received_at": _iso(r.created_at),
              "recipient_id": r.recipient_id,
-             "name": names.get(r.recipient_id or 0), "zone": zones_of.get(r.recipient_id or 0)}
-            for r in unattached(session, alert_id)],
+             "name": who.get(r.recipient_id or 0, (None, None))[0],
+             "zone": who.get(r.recipient_id or 0, (None, None))[1]}
+            for r in replies],
         "versions": [{"number": v.number, "msg_type": v.msg_type, "body": v.body,
                       "sent_at": _iso(v.sent_at), "by": v.created_by, "messages": v.messages}
                      for v in alert.versions],
     }
 
 
-def _call_next(az: AlertZone, mine: list[Recipient], helpers: set[int]) -> list[int]:
-    """Recipient ids an officer should phone now: the current tier's silent volunteers, or
-    for an unreached zone the last tier's and whoever asked for help."""
-    volunteers = [r for r in mine if r.tier != DUTY_OFFICER_TIER]
-    if az.state == ZoneState.ACKNOWLEDGED or not volunteers:
-        return [r.id for r in mine if r.id in helpers]
+@dataclass(frozen=True)
+class ZoneFigures:
+    """A zone's counts: its volunteers (not the duty officer), how many acknowledged, and
+    whom to call (recipient ids, in the board's order)."""
+
+    recipients: int
+    acknowledged: int
+    call_next: list[int]
+
+
+#: `figures(zone, its HELP callers' ids, whether the alert is cancelled)`: the status JSON
+#: counts the recipients it loaded; the live board asks the database.
+Figures = Callable[[AlertZone, set[int], bool], ZoneFigures]
+
+
+def zone_row(az: AlertZone, figures: ZoneFigures, help_count: int, due_at: Any,
+             cancelled: bool) -> dict[str, Any]:
+    """One zone as the status JSON and the board show it."""
+    return {
+        "zone": az.zone.name, "state": az.state,
+        "tier": tier_name(az.current_tier) if az.current_tier >= 0 else None,
+        "acknowledged_at": _iso(az.acknowledged_at), "unreached_at": _iso(az.unreached_at),
+        "recipients": figures.recipients, "acknowledged": figures.acknowledged,
+        # Display only: the stored state of a cancelled alert's zone does not change.
+        "shown_state": "cancelled" if cancelled and az.state == ZoneState.WAITING
+        else az.state,
+        "help": help_count,
+        "priority": ZONE_PRIORITY["help"] if help_count and az.state != ZoneState.UNREACHED
+        else ZONE_PRIORITY[az.state],
+        "next_deadline_at": None if cancelled else _iso(due_at),
+        "call_next": figures.call_next,
+    }
+
+
+class Member(Protocol):
+    """What a zone's figures need of a recipient."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def zone_id(self) -> int: ...
+    @property
+    def tier(self) -> int: ...
+    @property
+    def state(self) -> Any: ...
+
+
+def figures_from(members: Sequence[Member]) -> Figures:
+    """Zone figures counted from the alert's recipients, in the board's order."""
+    by_zone: dict[int, list[Member]] = {}
+    for m in members:
+        by_zone.setdefault(m.zone_id, []).append(m)
+
+    def figures(az: AlertZone, helpers: set[int], cancelled: bool) -> ZoneFigures:
+        mine = by_zone.get(az.zone_id, [])
+        volunteers = [r for r in mine if r.tier != DUTY_OFFICER_TIER]
+        # A cancel ends the chain, not a volunteer's call for help.
+        rule = None if cancelled else call_next_rule(az, {r.tier for r in volunteers})
+        chosen = [] if rule is None else [
+            r.id for r in volunteers
+            if r.tier == rule[0] and (rule[1] is None or r.state in rule[1])]
+        return ZoneFigures(
+            len(volunteers), len([r for r in mine if r.state == RecipientState.ACKNOWLEDGED]),
+            chosen + [r.id for r in mine if r.id in helpers and r.id not in chosen])
+
+    return figures
+
+
+def call_next_rule(az: AlertZone, volunteer_tiers: Collection[int]
+                   ) -> tuple[int, tuple[RecipientState, ...] | None] | None:
+    """Whom an officer should phone in a zone, besides whoever asked for help: the
+    volunteers of one tier in some states (None: any), or nobody. The current tier's silent
+    volunteers while it waits; for an unreached zone (or one the duty officer was asked
+    for), the last tier's."""
+    if az.state == ZoneState.ACKNOWLEDGED or not volunteer_tiers:
+        return None
     if az.state == ZoneState.WAITING and az.current_tier != DUTY_OFFICER_TIER:
-        tier = az.current_tier
-        chosen = [r for r in volunteers if r.tier == tier and r.state in SILENT]
-    else:
-        last = max(r.tier for r in volunteers)
-        chosen = [r for r in volunteers if r.tier == last]
-    ids = [r.id for r in chosen]
-    return ids + [r.id for r in mine if r.id in helpers and r.id not in ids]
+        return az.current_tier, SILENT
+    return max(volunteer_tiers), None
 
 
 def clear_phones(session: Session, vault: Vault, alert_id: int,

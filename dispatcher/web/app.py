@@ -24,6 +24,7 @@ from dispatcher.replies.intake import Intake
 from dispatcher.runtime import Runtime
 from dispatcher.web import ack, api, board, dashboard, problems, webhooks
 from dispatcher.web.auth import Caller, api_caller
+from dispatcher.web.board_hub import BoardHub
 from dispatcher.web.dashboard import LoginRequired
 from dispatcher.web.headers import SecurityHeaders
 from dispatcher.web.limits import BodyLimit
@@ -51,6 +52,7 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
             task = asyncio.create_task(_run_worker(worker))
         aio.settle_heap()
         yield
+        await app.state.boards.close()
         await asyncio.to_thread(app.state.intake.stop)
         if task is not None:
             app.state.worker.stop()
@@ -62,6 +64,7 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
     app.state.rt = rt
     app.state.worker = None
     app.state.intake = Intake(rt)
+    app.state.boards = BoardHub(rt)
 
     problems.install(app)
 

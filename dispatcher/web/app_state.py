@@ -6,6 +6,7 @@ from fastapi import Request
 
 from dispatcher.replies.intake import Intake
 from dispatcher.runtime import Runtime
+from dispatcher.web.board_hub import BoardHub
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -21,3 +22,7 @@ def wake_worker(request: Request) -> None:
 
 def intake_of(request: Request) -> Intake:
     return request.app.state.intake  # type: ignore[no-any-return]
+
+
+def boards_of(request: Request) -> BoardHub:
+    return request.app.state.boards  # type: ignore[no-any-return]

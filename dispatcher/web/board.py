@@ -21,33 +21,40 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from dispatcher import audit
+from dispatcher.board_feed import zone_page
 from dispatcher.dispatch.versions import RECEIVED, cancel_alert, update_alert
 from dispatcher.domain import AlertState, Role
-from dispatcher.errors import AlnError, NotFound
+from dispatcher.errors import AlnError, InvalidInput, NotFound
 from dispatcher.models import Alert, Recipient
 from dispatcher.replies.attach import attach_reply
 from dispatcher.runtime import Runtime
-from dispatcher.status import alert_status, clear_phones
-from dispatcher.web.app_state import runtime_of, wake_worker
+from dispatcher.status import clear_phones, find_alert
+from dispatcher.web.app_state import boards_of, runtime_of, wake_worker
 from dispatcher.web.auth import Caller, check_csrf
+from dispatcher.web.board_hub import seq_of, sse
 from dispatcher.web.dashboard import form_of, officer_or_login, page
 from dispatcher.web.limits import MAX_ROW_ID, RowId
 
 router = APIRouter(include_in_schema=False)
-#: How often the live board looks for changes.
-BOARD_POLL_SECONDS = 0.5
 #: How long one event stream lasts before the browser reconnects (which it does at once,
-#: showing "Reconnecting…"): a stream that never ends would hold a stopping server open.
+#: showing "Reconnecting…", and gets what it missed): a stream that never ends would hold a
+#: stopping server open.
 BOARD_STREAM_SECONDS = 300.0
 #: How soon (ms) the browser reconnects after a stream ends or the server goes away.
 BOARD_RETRY_MS = 1000
+#: Longest silence on a stream: a comment line keeps proxies from closing it.
+BOARD_KEEPALIVE_SECONDS = 15.0
 #: Most numbers one lookup reveals (a zone's tier is a handful of people).
 MAX_PHONES_PER_LOOKUP = 50
+#: Longest zone name asked for (the column's length).
+MAX_ZONE_NAME = 200
+#: Longest Last-Event-ID taken (ours are "<8 hex>-<number>").
+MAX_EVENT_ID = 40
 
 
-def _status(rt: Runtime, alert_id: int) -> dict[str, Any]:
+def _check_alert(rt: Runtime, alert_id: int) -> None:
     with rt.db.session() as session:
-        return alert_status(session, alert_id)
+        find_alert(session, alert_id)
 
 
 def _script_json(data: Any) -> str:
@@ -57,7 +64,7 @@ def _script_json(data: Any) -> str:
 
 def _board_page(request: Request, caller: Caller, alert_id: int,
                 http_status: int = 200, **values: Any) -> HTMLResponse:
-    status = _status(runtime_of(request), alert_id)
+    status = boards_of(request).snapshot(alert_id)
     context = {"csrf": caller.csrf, "officer": caller.at_least(Role.OFFICER)}
     return page("board.html", caller, http_status=http_status, status=status,
                 status_json=_script_json(status), context_json=_script_json(context),
@@ -70,30 +77,64 @@ def board(alert_id: RowId, request: Request) -> HTMLResponse:
 
 
 @router.get("/alerts/{alert_id}/events")
-async def board_events(alert_id: RowId, request: Request) -> StreamingResponse:
-    """Server-sent events: the alert's status whenever it changes."""
+async def board_events(alert_id: RowId, request: Request,
+                       last: str | None = Query(default=None, max_length=MAX_EVENT_ID)
+                       ) -> StreamingResponse:
+    """Server-sent events: what changed on the board, from this process's one producer
+    for the alert. A browser that says which event it saw last (`Last-Event-ID` when it
+    reconnects, `?last=` with the id its page was rendered at) gets the events it missed;
+    when those are no longer kept, or it says nothing, a snapshot of the whole board."""
     officer_or_login(request)
-    rt = runtime_of(request)
-    await run_in_threadpool(_status, rt, alert_id)  # 404 now rather than mid-stream
+    hub = boards_of(request)
+    await run_in_threadpool(_check_alert, runtime_of(request), alert_id)  # 404 now
+    seen = (request.headers.get("last-event-id") or last or "")[:MAX_EVENT_ID]
 
     async def stream() -> AsyncIterator[str]:
-        last = ""
         yield f"retry: {BOARD_RETRY_MS}\n\n"
-        ends = asyncio.get_running_loop().time() + BOARD_STREAM_SECONDS
-        while not await request.is_disconnected() and asyncio.get_running_loop().time() < ends:
-            status = await run_in_threadpool(_status, rt, alert_id)
-            now = status.pop("now")  # the clock alone is no change
-            data = json.dumps(status, default=str)
-            if data != last:
-                last = data
-                status["now"] = now
-                yield f"data: {json.dumps(status, default=str)}\n\n"
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + BOARD_STREAM_SECONDS
+        async with hub.watch(alert_id) as queue:  # from here on no event is missed
+            missed = hub.feed(alert_id).missed(seen) if seen else None
+            if missed is None:
+                snapshot = await run_in_threadpool(hub.snapshot, alert_id)
+                sent = seq_of(snapshot["event_id"])
+                yield sse(snapshot, "snapshot")
             else:
-                yield ": keep-alive\n\n"
-            await asyncio.sleep(BOARD_POLL_SECONDS)
+                sent = seq_of(seen)
+                for event in missed:
+                    sent = seq_of(event["event_id"])
+                    yield sse(event, "change")
+            while (left := ends - loop.time()) > 0 and not await request.is_disconnected():
+                try:
+                    item = await asyncio.wait_for(queue.get(),
+                                                  min(left, BOARD_KEEPALIVE_SECONDS))
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if item is None:
+                    break  # this browser fell behind: it reconnects and catches up
+                seq, text = item
+                if seq > sent:
+                    sent = seq
+                    yield text
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/alerts/{alert_id}/volunteers")
+def volunteers(alert_id: RowId, request: Request,
+               zone: str = Query(default="", max_length=MAX_ZONE_NAME),
+               after: int | None = Query(default=None, gt=0, le=MAX_ROW_ID)) -> JSONResponse:
+    """One page of a zone's recipients (the board lists a zone's first page, then these),
+    with `more_after`: the id to ask the next page after, or null after the last."""
+    officer_or_login(request)
+    if not zone:
+        raise InvalidInput("name the zone whose volunteers to list (?zone=...)")
+    with runtime_of(request).db.session() as session:
+        rows, more_after = zone_page(session, alert_id, zone, after)
+    return JSONResponse({"zone": zone, "recipients": rows, "more_after": more_after},
+                        headers={"Cache-Control": "no-store"})
 
 
 @router.get("/alerts/{alert_id}/phones")

@@ -1,4 +1,7 @@
-// The live zone board: renders the alert's status, then every change the server sends.
+// The live zone board: renders the board's snapshot (the page's JSON block, or a "snapshot"
+// event), then merges every "change" event: only the zones, parts and people that changed.
+// The board holds each zone's first page of volunteers and whom to call; "Show more" pages
+// through the rest (a country-wide alert has thousands).
 // A file, not an inline script: the Content-Security-Policy allows scripts from 'self' only.
 // Untrusted text (names, replies, the alert's text) only ever goes in through textContent.
 (function () {
@@ -11,6 +14,7 @@
   var asked = {};          // recipient ids already looked up
   var lastUpdate = null;
   var openZones = {};      // acknowledged zones the officer opened stay open
+  var pages = {};          // zone -> id to list more after (null: the board holds all)
 
   function el(tag, text, cls) {
     var e = document.createElement(tag);
@@ -140,6 +144,8 @@
       ul.appendChild(li);
     });
     wrap.appendChild(ul);
+    if (z.call_next_more) wrap.appendChild(el("p", "and " + z.call_next_more +
+      " more not answering: see the zone's list below", "facts"));
     return wrap;
   }
 
@@ -154,7 +160,9 @@
     var t = el("table"); var thead = t.createTHead().insertRow();
     HEADS.forEach(function (x) { thead.appendChild(el("th", x)); });
     var body = t.createTBody();
-    status.recipients.filter(function (r) { return r.zone === z.zone; }).forEach(function (r) {
+    status.recipients.filter(function (r) { return r.zone === z.zone; }).sort(function (a, b) {
+      return tierRank(a.tier) - tierRank(b.tier) || a.id - b.id;
+    }).forEach(function (r) {
       var row = body.insertRow(); row.dataset.volunteer = r.name; row.dataset.state = r.state;
       cell(row, 0, r.tier); cell(row, 1, r.name);
       cell(row, 2, r.deliveries.filter(function (d) {
@@ -165,7 +173,36 @@
       var ack = cell(row, 5, "");
       if (r.acknowledged_at) ack.appendChild(timeEl(r.acknowledged_at));
     });
-    wrap.appendChild(t); return wrap;
+    wrap.appendChild(t);
+    if (pages[z.zone]) {
+      var held = status.recipients.filter(function (r) { return r.zone === z.zone; }).length;
+      var more = el("button", "Show more volunteers (" + held + " of " + z.listed + " listed)",
+                    "more");
+      more.type = "button";
+      more.addEventListener("click", function () { showMore(z.zone, more); });
+      wrap.appendChild(more);
+    }
+    return wrap;
+  }
+  function tierRank(name) {
+    if (name === "primary") return 0;
+    var m = /^alternate(\d+)$/.exec(name || "");
+    return m ? +m[1] : 1e6;
+  }
+  function showMore(zone, button) {
+    button.disabled = true;
+    var url = board.dataset.volunteers + "?zone=" + encodeURIComponent(zone) +
+      "&after=" + pages[zone];
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(function (page) {
+        var byId = {};
+        status.recipients.forEach(function (r) { byId[r.id] = r; });
+        page.recipients.forEach(function (r) { if (!byId[r.id]) status.recipients.push(r); });
+        pages[zone] = page.more_after;
+        renderZones();
+      })
+      .catch(function () { button.disabled = false; });
   }
   function zoneHeading(tag, z) {
     var h = el(tag, z.zone + ": ");
@@ -254,10 +291,43 @@
     lookUpPhones();
   }
 
-  render(JSON.parse(document.getElementById("board-data").textContent));
+  // A change event carries the parts of the board that changed, the zones that changed
+  // (whole), and the people whose row changed: rows the board holds are replaced; others
+  // are kept only if the board must name them (whom to call) or holds their whole zone.
+  function merge(event) {
+    var next = {};
+    Object.keys(status).forEach(function (k) { next[k] = status[k]; });
+    Object.keys(event).forEach(function (k) {
+      if (k !== "zones" && k !== "recipients") next[k] = event[k];
+    });
+    if (event.zones) {
+      var changed = {};
+      event.zones.forEach(function (z) { changed[z.zone] = z; });
+      next.zones = status.zones.map(function (z) { return changed[z.zone] || z; });
+      event.zones.forEach(function (z) {
+        if (!status.zones.some(function (o) { return o.zone === z.zone; })) next.zones.push(z);
+      });
+    }
+    var named = {};
+    next.zones.forEach(function (z) { z.call_next.forEach(function (id) { named[id] = true; }); });
+    var rows = {};
+    status.recipients.forEach(function (r) { rows[r.id] = r; });
+    (event.recipients || []).forEach(function (r) {
+      if (rows[r.id] || named[r.id] || pages[r.zone] === null) rows[r.id] = r;
+    });
+    next.recipients = Object.keys(rows).map(function (k) { return rows[k]; });
+    return next;
+  }
+  function snapshot(s) {
+    pages = s.pages || {};
+    render(s);
+  }
+
+  snapshot(JSON.parse(document.getElementById("board-data").textContent));
   setInterval(function () { renderSummary(); tickTimes(); renderLive(); }, 1000);
   var source = new EventSource(board.dataset.events);
   source.onopen = function () { renderLive("live"); };
   source.onerror = function () { renderLive("reconnecting"); };
-  source.onmessage = function (e) { render(JSON.parse(e.data)); renderLive("live"); };
+  source.addEventListener("snapshot", function (e) { snapshot(JSON.parse(e.data)); renderLive("live"); });
+  source.addEventListener("change", function (e) { render(merge(JSON.parse(e.data))); renderLive("live"); });
 })();

@@ -1,0 +1,112 @@
+"""The boards this server process is showing: one producer per alert (not per browser),
+looking for changes only while someone watches, each event encoded once and handed to
+every watcher's stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from dispatcher.board_feed import BoardFeed
+from dispatcher.runtime import Runtime
+from dispatcher.status import find_alert
+
+#: How often a watched board looks for changes.
+BOARD_POLL_SECONDS = 0.5
+#: Events waiting for one browser before its stream is ended (it reconnects with
+#: Last-Event-ID and catches up): a stalled browser never holds the others back.
+WATCHER_BACKLOG = 64
+
+
+def sse(event: dict[str, Any], kind: str) -> str:
+    """One server-sent event: its id (for Last-Event-ID), its kind, its JSON."""
+    return (f"id: {event['event_id']}\nevent: {kind}\n"
+            f"data: {json.dumps(event, default=str, separators=(',', ':'))}\n\n")
+
+
+def seq_of(event_id: str) -> int:
+    return int(event_id.rpartition("-")[2])
+
+
+@dataclass
+class _Board:
+    feed: BoardFeed
+    watchers: set[asyncio.Queue[tuple[int, str] | None]] = field(default_factory=set)
+    task: asyncio.Task[None] | None = None
+
+
+class BoardHub:
+    """Per alert: one `BoardFeed`, the queues of its watchers, and the task feeding them."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._boards: dict[int, _Board] = {}
+        self._creating = threading.Lock()
+
+    def feed(self, alert_id: int) -> BoardFeed:
+        return self._board(alert_id).feed
+
+    def _board(self, alert_id: int) -> _Board:
+        # Page loads (threads) and streams (the event loop) may ask at once: one board.
+        with self._creating:
+            board = self._boards.get(alert_id)
+            if board is None:
+                board = self._boards[alert_id] = _Board(BoardFeed(alert_id))
+            return board
+
+    def snapshot(self, alert_id: int) -> dict[str, Any]:
+        """The whole board now (blocking: call it from a thread)."""
+        with self._rt.db.session() as session:
+            find_alert(session, alert_id)  # no producer for an alert that does not exist
+            return self.feed(alert_id).snapshot(session)
+
+    @contextlib.asynccontextmanager
+    async def watch(self, alert_id: int) -> AsyncIterator[asyncio.Queue[tuple[int, str] | None]]:
+        """A queue of (seq, encoded event) for one browser; None in it ends the stream."""
+        board = self._board(alert_id)
+        queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue(WATCHER_BACKLOG)
+        board.watchers.add(queue)
+        if board.task is None or board.task.done():
+            board.task = asyncio.create_task(self._produce(board))
+        try:
+            yield queue
+        finally:
+            board.watchers.discard(queue)
+            if not board.watchers and board.task is not None:
+                board.task.cancel()
+                board.task = None
+
+    async def _produce(self, board: _Board) -> None:
+        loop = asyncio.get_running_loop()
+        while board.watchers:
+            # A steady beat, not a pause after each look: a slow look (a busy machine)
+            # must not stretch the time from a reply to the boards.
+            due = loop.time() + BOARD_POLL_SECONDS
+            event = await run_in_threadpool(self._look, board.feed)
+            if event is not None:
+                item = (seq_of(event["event_id"]), sse(event, "change"))
+                for queue in list(board.watchers):
+                    try:
+                        queue.put_nowait(item)
+                    except asyncio.QueueFull:
+                        board.watchers.discard(queue)
+                        while not queue.empty():
+                            queue.get_nowait()
+                        queue.put_nowait(None)
+            await asyncio.sleep(max(0.0, due - loop.time()))
+
+    def _look(self, feed: BoardFeed) -> dict[str, Any] | None:
+        with self._rt.db.session() as session:
+            return feed.look(session)
+
+    async def close(self) -> None:
+        for board in self._boards.values():
+            if board.task is not None:
+                board.task.cancel()
