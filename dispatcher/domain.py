@@ -55,7 +55,18 @@ class MsgType(StrEnum):
 
 class Channel(StrEnum):
     SMS = "sms"
+    WHATSAPP = "whatsapp"
+    VOICE = "voice"
     EMAIL = "email"
+
+
+#: Channels reached at a phone number (the roster's `phone` column).
+PHONE_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP, Channel.VOICE})
+#: Channels that carry a text to a phone: the number must be a mobile.
+TEXT_PHONE_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP})
+#: What an alert (or a policy without steps) uses at once: every path but a call, which
+#: only a policy step asks for.
+MESSAGE_CHANNELS = (Channel.SMS, Channel.WHATSAPP, Channel.EMAIL)
 
 
 class RecipientState(StrEnum):
@@ -179,6 +190,8 @@ class DeliveryPurpose(StrEnum):
 class DeadlineKind(StrEnum):
     ESCALATE = "escalate"
     REMINDER = "reminder"
+    #: A later step of the policy (a call after 5 minutes): more channels, same tier.
+    STEP = "step"
 
 
 class DeadlineState(StrEnum):

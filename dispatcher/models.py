@@ -331,6 +331,8 @@ class Deadline(Base):
     recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipients.id"))
     kind: Mapped[str] = mapped_column(String(16), default="escalate")
     tier: Mapped[int] = mapped_column(Integer)
+    #: For a `step` deadline: which step of the alert's frozen policy comes due.
+    step: Mapped[int | None] = mapped_column(Integer)
     due_at: Mapped[datetime]
     state: Mapped[DeadlineState] = state_column(DeadlineState, DeadlineState.PENDING)
     claimed_by: Mapped[str | None] = mapped_column(String(100))

@@ -32,8 +32,10 @@ from dispatcher.dispatch.targeting import (
     tier_targets,
     zone_memberships,
 )
+from dispatcher.dispatch.whatsapp import COST_UNITS as WHATSAPP_COST_UNITS
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
+    TEXT_PHONE_CHANNELS,
     AlertState,
     Channel,
     DeadlineKind,
@@ -141,8 +143,9 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
     """Resolve zones, template, policy and first tier; refuse what cannot reach anyone."""
     today = today or db_today(session, post.timezone)
     for c in req.channels:
-        if c not in (Channel.SMS, Channel.EMAIL):
-            raise InvalidInput(f"channel '{c}' is not 'sms' or 'email'")
+        if c not in {ch.value for ch in Channel}:
+            raise InvalidInput(f"channel '{c}' is not one of "
+                               f"{', '.join(ch.value for ch in Channel)}")
     if not req.zones:
         raise InvalidInput("name at least one zone (--zone Chiapas, or --zone all)")
     if any(z.strip().lower() == "all" for z in req.zones):
@@ -316,6 +319,7 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
     created: list[tuple[int, str]] = []
     batch: list[Recipient] = []
     zone_name = az.zone.name
+    at_once = policy.step_channels(0)
 
     def flush() -> None:
         session.flush()
@@ -338,11 +342,13 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
             RecipientState.PENDING if target.reachable else RecipientState.FAILED)
         lang = pick_language(target.volunteer.language_list, list(alert.bodies),
                              post.default_language)
-        for contact in target.contacts:
+        # Later steps' channels (a call after 5 minutes) come from their deadlines.
+        contacts = [c for c in target.contacts if c.channel in at_once]
+        for contact in contacts:
             rec.deliveries.append(new_delivery(alert, contact, DeliveryPurpose.ALERT, lang,
                                                zone=zone_name))
         for texts in updates:
-            for contact in target.contacts:
+            for contact in contacts:
                 rec.deliveries.append(new_delivery(
                     alert, contact, DeliveryPurpose.UPDATE, lang,
                     texts.get(lang) or next(iter(texts.values())), zone=zone_name))
@@ -358,6 +364,7 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
                                      recipient_id=rec_id, tier=tier, due_at=due))
     else:
         session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier, due_at=due))
+    schedule_steps(session, alert, az, tier, targets, policy, now)
     for offset in policy.reminder_offsets():
         session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier,
                              kind=DeadlineKind.REMINDER, due_at=now + timedelta(seconds=offset)))
@@ -365,6 +372,18 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
         # Nobody of this tier can be reached at all: do not wait out the window.
         session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier, due_at=now))
     return created
+
+
+def schedule_steps(session: Session, alert: Alert, az: AlertZone, tier: int,
+                   targets: Sequence[Target], policy: EscalationPolicy, now: datetime) -> None:
+    """A deadline for each later step of the tier that someone has a live path for."""
+    steps = policy.tier_steps()
+    for index in range(1, len(steps)):
+        channels = policy.step_channels(index)
+        if any(c.channel in channels for t in targets for c in t.contacts):
+            session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier,
+                                 kind=DeadlineKind.STEP, step=index,
+                                 due_at=now + timedelta(seconds=steps[index].delay_seconds)))
 
 
 def add_delivery(session: Session, alert: Alert, rec: Recipient, contact: Any,
@@ -382,15 +401,21 @@ def new_delivery(alert: Alert, contact: Any, purpose: DeliveryPurpose, lang: str
     common = dict(alert_id=alert.id, contact_id=contact.id, channel=contact.channel,
                   purpose=purpose, language=lang)
     if text is not None:
-        if contact.channel == Channel.SMS:
-            return Delivery(**common, body=text, segments=_segments(text))
+        if contact.channel in TEXT_PHONE_CHANNELS:
+            return Delivery(**common, body=text, segments=_cost_units(contact.channel, text))
         return Delivery(**common, subject=text[:120], body=text, html=None)
     bodies = alert.bodies.get(lang) or next(iter(alert.bodies.values()))
-    if contact.channel == Channel.SMS:
+    if contact.channel in TEXT_PHONE_CHANNELS:
+        # WhatsApp carries the SMS's words (free text, or the template's body variable).
         sms = sms_for_zone(bodies["sms"], zone)
-        return Delivery(**common, body=sms, segments=_segments(sms))
+        return Delivery(**common, body=sms, segments=_cost_units(contact.channel, sms))
     return Delivery(**common, subject=bodies["subject"], body=bodies["email_text"],
                     html=bodies["email_html"])
+
+
+def _cost_units(channel: str, text: str) -> int:
+    """What one message bills: SMS segments, or one WhatsApp message."""
+    return _segments(text) if channel == Channel.SMS else WHATSAPP_COST_UNITS
 
 
 @functools.lru_cache(maxsize=64)

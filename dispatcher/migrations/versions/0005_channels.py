@@ -1,0 +1,27 @@
+"""channels: a deadline may be a policy step (a later channel for the same tier)
+
+An escalation policy's tier is a list of steps (e.g. SMS, WhatsApp and email at once,
+a call after 5 minutes); each later step is a deadline row of kind `step`, and `step`
+says which one. Empty for escalations and reminders, as before.
+
+Revision ID: 0005_channels
+Revises: 0004
+Create Date: 2026-11-25 15:10:00
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0005_channels'
+down_revision = '0004'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('deadlines') as batch:
+        batch.add_column(sa.Column('step', sa.Integer(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('deadlines') as batch:
+        batch.drop_column('step')
