@@ -366,6 +366,9 @@ class Response(Base):
     """What a volunteer (or an unknown sender) said, as understood."""
 
     __tablename__ = "responses"
+    #: "Has this volunteer written on WhatsApp in the last 24 hours?" at every send.
+    __table_args__ = (Index("ix_responses_volunteer_channel", "volunteer_id", "channel",
+                            "created_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)

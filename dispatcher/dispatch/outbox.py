@@ -25,6 +25,12 @@ from dispatcher.acks import LATE_REPLY_WINDOW, takes_replies
 from dispatcher.compose.composer import REPLY_CODES, compose, sms_for_zone, sms_preview
 from dispatcher.compose.templates import load_template, pick_language, wording
 from dispatcher.db import db_now, db_today
+from dispatcher.dispatch.channel_preview import (
+    policy_steps,
+    recipient_steps,
+    uses_whatsapp,
+    whatsapp_message,
+)
 from dispatcher.dispatch.targeting import (
     Target,
     chain,
@@ -33,6 +39,7 @@ from dispatcher.dispatch.targeting import (
     zone_memberships,
 )
 from dispatcher.dispatch.whatsapp import COST_UNITS as WHATSAPP_COST_UNITS
+from dispatcher.dispatch.whatsapp import open_sessions
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
     TEXT_PHONE_CHANNELS,
@@ -105,28 +112,41 @@ class Plan:
     bodies: dict[str, dict[str, str]]
     channels: list[str]
     code: str
+    #: Volunteers with an open WhatsApp session (free text rather than a template).
+    whatsapp_sessions: set[int] = field(default_factory=set)
 
     def preview(self, settings: Settings) -> dict[str, Any]:
         """What a dry run shows: recipients per zone and tier, encodings, time estimate."""
         zones = []
-        sms = emails = 0
+        sms = emails = whatsapp = whatsapp_units = 0
         for pz in self.zones:
             recipients = []
             for t in pz.first:
-                chans = sorted(c.channel for c in t.contacts)
+                steps = recipient_steps(self.policy, t, self.channels)
+                chans = sorted(steps[0]["channels"])
                 sms += chans.count("sms")
                 emails += chans.count("email")
-                recipients.append({"name": t.volunteer.name, "tier": tier_name(t.tier),
-                                   "channels": chans,
-                                   "language": self.language_for(t),
-                                   "skipped": [s.__dict__ for s in t.skipped]})
+                lang = self.language_for(t)
+                row: dict[str, Any] = {"name": t.volunteer.name, "tier": tier_name(t.tier),
+                                       "channels": chans,
+                                       "language": lang,
+                                       "skipped": [s.__dict__ for s in t.skipped],
+                                       "steps": steps}
+                if uses_whatsapp(steps):
+                    wa = whatsapp_message(settings.config_dir, lang,
+                                          t.volunteer.id in self.whatsapp_sessions)
+                    row["whatsapp"] = wa
+                    whatsapp += 1
+                    whatsapp_units += wa["cost_units"]
+                recipients.append(row)
             zones.append({"zone": pz.zone.name,
                           "tier": tier_name(pz.tiers[0]) if pz.tiers else None,
                           "chain": [tier_name(t) for t in pz.tiers],
                           "reachable": pz.reachable, "recipients": recipients})
         rate = settings.sms_rate_per_second or 0
         seconds = sms / rate if rate else 0.0
-        return {"zones": zones, "sms": sms, "emails": emails,
+        return {"zones": zones, "sms": sms, "emails": emails, "whatsapp": whatsapp,
+                "whatsapp_cost_units": whatsapp_units, "steps": policy_steps(self.policy),
                 "sms_encoding": sms_preview(self.bodies, [pz.zone.name for pz in self.zones]),
                 "estimated_seconds": round(seconds, 1), "ack_window_seconds":
                 self.policy.ack_window_seconds, "reply_code": self.code,
@@ -179,13 +199,16 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
         first = tier_targets(ms, tiers[0], channels, today) if tiers else []
         planned.append(PlannedZone(zone, tiers, first))
         del ms
+    talking = open_sessions(session, (t.volunteer.id for pz in planned for t in pz.first
+                                      if any(c.channel == Channel.WHATSAPP for c in t.contacts)),
+                            db_now(session))
     dead = [pz.zone.name for pz in planned if not pz.reachable]
     if dead and not req.force and refuse_unreachable:
         raise Refused(
             f"nobody reachable in {', '.join(dead)} (no active volunteer with a usable "
             "contact path); fix the roster, or send with --force to alert the duty officer "
             "for those zones")
-    return Plan(post, planned, policy, template.name, bodies, channels or [], code)
+    return Plan(post, planned, policy, template.name, bodies, channels or [], code, talking)
 
 
 def create_alert(session: Session, settings: Settings, plan: Plan, req: AlertRequest,

@@ -28,6 +28,8 @@ from dispatcher.models import Alert, Delivery, Recipient, Response
 SESSION = timedelta(hours=24)
 #: What a template's variable may be filled with.
 FIELDS = ("title", "body", "code")
+#: Volunteer ids asked about per query.
+SESSION_QUERY_CHUNK = 500
 #: A WhatsApp message is billed per message, whatever its length.
 COST_UNITS = 1
 
@@ -81,11 +83,14 @@ def template_for(config_dir: Path, language: str) -> ContentTemplate | None:
 def open_sessions(session: Session, volunteer_ids: Iterable[int], now: datetime) -> set[int]:
     """Volunteers (of those given) who wrote to us on WhatsApp in the last 24 hours."""
     ids = sorted(set(volunteer_ids))
-    if not ids:
-        return set()
-    return set(session.scalars(select(Response.volunteer_id).where(
-        Response.channel == Channel.WHATSAPP.value, Response.volunteer_id.in_(ids),
-        Response.created_at > now - SESSION).distinct()))
+    out: set[int] = set()
+    # In chunks: a roster of 100,000 WhatsApp users would pass SQLite's variable limit.
+    for start in range(0, len(ids), SESSION_QUERY_CHUNK):
+        out.update(session.scalars(select(Response.volunteer_id).where(
+            Response.channel == Channel.WHATSAPP.value,
+            Response.volunteer_id.in_(ids[start:start + SESSION_QUERY_CHUNK]),
+            Response.created_at > now - SESSION).distinct()))
+    return out
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 An escalation policy's tier is a list of steps (e.g. SMS, WhatsApp and email at once,
 a call after 5 minutes); each later step is a deadline row of kind `step`, and `step`
-says which one. Empty for escalations and reminders, as before.
+says which one. Empty for escalations and reminders, as before. An index on responses
+answers "did this volunteer write on WhatsApp in the last 24 hours?" (the session that
+allows free text) at every send.
 
 Revision ID: 0005_channels
 Revises: 0004
@@ -20,8 +22,11 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('deadlines') as batch:
         batch.add_column(sa.Column('step', sa.Integer(), nullable=True))
+    op.create_index('ix_responses_volunteer_channel', 'responses',
+                    ['volunteer_id', 'channel', 'created_at'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_responses_volunteer_channel', table_name='responses')
     with op.batch_alter_table('deadlines') as batch:
         batch.drop_column('step')
