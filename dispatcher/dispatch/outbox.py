@@ -42,6 +42,7 @@ from dispatcher.dispatch.whatsapp import COST_UNITS as WHATSAPP_COST_UNITS
 from dispatcher.dispatch.whatsapp import open_sessions
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
+    MESSAGE_CHANNELS,
     TEXT_PHONE_CHANNELS,
     AlertState,
     Channel,
@@ -461,6 +462,8 @@ def message_to(session: Session, settings: Settings, alert: Alert,
                 continue
             if alert.channels and contact.channel not in alert.channels:
                 continue
+            if contact.channel not in MESSAGE_CHANNELS:
+                continue  # a fixed wording is a text: never a call
             add_delivery(session, alert, rec, contact, purpose, lang, text)
             count += 1
     return count

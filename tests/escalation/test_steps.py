@@ -152,3 +152,22 @@ def test_a_shorter_window_drops_the_steps_it_would_never_reach() -> None:
     default = load_policy(CONFIG_DIR, "default")
     assert [s.channels for s in default.with_window(120).steps] == [("sms", "whatsapp",
                                                                      "email")]
+
+
+def test_fixed_wordings_are_texts_never_calls(rt: Runtime) -> None:
+    from dispatcher.dispatch.outbox import message_to
+    from dispatcher.domain import DeliveryPurpose
+    from dispatcher.roster.contacts import set_contact
+
+    alert_id = send(rt)
+    with rt.db.session() as session:
+        ana = session.scalars(select(Recipient).where(Recipient.alert_id == alert_id)).one()
+        set_contact(session, rt.vault, ana.volunteer, "voice", "+529611230101")
+        alert = session.get(Alert, alert_id)
+        assert alert is not None
+        alert.channels = ["sms", "whatsapp", "voice", "email"]  # as once voice is configured
+        session.flush()
+        message_to(session, rt.settings, alert, [ana], DeliveryPurpose.CANCEL, "cancelled")
+        sent = sorted(session.scalars(select(Delivery.channel).where(
+            Delivery.alert_id == alert_id, Delivery.purpose == "cancel")))
+    assert sent == ["email", "sms", "whatsapp"]
