@@ -16,6 +16,7 @@ from channels.errors import ChannelError
 
 class ChannelKind(StrEnum):
     SMS = "sms"
+    WHATSAPP = "whatsapp"
     EMAIL = "email"
     VOICE = "voice"
 
@@ -44,6 +45,12 @@ class Message:
     language: str | None = None
     prompt: str | None = None
     voicemail: str | None = None
+    #: WhatsApp: an approved Content template (`HX...`) and its numbered variables, for a
+    #: message outside the 24-hour session; `free_text` says a session is open, so the
+    #: body may go as it is (the template is the fallback when the provider says no).
+    template_sid: str | None = None
+    template_variables: Mapping[str, str] = field(default_factory=dict)
+    free_text: bool = True
 
     def rendered(self, text: str | None) -> str | None:
         if text is None:

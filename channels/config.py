@@ -13,6 +13,8 @@ class ChannelsConfig:
     twilio_from_number: str | None = None
     twilio_messaging_service_sid: str | None = None
     twilio_api_url: str = "https://api.twilio.com"
+    #: The WhatsApp sender (`+E164` or `whatsapp:+E164`); unset, no WhatsApp channel.
+    twilio_whatsapp_from: str | None = None
     status_callback_url: str | None = None
     #: A call's signed webhooks: the key pressed, and the call's progress.
     voice_gather_url: str | None = None
@@ -33,6 +35,7 @@ class ChannelsConfig:
     email_rate_per_second: float = 100.0
     #: Calls started per second (Twilio's default for an account is 1 CPS).
     call_rate_per_second: float = 1.0
+    whatsapp_rate_per_second: float = 20.0
 
     @classmethod
     def from_settings(cls, s: Any) -> ChannelsConfig:
@@ -50,6 +53,7 @@ class ChannelsConfig:
             twilio_from_number=get("twilio_from_number", None),
             twilio_messaging_service_sid=get("twilio_messaging_service_sid", None),
             twilio_api_url=get("twilio_api_url", defaults.twilio_api_url),
+            twilio_whatsapp_from=get("twilio_whatsapp_from", None),
             status_callback_url=(public.rstrip("/") + "/webhooks/twilio/status"
                                  if public else None),
             voice_gather_url=(public.rstrip("/") + "/webhooks/twilio/voice/gather"
@@ -70,4 +74,6 @@ class ChannelsConfig:
             concurrency=get("send_concurrency", defaults.concurrency),
             sms_rate_per_second=get("sms_rate_per_second", defaults.sms_rate_per_second),
             email_rate_per_second=get("email_rate_per_second", defaults.email_rate_per_second),
+            whatsapp_rate_per_second=get("whatsapp_rate_per_second",
+                                         defaults.whatsapp_rate_per_second),
         )

@@ -65,6 +65,7 @@ TWILIO_CODES = {
     "30006": "landline or unreachable carrier",
     "30007": "filtered by the carrier",
     "30008": "unknown error from the carrier",
+    "63016": "WhatsApp free text outside the 24-hour session: a template is needed",
 }
 
 

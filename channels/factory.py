@@ -8,6 +8,7 @@ from channels.retry import SleepFn
 from channels.sendgrid_email import SendGridEmail
 from channels.twilio_sms import TwilioSMS
 from channels.twilio_voice import TwilioVoice
+from channels.twilio_whatsapp import TwilioWhatsApp
 
 
 def build_channels(config: ChannelsConfig,
@@ -20,6 +21,8 @@ def build_channels(config: ChannelsConfig,
     if config.twilio_account_sid and config.twilio_auth_token and config.twilio_from_number:
         # Calls come from a number (a Messaging Service cannot call).
         out[ChannelKind.VOICE] = TwilioVoice(config, sleep=sleep)
+    if config.twilio_account_sid and config.twilio_auth_token and config.twilio_whatsapp_from:
+        out[ChannelKind.WHATSAPP] = TwilioWhatsApp(config, sleep=sleep)
     if config.sendgrid_api_key and config.email_from:
         out[ChannelKind.EMAIL] = SendGridEmail(config, sleep=sleep)
     return out

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 PERMANENT_RECIPIENT_CODES = frozenset({21211, 21610, 21614, 21606, 21617, 21658})
 #: Codes that say our configuration is wrong, not the recipient's number.
 PERMANENT_ACCOUNT_CODES = frozenset({20003})
+#: Codes that refuse this message, not the path: WhatsApp free text outside the session
+#: (63016). The volunteer's other channels take over; the path stays live.
+PERMANENT_MESSAGE_CODES = frozenset({63016})
 #: Codes worth retrying whatever the HTTP status said.
 TRANSIENT_CODES = frozenset({20429, 21611})
 
@@ -107,7 +110,8 @@ def classify(status: int | None, code: int | None, message: str, recipient: str,
                   recipient=recipient)
     if code in TRANSIENT_CODES or status == 429 or (status is not None and status >= 500):
         return TransientError(retry_after=retry_after, **fields)
-    if code in PERMANENT_ACCOUNT_CODES or status in (401, 403):
+    if code in PERMANENT_MESSAGE_CODES or code in PERMANENT_ACCOUNT_CODES \
+            or status in (401, 403):
         return PermanentError(recipient_specific=False, **fields)
     if code in PERMANENT_RECIPIENT_CODES or (status is not None and 400 <= status < 500):
         return PermanentError(recipient_specific=True, **fields)
@@ -131,6 +135,15 @@ class TwilioChannel:
         self._sleep = sleep
         self._http: RewritingHttpClient | None = None
         self._client: Client | None = None
+
+    @classmethod
+    def check_sender(cls, config: ChannelsConfig) -> None:
+        if not (config.twilio_from_number or config.twilio_messaging_service_sid):
+            raise ValueError("Twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
+
+    @classmethod
+    def rate_per_second(cls, config: ChannelsConfig) -> float:
+        return config.sms_rate_per_second
 
     def _ensure_client(self) -> Client:
         if self._client is None:
@@ -191,12 +204,19 @@ class TwilioSMS(TwilioChannel):
     body_maxlen: ClassVar[int] = 1600
 
     def __init__(self, config: ChannelsConfig, *, sleep: SleepFn | None = None) -> None:
-        super().__init__(config, config.sms_rate_per_second, sleep=sleep)
+        super().__init__(config, self.rate_per_second(config), sleep=sleep)
+        self.check_sender(config)
+
+    @classmethod
+    def check_sender(cls, config: ChannelsConfig) -> None:
         if not (config.twilio_from_number or config.twilio_messaging_service_sid):
             raise ValueError("Twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
 
+    @classmethod
+    def rate_per_second(cls, config: ChannelsConfig) -> float:
+        return config.sms_rate_per_second
+
     async def _send_once(self, message: Message) -> Receipt:
-        client = self._ensure_client()
         masked = mask_contact(message.to)
         body = message.rendered(message.body) or ""
         kwargs: dict[str, Any] = {"to": message.to, "body": body}
@@ -204,12 +224,18 @@ class TwilioSMS(TwilioChannel):
             kwargs["messaging_service_sid"] = self.config.twilio_messaging_service_sid
         else:
             kwargs["from_"] = self.config.twilio_from_number
-        if self.config.status_callback_url:
-            ref = f"?ref={message.reference}" if message.reference else ""
-            kwargs["status_callback"] = self.config.status_callback_url + ref
         validity = message.validity_seconds or None
         if validity:
             kwargs["validity_period"] = max(1, min(int(validity), 36000))
+        return await self._create_message(message, kwargs, masked)
+
+    async def _create_message(self, message: Message, kwargs: dict[str, Any],
+                              masked: str) -> Receipt:
+        """One Messages API request (status callback added), its failure as our error."""
+        client = self._ensure_client()
+        if self.config.status_callback_url:
+            ref = f"?ref={message.reference}" if message.reference else ""
+            kwargs["status_callback"] = self.config.status_callback_url + ref
         created = await self._create(lambda: client.messages.create_async(**kwargs), masked)
         segments = int(created.num_segments) if str(created.num_segments or "").isdigit() else 1
         return Receipt(provider_id=str(created.sid), status=str(created.status or "queued"),

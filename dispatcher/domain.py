@@ -55,6 +55,7 @@ class MsgType(StrEnum):
 
 class Channel(StrEnum):
     SMS = "sms"
+    WHATSAPP = "whatsapp"
     EMAIL = "email"
     #: A phone call that reads the alert and asks for a key press (same E.164 number as
     #: the SMS path, or a landline, which only a call can reach).
@@ -64,6 +65,15 @@ class Channel(StrEnum):
 #: Channels an alert uses only when asked (`--channel voice`, a policy step): calling
 #: every volunteer at once is never the default.
 ON_REQUEST_CHANNELS = frozenset({Channel.VOICE})
+
+
+#: Channels reached at a phone number (the roster's `phone` column).
+PHONE_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP, Channel.VOICE})
+#: Channels that carry a text to a phone: the number must be a mobile.
+TEXT_PHONE_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP})
+#: What an alert (or a policy without steps) uses at once: every path but a call, which
+#: only a policy step asks for.
+MESSAGE_CHANNELS = (Channel.SMS, Channel.WHATSAPP, Channel.EMAIL)
 
 
 class RecipientState(StrEnum):
@@ -201,6 +211,8 @@ class DeliveryPurpose(StrEnum):
 class DeadlineKind(StrEnum):
     ESCALATE = "escalate"
     REMINDER = "reminder"
+    #: A later step of the policy (a call after 5 minutes): more channels, same tier.
+    STEP = "step"
 
 
 class DeadlineState(StrEnum):

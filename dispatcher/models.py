@@ -337,6 +337,8 @@ class Deadline(Base):
     recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipients.id"))
     kind: Mapped[str] = mapped_column(String(16), default="escalate")
     tier: Mapped[int] = mapped_column(Integer)
+    #: For a `step` deadline: which step of the alert's frozen policy comes due.
+    step: Mapped[int | None] = mapped_column(Integer)
     due_at: Mapped[datetime]
     state: Mapped[DeadlineState] = state_column(DeadlineState, DeadlineState.PENDING)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
@@ -370,7 +372,11 @@ class Response(Base):
     """What a volunteer (or an unknown sender) said, as understood."""
 
     __tablename__ = "responses"
-    __table_args__ = (Index("ix_responses_alert_created", "alert_id", "created_at"),)
+    #: The board reads an alert's replies by time; "has this volunteer written on WhatsApp
+    #: in the last 24 hours?" is asked at every send.
+    __table_args__ = (Index("ix_responses_alert_created", "alert_id", "created_at"),
+                      Index("ix_responses_volunteer_channel", "volunteer_id", "channel",
+                            "created_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)

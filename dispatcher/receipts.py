@@ -46,6 +46,9 @@ TWILIO_CALL_STATUS = {
 MACHINE_ANSWERS = ("machine", "fax")
 #: Error codes in callbacks that say the handset may come back (do not mark the number dead).
 TWILIO_TEMPORARY = {"30001", "30003", "30005", "30008"}
+#: Codes that refused the message, not the number: WhatsApp free text outside the 24-hour
+#: session (63016) leaves the path live; the volunteer's other channels take over.
+TWILIO_MESSAGE_ONLY = {"63016"}
 #: SendGrid event -> our delivery state; opens and clicks are not acknowledgements.
 SENDGRID_EVENT = {
     "processed": DeliveryState.ACCEPTED, "delivered": DeliveryState.DELIVERED,
@@ -139,7 +142,7 @@ def apply_twilio_status(session: Session, params: Mapping[str, str], ref: str | 
     code = params.get("ErrorCode") or None
     return apply_state(session, d, new, error_code=code,
                        reason=f"twilio {status} {code or ''}".strip(),
-                       recipient_specific=code not in TWILIO_TEMPORARY)
+                       recipient_specific=code not in TWILIO_TEMPORARY | TWILIO_MESSAGE_ONLY)
 
 
 def status_batch(rt: Runtime, batch: Sequence[tuple[Mapping[str, str], str | None]]

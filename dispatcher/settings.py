@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     twilio_api_url: str = Field(
         "https://api.twilio.com", validation_alias=_env("ALN_TWILIO_API_URL")
     )
+    #: The WhatsApp sender approved in Twilio's console (`+E164`); unset, no WhatsApp.
+    twilio_whatsapp_from: str | None = Field(
+        None, validation_alias=_env("TWILIO_WHATSAPP_FROM"))
+    whatsapp_rate_per_second: float = Field(
+        20.0, validation_alias=_env("ALN_WHATSAPP_RATE_PER_SECOND"))
     sms_validity_seconds: int = Field(3600, validation_alias=_env("ALN_SMS_VALIDITY_SECONDS"))
 
     sendgrid_api_key: str | None = Field(None, validation_alias=_env("SENDGRID_API_KEY"))
@@ -130,6 +135,8 @@ class Settings(BaseSettings):
             self.twilio_from_number or self.twilio_messaging_service_sid
         ):
             out.append("sms")
+        if self.twilio_account_sid and self.twilio_auth_token and self.twilio_whatsapp_from:
+            out.append("whatsapp")
         if self.sendgrid_api_key and self.email_from:
             out.append("email")
         if self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number:

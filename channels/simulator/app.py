@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 CALLBACK_DELAY_SECONDS = 0.05
 #: Attempts to deliver one callback or reply to the engine before recording a failure.
 CALLBACK_ATTEMPTS = 5
+#: WhatsApp's customer-service window: free text is refused (63016) outside it.
+WHATSAPP_SESSION_SECONDS = 24 * 3600
 #: The reply code is taken from the last 4-6 digit number of the message.
 DEFAULT_CODE_PATTERN = r"(\d{4,6})\D*$"
 #: How a simulated volunteer takes a call: a person who presses 1 or 9 or hangs up
@@ -105,6 +107,8 @@ class SimState:
     calls: list[dict[str, Any]] = field(default_factory=list)
     code_pattern: str = DEFAULT_CODE_PATTERN
     requests: list[dict[str, Any]] = field(default_factory=list)
+    #: When each WhatsApp number last wrote to us (monotonic), opening its session.
+    whatsapp_sessions: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     private_key: ec.EllipticCurvePrivateKey | None = None
@@ -149,6 +153,13 @@ def create_simulator(account_sid: str = "AC" + "1" * 32, auth_token: str = "simu
         if failure is not None:
             return failure
         to, body = form.get("To", ""), form.get("Body", "")
+        number, whatsapp = _bare(to)
+        if whatsapp:
+            refused = _whatsapp_refusal(state, form, number)
+            if refused is not None:
+                return refused
+            if form.get("ContentSid"):
+                body = _template_text(form)
         f = state.faults
         for numbers, code, text in ((f.invalid_numbers, 21211, "The 'To' number is not a "
                                      "valid phone number."),
@@ -156,7 +167,7 @@ def create_simulator(account_sid: str = "AC" + "1" * 32, auth_token: str = "simu
                                      "unsubscribed recipient"),
                                     (f.landline_numbers, 21614, "'To' number is not a valid "
                                      "mobile number")):
-            if to in numbers:
+            if number in numbers:
                 return _error("twilio", 400, code, text)
         if not to or not body:
             return _error("twilio", 400, 21602, "Message body is required.")
@@ -174,7 +185,8 @@ def create_simulator(account_sid: str = "AC" + "1" * 32, auth_token: str = "simu
         return JSONResponse({
             "sid": sid, "status": status, "to": to, "from": form.get("From"),
             "messaging_service_sid": form.get("MessagingServiceSid"), "body": body,
-            "num_segments": str(sms_segments(body).segments), "error_code": None,
+            "num_segments": "1" if whatsapp else str(sms_segments(body).segments),
+            "error_code": None,
             "error_message": None, "account_sid": state.account_sid,
             "date_created": formatdate(usegmt=True), "direction": "outbound-api",
             "uri": f"/2010-04-01/Accounts/{state.account_sid}/Messages/{sid}.json",
@@ -353,20 +365,62 @@ async def _post(state: SimState, url: str, what: str, **kwargs: Any) -> bool:
     return False
 
 
+WHATSAPP_PREFIX = "whatsapp:"
+
+
+def _bare(address: str) -> tuple[str, bool]:
+    """The number of a `whatsapp:+E164` (or plain) address, and whether it is WhatsApp."""
+    if address.startswith(WHATSAPP_PREFIX):
+        return address[len(WHATSAPP_PREFIX):], True
+    return address, False
+
+
+def _whatsapp_refusal(state: SimState, form: dict[str, str], number: str) -> Response | None:
+    """What Twilio refuses on WhatsApp: a plain From, a template without valid variables,
+    free text outside the 24-hour session (63016)."""
+    if not form.get("From", "").startswith(WHATSAPP_PREFIX):
+        return _error("twilio", 400, 21910, "Invalid From and To pair: both must be "
+                      "WhatsApp addresses")
+    if form.get("ContentSid"):
+        if not re.fullmatch(r"HX[0-9a-fA-F]{32}", form["ContentSid"]):
+            return _error("twilio", 400, 21655, "The ContentSid is invalid.")
+        try:
+            variables = json.loads(form.get("ContentVariables") or "{}")
+        except ValueError:
+            variables = None
+        if not isinstance(variables, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in variables.items()):
+            return _error("twilio", 400, 21656, "The ContentVariables parameter is invalid.")
+        return None
+    opened = state.whatsapp_sessions.get(number)
+    if opened is None or time.monotonic() - opened > WHATSAPP_SESSION_SECONDS:
+        return _error("twilio", 400, 63016, "Failed to send freeform message because you "
+                      "are outside the allowed window. Please use a Template.")
+    return None
+
+
+def _template_text(form: dict[str, str]) -> str:
+    """What the simulator pretends a template said: its variables, in order."""
+    variables = json.loads(form.get("ContentVariables") or "{}")
+    return " ".join(str(variables[k]) for k in sorted(variables, key=lambda k: (len(k), k)))
+
+
 async def _status_sequence(state: SimState, url: str, sid: str, to: str) -> None:
     await asyncio.sleep(CALLBACK_DELAY_SECONDS)
     f = state.faults
+    number, whatsapp = _bare(to)
     steps: list[tuple[str, str | None]]
-    if to in f.failed_numbers:
+    if number in f.failed_numbers:
         steps = [("failed", "30006")]
-    elif to in f.undelivered_numbers:
+    elif number in f.undelivered_numbers:
         steps = [("sent", None), ("undelivered", "30003")]
     else:
         steps = [("sent", None), ("delivered", None)]
     for status, code in steps:
         params = {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status,
                   "SmsStatus": status, "AccountSid": state.account_sid, "To": to,
-                  "From": state.from_number, "ApiVersion": "2010-04-01"}
+                  "From": (WHATSAPP_PREFIX if whatsapp else "") + state.from_number,
+                  "ApiVersion": "2010-04-01"}
         if code:
             params["ErrorCode"] = code
         signature = twilio_sign(state.auth_token, url, params)
@@ -485,9 +539,14 @@ async def _reply_later(state: SimState, number: str, body: str, delay: float) ->
 async def _send_reply(state: SimState, number: str, body: str) -> None:
     url = state.public_url.rstrip("/") + "/webhooks/twilio/sms"
     sid = "SM" + secrets.token_hex(16)
+    bare, whatsapp = _bare(number)
     params = {"MessageSid": sid, "SmsSid": sid, "AccountSid": state.account_sid,
               "From": number, "To": state.from_number, "Body": body, "NumMedia": "0",
               "NumSegments": str(sms_segments(body).segments), "ApiVersion": "2010-04-01"}
+    if whatsapp:
+        params.update(To=WHATSAPP_PREFIX + state.from_number, WaId=bare.lstrip("+"),
+                      ProfileName="Volunteer", NumSegments="1")
+        state.whatsapp_sessions[bare] = time.monotonic()
     signature = twilio_sign(state.auth_token, url, params)
     await _post(state, url, f"reply from {mask_contact(number)}", data=params,
                 headers={"X-Twilio-Signature": signature})

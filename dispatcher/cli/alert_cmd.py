@@ -52,8 +52,9 @@ def send(
     exercise: bool = typer.Option(False, "--exercise", help="A drill: every message says so."),
     ack_window: str | None = typer.Option(None, "--ack-window", help="e.g. 15m, 90s."),
     policy: str = typer.Option("default", "--policy", help="Escalation policy in config/."),
-    channel: list[str] = typer.Option([], "--channel", help="Restrict to sms, email or voice "
-                                       "(calls are made only when asked for)."),
+    channel: list[str] = typer.Option([], "--channel",
+                                      help="Restrict to sms, whatsapp, voice or email "
+                                      "(calls are made only when asked for or by the policy)."),
     force: bool = typer.Option(False, "--force", help="Send even if a zone has nobody."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show recipients; send nothing."),
     draft: int | None = typer.Option(None, "--draft",
@@ -134,13 +135,16 @@ def _print_preview(preview: dict[str, Any], as_json: bool) -> None:
             table.add_row(z["zone"], r["tier"], r["name"], ", ".join(r["channels"]) or "-",
                           language, skipped)
     console.print(table)
+    _print_steps(preview)
     for lang, info in preview["sms_encoding"].items():
         console.print(f"SMS [{lang}]: {info['encoding']}, {info['segments']} segment(s), "
                       f"{info['characters']} characters")
     if preview.get("calls"):
         console.print(f"{preview['calls']} call(s), about {preview['call_minutes']} minute(s) "
                       "billed (each call read twice, rounded up to the minute).")
-    console.print(f"{preview['sms']} SMS and {preview['emails']} email(s); about "
+    console.print(f"{preview['sms']} SMS, {preview.get('whatsapp', 0)} WhatsApp message(s) "
+                  f"({preview.get('whatsapp_cost_units', 0)} cost unit(s)) and "
+                  f"{preview['emails']} email(s); about "
                   f"{preview['estimated_seconds']} s at the configured SMS rate; "
                   f"acknowledgement window {preview['ack_window_seconds']} s; "
                   + (f"reply code {preview['reply_code']}." if preview["reply_code"]
@@ -150,6 +154,33 @@ def _print_preview(preview: dict[str, Any], as_json: bool) -> None:
             console.print(f"gap: {gap}", markup=False, highlight=False)
     if preview.get("refused"):
         err_console.print(preview["refused"], markup=False, highlight=False)
+
+
+def _after(seconds: int) -> str:
+    return "at once" if not seconds else (f"after {seconds // 60} min" if seconds % 60 == 0
+                                          else f"after {seconds} s")
+
+
+def _print_steps(preview: dict[str, Any]) -> None:
+    """Each tier's steps, the steps a volunteer would miss, and each WhatsApp message."""
+    steps = preview.get("steps") or []
+    if len(steps) > 1:
+        console.print("Each tier: " + "; then ".join(
+            f"{', '.join(s['channels'])} {_after(s['after_seconds'])}" for s in steps)
+            + f"; the next tier after {preview['ack_window_seconds']} s of silence.")
+    for z in preview["zones"]:
+        for r in z["recipients"]:
+            for step in r.get("steps", []):
+                for miss in step["skipped"]:
+                    console.print(f"  step {_after(step['after_seconds'])}: {r['name']} "
+                                  f"skipped on {miss['channel']} ({miss['reason']})",
+                                  markup=False, highlight=False)
+            wa = r.get("whatsapp")
+            if wa:
+                how = (f"template {wa['content_sid']}" if wa["content_sid"] else wa["form"])
+                console.print(f"  WhatsApp to {r['name']} [{wa['language']}]: {how}, "
+                              f"{wa['cost_units']} cost unit(s)", markup=False,
+                              highlight=False)
 
 
 def _print_skipped(preview: dict[str, Any]) -> None:

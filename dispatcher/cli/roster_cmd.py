@@ -108,6 +108,7 @@ def print_gaps(gaps, post_name: str) -> None:  # type: ignore[no-untyped-def]
         ),
         ("Opted-out contacts", gaps.opted_out),
         ("Dead contact paths", gaps.dead_paths),
+        ("Volunteers reachable on one channel only", gaps.single_channel),
     ]
     for title, items in sections:
         if not items:

@@ -13,7 +13,7 @@ from dispatcher.domain import AlertKind
 #: The language used when a volunteer's languages have no wording.
 FALLBACK_LANGUAGE = "en"
 #: Files of `config/templates/` that are not message templates.
-_NOT_TEMPLATES = frozenset({"messages"})
+_NOT_TEMPLATES = frozenset({"messages", "whatsapp"})
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dispatcher.db import db_now
 from dispatcher.dispatch.outbox import add_delivery
 from dispatcher.domain import (
     DEAD_DELIVERY_STATES,
+    Channel,
     DeliveryPurpose,
     RecipientState,
 )
@@ -30,6 +31,14 @@ log = logging.getLogger(__name__)
 DONE_RECIPIENT = (RecipientState.ACKNOWLEDGED, RecipientState.CANCELLED)
 #: Purposes whose failure means the volunteer never got the alert itself.
 ALERT_PURPOSES = (DeliveryPurpose.ALERT, DeliveryPurpose.FAILOVER)
+
+
+def failover_channels(alert: Alert) -> set[str]:
+    """Where a failover may go: SMS and email always (the officer's --channel does not
+    bind), WhatsApp only where the alert could use it (its provider configured when it
+    was sent), never a call (calls come only from a policy step)."""
+    return {Channel.SMS.value, Channel.EMAIL.value} | (
+        {Channel.WHATSAPP.value} & set(alert.channels or ()))
 
 
 def on_dead_path(session: Session, delivery: Delivery, reason: str, *,
@@ -51,7 +60,8 @@ def on_dead_path(session: Session, delivery: Delivery, reason: str, *,
     for other in rec.volunteer.contacts:
         # The officer's --channel choice does not bind here: a dead path would otherwise
         # leave the volunteer with nothing at all.
-        if other.id in tried or other.opted_out or other.dead_reason:
+        if other.id in tried or other.opted_out or other.dead_reason \
+                or other.channel not in failover_channels(alert):
             continue
         add_delivery(session, alert, rec, other, DeliveryPurpose.FAILOVER, delivery.language)
         audit.record(session, "system", "delivery.failover", alert_id=alert.id,

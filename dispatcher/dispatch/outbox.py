@@ -32,6 +32,12 @@ from dispatcher.compose.composer import (
 )
 from dispatcher.compose.templates import load_template, pick_language, wording
 from dispatcher.db import db_now, db_today
+from dispatcher.dispatch.channel_preview import (
+    policy_steps,
+    recipient_steps,
+    uses_whatsapp,
+    whatsapp_message,
+)
 from dispatcher.dispatch.targeting import (
     Target,
     duty_officer_targets,
@@ -39,9 +45,13 @@ from dispatcher.dispatch.targeting import (
     reachable_tiers,
     zone_memberships,
 )
+from dispatcher.dispatch.whatsapp import COST_UNITS as WHATSAPP_COST_UNITS
+from dispatcher.dispatch.whatsapp import open_sessions
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
+    MESSAGE_CHANNELS,
     ON_REQUEST_CHANNELS,
+    TEXT_PHONE_CHANNELS,
     AlertState,
     Channel,
     DeadlineKind,
@@ -122,15 +132,17 @@ class Plan:
     bodies: dict[str, dict[str, str]]
     channels: list[str]
     code: str
+    #: Volunteers with an open WhatsApp session (free text rather than a template).
+    whatsapp_sessions: set[int] = field(default_factory=set)
 
     def preview(self, settings: Settings) -> dict[str, Any]:
         """What a dry run shows: recipients per zone and tier (the first now, the rest as
         escalation would reach them), the gaps, totals, encodings, time estimate."""
         zones = []
-        sms = emails = segments = calls = call_minutes = 0
+        sms = emails = segments = calls = call_minutes = whatsapp = whatsapp_units = 0
         languages: set[str] = set()
         for pz in self.zones:
-            recipients = [self._recipient(t, pz.zone.name) for t in pz.first]
+            recipients = [self._recipient(settings, t, pz.zone.name) for t in pz.first]
             for r in recipients:
                 sms += r["channels"].count("sms")
                 emails += r["channels"].count("email")
@@ -140,8 +152,11 @@ class Plan:
                 if "call" in r:
                     calls += 1
                     call_minutes += r["call"]["estimated_minutes"]
+                if "whatsapp" in r:
+                    whatsapp += 1
+                    whatsapp_units += r["whatsapp"]["cost_units"]
             tiers = {t: recipients if ts is pz.first else
-                     [self._recipient(x, pz.zone.name) for x in ts]
+                     [self._recipient(settings, x, pz.zone.name) for x in ts]
                      for t, ts in pz.every_tier().items()}
             languages |= {r["language"] for rs in tiers.values() for r in rs if r["channels"]}
             zones.append({"zone": pz.zone.name,
@@ -156,6 +171,8 @@ class Plan:
         encodings = sms_preview(self.bodies, [pz.zone.name for pz in self.zones])
         return {"zones": zones, "sms": sms, "emails": emails, "sms_segments": segments,
                 "calls": calls, "call_minutes": call_minutes,
+                "whatsapp": whatsapp, "whatsapp_cost_units": whatsapp_units,
+                "steps": policy_steps(self.policy),
                 "languages": sorted(languages),
                 "sms_encoding": {k: v for k, v in encodings.items() if k in languages}
                 or encodings,
@@ -164,13 +181,19 @@ class Plan:
                 "reply_code": None if self.code == PREVIEW_CODE else self.code,
                 "template": self.template, "policy": self.policy.to_dict()}
 
-    def _recipient(self, t: Target, zone: str) -> dict[str, Any]:
-        chans = sorted(c.channel for c in t.contacts)
+    def _recipient(self, settings: Settings, t: Target, zone: str) -> dict[str, Any]:
+        """One volunteer in a dry run: the channels asked at once, each step of the tier
+        (with the steps they would miss), a call's language and a WhatsApp message's form."""
+        steps = recipient_steps(self.policy, t, self.channels)
+        lang = self.language_for(t)
         row: dict[str, Any] = {"name": t.volunteer.name, "tier": tier_name(t.tier),
-                               "channels": chans, "language": self.language_for(t),
-                               "skipped": [s.__dict__ for s in t.skipped]}
-        if Channel.VOICE in chans:
-            row["call"] = self.call_preview(row["language"], zone)
+                               "channels": sorted(steps[0]["channels"]), "language": lang,
+                               "skipped": [s.__dict__ for s in t.skipped], "steps": steps}
+        if any(Channel.VOICE in s["channels"] for s in steps):
+            row["call"] = self.call_preview(lang, zone)
+        if uses_whatsapp(steps):
+            row["whatsapp"] = whatsapp_message(settings.config_dir, lang,
+                                               t.volunteer.id in self.whatsapp_sessions)
         return row
 
     def language_for(self, target: Target) -> str:
@@ -241,10 +264,12 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
         missing = [c for c in req.channels if c not in configured]
         if missing:
             raise Refused(f"no provider is configured for {', '.join(missing)}")
-    # Without any provider (a dry run on a fresh machine) the preview shows every path;
-    # calls only when asked for.
-    channels = list(req.channels) or [c for c in configured or known
-                                      if c not in ON_REQUEST_CHANNELS]
+    # Without any provider (a dry run on a fresh machine) the preview shows every path.
+    channels = list(req.channels) or configured or known
+    # A call is a later step of the policy; asked for by name (`--channel voice`), at once.
+    asked_now = [c for c in req.channels if c in ON_REQUEST_CHANNELS]
+    if asked_now:
+        policy = policy.asking_at_once(asked_now)
     planned = []
     for zone in zones:
         # One zone's rows at a time: targets keep only ids and names, so the ORM objects
@@ -255,13 +280,16 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
         first = every.pop(tiers[0]) if tiers else []
         planned.append(PlannedZone(zone, tiers, first, every))
         del ms
+    talking = open_sessions(session, (t.volunteer.id for pz in planned for t in pz.first
+                                      if any(c.channel == Channel.WHATSAPP for c in t.contacts)),
+                            db_now(session))
     dead = [pz.zone.name for pz in planned if not pz.reachable]
     if dead and not req.force and refuse_unreachable:
         raise Refused(
             f"nobody reachable in {', '.join(dead)} (no active volunteer with a usable "
             "contact path); fix the roster, or send with --force to alert the duty officer "
             "for those zones")
-    return Plan(post, planned, policy, template.name, bodies, channels or [], code)
+    return Plan(post, planned, policy, template.name, bodies, channels or [], code, talking)
 
 
 def create_alert(session: Session, settings: Settings, plan: Plan, req: AlertRequest,
@@ -396,6 +424,7 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
     created: list[tuple[int, str]] = []
     batch: list[Recipient] = []
     zone_name = az.zone.name
+    at_once = policy.step_channels(0)
 
     def flush() -> None:
         session.flush()
@@ -418,11 +447,13 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
             RecipientState.PENDING if target.reachable else RecipientState.FAILED)
         lang = pick_language(target.volunteer.language_list, list(alert.bodies),
                              post.default_language)
-        for contact in target.contacts:
+        # Later steps' channels (a call after 5 minutes) come from their deadlines.
+        contacts = [c for c in target.contacts if c.channel in at_once]
+        for contact in contacts:
             rec.deliveries.append(new_delivery(alert, contact, DeliveryPurpose.ALERT, lang,
                                                zone=zone_name))
         for texts in updates:
-            for contact in target.contacts:
+            for contact in contacts:
                 rec.deliveries.append(new_delivery(
                     alert, contact, DeliveryPurpose.UPDATE, lang,
                     texts.get(lang) or next(iter(texts.values())), zone=zone_name))
@@ -438,6 +469,7 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
                                      recipient_id=rec_id, tier=tier, due_at=due))
     else:
         session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier, due_at=due))
+    schedule_steps(session, alert, az, tier, targets, policy, now)
     for offset in policy.reminder_offsets():
         session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier,
                              kind=DeadlineKind.REMINDER, due_at=now + timedelta(seconds=offset)))
@@ -445,6 +477,18 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
         # Nobody of this tier can be reached at all: do not wait out the window.
         session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier, due_at=now))
     return created
+
+
+def schedule_steps(session: Session, alert: Alert, az: AlertZone, tier: int,
+                   targets: Sequence[Target], policy: EscalationPolicy, now: datetime) -> None:
+    """A deadline for each later step of the tier that someone has a live path for."""
+    steps = policy.tier_steps()
+    for index in range(1, len(steps)):
+        channels = policy.step_channels(index)
+        if any(c.channel in channels for t in targets for c in t.contacts):
+            session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier,
+                                 kind=DeadlineKind.STEP, step=index,
+                                 due_at=now + timedelta(seconds=steps[index].delay_seconds)))
 
 
 def add_delivery(session: Session, alert: Alert, rec: Recipient, contact: Any,
@@ -464,13 +508,14 @@ def new_delivery(alert: Alert, contact: Any, purpose: DeliveryPurpose, lang: str
     common = dict(alert_id=alert.id, contact_id=contact.id, channel=contact.channel,
                   purpose=purpose, language=lang)
     if text is not None:
-        if contact.channel == Channel.SMS:
-            return Delivery(**common, body=text, segments=_segments(text))
+        if contact.channel in TEXT_PHONE_CHANNELS:
+            return Delivery(**common, body=text, segments=_cost_units(contact.channel, text))
         return Delivery(**common, subject=text[:120], body=text, html=None)
     bodies = alert.bodies.get(lang) or next(iter(alert.bodies.values()))
-    if contact.channel == Channel.SMS:
+    if contact.channel in TEXT_PHONE_CHANNELS:
+        # WhatsApp carries the SMS's words (free text, or the template's body variable).
         sms = sms_for_zone(bodies["sms"], zone)
-        return Delivery(**common, body=sms, segments=_segments(sms))
+        return Delivery(**common, body=sms, segments=_cost_units(contact.channel, sms))
     return Delivery(**common, subject=bodies["subject"], body=bodies["email_text"],
                     html=bodies["email_html"])
 
@@ -504,6 +549,11 @@ def _call(alert: Alert, contact: Any, purpose: DeliveryPurpose, lang: str, text:
                     subject=voicemail)
 
 
+def _cost_units(channel: str, text: str) -> int:
+    """What one message bills: SMS segments, or one WhatsApp message."""
+    return _segments(text) if channel == Channel.SMS else WHATSAPP_COST_UNITS
+
+
 @functools.lru_cache(maxsize=64)
 def _segments(text: str) -> int:
     """Segments of one body, computed once for the thousands of copies of an alert."""
@@ -519,11 +569,11 @@ def message_to(session: Session, settings: Settings, alert: Alert,
         vol = rec.volunteer
         lang = pick_language(vol.language_list, list(alert.bodies), "en")
         text = fixed_text(settings, alert, lang, key, zone=rec.zone.name, **values)
-        for contact in vol.contacts:
-            if contact.opted_out or contact.dead_reason:
-                continue
-            if alert.channels and contact.channel not in alert.channels:
-                continue
+        live = [c for c in vol.contacts if not (c.opted_out or c.dead_reason)
+                and (not alert.channels or c.channel in alert.channels)]
+        # A fixed wording is a text; it is a call only for a volunteer no text can reach.
+        texts = [c for c in live if c.channel in MESSAGE_CHANNELS]
+        for contact in texts or live:
             if contact.channel == Channel.VOICE and spoken_language(lang) != lang:
                 # Read in a language Twilio speaks rather than spelled out in a foreign one.
                 said = spoken_language(lang)

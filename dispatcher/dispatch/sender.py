@@ -30,6 +30,7 @@ from dispatcher.compose.templates import wording
 from dispatcher.crypto import UNREADABLE_HINT, Unreadable, Vault
 from dispatcher.db import Database, db_now
 from dispatcher.dispatch.failover import on_dead_path
+from dispatcher.dispatch.whatsapp import WhatsAppSend, plan_sends
 from dispatcher.domain import (
     AlertState,
     DeliveryPurpose,
@@ -82,6 +83,8 @@ class Sender:
                                               CLAIM_FACTOR * settings.send_concurrency))
         #: The channels' retry policy also decides when a delivery is tried again.
         self.policy = RetryPolicy.from_config(ChannelsConfig.from_settings(settings))
+        #: How each claimed WhatsApp delivery goes (session or template), by delivery id.
+        self._whatsapp: dict[int, WhatsAppSend] = {}
 
     async def send_due(self, alert_id: int | None = None,
                        progress: ProgressFn | None = None) -> int:
@@ -192,6 +195,10 @@ class Sender:
             if dropped:
                 lifecycle.move_rows(session, Delivery, DeliveryState.CANCELLED,
                                     Delivery.id.in_(dropped), lease_until=None)
+            whatsapp = [d.id for d, _ in ready if d.channel == ChannelKind.WHATSAPP]
+            if whatsapp:
+                self._whatsapp.update(plan_sends(session, self.settings.config_dir,
+                                                 whatsapp, now))
             session.expunge_all()
             return ready
 
@@ -252,6 +259,11 @@ class Sender:
             return Message(channel=ChannelKind.VOICE, to=to, body=d.body, reference=str(d.id),
                            custom=custom, language=d.language, prompt=prompt,
                            voicemail=d.subject if asks else None)
+        if d.channel == ChannelKind.WHATSAPP:
+            how = self._whatsapp.pop(d.id, None) or WhatsAppSend(False, None, {})
+            return Message(channel=ChannelKind.WHATSAPP, to=to, body=d.body,
+                           reference=str(d.id), custom=custom, free_text=how.free_text,
+                           template_sid=how.template_sid, template_variables=how.variables)
         subs = {ACK_URL_TAG: ack_url(self.settings.public_url, self.vault, d.recipient_id,
                                      d.alert_id)}
         return Message(channel=ChannelKind.EMAIL, to=to, body=d.body, subject=d.subject,

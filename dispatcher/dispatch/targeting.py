@@ -9,7 +9,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from dispatcher.domain import DUTY_OFFICER_TIER, Channel
+from dispatcher.domain import DUTY_OFFICER_TIER, MESSAGE_CHANNELS
 from dispatcher.models import Membership, Post, Volunteer, Zone
 from dispatcher.roster.gaps import is_active
 from dispatcher.roster.posts import duty_officers
@@ -60,8 +60,9 @@ def person(volunteer: Volunteer) -> Person:
 def usable_contacts(
     volunteer: Volunteer, channels: Sequence[str] | None
 ) -> tuple[list[PathRef], list[Skip]]:
-    """Paths we may use now; an opted-out or dead path is skipped with its reason."""
-    wanted = set(channels or [c.value for c in Channel])
+    """Paths we may use now; an opted-out or dead path is skipped with its reason. Without
+    a list, every path but a call (a call comes only from a policy step)."""
+    wanted = set(channels or [c.value for c in MESSAGE_CHANNELS])
     use, skip = [], []
     for contact in volunteer.contacts:
         if contact.channel not in wanted:

@@ -30,6 +30,7 @@ from dispatcher.domain import (
     tier_name,
 )
 from dispatcher.escalation.policy import EscalationPolicy
+from dispatcher.escalation.steps import fire_step
 from dispatcher.models import Alert, AlertZone, Deadline, Post, Recipient
 from dispatcher.settings import Settings
 
@@ -87,6 +88,13 @@ def fire(session: Session, settings: Settings, deadline_id: int, worker: str) ->
         return False
     lifecycle.move(d, DeadlineState.DONE)
     policy = EscalationPolicy.from_dict(alert.policy or {})
+    if d.kind == DeadlineKind.STEP:
+        if d.tier != az.current_tier:
+            return False  # the zone already moved on to its next tier
+        post = session.get(Post, alert.post_id)
+        assert post is not None
+        fire_step(session, settings, alert, az, d, policy, post)
+        return True
     if d.kind == DeadlineKind.REMINDER:
         silent = _silent(session, alert.id, d.zone_id, d.tier)
         message_to(session, settings, alert, silent, DeliveryPurpose.REMINDER, "reminder")

@@ -1,4 +1,5 @@
-"""An inbound SMS, understood and acted on: acknowledge, flag for help, opt out, or keep.
+"""An inbound SMS or WhatsApp message, understood and acted on: acknowledge, flag for
+help, opt out, or keep.
 
 The request is stored first (encrypted, deduplicated by MessageSid), then
 processed in the same transaction; whatever happens, the text is kept for the
@@ -9,6 +10,10 @@ stop escalation in a zone nobody covered. With one waiting alert, YES is for it.
 Messages that arrive together are handled together (`receive_batch`, fed by
 `dispatcher.replies.intake`): one transaction and a handful of statements for the
 batch, with the outcome of handling them one at a time (tests/replies/test_batch.py).
+
+WhatsApp replies come to the same webhook with `From=whatsapp:+E164`: the same rules,
+the volunteer found by the same number, but STOP and START move only the WhatsApp path
+(and Twilio's carrier opt-out, which a bare YES lifts on SMS, does not exist there).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from channels.errors import TWILIO_UNSUBSCRIBED
 from channels.masking import mask_contact
+from channels.twilio_whatsapp import strip_address
 from dispatcher import audit
 from dispatcher.acks import LATE_REPLY_WINDOW, Waiting, acknowledge, takes_replies
 from dispatcher.compose.templates import pick_language, wording
@@ -61,6 +67,8 @@ log = logging.getLogger(__name__)
 P = TypeVar("P")
 R = TypeVar("R")
 
+#: Channels a text reply arrives on; their contact rows hold the same E.164 number.
+REPLY_CHANNELS = (Channel.SMS.value, Channel.WHATSAPP.value)
 #: Parsed kinds that acknowledge the alert they answer.
 ACK_KINDS = (ReplyKind.ACK, ReplyKind.SAFE, ReplyKind.HEADCOUNT)
 RESPONSE_KIND = {ReplyKind.ACK: ResponseKind.ACK, ReplyKind.SAFE: ResponseKind.SAFE,
@@ -75,8 +83,9 @@ _az, _zones, _posts = table(AlertZone), table(Zone), table(Post)
 #: The senders' phone paths and volunteers (by keyed hash of the number), each with the
 #: recipient rows of alerts that still take replies (newest alert first), in one query.
 _SENDERS = (
-    select(_contacts.c.value_hash, _contacts.c.id, _volunteers.c.id, _volunteers.c.name,
-           _volunteers.c.languages, _volunteers.c.post_id, _recipients.c.id, _recipients.c.alert_id,
+    select(_contacts.c.value_hash, _contacts.c.id, _contacts.c.channel, _volunteers.c.id,
+           _volunteers.c.name, _volunteers.c.languages, _volunteers.c.post_id,
+           _recipients.c.id, _recipients.c.alert_id,
            _recipients.c.zone_id, _recipients.c.tier, _recipients.c.state,
            _alerts.c.reply_code, _alerts.c.exercise, _alerts.c.bodies, _az.c.state,
            _zones.c.name, _alerts.c.state)
@@ -90,7 +99,7 @@ _SENDERS = (
         .outerjoin(_az, and_(_az.c.alert_id == _recipients.c.alert_id,
                              _az.c.zone_id == _recipients.c.zone_id))
         .outerjoin(_zones, _zones.c.id == _recipients.c.zone_id))
-    .where(_contacts.c.channel == Channel.SMS.value,
+    .where(_contacts.c.channel.in_(REPLY_CHANNELS),
            _contacts.c.value_hash.in_(bindparam("digests", expanding=True)))
     .order_by(_alerts.c.id.desc(), _recipients.c.id)
 )
@@ -165,9 +174,14 @@ class OpenRecipient:
 class Sender:
     """Who sent an SMS, as far as the roster knows: no volunteer for a stranger."""
 
-    contact_ids: list[int] = field(default_factory=list)
+    #: The sender's contact rows on each reply channel: {contact id: channel}.
+    contacts: dict[int, str] = field(default_factory=dict)
     volunteers: list[SenderVolunteer] = field(default_factory=list)
     recipients: list[OpenRecipient] = field(default_factory=list)
+
+    def contact_ids(self, channel: str) -> list[int]:
+        """The paths a STOP or START on `channel` moves: that channel's only."""
+        return [cid for cid, ch in self.contacts.items() if ch == channel]
 
 
 def find_senders(conn: Connection, digests: Iterable[str], now: datetime,
@@ -180,17 +194,20 @@ def find_senders(conn: Connection, digests: Iterable[str], now: datetime,
         return senders
     aliases = {old: new for old, new in (aliases or {}).items() if new in senders}
     volunteers: dict[int, SenderVolunteer] = {}
+    seen: set[tuple[str, int]] = set()
     rows: Iterable[Any] = conn.execute(_SENDERS, {"digests": [*senders, *aliases],
                                                   "recent": now - LATE_REPLY_WINDOW})
     for row in rows:
-        (digest, contact_id, vid, name, languages, post_id, rid, alert_id, zone_id, tier,
-         state, code, exercise, bodies, zone_state, zone_name, alert_state) = row
+        (digest, contact_id, channel, vid, name, languages, post_id, rid, alert_id, zone_id,
+         tier, state, code, exercise, bodies, zone_state, zone_name, alert_state) = row
         sender = senders[aliases.get(digest, digest)]
         if vid not in volunteers:
             volunteers[vid] = SenderVolunteer(vid, name, language_list(languages), post_id)
-            sender.contact_ids.append(contact_id)
             sender.volunteers.append(volunteers[vid])
-        if rid is not None:
+        sender.contacts.setdefault(contact_id, channel)
+        # A recipient row comes once per reply channel the volunteer has: keep it once.
+        if rid is not None and (key := (aliases.get(digest, digest), rid)) not in seen:
+            seen.add(key)
             sender.recipients.append(OpenRecipient(
                 Waiting(rid, alert_id, zone_id, tier, state, zone_name, zone_state),
                 volunteers[vid], code, bool(exercise), list(bodies or {}) or ["en"],
@@ -252,7 +269,8 @@ def receive_batch(db: Database, settings: Settings, vault: Vault,
         return Batch(session, settings, vault, db_now(session)).run(messages)
 
     def failed(session: Session, params: Mapping[str, str], exc: Exception) -> InboundResult:
-        keep_failed(session, vault, "twilio_sms", _sid(params), params, params.get("From"), exc)
+        keep_failed(session, vault, "twilio_sms", _sid(params), params,
+                    sender_number(params)[0] or None, exc)
         return InboundResult(duplicate=False, answer=None)
 
     return batch_or_alone(db, batch, run, failed, "inbound message")
@@ -291,6 +309,12 @@ def keep_failed(session: Session, vault: Vault, source: str, key: str,
             "i_id": inbound_id, "i_error": f"{type(exc).__name__}: {exc}"[:500]})
 
 
+def sender_number(params: Mapping[str, str]) -> tuple[str, str]:
+    """The number a message came from, and its channel (`whatsapp:+...` is WhatsApp)."""
+    number, whatsapp = strip_address(params.get("From", ""))
+    return number, Channel.WHATSAPP.value if whatsapp else Channel.SMS.value
+
+
 def _sid(params: Mapping[str, str]) -> str:
     return params.get("MessageSid") or params.get("SmsSid") or ""
 
@@ -314,7 +338,7 @@ class Batch:
         self.changed_alerts: set[int] = set()
 
     def run(self, batch: Sequence[Mapping[str, str]]) -> list[InboundResult]:
-        phones = [params.get("From", "") for params in batch]
+        phones = [sender_number(params)[0] for params in batch]
         digests = [self.vault.lookup_hash(phone) if phone else None for phone in phones]
         aliases = {old: digest for phone, digest in zip(phones, digests, strict=True)
                    if phone and digest for old in self.vault.lookup_hashes(phone)[1:]}
@@ -332,7 +356,7 @@ class Batch:
                 if digest and self._stale(digest, sender):
                     sender = find_senders(self.conn, [digest], self.now, aliases)[digest]
                 reply = Reply(self, inbound_id, phone, sender,
-                              parse_reply(params.get("Body", "")))
+                              parse_reply(params.get("Body", "")), sender_number(params)[1])
                 results.append(reply.act())
                 if digest:
                     self.seen.add(digest)
@@ -372,10 +396,11 @@ class Reply:
     """Acting on one stored inbound SMS, within its batch."""
 
     def __init__(self, batch: Batch, inbound_id: int, phone: str, sender: Sender,
-                 parsed: ParsedReply) -> None:
+                 parsed: ParsedReply, channel: str = Channel.SMS.value) -> None:
         self.batch, self.session, self.settings = batch, batch.session, batch.settings
         self.conn, self.now = batch.conn, batch.now
         self.parsed, self.inbound_id, self.sender = parsed, inbound_id, sender
+        self.channel = channel
         self.masked = mask_contact(phone) if phone else None
         first = sender.volunteers[0] if sender.volunteers else None
         self.volunteer = first
@@ -388,7 +413,9 @@ class Reply:
              **fields: object) -> None:
         """The message as understood, for the officers' inbox and the report."""
         row: dict[str, object] = {
-            "inbound_id": self.inbound_id, "channel": Channel.SMS.value, "kind": kind.value,
+            # Stamped by the database clock: a WhatsApp one opens a 24-hour session.
+            "inbound_id": self.inbound_id, "channel": self.channel, "kind": kind.value,
+            "created_at": self.now,
             "text": self.parsed.text[:2000], "sender_masked": self.masked,
             "volunteer_id": self.volunteer.id if self.volunteer else None,
             "alert_id": None, "recipient_id": None, "zone_id": None, "urgent": False,
@@ -402,7 +429,7 @@ class Reply:
         kind = self.parsed.kind
         if kind in (ReplyKind.OPT_OUT, ReplyKind.OPT_IN):
             return self.opt(kind == ReplyKind.OPT_OUT)
-        if kind == ReplyKind.ACK and self.parsed.opts_in:
+        if kind == ReplyKind.ACK and self.parsed.opts_in and self.channel == Channel.SMS:
             # A bare YES: Twilio has opted the number back in, and it acknowledges too.
             self.resume(always_audit=False)
         if self.volunteer is None:
@@ -427,25 +454,28 @@ class Reply:
         # Twilio's own keywords: STOP blocks the number at Twilio too, START lifts it.
         kind = ResponseKind.OPT_OUT if out else ResponseKind.OPT_IN
         self.keep(kind)
+        ids = self.sender.contact_ids(self.channel)
         if out:
-            if self.sender.contact_ids:
-                self.conn.execute(_OPT_OUT, {"ids": self.sender.contact_ids, "at": self.now})
+            if ids:
+                self.conn.execute(_OPT_OUT, {"ids": ids, "at": self.now})
             # Ids, never the number or a name: the audit log is append-only and must
             # not keep what `aln roster erase` removes (see dispatcher/privacy/erasure.py).
-            audit.record(self.session, "volunteer", "contact.opted_out",
-                         contact_ids=self.sender.contact_ids)
+            audit.record(self.session, "volunteer", "contact.opted_out", contact_ids=ids,
+                         channel=self.channel)
         else:
             self.resume(always_audit=True)
-        return InboundResult(False, self.say(kind.value), kind=kind)
+        key = kind.value if self.channel == Channel.SMS else f"{kind.value}_{self.channel}"
+        return InboundResult(False, self.say(key), kind=kind)
 
     def resume(self, *, always_audit: bool) -> None:
         """The number is opted in again at Twilio: clear our opt-out and a STOP-dead path."""
         changed = 0
-        if self.sender.contact_ids:
-            changed = self.conn.execute(_OPT_IN, {"ids": self.sender.contact_ids}).rowcount
+        ids = self.sender.contact_ids(self.channel)
+        if ids:
+            changed = self.conn.execute(_OPT_IN, {"ids": ids}).rowcount
         if changed or always_audit:
-            audit.record(self.session, "volunteer", "contact.opted_in",
-                         contact_ids=self.sender.contact_ids)
+            audit.record(self.session, "volunteer", "contact.opted_in", contact_ids=ids,
+                         channel=self.channel)
 
     def info(self, target: OpenRecipient | None) -> InboundResult:
         """INFO is Twilio's help keyword for "what is this number?": answered with the
@@ -483,7 +513,8 @@ class Reply:
         self.keep(kind, target, headcount_reached=parsed.headcount_reached,
                   headcount_need_help=parsed.headcount_need_help)
         # A volunteer serving two zones answers once for both.
-        outcomes = [acknowledge(self.session, self.settings, r.waiting, at=self.now, via="sms")
+        outcomes = [acknowledge(self.session, self.settings, r.waiting, at=self.now,
+                                via=self.channel)
                     for r in self.sender.recipients if r.alert_id == target.alert_id]
         if any(o.covered for o in outcomes):
             self.batch.changed_alerts.add(target.alert_id)

@@ -25,6 +25,8 @@ class Gaps:
     no_usable_contact: list[dict[str, Any]] = field(default_factory=list)
     opted_out: list[dict[str, Any]] = field(default_factory=list)
     dead_paths: list[dict[str, Any]] = field(default_factory=list)
+    #: Volunteers reachable on one channel only: one outage or opt-out from silence.
+    single_channel: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +92,9 @@ def find_gaps(session: Session, post: Post, today: date | None = None) -> Gaps:
                     ],
                 }
             )
+        live = sorted({c.channel for c in usable})
+        if len(live) == 1:
+            gaps.single_channel.append({"name": vol.name, "channel": live[0]})
         for c in vol.contacts:
             if c.opted_out:
                 gaps.opted_out.append({"name": vol.name, "channel": c.channel, "contact": c.masked})

@@ -1,10 +1,12 @@
 """Roster import: all or nothing, every bad line named at once.
 
 Columns (DESIGN.md): name, zone, rank, phone, email, languages, term_start,
-term_end, preferred_channel. A volunteer in two zones has two rows; rows with the
-same name and the same phone (or email) are the same person. One phone number or
-email belongs to one volunteer: a file that gives one to two people is refused, and
-so is one that gives a number to someone other than the volunteer who has it now.
+term_end, preferred_channel, and optionally channels (`sms;whatsapp;voice;email`:
+the paths a volunteer is reached on; without it SMS and email where given). A
+volunteer in two zones has two rows; rows with the same name and the same phone (or
+email) are the same person. One phone number or email belongs to one volunteer: a file
+that gives one to two people is refused, and so is one that gives a number to someone
+other than the volunteer who has it now.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -22,10 +25,15 @@ from sqlalchemy.orm import Session
 from channels.masking import mask_contact
 from dispatcher import audit
 from dispatcher.crypto import Vault
-from dispatcher.domain import Channel, rank_to_tier
+from dispatcher.domain import PHONE_CHANNELS, TEXT_PHONE_CHANNELS, Channel, rank_to_tier
 from dispatcher.errors import InvalidInput
 from dispatcher.models import Contact, Membership, Post, Volunteer, Zone
-from dispatcher.roster.contacts import normalise_email, normalise_sms_phone, set_contact
+from dispatcher.roster.contacts import (
+    normalise_email,
+    normalise_phone,
+    normalise_sms_phone,
+    set_contact,
+)
 from dispatcher.roster.posts import unknown_zone_message, zones_by_key
 from dispatcher.text import fold
 
@@ -39,6 +47,7 @@ COLUMNS = (
     "term_start",
     "term_end",
     "preferred_channel",
+    "channels",
 )
 REQUIRED_COLUMNS = ("name", "zone", "rank", "term_start", "term_end")
 #: Largest roster file read: 100,000 volunteers take about 12 MB. Larger is refused before
@@ -47,8 +56,10 @@ ROSTER_MAX_BYTES = 20 * 1024 * 1024
 #: Longest value of any one field (a name, an address, a list of languages).
 FIELD_MAX_CHARS = 1000
 #: Why one contact may not serve two people: replies are matched to a volunteer by it.
-_ONE_OWNER = {Channel.SMS: "one number belongs to one volunteer",
+_ONE_OWNER = {**{c: "one number belongs to one volunteer" for c in PHONE_CHANNELS},
               Channel.EMAIL: "one email address belongs to one volunteer"}
+#: How the `channels` column lists its values.
+_CHANNEL_NAMES = ", ".join(c.value for c in Channel)
 _LANG_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
 
@@ -87,6 +98,8 @@ class RosterRow:
     term_start: date
     term_end: date
     preferred_channel: str | None
+    #: The channels this volunteer is reached on (the `channels` column, or the default).
+    channels: list[Channel] = field(default_factory=list)
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -94,12 +107,12 @@ class RosterRow:
 
     @property
     def contacts(self) -> list[tuple[Channel, str]]:
-        return [(ch, v) for ch, v in ((Channel.SMS, self.phone), (Channel.EMAIL, self.email))
-                if v]
+        return [(ch, v) for ch in self.channels
+                if (v := self.email if ch == Channel.EMAIL else self.phone)]
 
 
 def _field(channel: Channel) -> str:
-    return "phone" if channel == Channel.SMS else "email"
+    return "email" if channel == Channel.EMAIL else "phone"
 
 
 @dataclass
@@ -255,10 +268,13 @@ def _parse_row(
         tier = rank_to_tier(rank)
     except ValueError as exc:
         bad("rank", str(exc))
+    channels = _parse_channels(v, bad)
     phone = email = None
     if v.get("phone"):
+        # A landline refused for SMS is a valid path for a call.
+        texts = not channels or any(c in TEXT_PHONE_CHANNELS for c in channels)
         try:
-            phone = normalise_sms_phone(v["phone"], region)
+            phone = (normalise_sms_phone if texts else normalise_phone)(v["phone"], region)
         except ValueError as exc:
             bad("phone", str(exc))
     if v.get("email"):
@@ -298,12 +314,36 @@ def _parse_row(
             bad("preferred_channel", "is sms but the row has no phone")
         elif preferred == Channel.EMAIL and not v.get("email"):
             bad("preferred_channel", "is email but the row has no email")
+    if not channels:
+        channels = [c for c, given in ((Channel.SMS, phone), (Channel.EMAIL, email)) if given]
     if errs or start is None or end is None:
         return None, errs
     display = zones[zone_key].name if zone_key in zones else zone_name
     return RosterRow(
-        line, name, zone_key, display, rank, tier, phone, email, languages, start, end, preferred
+        line, name, zone_key, display, rank, tier, phone, email, languages, start, end, preferred,
+        channels,
     ), []
+
+
+def _parse_channels(v: dict[str, str], bad: Callable[[str, str], None]) -> list[Channel]:
+    """The `channels` cell as channels; each named one needs its column filled. Empty (or
+    no column): [] for the default, SMS and email where given."""
+    out: list[Channel] = []
+    for name in (c.strip().lower() for c in v.get("channels", "").split(";")):
+        if not name:
+            continue
+        if name not in Channel.__members__.values():
+            bad("channels", f"'{name}' is not a channel (use {_CHANNEL_NAMES}, "
+                            "separated by ';')")
+            continue
+        channel = Channel(name)
+        if channel in out:
+            continue
+        column = _field(channel)
+        if not v.get(column):
+            bad("channels", f"'{name}' needs a {column}, and the row has none")
+        out.append(channel)
+    return out
 
 
 def import_roster(
@@ -366,10 +406,8 @@ def import_roster(
         vol.name = row.name
         vol.languages = ";".join(row.languages)
         vol.preferred_channel = row.preferred_channel
-        if row.phone:
-            set_contact(session, vault, vol, Channel.SMS, row.phone)
-        if row.email:
-            set_contact(session, vault, vol, Channel.EMAIL, row.email)
+        for channel, value in row.contacts:
+            set_contact(session, vault, vol, channel, value)
         session.flush()
         zone = zones[row.zone_key]
         membership = session.scalar(
@@ -408,9 +446,7 @@ def import_roster(
 
 def _find_volunteer(session: Session, vault: Vault, post: Post, row: RosterRow) -> Volunteer | None:
     """The stored volunteer with the same name and the same phone (or email), if any."""
-    for channel, value in ((Channel.SMS, row.phone), (Channel.EMAIL, row.email)):
-        if not value:
-            continue
+    for channel, value in row.contacts:
         candidates = session.scalars(
             select(Volunteer)
             .join(Contact)
