@@ -56,10 +56,10 @@ class MsgType(StrEnum):
 class Channel(StrEnum):
     SMS = "sms"
     WHATSAPP = "whatsapp"
-    EMAIL = "email"
     #: A phone call that reads the alert and asks for a key press (same E.164 number as
     #: the SMS path, or a landline, which only a call can reach).
     VOICE = "voice"
+    EMAIL = "email"
 
 
 #: Channels an alert uses only when asked (`--channel voice`, a policy step): calling

@@ -212,10 +212,18 @@ def test_dry_run_shows_calls_with_language_and_minutes(engine: Engine) -> None:
                               "estimated_minutes": 1}
     assert preview["calls"] == 1 and preview["call_minutes"] == 1
     assert engine.sim.calls() == []
-    # Without --channel voice nobody is called.
+    # Without --channel voice the default policy calls only after 5 minutes of silence.
     plain = CliRunner().invoke(app, ["alert", "send", "--zone", "Oaxaca", "--body", "Test",
                                      "--dry-run", "--json"], env=env_for(engine))
-    assert json.loads(plain.stdout)["calls"] == 0
+    [victor] = json.loads(plain.stdout)["zones"][0]["recipients"]
+    assert "voice" not in victor["channels"]
+    assert victor["steps"][1]["after_seconds"] == 300
+    assert victor["steps"][1]["channels"] == ["voice"]
+    # A policy without a call step calls nobody.
+    drill = CliRunner().invoke(app, ["alert", "send", "--zone", "Oaxaca", "--body", "Test",
+                                     "--policy", "drill", "--dry-run", "--json"],
+                               env=env_for(engine))
+    assert json.loads(drill.stdout)["calls"] == 0
 
 
 def test_channels_test_places_one_call(engine: Engine) -> None:

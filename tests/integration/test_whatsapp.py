@@ -91,7 +91,7 @@ def test_dry_run_shows_whatsapp_language_form_cost_and_steps(engine_factory: Any
     assert ana["channels"] == ["email", "sms", "whatsapp"]
     # The default policy calls after 5 minutes: Ana has no voice path, so it is named.
     assert ana["steps"][1] == {"after_seconds": 300, "channels": [], "skipped": [
-        {"channel": "voice", "reason": "no provider configured"}]}
+        {"channel": "voice", "reason": "no live contact"}]}
     assert preview["whatsapp"] == 1 and preview["whatsapp_cost_units"] == 1
     assert [s["channels"] for s in preview["steps"]] == [["sms", "whatsapp", "email"],
                                                           ["voice"]]
@@ -100,5 +100,5 @@ def test_dry_run_shows_whatsapp_language_form_cost_and_steps(engine_factory: Any
     assert text.exit_code == 0, text.output
     shown = " ".join(text.stdout.split())  # the console wraps long lines
     assert f"WhatsApp to Ana Morales [es]: template {ES_TEMPLATE}, 1 cost unit(s)" in shown
-    assert "Ana Morales skipped on voice (no provider configured)" in shown
+    assert "Ana Morales skipped on voice (no live contact)" in shown
     assert "Each tier: sms, whatsapp, email at once; then voice after 5 min" in shown

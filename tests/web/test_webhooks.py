@@ -59,6 +59,10 @@ def test_help_is_urgent_not_an_acknowledgement(engine: Engine) -> None:
     with engine.rt.db.session() as s:
         resp = s.scalars(select(Response)).one()
     assert resp.kind == "help" and resp.urgent and resp.alert_id == alert_id
+    # The HELP may arrive before the alert's own SMS is recorded as sent: wait for that,
+    # then the volunteer must still be waiting, never acknowledged.
+    wait_until(lambda: engine.recipient(alert_id, "Victor Castillo")["state"] != "pending",
+               timeout=30, what="Victor's alert recorded as sent")
     assert engine.recipient(alert_id, "Victor Castillo")["state"] == "notified"
 
 
