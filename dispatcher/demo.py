@@ -3,8 +3,9 @@
 It starts the provider simulator and `aln serve` on free loopback ports, loads the
 sample post and roster into a fresh SQLite database, sends an EXERCISE alert to
 several zones with a short window, and lets simulated volunteers answer the way
-real ones do: at once, late, in Spanish, never, from a dead number, with STOP,
-with HELP, and a stranger's field report. Escalation happens live on screen.
+real ones do: at once, late, in Spanish on WhatsApp, never, asleep until a phone call
+wakes them (press 1), from a dead number, with STOP, with HELP, and a stranger's field
+report. Escalation happens live on screen.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from channels.simulator.testing import SimulatorHandle, run_simulator
 from dispatcher import aio
@@ -29,6 +32,8 @@ from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.sender import Sender
 from dispatcher.domain import FINISHED_ALERT_STATES, Role
 from dispatcher.errors import NotFound
+from dispatcher.models import Volunteer
+from dispatcher.roster.contacts import set_contact
 from dispatcher.roster.posts import ensure_post
 from dispatcher.roster.sample import import_sample_roster
 from dispatcher.runtime import Runtime
@@ -50,12 +55,23 @@ DEAD_NUMBER = "+522222300801"  # Quinn Harper, Puebla primary
 
 @dataclass(frozen=True)
 class Behaviour:
-    """How one simulated volunteer answers: `reply` after `delay` seconds, or never."""
+    """How one simulated volunteer answers: `reply` after `delay` seconds, or never, to a
+    text at `number` (`whatsapp:+...` for WhatsApp); `call`: how they take a phone call
+    (the simulator's call behaviours), none given: they are never called."""
 
     number: str
     who: str
     reply: str | None
     delay: float = 0.0
+    call: str | None = None
+
+
+VICTOR = "+529515101001"
+YOLANDA = "+522299301201"
+#: Paths the demo adds to the sample roster: Victor reads WhatsApp rather than SMS, and
+#: Yolanda's phone rings (the sample roster keeps them on SMS for the tests).
+DEMO_PATHS = [("Victor Castillo", "whatsapp", VICTOR), ("Victor Castillo", "sms", None),
+              ("Yolanda Pérez", "voice", YOLANDA)]
 
 
 #: The cast, by phone number of the sample roster (config/rosters/mexico-city.csv).
@@ -63,7 +79,7 @@ CAST = [
     Behaviour("+529611230101", "Ana Morales, Chiapas primary: never answers", None),
     Behaviour("+529611230102", "Brian Keller, Chiapas alternate1: answers the escalation",
               "YES {code}", 2.0),
-    Behaviour("+529515101001", "Victor Castillo, Oaxaca: answers at once in Spanish",
+    Behaviour("whatsapp:" + VICTOR, "Victor Castillo, Oaxaca: answers on WhatsApp in Spanish",
               "Sí {code}", 1.0),
     Behaviour("+525551000201", "Daniel Ortega, Mexico City: answers late", "ok {code}", 12.0),
     Behaviour("+525551000202", "Emily Carter, Mexico City: answers at once", "YES", 3.0),
@@ -71,7 +87,8 @@ CAST = [
               "DONE {code} 12 3", 2.0),
     Behaviour("+527444810401", "Karla Mendoza, Guerrero: needs help", "HELP", 4.0),
     Behaviour("+524422100901", "Teresa Vargas, Querétaro: opts out", "STOP", 2.0),
-    Behaviour("+522299301201", "Yolanda Pérez, Veracruz: safe", "SAFE {code}", 5.0),
+    Behaviour(YOLANDA, "Yolanda Pérez, Veracruz: sleeps through the text, presses 1 when "
+              "the call after 8 s wakes her", None, call="press1"),
 ]
 FIELD_REPORT = ("+525599990000", "Road to the airport blocked at km 12, police on site")
 
@@ -85,7 +102,7 @@ def demo_settings(workdir: Path, sim: SimulatorHandle, port: int) -> Settings:
         twilio_account_sid=sim.account_sid, twilio_auth_token=sim.auth_token,
         twilio_from_number="+15005550006", twilio_api_url=sim.twilio_api_url,
         sendgrid_api_key="SG.demo", email_from="aln-demo@example.org",
-        sendgrid_api_url=sim.sendgrid_api_url,
+        sendgrid_api_url=sim.sendgrid_api_url, twilio_whatsapp_from="+15005550007",
         sendgrid_webhook_public_key=sim.sendgrid_public_key,
         sms_rate_per_second=50, retry_max_seconds=10, sweep_seconds=0.5,
     )  # type: ignore[call-arg]
@@ -133,6 +150,7 @@ def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, conso
         # Terms moved to today: the demo's volunteers must still serve next year.
         result = import_sample_roster(session, rt.vault, post,
                                       config / "rosters" / "mexico-city.csv", actor="demo")
+        _demo_paths(session, rt)
     console.print(styled(("1.", "bold"), f" Loaded {post.name}: {result.rows} roster rows, "
                          f"{result.volunteers_created} volunteers."))
     with ServerThread(create_app(rt), port=port) as server:
@@ -141,8 +159,8 @@ def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, conso
         req = AlertRequest(zones=DEMO_ZONES, template="demonstration", exercise=True,
                            body="A large demonstration is expected near the city centre "
                                 "this afternoon.",
-                           ack_window_seconds=DEMO_WINDOW_SECONDS, policy="drill",
-                           channels=["sms"], actor="demo")
+                           ack_window_seconds=DEMO_WINDOW_SECONDS, policy="demo",
+                           actor="demo")
         with rt.db.session() as session:
             post = ensure_post(session, rt.settings, rt.vault)
             sent = send_alert(session, rt.settings, post, req)
@@ -151,6 +169,8 @@ def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, conso
         for b in CAST:
             if b.reply is not None:
                 sim.script(b.number, reply=b.reply.replace("{code}", code), delay=b.delay)
+            if b.call is not None:
+                sim.call_behaviour(b.number, b.call)
         console.print(styled(("3.", "bold"), f" EXERCISE alert {alert_id} (reply code {code}) "
                              f"to {', '.join(DEMO_ZONES)}; window {DEMO_WINDOW_SECONDS} s."))
         for b in CAST:
@@ -173,6 +193,16 @@ def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, conso
         "ALN_SENDGRID_WEBHOOK_PUBLIC_KEY and ALN_PUBLIC_URL (see README), then use "
         "`aln serve` and `aln alert send --exercise ...`.")
     return {"status": status, "report": str(report)}
+
+
+def _demo_paths(session: Session, rt: Runtime) -> None:
+    for name, channel, number in DEMO_PATHS:
+        volunteer = session.scalars(select(Volunteer).where(Volunteer.name == name)).one()
+        if number is None:
+            for contact in [c for c in volunteer.contacts if c.channel == channel]:
+                volunteer.contacts.remove(contact)
+        else:
+            set_contact(session, rt.vault, volunteer, channel, number)
 
 
 async def _fan_out(rt: Runtime, alert_id: int) -> None:
