@@ -14,6 +14,7 @@ from dispatcher.db import db_now
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
     AlertState,
+    Channel,
     DeadlineState,
     DeliveryPurpose,
     RecipientState,
@@ -25,6 +26,7 @@ from dispatcher.errors import NotFound
 from dispatcher.models import (
     Alert,
     AlertZone,
+    Contact,
     Deadline,
     Delivery,
     Post,
@@ -267,19 +269,28 @@ def clear_phones(session: Session, vault: Vault, alert_id: int,
     for r in session.scalars(select(Recipient).where(
             Recipient.alert_id == alert_id, Recipient.id.in_(recipient_ids))
             .options(selectinload(Recipient.volunteer).selectinload(Volunteer.contacts))):
-        for c in r.volunteer.contacts:
-            if c.channel == "sms":
-                try:
-                    out[r.id] = vault.decrypt(c.value_enc)
-                except Unreadable:
-                    out[r.id] = c.masked
+        phone = _phone(r.volunteer.contacts)
+        if phone is not None:
+            try:
+                out[r.id] = vault.decrypt(phone.value_enc)
+            except Unreadable:
+                out[r.id] = phone.masked
     return out
+
+
+#: The path whose number an officer calls: the SMS one, else WhatsApp's, else a call's.
+PHONE_ORDER = (Channel.SMS, Channel.WHATSAPP, Channel.VOICE)
+
+
+def _phone(contacts: Sequence[Contact]) -> Contact | None:
+    by_channel = {c.channel: c for c in contacts}
+    return next((by_channel[ch] for ch in PHONE_ORDER if ch in by_channel), None)
 
 
 def _recipient(r: Recipient, reply: Response | None) -> dict[str, Any]:
     contacts = {c.channel: c for c in r.volunteer.contacts}
-    sms = contacts.get("sms")
-    email = contacts.get("email")
+    sms = _phone(r.volunteer.contacts)
+    email = contacts.get(Channel.EMAIL)
     deliveries = sorted(r.deliveries, key=lambda d: d.id)
     return {
         "id": r.id, "name": r.volunteer.name, "zone": r.zone.name, "tier": tier_name(r.tier),

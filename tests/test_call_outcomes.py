@@ -56,3 +56,16 @@ def test_a_call_falls_back_to_a_language_twilio_speaks() -> None:
     assert voice_text(bodies, "en", "Oaxaca") == "A Oaxaca."
     # Alerts stored before calls existed have no "voice" text: the SMS is read.
     assert voice_text({"en": {"sms": "B -aln_zone-."}}, "en", "Chiapas") == "B Chiapas."
+
+
+def test_the_number_to_call_is_the_sms_path_else_whatsapp_else_voice() -> None:
+    from dispatcher.models import Contact
+    from dispatcher.status import _phone
+
+    def path(channel: str) -> Contact:
+        return Contact(channel=channel, value_enc=b"", value_hash=channel, masked=channel)
+
+    assert _phone([path("email"), path("voice"), path("whatsapp")]).masked == "whatsapp"
+    assert _phone([path("voice"), path("sms")]).masked == "sms"
+    assert _phone([path("voice")]).masked == "voice"
+    assert _phone([path("email")]) is None

@@ -89,9 +89,10 @@ class AlertIn(BaseModel):
     ack_window: str | None = Field(None, max_length=32, pattern=ACK_WINDOW_PATTERN,
                                    description="e.g. 15m, 90s, 1h30m; at most 7 days")
     policy: Name = "default"
-    channels: list[Literal["sms", "email", "voice"]] = Field(
+    channels: list[Literal["sms", "whatsapp", "voice", "email"]] = Field(
         default=[], max_length=MAX_LIST_ITEMS,
-        description="restrict to these paths; calls (voice) only when listed")
+        description="restrict to these paths; a call (voice) listed here goes at once, "
+                    "otherwise calls are the policy's later steps")
     force: bool = False
     dry_run: bool = False
 
