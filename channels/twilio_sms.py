@@ -136,15 +136,6 @@ class TwilioChannel:
         self._http: RewritingHttpClient | None = None
         self._client: Client | None = None
 
-    @classmethod
-    def check_sender(cls, config: ChannelsConfig) -> None:
-        if not (config.twilio_from_number or config.twilio_messaging_service_sid):
-            raise ValueError("Twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
-
-    @classmethod
-    def rate_per_second(cls, config: ChannelsConfig) -> float:
-        return config.sms_rate_per_second
-
     def _ensure_client(self) -> Client:
         if self._client is None:
             self._http = RewritingHttpClient(self.config.twilio_api_url,
