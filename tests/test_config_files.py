@@ -24,7 +24,7 @@ def test_a_policy_name_that_is_a_path_reads_nothing_and_echoes_no_path(tmp_path:
     with pytest.raises(NotFound) as err:
         load_policy(CONFIG_DIR, name)
     message = str(err.value)
-    assert "known: default, drill" in message
+    assert "known: default, demo, drill" in message
     assert str(tmp_path) not in message and "/" not in message and ".." not in message
 
 

@@ -15,14 +15,15 @@ from sqlalchemy import func, select
 
 from dispatcher.models import InboundMessage, Response
 from dispatcher.web.inbox_view import INBOX_PAGE
-from tests.browser.test_dashboard_browser import (
-    ANA,
-    LIVE_TIMEOUT_MS,
+from tests.browser.test_dashboard_browser import ANA, LIVE_TIMEOUT_MS
+from tests.browser_support import (
     VIEWPORTS,
-    _log_in,
-    _officer,
+    add_duty_officer,
+    assert_fits,
+    chromium_page,
+    log_in,
+    save_screenshot,
 )
-from tests.browser_support import assert_fits, chromium_page, save_screenshot
 from tests.engine import Engine
 from tests.helpers import wait_until
 
@@ -63,12 +64,12 @@ def _waiting(page: Any) -> str:
 @pytest.mark.browser
 @pytest.mark.parametrize("size", list(VIEWPORTS))
 def test_inbox_folds_a_flood_pages_and_handles(engine: Engine, size: str) -> None:
-    _officer(engine)
+    add_duty_officer(engine)
     _inbox_with_a_flood(engine)
     viewport = VIEWPORTS[size]
     senders = 2 + OTHERS
     with chromium_page(viewport=viewport) as page:
-        _log_in(page, engine)
+        log_in(page, engine)
         assert _waiting(page) == f"{senders} waiting"  # in the navigation of every page
         page.goto(f"{engine.url}/inbox")
         rows = page.locator("#waiting tbody tr")
@@ -124,10 +125,10 @@ def test_inbox_folds_a_flood_pages_and_handles(engine: Engine, size: str) -> Non
 @pytest.mark.browser
 @pytest.mark.parametrize("size", list(VIEWPORTS))
 def test_compose_preview_then_send_and_the_alert_list(engine: Engine, size: str) -> None:
-    _officer(engine)
+    add_duty_officer(engine)
     viewport = VIEWPORTS[size]
     with chromium_page(viewport=viewport) as page:
-        _log_in(page, engine)
+        log_in(page, engine)
         exercise = page.get_by_label("Exercise (every message says EXERCISE)")
         assert exercise.is_checked()  # an exercise until the officer unticks it
         page.select_option("#zones", ["Chiapas", "Guerrero", "Hidalgo"])
