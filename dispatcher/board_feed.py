@@ -30,6 +30,7 @@ from dispatcher.status import (
     ZoneFigures,
     alert_head,
     call_next_rule,
+    delivery_outcomes,
     find_alert,
     recipient_rows,
 )
@@ -92,8 +93,9 @@ class BoardFeed:
                 name = names.get(r.zone_id)
                 if name is not None and r.n == PAGE_SIZE and listed[name] > PAGE_SIZE:
                     pages[name] = r.id
-            return {**head, "recipients": rows, "pages": pages,
-                    "event_id": self.last_event_id}
+            # Call outcomes are counted for a page (or a reconnect), not at every look.
+            return {**head, "outcomes": delivery_outcomes(session, self.alert_id),
+                    "recipients": rows, "pages": pages, "event_id": self.last_event_id}
 
     def look(self, session: Session) -> dict[str, Any] | None:
         """What changed since the last look, as a numbered event (kept), or None."""

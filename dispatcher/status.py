@@ -80,6 +80,7 @@ def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
     alert = find_alert(session, alert_id)
     recipients = _recipients(session, alert_id)
     return {**alert_head(session, alert, figures_from(recipients)),
+            "outcomes": delivery_outcomes(session, alert_id),
             "recipients": _rows(session, alert_id, recipients, whole=True)}
 
 
@@ -160,7 +161,6 @@ def alert_head(session: Session, alert: Alert, figures: Figures) -> dict[str, An
         "ack_window_seconds": alert.ack_window_seconds, "sent_at": _iso(alert.sent_at),
         "references": alert.references_alert_id, "policy": alert.policy,
         "zones": zone_rows,
-        "outcomes": delivery_outcomes(session, alert.id),
         "now": _iso(db_now(session)), "timezone": post.timezone if post else "UTC",
         "next_escalation_at": min(pending) if pending else None,
         "summary": {
