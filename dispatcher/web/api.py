@@ -13,7 +13,6 @@ from starlette.concurrency import run_in_threadpool
 
 from dispatcher import audit
 from dispatcher.csv_cells import csv_text
-from dispatcher.db import db_now
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.versions import cancel_alert, update_alert
 from dispatcher.domain import AlertState, Role
@@ -45,6 +44,7 @@ from dispatcher.web.api_models import (
 from dispatcher.web.app_state import runtime_of, wake_worker
 from dispatcher.web.auth import Caller, api_caller
 from dispatcher.web.headers import REPORT_CONTENT_SECURITY_POLICY
+from dispatcher.web.inbox_view import mark_handled
 from dispatcher.web.limits import MAX_ROW_ID, RowId
 from dispatcher.web.paging import DEFAULT_PAGE, MAX_PAGE, Cursor, Limit
 from dispatcher.web.problems import responses
@@ -315,21 +315,14 @@ def get_inbox(request: Request, all: bool = False, limit: Limit = DEFAULT_PAGE,
         [(int(r["urgent"]), r["id"]) for r in rows], limit)}
 
 
-def mark_handled(rt: Runtime, response_id: int, caller: Caller) -> None:
-    with rt.db.session() as session:
-        resp = session.get(Response, response_id)
-        if resp is None:
-            raise NotFound(f"inbox item {response_id} not found")
-        resp.handled_at = db_now(session)
-        resp.handled_by = caller.name
-        audit.record(session, f"officer:{caller.name}", "inbox.handled",
-                     alert_id=resp.alert_id, response_id=response_id)
-
-
 @router.post("/inbox/{response_id}/handled", response_model=Handled,
-             operation_id="markHandled", responses=responses(403, 404))
+             operation_id="markHandled", responses=responses(403, 404, 409))
 def post_handled(response_id: RowId, request: Request, caller: Caller = officer) -> dict[str, Any]:
-    mark_handled(runtime_of(request), response_id, caller)
+    """The officer dealt with the item: it and the sender's earlier waiting messages, as
+    the dashboard's Handled does (one rule: `inbox_view.mark_handled`); 409 when another
+    officer already handled it."""
+    with runtime_of(request).db.session() as session:
+        mark_handled(session, response_id, caller.name)
     return {"id": response_id, "handled": True}
 
 

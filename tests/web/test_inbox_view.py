@@ -151,3 +151,20 @@ def test_every_page_shows_how_many_items_wait(app_rt: Any) -> None:
         page = client.get(path).text
         count = re.search(r'id="nav-waiting">(\d+)<', page)
         assert count and count.group(1) == "2", path
+
+
+def test_the_api_handles_an_item_as_the_dashboard_does(app_rt: Any) -> None:
+    """One rule for Handled: through the API too, the sender's earlier waiting messages go
+    with the item (never a later one), and a second officer is told it is already done."""
+    rt, client, tokens = app_rt
+    h = {"Authorization": f"Bearer {tokens['officer']}"}
+    with rt.db.session() as s:
+        ids = _stranger(s, "+15550005555", ["one", "two"])
+        later = _stranger(s, "+15550005555", ["three"])
+    r = client.post(f"/api/inbox/{ids[-1]}/handled", headers=h)
+    assert r.status_code == 200, r.text
+    with rt.db.session() as s:
+        waiting = s.scalars(select(Response.id).where(Response.handled_at.is_(None))).all()
+        assert ids[0] not in waiting and ids[1] not in waiting and later[0] in waiting
+    again = client.post(f"/api/inbox/{ids[-1]}/handled", headers=h)
+    assert again.status_code == 409 and "already handled" in again.json()["detail"]
