@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from channels.simulator.testing import SimulatorHandle, run_simulator
 from dispatcher import aio
 from dispatcher.cli.common import styled
+from dispatcher.cli.simulator_cmd import SIMULATED_WHATSAPP_FROM
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.sender import Sender
 from dispatcher.domain import FINISHED_ALERT_STATES, Role
@@ -102,7 +103,7 @@ def demo_settings(workdir: Path, sim: SimulatorHandle, port: int) -> Settings:
         twilio_account_sid=sim.account_sid, twilio_auth_token=sim.auth_token,
         twilio_from_number="+15005550006", twilio_api_url=sim.twilio_api_url,
         sendgrid_api_key="SG.demo", email_from="aln-demo@example.org",
-        sendgrid_api_url=sim.sendgrid_api_url, twilio_whatsapp_from="+15005550007",
+        sendgrid_api_url=sim.sendgrid_api_url, twilio_whatsapp_from=SIMULATED_WHATSAPP_FROM,
         sendgrid_webhook_public_key=sim.sendgrid_public_key,
         sms_rate_per_second=50, retry_max_seconds=10, sweep_seconds=0.5,
     )  # type: ignore[call-arg]

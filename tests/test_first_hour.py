@@ -40,7 +40,7 @@ def test_the_simulator_prints_every_setting_and_writes_an_env_file(tmp_path: Pat
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     # What it printed configures both channels.
     settings = Settings(_env_file=str(env_file))  # type: ignore[call-arg]
-    assert settings.configured_channels == ["sms", "email", "voice"]
+    assert settings.configured_channels == ["sms", "whatsapp", "email", "voice"]
 
 
 def test_simulator_settings_name_the_public_url_given() -> None:

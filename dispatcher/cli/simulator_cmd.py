@@ -15,6 +15,8 @@ app = typer.Typer(help="The provider simulator (Twilio and SendGrid on loopback)
 #: The sender number and email the simulator accepts like any other.
 SIMULATED_FROM_NUMBER = "+15005550006"
 SIMULATED_EMAIL_FROM = "aln@example.org"
+#: The WhatsApp sender the simulator takes (a sender of its own, as on Twilio).
+SIMULATED_WHATSAPP_FROM = "+15005550007"
 
 
 def simulator_env(url: str, public_url: str, account_sid: str, auth_token: str,
@@ -23,6 +25,7 @@ def simulator_env(url: str, public_url: str, account_sid: str, auth_token: str,
     return {
         "TWILIO_ACCOUNT_SID": account_sid, "TWILIO_AUTH_TOKEN": auth_token,
         "TWILIO_FROM_NUMBER": SIMULATED_FROM_NUMBER, "ALN_TWILIO_API_URL": url,
+        "TWILIO_WHATSAPP_FROM": SIMULATED_WHATSAPP_FROM,
         "SENDGRID_API_KEY": "SG.simulator", "ALN_EMAIL_FROM": SIMULATED_EMAIL_FROM,
         "ALN_SENDGRID_API_URL": url, "ALN_SENDGRID_WEBHOOK_PUBLIC_KEY": public_key,
         "ALN_PUBLIC_URL": public_url, "ALN_SMS_RATE_PER_SECOND": "0",

@@ -90,6 +90,20 @@ def test_channels_test_command(engine: Engine) -> None:
     assert bad.exit_code == 1 and "21211" in text and "invalid 'To' phone number" in text
 
 
+def test_channels_test_sends_the_whatsapp_template(engine: Engine) -> None:
+    """A first WhatsApp to someone must be the approved template (free text outside a
+    session is refused by WhatsApp), so the test sends what an alert would."""
+    env = {**env_for(engine), "TWILIO_WHATSAPP_FROM": "+15005550007"}
+    ok = CliRunner().invoke(app, ["channels", "test", "--whatsapp", "+529611230101"], env=env)
+    assert ok.exit_code == 0, ok.output
+    assert "whatsapp to +52******0101 accepted" in ok.output
+    [sent] = [r["form"] for r in engine.sim.requests() if r["path"].endswith("/Messages.json")]
+    assert sent["To"] == "whatsapp:+529611230101" and sent["ContentSid"].startswith("HX")
+    assert "no action needed" in sent["ContentVariables"]
+    missing = aln(engine, "channels", "test", "--whatsapp", "+529611230101")
+    assert missing.exit_code == 1 and "TWILIO_WHATSAPP_FROM" in " ".join(missing.output.split())
+
+
 def test_a_dry_run_to_every_zone_previews_the_ones_sending_would_refuse(engine: Engine) -> None:
     result = aln(engine, "alert", "send", "--zone", "all", "--body", "Test", "--dry-run",
                  "--json")
