@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from channels.twilio_whatsapp import OUTSIDE_SESSION
 from dispatcher import lifecycle
 from dispatcher.db import db_now
 from dispatcher.dispatch.failover import on_dead_path
@@ -47,8 +48,8 @@ MACHINE_ANSWERS = ("machine", "fax")
 #: Error codes in callbacks that say the handset may come back (do not mark the number dead).
 TWILIO_TEMPORARY = {"30001", "30003", "30005", "30008"}
 #: Codes that refused the message, not the number: WhatsApp free text outside the 24-hour
-#: session (63016) leaves the path live; the volunteer's other channels take over.
-TWILIO_MESSAGE_ONLY = {"63016"}
+#: session (63016) leaves the path live; the template goes on it (dispatch.failover).
+TWILIO_MESSAGE_ONLY = {OUTSIDE_SESSION}
 #: SendGrid event -> our delivery state; opens and clicks are not acknowledgements.
 SENDGRID_EVENT = {
     "processed": DeliveryState.ACCEPTED, "delivered": DeliveryState.DELIVERED,

@@ -13,6 +13,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from channels.twilio_whatsapp import OUTSIDE_SESSION
 from dispatcher import audit, lifecycle
 from dispatcher.db import db_now
 from dispatcher.dispatch.outbox import add_delivery
@@ -41,6 +42,14 @@ def failover_channels(alert: Alert) -> set[str]:
         {Channel.WHATSAPP.value} & set(alert.channels or ()))
 
 
+def _refused_outside_session(delivery: Delivery) -> bool:
+    """A WhatsApp message the provider accepted (it has an id) and then refused as free
+    text outside the 24-hour session. A refusal at the request itself already had its
+    template tried by the channel (channels.twilio_whatsapp)."""
+    return (delivery.channel == Channel.WHATSAPP and delivery.error_code == OUTSIDE_SESSION
+            and delivery.provider_id is not None)
+
+
 def on_dead_path(session: Session, delivery: Delivery, reason: str, *,
                  recipient_specific: bool = True) -> None:
     """Record the dead path and react: failover first, escalation when nothing is left."""
@@ -55,8 +64,21 @@ def on_dead_path(session: Session, delivery: Delivery, reason: str, *,
     alert = session.get(Alert, delivery.alert_id)
     if rec is None or alert is None or rec.state in DONE_RECIPIENT:
         return
-    tried = {d.contact_id: d for d in session.scalars(select(Delivery).where(
-        Delivery.recipient_id == rec.id, Delivery.purpose.in_(ALERT_PURPOSES)))}
+    sent = session.scalars(select(Delivery).where(
+        Delivery.recipient_id == rec.id, Delivery.purpose.in_(ALERT_PURPOSES))).all()
+    if _refused_outside_session(delivery) and \
+            sum(d.contact_id == delivery.contact_id for d in sent) == 1:
+        # WhatsApp took the free text, then refused it (63016, in a status callback): the
+        # session had closed. The same path again, once: it goes as the template now
+        # (whatsapp.open_sessions counts the refusal).
+        contact = session.get(Contact, delivery.contact_id)
+        if contact is not None and not (contact.opted_out or contact.dead_reason):
+            add_delivery(session, alert, rec, contact, DeliveryPurpose.FAILOVER,
+                         delivery.language)
+            audit.record(session, "system", "delivery.whatsapp_template", alert_id=alert.id,
+                         recipient_id=rec.id, reason=reason)
+            return
+    tried = {d.contact_id: d for d in sent}
     for other in rec.volunteer.contacts:
         # The officer's --channel choice does not bind here: a dead path would otherwise
         # leave the volunteer with nothing at all.

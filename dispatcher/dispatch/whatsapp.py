@@ -16,9 +16,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from channels.twilio_whatsapp import OUTSIDE_SESSION
 from dispatcher.compose.templates import FALLBACK_LANGUAGE
 from dispatcher.domain import Channel
 from dispatcher.errors import InvalidInput
@@ -81,15 +82,29 @@ def template_for(config_dir: Path, language: str) -> ContentTemplate | None:
 
 
 def open_sessions(session: Session, volunteer_ids: Iterable[int], now: datetime) -> set[int]:
-    """Volunteers (of those given) who wrote to us on WhatsApp in the last 24 hours."""
+    """Volunteers (of those given) who wrote to us on WhatsApp in the last 24 hours, unless
+    WhatsApp refused free text to them (63016) since: the provider knows the session better
+    than our copy of their messages does."""
     ids = sorted(set(volunteer_ids))
     out: set[int] = set()
     # In chunks: a roster of 100,000 WhatsApp users would pass SQLite's variable limit.
     for start in range(0, len(ids), SESSION_QUERY_CHUNK):
-        out.update(session.scalars(select(Response.volunteer_id).where(
-            Response.channel == Channel.WHATSAPP.value,
-            Response.volunteer_id.in_(ids[start:start + SESSION_QUERY_CHUNK]),
-            Response.created_at > now - SESSION).distinct()))
+        chunk = ids[start:start + SESSION_QUERY_CHUNK]
+        wrote = {v: at for v, at in session.execute(
+            select(Response.volunteer_id, func.max(Response.created_at)).where(
+                Response.channel == Channel.WHATSAPP.value, Response.volunteer_id.in_(chunk),
+                Response.created_at > now - SESSION).group_by(Response.volunteer_id))
+            if v is not None and at is not None}
+        if not wrote:
+            continue
+        refused = {v: at for v, at in session.execute(
+            select(Recipient.volunteer_id, func.max(Delivery.failed_at))
+            .join(Recipient, Recipient.id == Delivery.recipient_id).where(
+                Delivery.channel == Channel.WHATSAPP.value,
+                Delivery.error_code == OUTSIDE_SESSION, Recipient.volunteer_id.in_(list(wrote)),
+                Delivery.failed_at > now - SESSION).group_by(Recipient.volunteer_id))
+            if at is not None}
+        out.update(v for v, last in wrote.items() if v not in refused or refused[v] < last)
     return out
 
 

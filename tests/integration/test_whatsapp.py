@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -12,7 +13,8 @@ from typer.testing import CliRunner
 
 from dispatcher.cli.main import app
 from dispatcher.db import db_now
-from dispatcher.models import Contact, Response, Volunteer
+from dispatcher.models import Contact, Delivery, Response, Volunteer
+from dispatcher.receipts import apply_twilio_status
 from tests.conftest import CONFIG_DIR
 from tests.dispatch.test_cli_alert import env_for
 from tests.engine import Engine, sms_requests
@@ -102,3 +104,36 @@ def test_dry_run_shows_whatsapp_language_form_cost_and_steps(engine_factory: Any
     assert f"WhatsApp to Ana Morales [es]: template {ES_TEMPLATE}, 1 cost unit(s)" in shown
     assert "Ana Morales skipped on voice (no live contact)" in shown
     assert "Each tier: sms, whatsapp, email at once; then voice after 5 min" in shown
+
+
+def test_a_63016_callback_sends_the_template_on_the_same_path_once(
+        engine_factory: Any) -> None:
+    """Twilio took the free text (we and it believed a session open), then refused it in a
+    status callback: the template goes to the same WhatsApp path, once; the path stays
+    live and no other channel is asked again."""
+    engine: Engine = engine_factory(twilio_whatsapp_from=WHATSAPP_FROM)
+    engine.sim.inbound("whatsapp:" + ANA, "hola")
+    alert_id = engine.send(["Chiapas"], ack_window_seconds=600)
+    (free,) = wait_until(lambda: whatsapp_requests(engine), what="the free-text message")
+    assert "Body" in free and "ContentSid" not in free
+    with engine.rt.db.session() as session:
+        d = session.scalars(select(Delivery).where(Delivery.alert_id == alert_id,
+                                                   Delivery.channel == "whatsapp")).one()
+        assert apply_twilio_status(session, {"MessageSid": d.provider_id,
+                                             "MessageStatus": "undelivered",
+                                             "ErrorCode": "63016"}, str(d.id))
+    asyncio.run(engine.fan_out(alert_id))
+    forms = whatsapp_requests(engine)
+    assert len(forms) == 2 and forms[1]["ContentSid"] == ES_TEMPLATE
+    assert [r["to"] for r in sms_requests(engine.sim)].count(ANA) == 1
+    with engine.rt.db.session() as session:
+        again = session.scalars(select(Delivery).where(
+            Delivery.alert_id == alert_id, Delivery.channel == "whatsapp")
+            .order_by(Delivery.id)).all()
+        assert [x.purpose for x in again] == ["alert", "failover"]
+        # A second refusal does not loop: the path is not tried a third time.
+        assert apply_twilio_status(session, {"MessageSid": again[1].provider_id,
+                                             "MessageStatus": "undelivered",
+                                             "ErrorCode": "63016"}, str(again[1].id))
+    asyncio.run(engine.fan_out(alert_id))
+    assert len(whatsapp_requests(engine)) == 2
