@@ -8,7 +8,8 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,10 @@ BOARD_POLL_SECONDS = 0.5
 #: Events waiting for one browser before its stream is ended (it reconnects with
 #: Last-Event-ID and catches up): a stalled browser never holds the others back.
 WATCHER_BACKLOG = 64
+#: A board nobody has watched or loaded for this long is dropped (its producer's memory:
+#: a row stamp per recipient). A browser coming back later gets a snapshot, as after a
+#: restart; a server running for years keeps only the boards in use.
+BOARD_IDLE_SECONDS = 15 * 60
 
 
 def sse(event: dict[str, Any], kind: str) -> str:
@@ -40,15 +45,25 @@ class _Board:
     feed: BoardFeed
     watchers: set[asyncio.Queue[tuple[int, str] | None]] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
+    #: When it was last asked for (a page, a stream, a look), by the hub's clock.
+    used_at: float = 0.0
+
+    def idle(self) -> bool:
+        return not self.watchers and (self.task is None or self.task.done())
 
 
 class BoardHub:
     """Per alert: one `BoardFeed`, the queues of its watchers, and the task feeding them."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, clock: Callable[[], float] = time.monotonic) -> None:
         self._rt = rt
         self._boards: dict[int, _Board] = {}
         self._creating = threading.Lock()
+        self._clock = clock
+
+    def __len__(self) -> int:
+        """How many boards this process holds."""
+        return len(self._boards)
 
     def feed(self, alert_id: int) -> BoardFeed:
         return self._board(alert_id).feed
@@ -56,9 +71,14 @@ class BoardHub:
     def _board(self, alert_id: int) -> _Board:
         # Page loads (threads) and streams (the event loop) may ask at once: one board.
         with self._creating:
+            now = self._clock()
+            for stale in [a for a, b in self._boards.items() if a != alert_id and b.idle()
+                          and now - b.used_at > BOARD_IDLE_SECONDS]:
+                del self._boards[stale]
             board = self._boards.get(alert_id)
             if board is None:
                 board = self._boards[alert_id] = _Board(BoardFeed(alert_id))
+            board.used_at = now
             return board
 
     def snapshot(self, alert_id: int) -> dict[str, Any]:
@@ -79,6 +99,7 @@ class BoardHub:
             yield queue
         finally:
             board.watchers.discard(queue)
+            board.used_at = self._clock()
             if not board.watchers and board.task is not None:
                 board.task.cancel()
                 board.task = None

@@ -4,6 +4,7 @@ volunteers come in pages."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -17,6 +18,7 @@ from dispatcher.db import db_now
 from dispatcher.models import Recipient, Volunteer
 from dispatcher.runtime import Runtime
 from dispatcher.web import board
+from dispatcher.web.board_hub import BOARD_IDLE_SECONDS, BoardHub
 from tests.bench.fixtures import bulk_roster
 from tests.web.conftest import bearer, login
 
@@ -218,3 +220,30 @@ def test_the_board_s_zone_figures_equal_the_status_json_s(app_rt: Any) -> None:
     with rt.db.session() as s:
         s.get(Alert, alert_id).state = AlertState.CANCELLED  # type: ignore[union-attr]
     compare(True)
+
+
+def test_boards_nobody_uses_are_dropped_and_watched_ones_kept(app_rt: Any) -> None:
+    """A server running for years holds only the boards in use: one left alone past
+    BOARD_IDLE_SECONDS goes (its producer's memory with it); one watched stays."""
+    rt, client, tokens = app_rt
+    first = _send(client, tokens["officer"], ["Oaxaca"])
+    second = _send(client, tokens["officer"], ["Chiapas"])
+    now = [0.0]
+    hub = BoardHub(rt, clock=lambda: now[0])
+    hub.snapshot(first)
+    now[0] += BOARD_IDLE_SECONDS - 1
+    hub.snapshot(second)
+    assert len(hub) == 2  # not idle long enough yet
+    now[0] += 2
+    hub.snapshot(second)
+    assert len(hub) == 1 and hub.feed(second).alert_id == second
+
+    async def watched() -> int:
+        async with hub.watch(first):
+            now[0] += 10 * BOARD_IDLE_SECONDS
+            hub.snapshot(second)
+            kept = len(hub)
+        await hub.close()
+        return kept
+
+    assert asyncio.run(watched()) == 2
