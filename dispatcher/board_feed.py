@@ -30,6 +30,7 @@ from dispatcher.status import (
     ZoneFigures,
     alert_head,
     call_next_rule,
+    call_outcomes_line,
     delivery_outcomes,
     find_alert,
     recipient_rows,
@@ -65,6 +66,10 @@ class BoardFeed:
         self._stamps: dict[tuple[str, int], object] = {}  # (table, row id) -> stamp sent
         self._newest: datetime | None = None
         self._started = False
+        #: The calls' outcomes in words as last sent, and whether a look found deliveries
+        #: stamped anew (only then are they counted again).
+        self._calls_line: str | None = None
+        self._deliveries_moved = False
         self._lock = threading.Lock()
 
     @property
@@ -93,8 +98,11 @@ class BoardFeed:
                 name = names.get(r.zone_id)
                 if name is not None and r.n == PAGE_SIZE and listed[name] > PAGE_SIZE:
                     pages[name] = r.id
-            # Call outcomes are counted for a page (or a reconnect), not at every look.
-            return {**head, "outcomes": delivery_outcomes(session, self.alert_id),
+            # Every channel's outcomes are counted for a page (or a reconnect); a look counts
+            # the calls again only when deliveries moved.
+            outcomes = delivery_outcomes(session, self.alert_id)
+            self._calls_line = call_outcomes_line(outcomes.get("voice", {}))
+            return {**head, "outcomes": outcomes, "calls_line": self._calls_line,
                     "recipients": rows, "pages": pages, "event_id": self.last_event_id}
 
     def look(self, session: Session) -> dict[str, Any] | None:
@@ -111,6 +119,12 @@ class BoardFeed:
             if zones:
                 event["zones"] = zones
             self._head = head
+            if self._deliveries_moved:
+                self._deliveries_moved = False
+                calls = call_outcomes_line(delivery_outcomes(
+                    session, self.alert_id, "voice").get("voice", {}))
+                if calls != self._calls_line:
+                    event["calls_line"] = self._calls_line = calls
             if not event and not ids:
                 return None
             event["recipients"] = (recipient_rows(session, self.alert_id,
@@ -189,6 +203,7 @@ class BoardFeed:
                     changed.add(int(row[1]))
                     fresh = True
             if fresh:
+                self._deliveries_moved |= table == "d"
                 newest = session.scalar(select(func.max(stamp)).where(where))
                 if newest is not None and (self._newest is None or newest > self._newest):
                     self._newest = newest

@@ -50,13 +50,18 @@ ZONE_PRIORITY = {ZoneState.UNREACHED: 0, "help": 1, ZoneState.WAITING: 2,
 OUTCOME_PURPOSES = (DeliveryPurpose.ALERT.value, DeliveryPurpose.FAILOVER.value)
 
 
-def delivery_outcomes(session: Session, alert_id: int) -> dict[str, dict[str, int]]:
+def delivery_outcomes(session: Session, alert_id: int,
+                      channel: str | None = None) -> dict[str, dict[str, int]]:
     """How the alert's messages ended, per channel: {"voice": {"no_answer": 2, ...}, ...}
-    (the board, the status JSON and the report count them here)."""
+    (the board, the status JSON and the report count them here); one channel's only when
+    given."""
     out: dict[str, dict[str, int]] = {}
+    where = [Delivery.alert_id == alert_id, Delivery.purpose.in_(OUTCOME_PURPOSES)]
+    if channel is not None:
+        where.append(Delivery.channel == channel)
     for channel, state, count in session.execute(
             select(Delivery.channel, Delivery.state, func.count())
-            .where(Delivery.alert_id == alert_id, Delivery.purpose.in_(OUTCOME_PURPOSES))
+            .where(*where)
             .group_by(Delivery.channel, Delivery.state)
             .order_by(Delivery.channel, Delivery.state)):
         out.setdefault(str(channel), {})[str(getattr(state, "value", state))] = int(count)

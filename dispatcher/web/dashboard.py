@@ -26,7 +26,6 @@ from dispatcher.errors import AlnError
 from dispatcher.models import Zone
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
-from dispatcher.status import call_outcomes_line
 from dispatcher.web.alert_list import alert_list
 from dispatcher.web.api import (
     AlertIn,
@@ -72,7 +71,6 @@ _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                    autoescape=select_autoescape(["html"]))
 
 _env.filters["local"] = local_time
-_env.filters["call_outcomes"] = call_outcomes_line
 TEMPLATES = ["security", "demonstration", "health", "weather", "administrative"]
 #: How many just-handled items the inbox keeps in view (with Undo) under the waiting ones.
 HANDLED_ON_INBOX = 3

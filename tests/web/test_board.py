@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from dispatcher.board_feed import BoardFeed
 from dispatcher.domain import ZoneState
 from dispatcher.models import AlertZone, AuditEvent
 from dispatcher.web.alert_list import _state
@@ -162,13 +163,22 @@ def test_board_counts_how_the_calls_ended(app_rt: Any) -> None:
                                          "channels": ["voice"]}, headers=bearer(tokens["officer"]))
     assert r.status_code == 200, r.text
     alert_id = int(r.json()["id"])
+    feed = BoardFeed(alert_id)
     with rt.db.session() as s:
-        call = s.scalars(select(Delivery).where(Delivery.alert_id == alert_id)).one()
-        assert call.channel == "voice"
-        for status in ("initiated", "ringing", "no-answer"):
+        assert feed.snapshot(s)["calls_line"] == "1 to call"
+    lines = []
+    for status in ("ringing", "no-answer"):
+        with rt.db.session() as s:
+            call = s.scalars(select(Delivery).where(Delivery.alert_id == alert_id)).one()
+            assert call.channel == "voice"
             apply_call_status(s, {"CallSid": "CA" + "d" * 32, "CallStatus": status},
                               str(call.id))
+        with rt.db.session() as s:  # the live board's next look says how the call went
+            event = feed.look(s)
+            assert event is not None
+            lines.append(event.get("calls_line"))
+    assert lines == ["1 ringing", "1 no answer"]
     login(client)
     page = client.get(f"/alerts/{alert_id}").text
-    assert '<span id="sum-calls">calls: 1 no answer</span>' in page
+    assert '<span id="sum-calls">· calls: 1 no answer</span>' in page
     assert _board_json(page)["outcomes"] == {"voice": {"no_answer": 1}}

@@ -60,6 +60,8 @@
     document.getElementById("sum-unreached").textContent = s.unreached + " unreached";
     var help = document.getElementById("sum-help");
     help.textContent = s.help + " HELP"; help.className = s.help ? "urgent" : "";
+    var calls = document.getElementById("sum-calls");
+    calls.textContent = "· calls: " + (status.calls_line || ""); calls.hidden = !status.calls_line;
     document.getElementById("sum-sent").textContent = status.sent_at
       ? "sent " + fmt(status.sent_at) + " (" + ago(status.sent_at) + ")" : "not sent";
     document.getElementById("sum-next").textContent = status.next_escalation_at
