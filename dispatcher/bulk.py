@@ -10,7 +10,7 @@ exactly as the ORM would have written it. Row triggers fire for every row either
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from typing import Any
 
@@ -59,16 +59,16 @@ def values_of(obj: Base, columns: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def insert(session: Session, model: type[Base], rows: Iterable[Mapping[str, Any]]) -> int:
-    """Insert `rows` (each a mapping of column name to value, every row naming the same
-    columns) into `model`'s table; returns how many were written."""
-    tbl = table(model)
+def insert(session: Session, model: type[Base], columns: Sequence[str],
+           rows: Iterable[Sequence[Any]]) -> int:
+    """Insert `rows` (each a sequence of values in the order of `columns`) into `model`'s
+    table; returns how many were written."""
     it = iter(rows)
     written = 0
     writer: _Writer | None = None
     while chunk := list(islice(it, CHUNK_ROWS)):
         if writer is None:
-            writer = _Writer(session, tbl, list(chunk[0]))
+            writer = _Writer(session, table(model), list(columns))
         writer.write(chunk)
         written += len(chunk)
     return written
@@ -80,15 +80,16 @@ class _Writer:
     def __init__(self, session: Session, tbl: Table, given: list[str]) -> None:
         self.session = session
         self.dialect: Dialect = session.get_bind().dialect
-        self.given = given
         # Columns the rows leave out but the model fills (state, created_at, counters...).
         self.defaults: list[tuple[str, Callable[[], Any]]] = [
             (col.name, _default_of(col)) for col in tbl.columns
             if col.name not in given and col.default is not None]
         names = given + [name for name, _ in self.defaults]
-        self.names = names
-        self.processors: list[Callable[[Any], Any] | None] = [
+        processors: list[Callable[[Any], Any] | None] = [
             tbl.c[name].type._cached_bind_processor(self.dialect) for name in names]
+        self.row_processors = [(i, p) for i, p in enumerate(processors[:len(given)])
+                               if p is not None]
+        self.default_processors = processors[len(given):]
         cols = ", ".join(names)
         if self.dialect.name == "postgresql":
             self.sql = f"COPY {tbl.name} ({cols}) FROM STDIN"
@@ -96,42 +97,41 @@ class _Writer:
             marks = ", ".join("?" for _ in names)
             self.sql = f"INSERT INTO {tbl.name} ({cols}) VALUES ({marks})"
 
-    def write(self, chunk: Sequence[Mapping[str, Any]]) -> None:
+    def write(self, chunk: Sequence[Sequence[Any]]) -> None:
         # Defaults are taken once per chunk (one created_at for the rows of one write).
-        fixed = [make() for _, make in self.defaults]
-        n = len(self.given)
-        for i in range(len(fixed)):
-            proc = self.processors[n + i]
-            if proc is not None and fixed[i] is not None:
-                fixed[i] = proc(fixed[i])
-        given = self.given
-        procs = [(i, p) for i, p in enumerate(self.processors[:n]) if p is not None]
-        # The rows of one tier share most values (one due time, one body per language):
-        # each distinct value is converted once per chunk. Unhashable ones (a JSON list)
-        # are remembered by identity, which holds while the chunk holds them.
-        memos: list[dict[Any, Any]] = [{} for _ in procs]
-        out: list[list[Any]] = []
-        for row in chunk:
-            values = [row[name] for name in given]
-            for (i, proc), memo in zip(procs, memos, strict=True):
-                value = values[i]
-                if value is None:
-                    continue
-                key = (id(value),) if isinstance(value, list | dict) else value
-                done = memo.get(key, _MISSING)
-                if done is _MISSING:
-                    done = memo[key] = proc(value)
-                values[i] = done
-            values.extend(fixed)
-            out.append(values)
+        fixed = tuple(value if proc is None or value is None else proc(value)
+                      for (_, make), proc in zip(self.defaults, self.default_processors,
+                                                 strict=True)
+                      for value in (make(),))
+        out: list[tuple[Any, ...]]
+        if not self.row_processors:
+            out = [(*row, *fixed) for row in chunk]
+        else:
+            # The rows of one tier share most values (one due time, one state): each
+            # distinct value is converted once per chunk. Unhashable ones (a JSON list)
+            # are remembered by identity, which holds while the chunk holds them.
+            memos: list[dict[Any, Any]] = [{} for _ in self.row_processors]
+            out = []
+            for row in chunk:
+                values = list(row)
+                for (i, proc), memo in zip(self.row_processors, memos, strict=True):
+                    value = values[i]
+                    if value is None:
+                        continue
+                    key = (id(value),) if isinstance(value, list | dict) else value
+                    done = memo.get(key, _MISSING)
+                    if done is _MISSING:
+                        done = memo[key] = proc(value)
+                    values[i] = done
+                out.append((*values, *fixed))
         conn = self.session.connection()
         if self.dialect.name == "postgresql":
             raw: Any = conn.connection.driver_connection
             with raw.cursor() as cur, cur.copy(self.sql) as copy:
-                for values in out:
-                    copy.write_row(values)
+                for record in out:
+                    copy.write_row(record)
         else:
-            conn.exec_driver_sql(self.sql, [tuple(v) for v in out])
+            conn.exec_driver_sql(self.sql, out)
 
 
 def _default_of(col: Column[Any]) -> Callable[[], Any]:

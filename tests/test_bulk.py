@@ -187,8 +187,8 @@ def test_allocated_ids_are_fresh_and_rows_read_back_as_written(rt: Runtime) -> N
         first = bulk.allocate_ids(session, Zone, 3)
         assert len(set(first)) == 3
         post = ensure_post(session, rt.settings, rt.vault)
-        bulk.insert(session, Zone, [{"id": i, "post_id": post.id, "name": f"Z{i}",
-                                     "key": f"z{i}"} for i in first])
+        bulk.insert(session, Zone, ("id", "post_id", "name", "key"),
+                    [(i, post.id, f"Z{i}", f"z{i}") for i in first])
         again = bulk.allocate_ids(session, Zone, 2)
         assert not set(again) & set(first)
         zones = session.scalars(select(Zone).where(Zone.id.in_(first))).all()

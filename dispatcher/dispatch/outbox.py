@@ -447,13 +447,12 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
         created.extend(_write_recipients(session, alert, az, tier, due,
                                          fresh[start:start + bulk.CHUNK_ROWS],
                                          policy.step_channels(0), messages))
-    deadline = dict(alert_id=alert.id, zone_id=az.zone_id, tier=tier, due_at=due)
     if policy.mode == "each":
-        bulk.insert(session, Deadline, ({**deadline, "recipient_id": rec_id}
-                                        for rec_id, state in created
-                                        if state != RecipientState.FAILED))
+        bulk.insert(session, Deadline, ("alert_id", "zone_id", "tier", "due_at", "recipient_id"),
+                    ((alert.id, az.zone_id, tier, due, rec_id) for rec_id, state in created
+                     if state != RecipientState.FAILED))
     else:
-        session.add(Deadline(**deadline))
+        session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier, due_at=due))
     schedule_steps(session, alert, az, tier, targets, policy, now)
     for offset in policy.reminder_offsets():
         session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier,
@@ -473,7 +472,7 @@ class _Messages:
         self.alert, self.zone, self.updates = alert, zone, updates
         self.default_language = default_language
         self.languages: dict[tuple[str, ...], str] = {}
-        self.rows: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self.rows: dict[tuple[str, str, int], tuple[Any, ...]] = {}
 
     def language(self, person: Person) -> str:
         key = tuple(person.language_list)
@@ -483,8 +482,9 @@ class _Messages:
                 person.language_list, list(self.alert.bodies), self.default_language)
         return lang
 
-    def row(self, channel: str, lang: str, version: int) -> dict[str, Any]:
-        """Version 0 is the alert; 1.. the updates, in order."""
+    def row(self, channel: str, lang: str, version: int) -> tuple[Any, ...]:
+        """The worded columns (`DELIVERY_WORDING`) of one delivery; version 0 is the alert,
+        1.. the updates, in order."""
         key = (channel, lang, version)
         row = self.rows.get(key)
         if row is None:
@@ -495,13 +495,16 @@ class _Messages:
                 texts = self.updates[version - 1]
                 d = new_delivery(self.alert, PathRef(0, channel), DeliveryPurpose.UPDATE, lang,
                                  texts.get(lang) or next(iter(texts.values())), zone=self.zone)
-            row = self.rows[key] = bulk.values_of(d, DELIVERY_WORDING)
+            row = self.rows[key] = tuple(bulk.values_of(d, DELIVERY_WORDING).values())
         return row
 
 
 #: The `skipped` of a recipient skipped on no path: one shared (never changed) value, so
 #: the bulk writer converts it once.
 NO_SKIPS: list[dict[str, str]] = []
+#: The columns of a recipient row `_write_recipients` gives (the rest are defaults).
+RECIPIENT_COLUMNS = ("id", "alert_id", "volunteer_id", "zone_id", "tier", "due_at", "state",
+                     "skipped")
 #: The columns `new_delivery` words (the rest are ids, or defaults).
 DELIVERY_WORDING = ("alert_id", "channel", "purpose", "language", "subject", "body", "html",
                     "segments")
@@ -514,28 +517,24 @@ def _write_recipients(session: Session, alert: Alert, az: AlertZone, tier: int,
     ids = bulk.allocate_ids(session, Recipient, len(targets))
     pending = lifecycle.first_state(Recipient, RecipientState.PENDING).value
     failed = lifecycle.first_state(Recipient, RecipientState.FAILED).value
-    recipients: list[dict[str, Any]] = []
-    deliveries: list[dict[str, Any]] = []
+    recipients: list[tuple[Any, ...]] = []
+    deliveries: list[tuple[Any, ...]] = []
     for rec_id, target in zip(ids, targets, strict=True):
-        recipients.append({"id": rec_id, "alert_id": alert.id,
-                           "volunteer_id": target.volunteer.id, "zone_id": az.zone_id,
-                           "tier": tier, "due_at": due,
-                           "state": pending if target.reachable else failed,
-                           "skipped": [s.as_dict() for s in target.skipped]
-                           if target.skipped else NO_SKIPS})
+        recipients.append((rec_id, alert.id, target.volunteer.id, az.zone_id, tier, due,
+                           pending if target.reachable else failed,
+                           [s.as_dict() for s in target.skipped] if target.skipped
+                           else NO_SKIPS))
         lang = messages.language(target.volunteer)
         # Later steps' channels (a call after 5 minutes) come from their deadlines.
         contacts = [c for c in target.contacts if c.channel in at_once]
         for version in range(len(messages.updates) + 1):
             for contact in contacts:
-                deliveries.append({**messages.row(contact.channel, lang, version),
-                                   "recipient_id": rec_id, "contact_id": contact.id})
-    bulk.insert(session, Recipient, recipients)
-    delivery_ids = bulk.allocate_ids(session, Delivery, len(deliveries))
-    for delivery_id, row in zip(delivery_ids, deliveries, strict=True):
-        row["id"] = delivery_id
-    bulk.insert(session, Delivery, deliveries)
-    return [(r["id"], r["state"]) for r in recipients]
+                deliveries.append((*messages.row(contact.channel, lang, version), rec_id,
+                                   contact.id))
+    bulk.insert(session, Recipient, RECIPIENT_COLUMNS, recipients)
+    bulk.insert(session, Delivery, (*DELIVERY_WORDING, "recipient_id", "contact_id"),
+                deliveries)
+    return [(r[0], r[6]) for r in recipients]
 
 
 def schedule_steps(session: Session, alert: Alert, az: AlertZone, tier: int,

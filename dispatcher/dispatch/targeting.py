@@ -75,11 +75,10 @@ class Path(Protocol):
 
 
 @dataclass(slots=True)
-class PathRow:
-    """A contact path's row as selected (no number: targeting never needs it)."""
+class PathRow(PathRef):
+    """A contact path's row as selected (no number: targeting never needs it); a usable
+    one is its own `PathRef`."""
 
-    id: int
-    channel: str
     opted_out: bool
     dead_reason: str | None
 
@@ -94,7 +93,7 @@ class Member:
     tier: int
     term_start: date
     term_end: date
-    paths: tuple[PathRow, ...]
+    paths: list[PathRow]
 
 
 def person(volunteer: Volunteer) -> Person:
@@ -124,7 +123,8 @@ def _usable(paths: Iterable[Path], wanted: frozenset[str]) -> tuple[list[PathRef
         elif contact.dead_reason:
             skip.append(Skip(contact.channel, f"dead path: {contact.dead_reason}"))
         else:
-            use.append(PathRef(contact.id, contact.channel))
+            use.append(contact if isinstance(contact, PathRef)
+                       else PathRef(contact.id, contact.channel))
     return use, skip
 
 
@@ -139,29 +139,19 @@ def zone_members(session: Session, zone_ids: Iterable[int]) -> dict[int, list[Me
         .where(m.c.zone_id.in_(list(zone_ids)))
         .order_by(m.c.id, c.c.channel)).all()
     out: dict[int, list[Member]] = {}
-    #: One list per distinct language string: 100,000 volunteers share a handful.
+    # One list per distinct language string: 100,000 volunteers share a handful.
     languages: dict[str, list[str]] = {}
-    key: tuple[int, int] | None = None
-    head: tuple[Any, ...] = ()
-    paths: list[PathRow] = []
-
-    def close() -> None:
-        zone_id, tier, start, end, vid, name, langs = head
-        lang = languages.get(langs)
-        if lang is None:
-            lang = languages[langs] = language_list(langs)
-        out.setdefault(zone_id, []).append(
-            Member(Person(vid, name, lang), zone_id, tier, start, end, tuple(paths)))
-
+    last: Member | None = None
+    # Rows come a membership at a time (one row per contact path, or one without any).
     for zone_id, tier, start, end, vid, name, langs, cid, channel, opted, dead in rows:
-        if (zone_id, vid) != key:
-            if key is not None:
-                close()
-            key, head, paths = (zone_id, vid), (zone_id, tier, start, end, vid, name, langs), []
+        if last is None or last.volunteer.id != vid or last.zone_id != zone_id:
+            lang = languages.get(langs)
+            if lang is None:
+                lang = languages[langs] = language_list(langs)
+            last = Member(Person(vid, name, lang), zone_id, tier, start, end, [])
+            out.setdefault(zone_id, []).append(last)
         if cid is not None:
-            paths.append(PathRow(cid, channel, bool(opted), dead))
-    if key is not None:
-        close()
+            last.paths.append(PathRow(cid, channel, bool(opted), dead))
     return out
 
 
