@@ -131,7 +131,8 @@ def _usable(paths: Iterable[Path], wanted: frozenset[str]) -> tuple[list[PathRef
 def zone_members(session: Session, zone_ids: Iterable[int]) -> dict[int, list[Member]]:
     """Each zone's members with their contact paths, from one Core select (no ORM)."""
     m, v, c = table(Membership), table(Volunteer), table(Contact)
-    rows: Any = session.connection().execute(
+    # Through the session, so changes it holds unflushed (a path just found dead) count.
+    rows: Any = session.execute(
         select(m.c.zone_id, m.c.tier, m.c.term_start, m.c.term_end, v.c.id, v.c.name,
                v.c.languages, c.c.id, c.c.channel, c.c.opted_out, c.c.dead_reason)
         .join(v, v.c.id == m.c.volunteer_id)
