@@ -95,11 +95,18 @@ def move(obj: Any, new: StrEnum | str) -> bool:
 def start(obj: Any, initial: StrEnum | str) -> Any:
     """A new object's first state, other than its model's default (a recipient nobody
     can reach starts failed; an alert created to be sent at once starts sending)."""
-    default = _default(type(obj))
-    if STATES[type(obj)](initial) != default:
-        check(type(obj), default, initial)
-    obj.state = STATES[type(obj)](initial)
+    obj.state = first_state(type(obj), initial)
     return obj
+
+
+def first_state(model: type[Any], initial: StrEnum | str) -> StrEnum:
+    """The state a new row of `model` may be written in: its default, or one the default
+    may move to. `start` for one object; rows written in bulk (`dispatcher.bulk`) take
+    their state from here too."""
+    default = _default(model)
+    if STATES[model](initial) != default:
+        check(model, default, initial)
+    return STATES[model](initial)
 
 
 def _default(model: type[Any]) -> StrEnum:

@@ -95,10 +95,6 @@ def send(
 
 
 def _fan_out(rt: Runtime, alert_id: int | None, *, show_progress: bool) -> int:
-    with rt.db.session() as session:
-        total = session.scalar(select(func.count()).select_from(Delivery)
-                               .where(Delivery.alert_id == alert_id)) or 0
-
     async def run(progress_cb: Any) -> int:
         channels = make_channels(rt)
         try:
@@ -110,6 +106,10 @@ def _fan_out(rt: Runtime, alert_id: int | None, *, show_progress: bool) -> int:
 
     if not show_progress:
         return aio.run(run(None))
+    # Counted only for the bar: without one, the first message does not wait for it.
+    with rt.db.session() as session:
+        total = session.scalar(select(func.count()).select_from(Delivery)
+                               .where(Delivery.alert_id == alert_id)) or 0
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("sending", total=total)

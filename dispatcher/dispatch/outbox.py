@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from channels.encoding import sms_segments
 from channels.twilio_voice import estimated_minutes, say_language, spoken_language
-from dispatcher import audit, lifecycle
+from dispatcher import audit, bulk, lifecycle
 from dispatcher.acks import LATE_REPLY_WINDOW, takes_replies
 from dispatcher.compose.composer import (
     REPLY_CODE_DIGITS,
@@ -39,11 +39,13 @@ from dispatcher.dispatch.channel_preview import (
     whatsapp_message,
 )
 from dispatcher.dispatch.targeting import (
+    PathRef,
+    Person,
     Target,
     duty_officer_targets,
     every_tier,
     reachable_tiers,
-    zone_memberships,
+    zone_members,
 )
 from dispatcher.dispatch.whatsapp import COST_UNITS as WHATSAPP_COST_UNITS
 from dispatcher.dispatch.whatsapp import open_sessions
@@ -79,8 +81,6 @@ from dispatcher.settings import Settings
 
 #: Template used when the officer names none.
 DEFAULT_TEMPLATE = "security"
-#: Recipients written per flush when a tier is large.
-FLUSH_EVERY = 1000
 #: What a dry run shows in place of the reply code: none is held until the alert is sent
 #: (as long as a real code, and in the GSM-7 alphabet, so segments count the same).
 PREVIEW_CODE = "#" * REPLY_CODE_DIGITS
@@ -142,13 +142,20 @@ class Plan:
         sms = emails = segments = calls = call_minutes = whatsapp = whatsapp_units = 0
         languages: set[str] = set()
         for pz in self.zones:
-            recipients = [self._recipient(settings, t, pz.zone.name) for t in pz.first]
+            # Volunteers alike (same paths, skips, languages) share one row's description:
+            # a 100,000-volunteer preview describes a handful of kinds of volunteer.
+            kinds: dict[tuple[Any, ...], dict[str, Any]] = {}
+            recipients = [self._recipient(settings, t, pz.zone.name, kinds) for t in pz.first]
+            zone_segments: dict[str, int] = {}
             for r in recipients:
                 sms += r["channels"].count("sms")
                 emails += r["channels"].count("email")
                 if "sms" in r["channels"]:
-                    segments += _segments(sms_for_zone(self.bodies[r["language"]]["sms"],
-                                                       pz.zone.name))
+                    lang = r["language"]
+                    if lang not in zone_segments:
+                        zone_segments[lang] = _segments(sms_for_zone(self.bodies[lang]["sms"],
+                                                                     pz.zone.name))
+                    segments += zone_segments[lang]
                 if "call" in r:
                     calls += 1
                     call_minutes += r["call"]["estimated_minutes"]
@@ -156,7 +163,7 @@ class Plan:
                     whatsapp += 1
                     whatsapp_units += r["whatsapp"]["cost_units"]
             tiers = {t: recipients if ts is pz.first else
-                     [self._recipient(settings, x, pz.zone.name) for x in ts]
+                     [self._recipient(settings, x, pz.zone.name, kinds) for x in ts]
                      for t, ts in pz.every_tier().items()}
             languages |= {r["language"] for rs in tiers.values() for r in rs if r["channels"]}
             zones.append({"zone": pz.zone.name,
@@ -181,20 +188,27 @@ class Plan:
                 "reply_code": None if self.code == PREVIEW_CODE else self.code,
                 "template": self.template, "policy": self.policy.to_dict()}
 
-    def _recipient(self, settings: Settings, t: Target, zone: str) -> dict[str, Any]:
+    def _recipient(self, settings: Settings, t: Target, zone: str,
+                   kinds: dict[tuple[Any, ...], dict[str, Any]]) -> dict[str, Any]:
         """One volunteer in a dry run: the channels asked at once, each step of the tier
-        (with the steps they would miss), a call's language and a WhatsApp message's form."""
-        steps = recipient_steps(self.policy, t, self.channels)
-        lang = self.language_for(t)
-        row: dict[str, Any] = {"name": t.volunteer.name, "tier": tier_name(t.tier),
-                               "channels": sorted(steps[0]["channels"]), "language": lang,
-                               "skipped": [s.__dict__ for s in t.skipped], "steps": steps}
-        if any(Channel.VOICE in s["channels"] for s in steps):
-            row["call"] = self.call_preview(lang, zone)
-        if uses_whatsapp(steps):
-            row["whatsapp"] = whatsapp_message(settings.config_dir, lang,
-                                               t.volunteer.id in self.whatsapp_sessions)
-        return row
+        (with the steps they would miss), a call's language and a WhatsApp message's form.
+        Everything but the name is described once per kind of volunteer (`kinds`)."""
+        session_open = t.volunteer.id in self.whatsapp_sessions
+        key = (t.tier, tuple(c.channel for c in t.contacts), tuple(t.skipped),
+               tuple(t.volunteer.language_list), session_open)
+        kind = kinds.get(key)
+        if kind is None:
+            steps = recipient_steps(self.policy, t, self.channels)
+            lang = self.language_for(t)
+            kind = {"tier": tier_name(t.tier), "channels": sorted(steps[0]["channels"]),
+                    "language": lang, "skipped": [s.as_dict() for s in t.skipped],
+                    "steps": steps}
+            if any(Channel.VOICE in s["channels"] for s in steps):
+                kind["call"] = self.call_preview(lang, zone)
+            if uses_whatsapp(steps):
+                kind["whatsapp"] = whatsapp_message(settings.config_dir, lang, session_open)
+            kinds[key] = kind
+        return {"name": t.volunteer.name, **kind}
 
     def language_for(self, target: Target) -> str:
         return pick_language(target.volunteer.language_list, list(self.bodies),
@@ -274,7 +288,7 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
     for zone in zones:
         # One zone's rows at a time: targets keep only ids and names, so the ORM objects
         # of a 100,000-volunteer roster never all sit in memory at once.
-        ms = zone_memberships(session, [zone.id]).get(zone.id, [])
+        ms = zone_members(session, [zone.id]).get(zone.id, [])
         every = every_tier(ms, channels, today)
         tiers = reachable_tiers(every)
         first = every.pop(tiers[0]) if tiers else []
@@ -411,7 +425,12 @@ def allocate_reply_code(session: Session, post_id: int) -> str:
 
 def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequence[Target],
                  policy: EscalationPolicy, now: datetime, post: Post) -> list[tuple[int, str]]:
-    """Recipients, deliveries and deadlines for one tier of one zone: (id, state) each."""
+    """Recipients, deliveries and deadlines for one tier of one zone: (id, state) each.
+
+    The one path that asks a tier (the first wave, and each escalation to the next): rows
+    are written in bulk (`dispatcher.bulk`), each recipient's first state chosen by
+    `lifecycle`, each message worded by `new_delivery` once per language and channel.
+    """
     tier = targets[0].tier if targets else az.current_tier
     az.current_tier = tier
     due = now + timedelta(seconds=policy.ack_window_seconds)
@@ -421,52 +440,17 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
     updates: list[dict[str, str]] = list(session.scalars(select(AlertVersion.texts).where(
         AlertVersion.alert_id == alert.id, AlertVersion.msg_type == MsgType.UPDATE.value)
         .order_by(AlertVersion.number)))
+    fresh = [t for t in targets if t.volunteer.id not in already]
+    messages = _Messages(alert, az.zone.name, updates, post.default_language)
     created: list[tuple[int, str]] = []
-    batch: list[Recipient] = []
-    zone_name = az.zone.name
-    at_once = policy.step_channels(0)
-
-    def flush() -> None:
-        session.flush()
-        created.extend((r.id, r.state) for r in batch)
-        # Written rows are not needed again in this transaction: drop them from the
-        # session so a 100,000-recipient tier does not sit in memory.
-        for r in batch:
-            for d in r.deliveries:
-                session.expunge(d)
-            session.expunge(r)
-        batch.clear()
-
-    for target in targets:
-        if target.volunteer.id in already:
-            continue
-        rec = lifecycle.start(
-            Recipient(alert_id=alert.id, volunteer_id=target.volunteer.id,
-                      zone_id=az.zone_id, tier=tier, due_at=due,
-                      skipped=[s.__dict__ for s in target.skipped]),
-            RecipientState.PENDING if target.reachable else RecipientState.FAILED)
-        lang = pick_language(target.volunteer.language_list, list(alert.bodies),
-                             post.default_language)
-        # Later steps' channels (a call after 5 minutes) come from their deadlines.
-        contacts = [c for c in target.contacts if c.channel in at_once]
-        for contact in contacts:
-            rec.deliveries.append(new_delivery(alert, contact, DeliveryPurpose.ALERT, lang,
-                                               zone=zone_name))
-        for texts in updates:
-            for contact in contacts:
-                rec.deliveries.append(new_delivery(
-                    alert, contact, DeliveryPurpose.UPDATE, lang,
-                    texts.get(lang) or next(iter(texts.values())), zone=zone_name))
-        session.add(rec)
-        batch.append(rec)
-        if len(batch) >= FLUSH_EVERY:
-            flush()
-    flush()
+    for start in range(0, len(fresh), bulk.CHUNK_ROWS):
+        created.extend(_write_recipients(session, alert, az, tier, due,
+                                         fresh[start:start + bulk.CHUNK_ROWS],
+                                         policy.step_channels(0), messages))
     if policy.mode == "each":
-        for rec_id, state in created:
-            if state != RecipientState.FAILED:
-                session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id,
-                                     recipient_id=rec_id, tier=tier, due_at=due))
+        bulk.insert(session, Deadline, ("alert_id", "zone_id", "tier", "due_at", "recipient_id"),
+                    ((alert.id, az.zone_id, tier, due, rec_id) for rec_id, state in created
+                     if state != RecipientState.FAILED))
     else:
         session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier, due_at=due))
     schedule_steps(session, alert, az, tier, targets, policy, now)
@@ -477,6 +461,80 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
         # Nobody of this tier can be reached at all: do not wait out the window.
         session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier, due_at=now))
     return created
+
+
+class _Messages:
+    """Each delivery row of one zone's tier, worded once per channel, language and
+    message (the alert, then each update) rather than once per volunteer."""
+
+    def __init__(self, alert: Alert, zone: str, updates: list[dict[str, str]],
+                 default_language: str) -> None:
+        self.alert, self.zone, self.updates = alert, zone, updates
+        self.default_language = default_language
+        self.languages: dict[tuple[str, ...], str] = {}
+        self.rows: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+
+    def language(self, person: Person) -> str:
+        key = tuple(person.language_list)
+        lang = self.languages.get(key)
+        if lang is None:
+            lang = self.languages[key] = pick_language(
+                person.language_list, list(self.alert.bodies), self.default_language)
+        return lang
+
+    def row(self, channel: str, lang: str, version: int) -> tuple[Any, ...]:
+        """The worded columns (`DELIVERY_WORDING`) of one delivery; version 0 is the alert,
+        1.. the updates, in order."""
+        key = (channel, lang, version)
+        row = self.rows.get(key)
+        if row is None:
+            if version == 0:
+                d = new_delivery(self.alert, PathRef(0, channel), DeliveryPurpose.ALERT, lang,
+                                 zone=self.zone)
+            else:
+                texts = self.updates[version - 1]
+                d = new_delivery(self.alert, PathRef(0, channel), DeliveryPurpose.UPDATE, lang,
+                                 texts.get(lang) or next(iter(texts.values())), zone=self.zone)
+            row = self.rows[key] = tuple(bulk.values_of(d, DELIVERY_WORDING).values())
+        return row
+
+
+#: The `skipped` of a recipient skipped on no path: one shared (never changed) value, so
+#: the bulk writer converts it once.
+NO_SKIPS: list[dict[str, str]] = []
+#: The columns of a recipient row `_write_recipients` gives (the rest are defaults).
+RECIPIENT_COLUMNS = ("id", "alert_id", "volunteer_id", "zone_id", "tier", "due_at", "state",
+                     "skipped")
+#: The columns `new_delivery` words (the rest are ids, or defaults).
+DELIVERY_WORDING = ("alert_id", "channel", "purpose", "language", "subject", "body", "html",
+                    "segments")
+
+
+def _write_recipients(session: Session, alert: Alert, az: AlertZone, tier: int,
+                      due: datetime, targets: Sequence[Target], at_once: Collection[str],
+                      messages: _Messages) -> list[tuple[int, str]]:
+    """One chunk of a tier: its recipient rows, then their deliveries."""
+    ids = bulk.allocate_ids(session, Recipient, len(targets))
+    pending = lifecycle.first_state(Recipient, RecipientState.PENDING).value
+    failed = lifecycle.first_state(Recipient, RecipientState.FAILED).value
+    recipients: list[tuple[Any, ...]] = []
+    deliveries: list[tuple[Any, ...]] = []
+    for rec_id, target in zip(ids, targets, strict=True):
+        recipients.append((rec_id, alert.id, target.volunteer.id, az.zone_id, tier, due,
+                           pending if target.reachable else failed,
+                           [s.as_dict() for s in target.skipped] if target.skipped
+                           else NO_SKIPS))
+        lang = messages.language(target.volunteer)
+        # Later steps' channels (a call after 5 minutes) come from their deadlines.
+        contacts = [c for c in target.contacts if c.channel in at_once]
+        for version in range(len(messages.updates) + 1):
+            for contact in contacts:
+                deliveries.append((*messages.row(contact.channel, lang, version), rec_id,
+                                   contact.id))
+    bulk.insert(session, Recipient, RECIPIENT_COLUMNS, recipients)
+    bulk.insert(session, Delivery, (*DELIVERY_WORDING, "recipient_id", "contact_id"),
+                deliveries)
+    return [(r[0], r[6]) for r in recipients]
 
 
 def schedule_steps(session: Session, alert: Alert, az: AlertZone, tier: int,

@@ -5,23 +5,28 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any, Protocol
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from dispatcher.domain import DUTY_OFFICER_TIER, MESSAGE_CHANNELS
-from dispatcher.models import Membership, Post, Volunteer, Zone
+from dispatcher.models import Contact, Membership, Post, Volunteer, Zone, language_list, table
 from dispatcher.roster.gaps import is_active
 from dispatcher.roster.posts import duty_officers
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Skip:
     channel: str
     reason: str
 
+    def as_dict(self) -> dict[str, str]:
+        """As stored on a recipient row and shown in a preview."""
+        return {"channel": self.channel, "reason": self.reason}
 
-@dataclass(frozen=True)
+
+@dataclass(slots=True)
 class Person:
     """What targeting keeps of a volunteer: small, so 100,000 of them fit in memory."""
 
@@ -30,7 +35,7 @@ class Person:
     language_list: list[str]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PathRef:
     """A usable contact path: its row id and channel (never the number itself)."""
 
@@ -38,7 +43,7 @@ class PathRef:
     channel: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Target:
     """One volunteer to contact for one zone at one tier, and the paths to use."""
 
@@ -53,18 +58,64 @@ class Target:
         return bool(self.contacts)
 
 
+class Path(Protocol):
+    """A contact path as targeting reads it: the ORM row, or a plain `PathRow`."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def opted_out(self) -> bool: ...
+
+    @property
+    def dead_reason(self) -> str | None: ...
+
+
+@dataclass(slots=True)
+class PathRow(PathRef):
+    """A contact path's row as selected (no number: targeting never needs it); a usable
+    one is its own `PathRef`."""
+
+    opted_out: bool
+    dead_reason: str | None
+
+
+@dataclass(slots=True)
+class Member:
+    """A volunteer's place in a zone, read as plain rows rather than ORM objects: a
+    100,000-volunteer zone is selected in a fraction of the time and memory."""
+
+    volunteer: Person
+    zone_id: int
+    tier: int
+    term_start: date
+    term_end: date
+    paths: list[PathRow]
+
+
 def person(volunteer: Volunteer) -> Person:
     return Person(volunteer.id, volunteer.name, volunteer.language_list)
 
 
 def usable_contacts(
-    volunteer: Volunteer, channels: Sequence[str] | None
+    paths: Iterable[Path], channels: Sequence[str] | None
 ) -> tuple[list[PathRef], list[Skip]]:
     """Paths we may use now; an opted-out or dead path is skipped with its reason. Without
     a list, every path but a call (a call comes only from a policy step)."""
-    wanted = set(channels or [c.value for c in MESSAGE_CHANNELS])
-    use, skip = [], []
-    for contact in volunteer.contacts:
+    return _usable(paths, wanted_channels(channels))
+
+
+def wanted_channels(channels: Sequence[str] | None) -> frozenset[str]:
+    return frozenset(channels or [c.value for c in MESSAGE_CHANNELS])
+
+
+def _usable(paths: Iterable[Path], wanted: frozenset[str]) -> tuple[list[PathRef], list[Skip]]:
+    use: list[PathRef] = []
+    skip: list[Skip] = []
+    for contact in paths:
         if contact.channel not in wanted:
             continue
         if contact.opted_out:
@@ -72,44 +123,62 @@ def usable_contacts(
         elif contact.dead_reason:
             skip.append(Skip(contact.channel, f"dead path: {contact.dead_reason}"))
         else:
-            use.append(PathRef(contact.id, contact.channel))
+            use.append(contact if isinstance(contact, PathRef)
+                       else PathRef(contact.id, contact.channel))
     return use, skip
 
 
-def zone_memberships(session: Session, zone_ids: Iterable[int]) -> dict[int, list[Membership]]:
-    rows = session.scalars(
-        select(Membership).where(Membership.zone_id.in_(list(zone_ids)))
-        .options(selectinload(Membership.volunteer).selectinload(Volunteer.contacts),
-                 selectinload(Membership.zone))
-    ).all()
-    out: dict[int, list[Membership]] = {}
-    for m in rows:
-        out.setdefault(m.zone_id, []).append(m)
+def zone_members(session: Session, zone_ids: Iterable[int]) -> dict[int, list[Member]]:
+    """Each zone's members with their contact paths, from one Core select (no ORM)."""
+    m, v, c = table(Membership), table(Volunteer), table(Contact)
+    # Through the session, so changes it holds unflushed (a path just found dead) count.
+    rows: Any = session.execute(
+        select(m.c.zone_id, m.c.tier, m.c.term_start, m.c.term_end, v.c.id, v.c.name,
+               v.c.languages, c.c.id, c.c.channel, c.c.opted_out, c.c.dead_reason)
+        .join(v, v.c.id == m.c.volunteer_id)
+        .outerjoin(c, c.c.volunteer_id == v.c.id)
+        .where(m.c.zone_id.in_(list(zone_ids)))
+        .order_by(m.c.id, c.c.channel)).all()
+    out: dict[int, list[Member]] = {}
+    # One list per distinct language string: 100,000 volunteers share a handful.
+    languages: dict[str, list[str]] = {}
+    last: Member | None = None
+    # Rows come a membership at a time (one row per contact path, or one without any).
+    for zone_id, tier, start, end, vid, name, langs, cid, channel, opted, dead in rows:
+        if last is None or last.volunteer.id != vid or last.zone_id != zone_id:
+            lang = languages.get(langs)
+            if lang is None:
+                lang = languages[langs] = language_list(langs)
+            last = Member(Person(vid, name, lang), zone_id, tier, start, end, [])
+            out.setdefault(zone_id, []).append(last)
+        if cid is not None:
+            last.paths.append(PathRow(cid, channel, bool(opted), dead))
     return out
 
 
 def tier_targets(
-    memberships: Sequence[Membership], tier: int, channels: Sequence[str] | None, today: date,
+    members: Sequence[Member], tier: int, channels: Sequence[str] | None, today: date,
 ) -> list[Target]:
     """Everyone of one tier in a zone, with ended terms and unusable paths skipped."""
     targets = []
-    for m in sorted(memberships, key=lambda m: m.volunteer.name):
+    wanted = wanted_channels(channels)
+    for m in sorted(members, key=lambda m: m.volunteer.name):
         if m.tier != tier:
             continue
         if not is_active(m, today):
-            targets.append(Target(person(m.volunteer), m.zone_id, tier, [],
+            targets.append(Target(m.volunteer, m.zone_id, tier, [],
                                   [Skip("all", f"term ended {m.term_end.isoformat()}")]))
             continue
-        use, skip = usable_contacts(m.volunteer, channels)
-        targets.append(Target(person(m.volunteer), m.zone_id, tier, use, skip))
+        use, skip = _usable(m.paths, wanted)
+        targets.append(Target(m.volunteer, m.zone_id, tier, use, skip))
     return targets
 
 
-def every_tier(memberships: Sequence[Membership], channels: Sequence[str] | None,
+def every_tier(members: Sequence[Member], channels: Sequence[str] | None,
                today: date) -> dict[int, list[Target]]:
     """Each tier of a zone (in escalation order) with its targets, reachable or not."""
-    return {t: tier_targets(memberships, t, channels, today)
-            for t in sorted({m.tier for m in memberships})}
+    return {t: tier_targets(members, t, channels, today)
+            for t in sorted({m.tier for m in members})}
 
 
 def reachable_tiers(tiers: dict[int, list[Target]]) -> list[int]:
@@ -117,20 +186,20 @@ def reachable_tiers(tiers: dict[int, list[Target]]) -> list[int]:
     return [t for t, targets in tiers.items() if any(x.reachable for x in targets)]
 
 
-def chain(memberships: Sequence[Membership], channels: Sequence[str] | None,
+def chain(members: Sequence[Member], channels: Sequence[str] | None,
           today: date) -> list[int]:
     """The tiers of a zone that have someone reachable, in escalation order."""
-    return reachable_tiers(every_tier(memberships, channels, today))
+    return reachable_tiers(every_tier(members, channels, today))
 
 
-def next_tier(memberships: Sequence[Membership], after: int, channels: Sequence[str] | None,
+def next_tier(members: Sequence[Member], after: int, channels: Sequence[str] | None,
               today: date) -> int | None:
-    return next((t for t in chain(memberships, channels, today) if t > after), None)
+    return next((t for t in chain(members, channels, today) if t > after), None)
 
 
 def duty_officer_targets(session: Session, post: Post, zone: Zone) -> list[Target]:
     out = []
     for officer in duty_officers(session, post):
-        use, skip = usable_contacts(officer, None)
+        use, skip = usable_contacts(officer.contacts, None)
         out.append(Target(person(officer), zone.id, DUTY_OFFICER_TIER, use, skip))
     return out

@@ -18,7 +18,7 @@ from dispatcher.acks import lock_zone, maybe_complete
 from dispatcher.claims import claim, release_dead_claims
 from dispatcher.db import Database, db_now, db_today
 from dispatcher.dispatch.outbox import duty_officer_recipients, enqueue_tier, message_to
-from dispatcher.dispatch.targeting import next_tier, tier_targets, zone_memberships
+from dispatcher.dispatch.targeting import next_tier, tier_targets, zone_members
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
     OPEN_ALERT_STATES,
@@ -108,7 +108,7 @@ def fire(session: Session, settings: Settings, deadline_id: int, worker: str) ->
     post = session.get(Post, alert.post_id)
     assert post is not None
     today = db_today(session, post.timezone)
-    members = zone_memberships(session, [d.zone_id]).get(d.zone_id, [])
+    members = zone_members(session, [d.zone_id]).get(d.zone_id, [])
     channels = alert.channels or None
     watched = session.get(Recipient, d.recipient_id) if d.recipient_id else None
     silent = ([watched] if watched is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -36,7 +36,17 @@ class Gaps:
         return sum(len(v) for v in self.to_dict().values())
 
 
-def is_active(m: Membership, today: date) -> bool:
+class Term(Protocol):
+    """A membership's term: the ORM row, or targeting's plain copy of it."""
+
+    @property
+    def term_start(self) -> date: ...
+
+    @property
+    def term_end(self) -> date: ...
+
+
+def is_active(m: Term, today: date) -> bool:
     return m.term_start <= today <= m.term_end
 
 
