@@ -186,7 +186,6 @@ class Model:
         elif len(waiting) > 1:
             pred.ambiguous_codes = tuple(sorted(a.code for a in waiting))
         else:
-            # Finished alerts count only when nothing is waiting.
             # Finished alerts count only when nothing is waiting: with one, the answer is
             # for it (again, if already given); with several, one they have not answered
             # yet may be meant, or none.
@@ -197,6 +196,10 @@ class Model:
                 # Any alert they have not answered may be meant (the engine also leaves out
                 # an alert cancelled before it reached them), or none.
                 pred.also = {a.id for a in others if a.unacked(name)}
+                if others and not pred.also:
+                    # Every one answered already: a repeat goes to the newest, changing
+                    # nothing (`replies.inbound.choose`).
+                    pred.also = {max(a.id for a in others)}
             self._mark(pred, others)
         self._mark(pred, [a for a in self.alerts.values() if a.rows_of(name)],
                    only_update=True)

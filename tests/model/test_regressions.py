@@ -123,3 +123,16 @@ def test_bare_yes_goes_to_the_one_alert_whose_zone_still_waits(world: World) -> 
     result = world.reply(KARLA, "YES", message_sid())
     assert result.acknowledged_alert == second, result.answer
     assert zone_state(world, second, "Guerrero") == "acknowledged"
+
+
+def test_a_bare_yes_after_answering_every_alert_is_a_repeat_for_the_newest(
+        world: World) -> None:
+    """Nothing waits and every alert was answered: the model had expected no alert; the
+    engine's rule (replies.inbound.choose) records it on the newest, changing nothing."""
+    first, code1 = sent(world, ["Mexico City"])
+    assert world.reply(DANIEL, f"YES {code1}", message_sid()).acknowledged_alert == first
+    second, code2 = sent(world, ["Mexico City"])
+    assert world.reply(DANIEL, f"YES {code2}", message_sid()).acknowledged_alert == second
+    states = [zone_state(world, a, "Mexico City") for a in (first, second)]
+    assert world.reply(DANIEL, "YES", message_sid()).acknowledged_alert == second
+    assert [zone_state(world, a, "Mexico City") for a in (first, second)] == states
