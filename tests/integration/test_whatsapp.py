@@ -112,6 +112,7 @@ def test_a_63016_callback_sends_the_template_on_the_same_path_once(
     status callback: the template goes to the same WhatsApp path, once; the path stays
     live and no other channel is asked again."""
     engine: Engine = engine_factory(twilio_whatsapp_from=WHATSAPP_FROM)
+    engine.sim.set_faults(callbacks=False)  # the refusal below is the only callback
     engine.sim.inbound("whatsapp:" + ANA, "hola")
     alert_id = engine.send(["Chiapas"], ack_window_seconds=600)
     (free,) = wait_until(lambda: whatsapp_requests(engine), what="the free-text message")
