@@ -163,6 +163,7 @@ def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
     }
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown when it is not loaded
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """`--dist loadfile` with the longest files handed out first (tests/scheduling.py)."""
     if config.getoption("dist") != "loadfile":
