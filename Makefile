@@ -43,9 +43,11 @@ $(AXE): $(AXE_DIR)/package-lock.json
 
 axe: $(AXE)
 
-# Two test processes (pytest-xdist), a file each at a time: the suite waits on servers,
-# subprocesses and browsers more than it computes. TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 2
+# Four test processes (pytest-xdist) on the two cores, a file each at a time: the suite
+# waits on servers, subprocesses, sleeps and browsers more than it computes (with two
+# processes it used 658 s of CPU in a 1,213 s run: a quarter of the two cores), and
+# the longest files go out first (tests/scheduling.py). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 4
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test: $(STAMP) lint browser axe

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,37 +36,68 @@ CONCURRENCY = 10
 #: Messages the provider has taken when the disk fills up.
 BREAK_AFTER = 120
 SECRET = "disk-full-secret"
-#: Size of the SQLite test filesystem: the roster and the alert fit, with room to spare.
-TMPFS_SIZE = "8m"
+MB = 1024 * 1024
+#: Size of the SQLite test filesystem.
+TMPFS_MB = 64
+#: Room left to the database until the test fills the disk. aln.db + aln.db-wal peaked at
+#: 5.1 MB in this test (0.9 MB + 4.2 MB, measured); a loaded machine that holds up the WAL's
+#: checkpoints grows the WAL further (8 MB in all once filled up a CI run's disk before the
+#: test did), hence the margin.
+HEADROOM_MB = 24
+#: Written at a time while filling: the disk fills in a few writes, before the fan-out ends.
+CHUNK = b"\0" * MB
+
+
+@dataclass(frozen=True)
+class SmallDisk:
+    """A small tmpfs and the file that fills it: made up front (filling must not need a
+    new inode on a full disk) and already holding all but HEADROOM_MB of the space (so the
+    fill at the break writes only the rest, quickly)."""
+
+    mount: Path
+    filler: Path
+
+    def fill(self) -> None:
+        """Write zeros into the filler until the filesystem has no space left."""
+        with open(self.filler, "ab") as f:
+            try:
+                while True:
+                    f.write(CHUNK)
+                    f.flush()
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+        assert free_bytes(self.mount) < MB, "the disk was not filled"
+
+    def free(self) -> None:
+        """Give the filler's space back (truncated first: freed even were it still open)."""
+        held = self.filler.stat().st_size
+        os.truncate(self.filler, 0)
+        self.filler.unlink()
+        assert free_bytes(self.mount) >= held, "the filler's space did not come back"
+
+
+def free_bytes(directory: Path) -> int:
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A tmpfs of TMPFS_SIZE mounted at a fresh directory (skips where not permitted)."""
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A tmpfs of TMPFS_MB mounted at a fresh directory (skips where not permitted)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0700",
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_MB}m,mode=0700",
                            "tmpfs", str(mount)], capture_output=True, text=True)
     if made.returncode != 0:
         pytest.skip(f"cannot mount a small filesystem here: {made.stderr.strip()}")
     try:
-        yield mount
+        filler = mount / "filler"
+        with open(filler, "wb") as f:
+            for _ in range(TMPFS_MB - HEADROOM_MB):
+                f.write(CHUNK)
+        yield SmallDisk(mount, filler)
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Write zeros into `directory` until its filesystem has no space left."""
-    filler = directory / "filler"
-    chunk = b"\0" * 65536
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(chunk)
-                f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC, exc
-    return filler
 
 
 def pg_trigger(url: str, sqlstate: str,
@@ -92,12 +125,9 @@ def pg_trigger(url: str, sqlstate: str,
 
 
 @pytest.mark.slow
-def test_disk_full_mid_fanout_on_sqlite(small_disk: Path) -> None:
-    db_url = f"sqlite:///{small_disk / 'aln.db'}"
-    filler: list[Path] = []
-    check_stop_then_drain(
-        db_url, lambda: filler.append(fill(small_disk)), lambda: filler[0].unlink(),
-        "the disk is full")
+def test_disk_full_mid_fanout_on_sqlite(small_disk: SmallDisk) -> None:
+    db_url = f"sqlite:///{small_disk.mount / 'aln.db'}"
+    check_stop_then_drain(db_url, small_disk.fill, small_disk.free, "the disk is full")
 
 
 @pytest.mark.slow
