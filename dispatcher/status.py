@@ -145,12 +145,12 @@ def _rows(session: Session, alert_id: int, recipients: list[Row[Any]],
                         .where(_C.c.volunteer_id.in_(volunteers))
                         .order_by(_C.c.volunteer_id, _C.c.channel, _C.c.id)):
         contacts.setdefault(c.volunteer_id, []).append(c)
-    deliveries: dict[int, list[dict[str, Any]]] = {}
+    deliveries: dict[Any, list[dict[str, Any]]] = {}
     for rid, *values in db.execute(
             select(_D.c.recipient_id, *(_D.c[key] for key in DELIVERY_KEYS))
             .where(mine).order_by(_D.c.id)):
         deliveries.setdefault(rid, []).append(dict(zip(DELIVERY_KEYS, values, strict=True)))
-    replies: dict[int, dict[str, Any]] = {}
+    replies: dict[Any, dict[str, Any]] = {}
     for rid, kind, text, urgent in db.execute(
             select(_RESP.c.recipient_id, _RESP.c.kind, _RESP.c.text, _RESP.c.urgent)
             .where(which).order_by(_RESP.c.id)):
