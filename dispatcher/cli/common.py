@@ -90,4 +90,8 @@ def runtime() -> Iterator[Runtime]:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    """Indented for a person at a terminal; compact for a pipe or a file, where a script
+    reads it: Python's JSON encoder is written in C only for compact output, and an
+    alert to 100,000 volunteers took 20 s to print indented."""
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(data, indent=indent, ensure_ascii=False, default=str) + "\n")

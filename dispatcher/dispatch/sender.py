@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -47,8 +47,14 @@ log = logging.getLogger(__name__)
 #: provider busy, few enough that a crash leaves little "possibly duplicated".
 CLAIM_FACTOR = 2
 CLAIM_MIN, CLAIM_MAX = 50, 1000
-#: Results written per transaction while a fan-out is running.
-RECORD_BATCH = 200
+#: Results written per transaction while a fan-out is running, at most; no more than the
+#: concurrency, so a kill leaves at most about twice the concurrency sent but unrecorded
+#: (tests/reliability/test_kill_fanout.py).
+RECORD_BATCH = 400
+#: How long the recorder waits for a batch to fill before writing what it has: each
+#: transaction costs a commit (an fsync on SQLite), so a large fan-out writes a few
+#: large ones; at a trickle this is all a result waits.
+RECORD_LINGER_SECONDS = 0.05
 #: Purposes that stop once the recipient has acknowledged.
 STOP_AFTER_ACK = (DeliveryPurpose.REMINDER,)
 #: Calls of these purposes ask for a key press (1 confirms, 9 asks for help).
@@ -61,8 +67,30 @@ ProgressFn = Callable[[int], None]
 class Outcome:
     delivery_id: int
     recipient_id: int
+    alert_id: int
     receipt: Receipt | None = None
     error: ChannelError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A claimed delivery: what sending it needs, read as a plain row."""
+
+    id: int
+    alert_id: int
+    recipient_id: int
+    contact_id: int
+    channel: str
+    purpose: str
+    language: str
+    subject: str | None
+    body: str
+    html: str | None
+    attempts: int
+
+
+#: `Claimed`'s fields, in order, as columns.
+CLAIMED_COLUMNS = tuple(getattr(Delivery, f.name) for f in fields(Claimed))
 
 
 #: Why a delivery failed when no configured key opens its contact.
@@ -81,6 +109,7 @@ class Sender:
         self.worker = worker
         self.claim_batch = max(CLAIM_MIN, min(CLAIM_MAX,
                                               CLAIM_FACTOR * settings.send_concurrency))
+        self.record_batch = max(1, min(RECORD_BATCH, settings.send_concurrency))
         #: The channels' retry policy also decides when a delivery is tried again.
         self.policy = RetryPolicy.from_config(ChannelsConfig.from_settings(settings))
         #: How each claimed WhatsApp delivery goes (session or template), by delivery id.
@@ -133,7 +162,7 @@ class Sender:
 
     # --- claiming -------------------------------------------------------------------------
 
-    def _claim(self, alert_id: int | None) -> list[tuple[Delivery, str]]:
+    def _claim(self, alert_id: int | None) -> list[tuple[Claimed, str]]:
         with self.db.session() as session:
             now = db_now(session)
             release_dead_claims(session, Delivery, DeliveryState.SENDING, now)
@@ -162,29 +191,35 @@ class Sender:
                 return []
             session.execute(update(Delivery).where(Delivery.id.in_(ids))
                             .values(attempts=Delivery.attempts + 1))
+            # Plain rows, not ORM objects: a fan-out claims thousands, and only the rare
+            # one that cannot go is loaded as an object, to be moved and failed over.
             rows = session.execute(
-                select(Delivery, Contact.value_enc, Alert.state, Recipient.state)
+                select(*CLAIMED_COLUMNS, Contact.value_enc, Alert.state, Recipient.state)
                 .join(Contact, Contact.id == Delivery.contact_id)
                 .join(Alert, Alert.id == Delivery.alert_id)
                 .join(Recipient, Recipient.id == Delivery.recipient_id)
                 .where(Delivery.id.in_(ids)).order_by(Delivery.id)
             ).all()
-            ready: list[tuple[Delivery, str]] = []
+            ready: list[tuple[Claimed, str]] = []
             dropped: list[int] = []
-            for delivery, enc, alert_state, rec_state in rows:
-                if _obsolete(delivery, alert_state, rec_state):
-                    dropped.append(delivery.id)
-                elif delivery.attempts > self.policy.max_claims:
+            for row in rows:
+                claimed = Claimed(*row[:len(CLAIMED_COLUMNS)])
+                enc, alert_state, rec_state = row[len(CLAIMED_COLUMNS):]
+                if _obsolete(claimed, alert_state, rec_state):
+                    dropped.append(claimed.id)
+                elif claimed.attempts > self.policy.max_claims:
+                    delivery = session.get_one(Delivery, claimed.id)
                     lifecycle.move(delivery, DeliveryState.FAILED)
                     delivery.failed_at = now
                     on_dead_path(session, delivery, "gave up after repeated provider errors",
                                  recipient_specific=False)
                 else:
                     try:
-                        ready.append((delivery, self.vault.decrypt(enc)))
+                        ready.append((claimed, self.vault.decrypt(enc)))
                     except Unreadable:
                         # A lost key: not the path's fault (restoring the key mends it),
                         # but nothing can be sent to it now, so fail over or escalate.
+                        delivery = session.get_one(Delivery, claimed.id)
                         lifecycle.move(delivery, DeliveryState.FAILED)
                         delivery.failed_at, delivery.error_message = now, UNREADABLE_CONTACT
                         log.error("delivery %s: contact %s %s", delivery.id,
@@ -199,14 +234,13 @@ class Sender:
             if whatsapp:
                 self._whatsapp.update(plan_sends(session, self.settings.config_dir,
                                                  whatsapp, now))
-            session.expunge_all()
             return ready
 
     # --- sending --------------------------------------------------------------------------
 
-    def _start_batch(self, batch: Sequence[tuple[Delivery, str]],
+    def _start_batch(self, batch: Sequence[tuple[Claimed, str]],
                      results: asyncio.Queue[Outcome | None]) -> list[asyncio.Task[None]]:
-        by_channel: dict[str, list[tuple[Delivery, Message]]] = {}
+        by_channel: dict[str, list[tuple[Claimed, Message]]] = {}
         for delivery, to in batch:
             by_channel.setdefault(delivery.channel, []).append(
                 (delivery, self._message(delivery, to)))
@@ -215,10 +249,11 @@ class Sender:
             channel = self.channels.get(ChannelKind(channel_name))
             if channel is None:
                 for d, _ in items:
-                    results.put_nowait(Outcome(d.id, d.recipient_id, error=PermanentError(
-                        provider=channel_name, status=None, code="not-configured",
-                        message=f"no {channel_name} provider is configured", recipient="",
-                        recipient_specific=False)))
+                    results.put_nowait(Outcome(
+                        d.id, d.recipient_id, d.alert_id, error=PermanentError(
+                            provider=channel_name, status=None, code="not-configured",
+                            message=f"no {channel_name} provider is configured",
+                            recipient="", recipient_specific=False)))
                 continue
             if channel_name == ChannelKind.EMAIL:
                 tasks.append(asyncio.create_task(self._send_many(channel, items, results)))
@@ -227,24 +262,24 @@ class Sender:
                              for d, m in items)
         return tasks
 
-    async def _send_one(self, channel: Channel, d: Delivery, m: Message,
+    async def _send_one(self, channel: Channel, d: Claimed, m: Message,
                         results: asyncio.Queue[Outcome | None]) -> None:
         try:
             receipt = await channel.send(m)
-            await results.put(Outcome(d.id, d.recipient_id, receipt=receipt))
+            await results.put(Outcome(d.id, d.recipient_id, d.alert_id, receipt=receipt))
         except ChannelError as exc:
-            await results.put(Outcome(d.id, d.recipient_id, error=exc))
+            await results.put(Outcome(d.id, d.recipient_id, d.alert_id, error=exc))
 
-    async def _send_many(self, channel: Channel, items: list[tuple[Delivery, Message]],
+    async def _send_many(self, channel: Channel, items: list[tuple[Claimed, Message]],
                          results: asyncio.Queue[Outcome | None]) -> None:
         answers = await channel.send_many([m for _, m in items])
         for (d, _), answer in zip(items, answers, strict=True):
             if isinstance(answer, ChannelError):
-                await results.put(Outcome(d.id, d.recipient_id, error=answer))
+                await results.put(Outcome(d.id, d.recipient_id, d.alert_id, error=answer))
             else:
-                await results.put(Outcome(d.id, d.recipient_id, receipt=answer))
+                await results.put(Outcome(d.id, d.recipient_id, d.alert_id, receipt=answer))
 
-    def _message(self, d: Delivery, to: str) -> Message:
+    def _message(self, d: Claimed, to: str) -> Message:
         custom = {"aln_delivery": str(d.id), "aln_alert": str(d.alert_id)}
         if d.channel == ChannelKind.SMS:
             validity = (self.settings.sms_validity_seconds
@@ -273,25 +308,27 @@ class Sender:
 
     async def _record_loop(self, results: asyncio.Queue[Outcome | None],
                            progress: ProgressFn | None) -> None:
-        pending: list[Outcome] = []
         done = False
         while not done:
-            item = await results.get()
-            if item is None:
-                done = True
-            else:
-                pending.append(item)
-                while not results.empty() and len(pending) < RECORD_BATCH:
-                    nxt = results.get_nowait()
-                    if nxt is None:
-                        done = True
-                        break
-                    pending.append(nxt)
-            if pending and (done or len(pending) >= RECORD_BATCH or results.empty()):
-                chunk, pending = pending, []
-                await asyncio.to_thread(self._record, chunk)
-                if progress:
-                    progress(len(chunk))
+            first = await results.get()
+            if first is None:
+                break
+            chunk = [first]
+            done = _drain(results, chunk, self.record_batch)
+            if not done and len(chunk) < self.record_batch:
+                # Let a batch fill rather than pay a commit for a handful of results.
+                await self._linger(results, len(chunk))
+                done = _drain(results, chunk, self.record_batch)
+            await asyncio.to_thread(self._record, chunk)
+            if progress:
+                progress(len(chunk))
+
+    async def _linger(self, results: asyncio.Queue[Outcome | None], have: int) -> None:
+        """Wait until a batch is queued, or the linger time is over."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + RECORD_LINGER_SECONDS
+        while have + results.qsize() < self.record_batch and loop.time() < until:
+            await asyncio.sleep(RECORD_LINGER_SECONDS / 10)
 
     def _record(self, outcomes: Sequence[Outcome]) -> None:
         with self.db.session() as session:
@@ -340,7 +377,17 @@ class Sender:
                         extra={"delivery_id": d.id, "alert_id": d.alert_id})
 
 
-def _obsolete(d: Delivery, alert_state: str, rec_state: str) -> bool:
+def _drain(results: asyncio.Queue[Outcome | None], chunk: list[Outcome], limit: int) -> bool:
+    """Move queued results into `chunk`, up to `limit`; True once the end marker is taken."""
+    while len(chunk) < limit and not results.empty():
+        item = results.get_nowait()
+        if item is None:
+            return True
+        chunk.append(item)
+    return False
+
+
+def _obsolete(d: Claimed, alert_state: str, rec_state: str) -> bool:
     """Re-checked just before sending: nothing goes out for a cancelled alert or after an ack."""
     if alert_state == AlertState.CANCELLED and d.purpose != DeliveryPurpose.CANCEL:
         return True
@@ -366,5 +413,5 @@ def _record_accepted(session: Session, ok: Sequence[Outcome], now: datetime) -> 
                     .values(notified_at=now))
     lifecycle.move_rows(session, Recipient, RecipientState.NOTIFIED, Recipient.id.in_(rec_ids),
                         only_from=(RecipientState.PENDING, RecipientState.FAILED))
-    lifecycle.move_rows(session, Alert, AlertState.ACTIVE, Alert.id.in_(
-        select(Delivery.alert_id).where(Delivery.id.in_(ids))))
+    for alert_id in {o.alert_id for o in ok}:
+        lifecycle.move_rows(session, Alert, AlertState.ACTIVE, Alert.id == alert_id)

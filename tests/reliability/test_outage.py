@@ -81,7 +81,7 @@ def test_an_error_recorded_after_a_receipt_keeps_the_receipts_news(  # type: ign
         apply_twilio_status(s, {"MessageSid": "SM" + "9" * 32, "MessageStatus": "sent"},
                             str(delivery.id))
     timeout = TransientError(provider="twilio", status=None, code=None, message="timed out")
-    sender._record([Outcome(delivery.id, delivery.recipient_id, error=timeout)])
+    sender._record([Outcome(delivery.id, delivery.recipient_id, delivery.alert_id, error=timeout)])
     with engine.rt.db.session() as s:
         stored = s.get(Delivery, delivery.id)
         assert stored is not None and stored.state == "sent"

@@ -1,0 +1,96 @@
+"""The status JSON read from plain rows equals what the ORM objects gave (the oracle below
+is the reading it replaced): acknowledgements, HELP, escalated and unreached zones, calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, selectinload
+
+from dispatcher.domain import DUTY_OFFICER_TIER, Channel, tier_name
+from dispatcher.models import Delivery, Recipient, Response, Volunteer
+from dispatcher.runtime import Runtime
+from dispatcher.status import (
+    alert_head,
+    alert_status,
+    delivery_outcomes,
+    figures_from,
+    find_alert,
+    recipient_rows,
+)
+from tests.bench.fixtures import bulk_alert, bulk_roster
+
+
+def _oracle_rows(session: Session, alert_id: int, *where: Any,
+                 limit: int | None = None) -> tuple[list[Recipient], list[dict[str, Any]]]:
+    recipients = list(session.scalars(
+        select(Recipient).where(Recipient.alert_id == alert_id, *where)
+        .options(selectinload(Recipient.volunteer).selectinload(Volunteer.contacts),
+                 selectinload(Recipient.zone), selectinload(Recipient.deliveries))
+        .order_by(Recipient.zone_id, Recipient.tier, Recipient.id).limit(limit)))
+    replies: dict[int, Response] = {}
+    for resp in session.scalars(select(Response).where(
+            Response.alert_id == alert_id,
+            Response.recipient_id.in_([r.id for r in recipients])).order_by(Response.id)):
+        if resp.recipient_id is not None:
+            replies[resp.recipient_id] = resp
+    rows = []
+    for r in recipients:
+        by_channel = {c.channel: c for c in r.volunteer.contacts}
+        sms = next((by_channel[ch] for ch in (Channel.SMS, Channel.WHATSAPP, Channel.VOICE)
+                    if ch in by_channel), None)
+        email = by_channel.get(Channel.EMAIL)
+        reply = replies.get(r.id)
+        rows.append({
+            "id": r.id, "name": r.volunteer.name, "zone": r.zone.name,
+            "tier": tier_name(r.tier), "duty_officer": r.tier == DUTY_OFFICER_TIER,
+            "phone": sms.masked if sms else None, "email": email.masked if email else None,
+            "state": r.state, "notified_at": _iso(r.notified_at),
+            "acknowledged_at": _iso(r.acknowledged_at),
+            "acknowledged_via": r.acknowledged_via, "skipped": r.skipped,
+            "deliveries": [{"id": d.id, "channel": d.channel, "purpose": d.purpose,
+                            "state": d.state, "error_code": d.error_code,
+                            "possibly_duplicate": d.possibly_duplicate,
+                            "attempts": d.attempts}
+                           for d in sorted(r.deliveries, key=lambda d: d.id)],
+            "reply": {"kind": reply.kind, "text": reply.text, "urgent": reply.urgent}
+            if reply else None,
+        })
+    return recipients, rows
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def test_status_from_rows_equals_the_orm_reading(rt: Runtime) -> None:
+    bulk_roster(rt, 90, zones=5, email=True, tiers=3)
+    alert_id = bulk_alert(rt, seed=3)
+    with rt.db.session() as s:
+        # Calls, a skipped path and a reply several alerts wait for.
+        rows = s.execute(select(Delivery.recipient_id, Delivery.contact_id)
+                         .where(Delivery.alert_id == alert_id, Delivery.channel == "sms")
+                         .order_by(Delivery.id).limit(6)).all()
+        s.execute(insert(Delivery), [
+            {"alert_id": alert_id, "recipient_id": r.recipient_id, "contact_id": r.contact_id,
+             "channel": "voice", "purpose": "alert", "body": "x", "attempts": 1,
+             "state": ("no_answer", "delivered", "machine")[i % 3]}
+            for i, r in enumerate(rows)])
+        first = s.get_one(Recipient, rows[0].recipient_id)
+        first.skipped = [{"channel": "whatsapp", "reason": "no session"}]
+        s.add(Response(alert_id=alert_id, kind="ambiguous", text="YES",
+                       recipient_id=rows[1].recipient_id, channel="sms"))
+    with rt.db.session() as s:
+        recipients, expected_rows = _oracle_rows(s, alert_id)
+        expected = {**alert_head(s, find_alert(s, alert_id), figures_from(recipients)),
+                    "outcomes": delivery_outcomes(s, alert_id), "recipients": expected_rows}
+        got = alert_status(s, alert_id)
+        got.pop("now"), expected.pop("now")
+        assert got == expected
+        assert got["summary"]["help"] and got["outcomes"]["voice"]
+        assert {r["state"] for r in got["recipients"]} >= {"acknowledged", "escalated",
+                                                           "notified", "pending"}
+        zone_id = recipients[0].zone_id
+        page = recipient_rows(s, alert_id, Recipient.zone_id == zone_id, limit=7)
+        assert page == _oracle_rows(s, alert_id, Recipient.zone_id == zone_id, limit=7)[1]
