@@ -32,6 +32,7 @@ from dispatcher.db import Database, db_now
 from dispatcher.dispatch.failover import on_dead_path
 from dispatcher.dispatch.whatsapp import WhatsAppSend, plan_sends
 from dispatcher.domain import (
+    DEAD_DELIVERY_STATES,
     AlertState,
     DeliveryPurpose,
     DeliveryState,
@@ -407,11 +408,15 @@ def _record_accepted(session: Session, ok: Sequence[Outcome], now: datetime) -> 
     # A status callback may already have moved it further: only `sending` becomes `accepted`.
     lifecycle.move_rows(session, Delivery, DeliveryState.ACCEPTED, Delivery.id.in_(ids),
                         only_from=(DeliveryState.SENDING,))
-    rec_ids = list({o.recipient_id for o in ok})
-    session.execute(update(Recipient).where(Recipient.id.in_(rec_ids),
-                                            Recipient.notified_at.is_(None))
-                    .values(notified_at=now))
-    lifecycle.move_rows(session, Recipient, RecipientState.NOTIFIED, Recipient.id.in_(rec_ids),
-                        only_from=(RecipientState.PENDING, RecipientState.FAILED))
+    # A callback that beat this record may have said the message died (a bounce): that
+    # acceptance reached nobody and must not revive a recipient whose paths are all dead.
+    rec_ids = list(session.scalars(select(Delivery.recipient_id).where(
+        Delivery.id.in_(ids), Delivery.state.not_in(DEAD_DELIVERY_STATES)).distinct()))
+    if rec_ids:
+        session.execute(update(Recipient).where(Recipient.id.in_(rec_ids),
+                                                Recipient.notified_at.is_(None))
+                        .values(notified_at=now))
+        lifecycle.move_rows(session, Recipient, RecipientState.NOTIFIED, Recipient.id.in_(rec_ids),
+                            only_from=(RecipientState.PENDING, RecipientState.FAILED))
     for alert_id in {o.alert_id for o in ok}:
         lifecycle.move_rows(session, Alert, AlertState.ACTIVE, Alert.id == alert_id)

@@ -85,3 +85,37 @@ def test_an_error_recorded_after_a_receipt_keeps_the_receipts_news(  # type: ign
     with engine.rt.db.session() as s:
         stored = s.get(Delivery, delivery.id)
         assert stored is not None and stored.state == "sent"
+
+
+def test_an_acceptance_recorded_after_a_bounce_does_not_revive_the_recipient(  # type: ignore[no-untyped-def]
+        engine_factory) -> None:
+    """Victor's SMS number is invalid and his email bounces; the bounce's callback lands
+    before the sender records SendGrid's acceptance. He stays failed (his zone escalates at
+    once), rather than come back as notified and wait out the window."""
+    from channels.base import Receipt
+    from channels.errors import PermanentError
+    from dispatcher.dispatch.sender import Outcome, Sender
+    from dispatcher.domain import DeliveryState
+    from dispatcher.models import Recipient
+    from dispatcher.receipts import apply_state
+
+    engine = engine_factory(start=False)
+    alert_id = engine.send(["Oaxaca"], ack_window_seconds=3600, fan_out=False)
+    sender = Sender(engine.rt.db, engine.rt.settings, engine.rt.vault, {}, "test")
+    claimed = {d.channel: d for d, _ in sender._claim(alert_id)}
+    sms, email = claimed["sms"], claimed["email"]
+    with engine.rt.db.session() as s:
+        bounced = s.get(Delivery, email.id)
+        assert bounced is not None
+        apply_state(s, bounced, DeliveryState.BOUNCED, error_code=None,
+                    reason="sendgrid bounce", recipient_specific=True)
+    invalid = PermanentError(provider="twilio", status=400, code=21211, message="invalid To")
+    sender._record([Outcome(sms.id, sms.recipient_id, sms.alert_id, error=invalid)])
+    with engine.rt.db.session() as s:
+        assert s.get(Recipient, sms.recipient_id).state == "failed"  # type: ignore[union-attr]
+    sender._record([Outcome(email.id, email.recipient_id, email.alert_id,
+                            receipt=Receipt("sg-1", "accepted"))])
+    with engine.rt.db.session() as s:
+        victor = s.get(Recipient, sms.recipient_id)
+        assert victor is not None and victor.state == "failed"
+        assert s.get(Delivery, email.id).state == "bounced"  # type: ignore[union-attr]
