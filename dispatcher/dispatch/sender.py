@@ -10,6 +10,7 @@ recorded in small batches on a thread, so the database never stalls the fan-out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -125,6 +126,7 @@ class Sender:
         """
         results: asyncio.Queue[Outcome | None] = asyncio.Queue()
         recorder = asyncio.create_task(self._record_loop(results, progress))
+        keeper = asyncio.create_task(self._keep_leases())
         in_flight: set[asyncio.Task[None]] = set()
         room = asyncio.Event()
         low_water = self.claim_batch // 2
@@ -159,7 +161,31 @@ class Sender:
                 await asyncio.gather(*in_flight, return_exceptions=True)
             await results.put(None)
             await recorder
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
         return total
+
+    async def _keep_leases(self) -> None:
+        """The rows this sender holds stay its own while it works on them: their lease is
+        renewed every third of it, so a slow machine (a long batch, a busy database)
+        never lets another worker take a message that is at the provider and send it
+        twice. A dead sender renews nothing, and its rows are taken over as before."""
+        every = max(0.1, self.settings.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(every)
+            await asyncio.to_thread(self._renew_leases)
+
+    def _renew_leases(self) -> int:
+        with self.db.session() as session:
+            now = db_now(session)
+            renewed = session.execute(
+                update(Delivery).where(Delivery.state == DeliveryState.SENDING,
+                                       Delivery.claimed_by == self.worker)
+                # Not a change an officer sees: the board's stamp stays as it was.
+                .values(lease_until=now + timedelta(seconds=self.settings.lease_seconds),
+                        updated_at=Delivery.updated_at))
+            return int(renewed.rowcount or 0)  # type: ignore[attr-defined]
 
     # --- claiming -------------------------------------------------------------------------
 

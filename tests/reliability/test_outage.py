@@ -119,3 +119,35 @@ def test_an_acceptance_recorded_after_a_bounce_does_not_revive_the_recipient(  #
         victor = s.get(Recipient, sms.recipient_id)
         assert victor is not None and victor.state == "failed"
         assert s.get(Delivery, email.id).state == "bounced"  # type: ignore[union-attr]
+
+
+def test_a_sender_keeps_the_rows_it_works_on_past_their_lease(  # type: ignore[no-untyped-def]
+        engine_factory) -> None:
+    """A slow machine (a long batch, a busy database) must not let another worker take a
+    message that is still this sender's and send it twice: the sender renews its leases,
+    without stamping the rows as changed for the board."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from dispatcher.dispatch.sender import Sender
+
+    engine = engine_factory(start=False)
+    alert_id = engine.send(["Chiapas", "Oaxaca"], ack_window_seconds=3600, fan_out=False)
+    mine = Sender(engine.rt.db, engine.rt.settings, engine.rt.vault, {}, "host:1:mine")
+    other = Sender(engine.rt.db, engine.rt.settings, engine.rt.vault, {}, "host:2:other")
+    held = {d.id for d, _ in mine._claim(alert_id)}
+    assert held
+    with engine.rt.db.session() as s:  # the lease ran out while the sender still works
+        s.execute(update(Delivery).where(Delivery.id.in_(held))
+                  .values(lease_until=db_now(s) - timedelta(seconds=1)))
+        stamps = dict(s.execute(select(Delivery.id, Delivery.updated_at)
+                                .where(Delivery.id.in_(held))).all())
+    assert mine._renew_leases() == len(held)
+    assert other._claim(alert_id) == []
+    with engine.rt.db.session() as s:
+        rows = s.execute(select(Delivery.id, Delivery.updated_at, Delivery.lease_until,
+                                Delivery.claimed_by).where(Delivery.id.in_(held))).all()
+        now = db_now(s)
+    assert all(r.claimed_by == "host:1:mine" and r.lease_until > now for r in rows)
+    assert {r.id: r.updated_at for r in rows} == stamps
