@@ -101,8 +101,10 @@ class BoardFeed:
             # Every channel's outcomes are counted for a page (or a reconnect); a look counts
             # the calls again only when deliveries moved.
             outcomes = delivery_outcomes(session, self.alert_id)
-            self._calls_line = call_outcomes_line(outcomes.get("voice", {}))
-            return {**head, "outcomes": outcomes, "calls_line": self._calls_line,
+            calls = call_outcomes_line(outcomes.get("voice", {}))
+            if self._calls_line is None:
+                self._calls_line = calls  # later lines count from here, as the head does
+            return {**head, "outcomes": outcomes, "calls_line": calls,
                     "recipients": rows, "pages": pages, "event_id": self.last_event_id}
 
     def look(self, session: Session) -> dict[str, Any] | None:

@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from channels.simulator.testing import SimulatorHandle, run_simulator
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.sender import Sender
+from dispatcher.domain import DeliveryState
+from dispatcher.models import Delivery
 from dispatcher.roster.posts import ensure_post
 from dispatcher.roster.sample import import_sample_roster
 from dispatcher.runtime import Runtime
@@ -76,7 +79,17 @@ class Engine:
         assert alert_id is not None
         if fan_out:
             asyncio.run(self.fan_out(alert_id))
+            if self.server is not None:
+                # The server's own worker may have claimed some of the rows meanwhile:
+                # the fan-out is over when none of the alert's messages is in its hands.
+                wait_until(lambda: self._sending(alert_id) == 0,
+                           what="the server's worker to finish its part of the fan-out")
         return alert_id
+
+    def _sending(self, alert_id: int) -> int:
+        with self.rt.db.session() as session:
+            return session.scalar(select(func.count()).select_from(Delivery).where(
+                Delivery.alert_id == alert_id, Delivery.state == DeliveryState.SENDING)) or 0
 
     async def fan_out(self, alert_id: int | None = None) -> int:
         channels = make_channels(self.rt)

@@ -57,12 +57,48 @@ RECORD_BATCH = 400
 #: transaction costs a commit (an fsync on SQLite), so a large fan-out writes a few
 #: large ones; at a trickle this is all a result waits.
 RECORD_LINGER_SECONDS = 0.05
+#: Messages at the provider or awaiting their record, at most, per unit of send
+#: concurrency: what a crash may send twice (those in flight, and one batch of results).
+UNRECORDED_FACTOR = 2
 #: Purposes that stop once the recipient has acknowledged.
 STOP_AFTER_ACK = (DeliveryPurpose.REMINDER,)
 #: Calls of these purposes ask for a key press (1 confirms, 9 asks for help).
 ASKING_PURPOSES = (DeliveryPurpose.ALERT, DeliveryPurpose.FAILOVER, DeliveryPurpose.REMINDER)
 
 ProgressFn = Callable[[int], None]
+
+
+class _Backlog:
+    """Messages handed to the provider whose result is not written yet, kept under a
+    limit: a send waits for room. A process killed at any moment has at most `limit`
+    messages at the provider that the outbox does not know were sent (they go again,
+    flagged), however slow its database is at that moment."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.closed = False
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def enter(self) -> bool:
+        """Room for one more; False once closed (the results can no longer be written)."""
+        while self.count >= self.limit and not self.closed:
+            self._room.clear()
+            await self._room.wait()
+        if self.closed:
+            return False
+        self.count += 1
+        return True
+
+    def leave(self, n: int) -> None:
+        self.count -= n
+        if self.count < self.limit:
+            self._room.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._room.set()
 
 
 @dataclass
@@ -116,6 +152,10 @@ class Sender:
         self.policy = RetryPolicy.from_config(ChannelsConfig.from_settings(settings))
         #: How each claimed WhatsApp delivery goes (session or template), by delivery id.
         self._whatsapp: dict[int, WhatsAppSend] = {}
+        #: During `send_due`: the sends at the provider or awaiting their record, and
+        #: which deliveries hold a place in it.
+        self._backlog = _Backlog(UNRECORDED_FACTOR * settings.send_concurrency)
+        self._gated: set[int] = set()
 
     async def send_due(self, alert_id: int | None = None,
                        progress: ProgressFn | None = None) -> int:
@@ -125,7 +165,12 @@ class Sender:
         so the provider always has `send_concurrency` requests in flight.
         """
         results: asyncio.Queue[Outcome | None] = asyncio.Queue()
+        self._backlog = _Backlog(UNRECORDED_FACTOR * self.settings.send_concurrency)
+        self._gated = set()
         recorder = asyncio.create_task(self._record_loop(results, progress))
+        # A recorder that stops (a full disk) frees the sends waiting for room: they give
+        # up rather than send what could not be written down.
+        recorder.add_done_callback(lambda _: self._backlog.close())
         keeper = asyncio.create_task(self._keep_leases())
         in_flight: set[asyncio.Task[None]] = set()
         room = asyncio.Event()
@@ -160,10 +205,14 @@ class Sender:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
             await results.put(None)
-            await recorder
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            try:
+                await recorder
+            finally:
+                # Even when recording failed: rows whose results were not written must
+                # come back to the outbox when their lease runs out.
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
         return total
 
     async def _keep_leases(self) -> None:
@@ -174,14 +223,22 @@ class Sender:
         every = max(0.1, self.settings.lease_seconds / 3)
         while True:
             await asyncio.sleep(every)
-            await asyncio.to_thread(self._renew_leases)
+            try:
+                await asyncio.to_thread(self._renew_leases)
+            except Exception as exc:  # a busy database: the next beat tries again
+                log.warning("could not renew the send leases of %s: %s", self.worker, exc)
 
     def _renew_leases(self) -> int:
         with self.db.session() as session:
             now = db_now(session)
+            held = select(Delivery.id).where(Delivery.state == DeliveryState.SENDING,
+                                             Delivery.claimed_by == self.worker)
+            if session.get_bind().dialect.name == "postgresql":
+                # In id order, passing over rows the recorder is writing (they leave
+                # `sending` anyway): never a deadlock with it.
+                held = held.order_by(Delivery.id).with_for_update(skip_locked=True)
             renewed = session.execute(
-                update(Delivery).where(Delivery.state == DeliveryState.SENDING,
-                                       Delivery.claimed_by == self.worker)
+                update(Delivery).where(Delivery.id.in_(held.scalar_subquery()))
                 # Not a change an officer sees: the board's stamp stays as it was.
                 .values(lease_until=now + timedelta(seconds=self.settings.lease_seconds),
                         updated_at=Delivery.updated_at))
@@ -291,6 +348,9 @@ class Sender:
 
     async def _send_one(self, channel: Channel, d: Claimed, m: Message,
                         results: asyncio.Queue[Outcome | None]) -> None:
+        if not await self._backlog.enter():
+            return  # never sent: the row comes back to the outbox when its lease ends
+        self._gated.add(d.id)
         try:
             receipt = await channel.send(m)
             await results.put(Outcome(d.id, d.recipient_id, d.alert_id, receipt=receipt))
@@ -347,6 +407,9 @@ class Sender:
                 await self._linger(results, len(chunk))
                 done = _drain(results, chunk, self.record_batch)
             await asyncio.to_thread(self._record, chunk)
+            written = [o.delivery_id for o in chunk if o.delivery_id in self._gated]
+            self._gated.difference_update(written)
+            self._backlog.leave(len(written))
             if progress:
                 progress(len(chunk))
 
@@ -358,7 +421,9 @@ class Sender:
             await asyncio.sleep(RECORD_LINGER_SECONDS / 10)
 
     def _record(self, outcomes: Sequence[Outcome]) -> None:
-        with self.db.session() as session:
+        """One transaction for a batch of results, run again if PostgreSQL chose it as a
+        deadlock's victim (nothing of a failed run is kept)."""
+        def work(session: Session) -> None:
             now = db_now(session)
             ok = [o for o in outcomes if o.receipt is not None]
             if ok:
@@ -366,6 +431,8 @@ class Sender:
             for o in outcomes:
                 if o.error is not None:
                     self._record_error(session, o, now)
+
+        self.db.run(work)
 
     def _record_error(self, session: Session, o: Outcome, now: datetime) -> None:
         err = o.error

@@ -235,7 +235,7 @@ def mark_handled(session: Session, response_id: int, officer: str, note: str = "
     """An officer dealt with an inbox item: it and the sender's earlier waiting messages
     folded under it (never one that came in after); audited with the optional note.
     Returns how many messages that was."""
-    resp = session.get(Response, response_id)
+    resp = session.get(Response, response_id, with_for_update=True)
     if resp is None:
         raise NotFound(f"inbox item {response_id} not found")
     if resp.handled_at is not None:
@@ -253,7 +253,7 @@ def mark_handled(session: Session, response_id: int, officer: str, note: str = "
 def reopen(session: Session, response_id: int, officer: str) -> None:
     """Undo "handled": the item (every message handled with it) is back in the inbox;
     audited."""
-    resp = session.get(Response, response_id)
+    resp = session.get(Response, response_id, with_for_update=True)
     if resp is None:
         raise NotFound(f"inbox item {response_id} not found")
     if resp.handled_at is None:
