@@ -96,8 +96,10 @@ def test_fanout_10000(tmp_path: Path) -> None:
           "enqueue_seconds": round(r["enqueue_seconds"], 2),
           "messages_per_second": round(per_second, 1), "bound_per_second": bound,
           "ratio_to_bound": round(per_second / bound, 3), "latency_ms": LATENCY_S * 1000,
-          "concurrency": CONCURRENCY, "peak_rss_mb": round(r["peak_rss_mb"], 1)})
+          "concurrency": CONCURRENCY, "peak_rss_mb": round(r["peak_rss_mb"], 1),
+          "target_seconds": 10, "target_ratio": 0.9})
     assert r["received"] == 10_000
+    assert r["send_seconds"] <= 10 and per_second / bound >= 0.9, r
 
 
 @pytest.mark.slow
@@ -108,3 +110,4 @@ def test_fanout_memory_100000(tmp_path: Path) -> None:
           "enqueue_seconds": round(r["enqueue_seconds"], 2),
           "peak_rss_mb": round(r["peak_rss_mb"], 1), "target_rss_mb": 300})
     assert r["received"] == 100_000
+    assert r["peak_rss_mb"] <= 300, r
