@@ -270,7 +270,8 @@ def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
              responses: Sequence[Any] = ()) -> list[dict[str, str]]:
     """What the section should fix before a real crisis, and what the drill left to follow
     up (`drill_findings`), most severe first."""
-    out: list[dict[str, str]] = drill_findings(alert, zones, contacts, recs, responses)
+    flagged = list(each_contact(recs, contacts))
+    out: list[dict[str, str]] = drill_findings(alert, zones, flagged, recs, responses)
 
     def add(severity: str, kind: str, message: str) -> None:
         out.append({"severity": severity, "kind": kind, "message": message})
@@ -291,7 +292,7 @@ def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
         for skip in v["skipped"] or []:
             add("warning", "skipped", f"{v['name']} ({v['zone']}) skipped on "
                 f"{skip['channel']}: {skip['reason']}")
-    for r, c in each_contact(recs, contacts):
+    for r, c in flagged:
         if c.opted_out:
             add("warning", "opted_out", f"{r.name}: {c.channel} {c.masked} is opted out "
                 "(replied STOP)")
@@ -323,23 +324,27 @@ def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
 
 def each_contact(recs: Sequence[Any],
                  contacts: dict[int, list[Any]]) -> Iterator[tuple[Any, Any]]:
-    """(recipient row, contact row) once per contact of each volunteer asked (a volunteer
-    asked in two tiers or zones counts once)."""
-    seen: set[int] = set()
+    """(recipient row, contact row) once per opted-out or dead contact of each volunteer
+    asked (a volunteer asked in two tiers or zones counts once): the findings read only
+    those, and looking for them first spares a walk over every contact of a large alert."""
+    flagged = {vid for vid, rows in contacts.items()
+               if any(c.opted_out or c.dead_reason for c in rows)}
     for r in recs:
-        if r.volunteer_id not in seen:
-            seen.add(r.volunteer_id)
+        if r.volunteer_id in flagged:
+            flagged.discard(r.volunteer_id)
             for c in contacts[r.volunteer_id]:
-                yield r, c
+                if c.opted_out or c.dead_reason:
+                    yield r, c
 
 
-def drill_findings(alert: Alert, zones: list[dict[str, Any]], contacts: dict[int, list[Any]],
-                   recs: Sequence[Any], responses: Sequence[Any]) -> list[dict[str, str]]:
+def drill_findings(alert: Alert, zones: list[dict[str, Any]],
+                   flagged: Sequence[tuple[Any, Any]], recs: Sequence[Any],
+                   responses: Sequence[Any]) -> list[dict[str, str]]:
     """What happened during the drill that someone must follow up: numbers found dead,
     HELP and citizens needing help, and how the alert changed (updates, a cancel)."""
     out: list[dict[str, str]] = []
     who = {r.id: (r.name, r.zone) for r in recs}
-    for r, c in each_contact(recs, contacts):
+    for r, c in flagged:
         if c.dead_reason and c.dead_at is not None and alert.sent_at is not None \
                 and c.dead_at >= alert.sent_at and c.dead_reason != "erased":
             out.append({"severity": "critical", "kind": "dead_number",
