@@ -270,7 +270,7 @@ def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
              responses: Sequence[Any] = ()) -> list[dict[str, str]]:
     """What the section should fix before a real crisis, and what the drill left to follow
     up (`drill_findings`), most severe first."""
-    flagged = list(each_contact(recs, contacts))
+    flagged = list(flagged_contacts(recs, contacts))
     out: list[dict[str, str]] = drill_findings(alert, zones, flagged, recs, responses)
 
     def add(severity: str, kind: str, message: str) -> None:
@@ -322,19 +322,19 @@ def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
     return sorted(out, key=lambda f: order[f["severity"]])
 
 
-def each_contact(recs: Sequence[Any],
-                 contacts: dict[int, list[Any]]) -> Iterator[tuple[Any, Any]]:
+def flagged_contacts(recs: Sequence[Any],
+                     contacts: dict[int, list[Any]]) -> Iterator[tuple[Any, Any]]:
     """(recipient row, contact row) once per opted-out or dead contact of each volunteer
     asked (a volunteer asked in two tiers or zones counts once): the findings read only
     those, and looking for them first spares a walk over every contact of a large alert."""
-    flagged = {vid for vid, rows in contacts.items()
-               if any(c.opted_out or c.dead_reason for c in rows)}
+    flagged: dict[int, list[Any]] = {}
+    for vid, rows in contacts.items():
+        bad = [c for c in rows if c.opted_out or c.dead_reason]
+        if bad:
+            flagged[vid] = bad
     for r in recs:
-        if r.volunteer_id in flagged:
-            flagged.discard(r.volunteer_id)
-            for c in contacts[r.volunteer_id]:
-                if c.opted_out or c.dead_reason:
-                    yield r, c
+        for c in flagged.pop(r.volunteer_id, ()):
+            yield r, c
 
 
 def drill_findings(alert: Alert, zones: list[dict[str, Any]],

@@ -49,9 +49,10 @@ ACCOUNT = "AC" + "0" * 32
 LOADGEN = Path(__file__).with_name("loadgen.py")
 
 
-def sent_alert(rt: Runtime) -> tuple[int, str]:
-    """An alert to every bench volunteer whose fan-out has finished."""
-    req = AlertRequest(zones=["Chiapas"], body="Bench", ack_window_seconds=3600,
+def sent_alert(rt: Runtime, zones: tuple[str, ...] = ("Chiapas",)) -> tuple[int, str]:
+    """An alert to every bench volunteer of `zones` whose fan-out has finished (every
+    volunteer notified): its id and reply code."""
+    req = AlertRequest(zones=list(zones), body="Bench", ack_window_seconds=3600,
                        channels=["sms"])
     with rt.db.session() as session:
         post = ensure_post(session, rt.settings, rt.vault)

@@ -31,14 +31,14 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
-from dispatcher.models import Alert, Delivery, Officer, Recipient, Zone, utcnow
+from dispatcher.models import Officer, Recipient, Zone
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
 from dispatcher.web.auth import add_officer, hash_password
 from dispatcher.web.server import free_port
+from tests.bench import bench_ack
 from tests.bench.bench_ack import ACCOUNT, TOKEN, load, requests_for
 from tests.bench.fixtures import bulk_roster, emit
 from tests.browser_support import CHROMIUM, chromium_page
@@ -61,20 +61,9 @@ def sent_alert(rt: Runtime) -> tuple[int, str]:
     """An alert to the 15 zones whose fan-out has finished (every volunteer notified)."""
     with rt.db.session() as session:
         post = ensure_post(session, rt.settings, rt.vault)
-        zones = list(session.scalars(select(Zone.name).where(Zone.post_id == post.id)
-                                     .order_by(Zone.id)))[:ZONES]
-        req = AlertRequest(zones=zones, body="Bench", ack_window_seconds=3600,
-                           channels=["sms"])
-        alert = session.get(Alert, send_alert(session, rt.settings, post, req).alert_id)
-        assert alert is not None
-        now = utcnow()
-        session.execute(update(Delivery).where(Delivery.alert_id == alert.id)
-                        .values(state="sent", sent_at=now, attempts=1))
-        session.execute(update(Recipient).where(Recipient.alert_id == alert.id)
-                        .values(state="notified", notified_at=now))
-        session.execute(update(Alert).where(Alert.id == alert.id)
-                        .values(state="active", sent_at=now))
-        return alert.id, alert.reply_code
+        zones = tuple(session.scalars(select(Zone.name).where(Zone.post_id == post.id)
+                                      .order_by(Zone.id)))[:ZONES]
+    return bench_ack.sent_alert(rt, zones)
 
 
 @pytest.mark.timeout(1800)  # the set-up alone takes minutes on a busy two-core machine

@@ -75,7 +75,8 @@ def test_a_change_event_carries_only_what_changed(app_rt: Any) -> None:
     assert _look(rt, feed) is None  # the same change is sent once
 
 
-def test_a_browser_that_missed_events_gets_them_or_a_snapshot(app_rt: Any) -> None:
+def _two_events(app_rt: Any) -> tuple[BoardFeed, dict[str, Any], dict[str, Any]]:
+    """A board's producer after a page load and two acknowledgements, one look each."""
     rt, client, tokens = app_rt
     alert_id = _send(client, tokens["officer"], ["Oaxaca", "Chiapas"])
     feed = BoardFeed(alert_id)
@@ -86,6 +87,11 @@ def test_a_browser_that_missed_events_gets_them_or_a_snapshot(app_rt: Any) -> No
     _ack(rt, alert_id, "Ana Morales")
     second = _look(rt, feed)
     assert first is not None and second is not None
+    return feed, first, second
+
+
+def test_a_browser_that_missed_events_gets_them_or_a_snapshot(app_rt: Any) -> None:
+    feed, first, second = _two_events(app_rt)
     assert feed.missed(first["event_id"]) == [second]
     assert feed.missed(f"{feed.epoch}-0") == [first, second]
     assert feed.missed(second["event_id"]) == []
@@ -94,17 +100,8 @@ def test_a_browser_that_missed_events_gets_them_or_a_snapshot(app_rt: Any) -> No
 
 
 def test_events_no_longer_kept_mean_a_snapshot(app_rt: Any, monkeypatch: Any) -> None:
-    rt, client, tokens = app_rt
     monkeypatch.setattr(board_feed, "EVENTS_KEPT", 1)
-    alert_id = _send(client, tokens["officer"], ["Oaxaca", "Chiapas"])
-    feed = BoardFeed(alert_id)
-    with rt.db.session() as s:
-        feed.snapshot(s)
-    _ack(rt, alert_id, "Victor Castillo")
-    first = _look(rt, feed)
-    _ack(rt, alert_id, "Ana Morales")
-    second = _look(rt, feed)
-    assert first is not None and second is not None
+    feed, first, second = _two_events(app_rt)
     assert feed.missed(f"{feed.epoch}-0") is None  # the first is gone
     assert feed.missed(first["event_id"]) == [second]
 
