@@ -97,13 +97,20 @@ def load(port: int, requests: list[list[object]], *args: str) -> dict[str, float
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def test_ack_webhook_throughput(tmp_path: Path) -> None:
+def bench_runtime(tmp_path: Path) -> tuple[Runtime, str, int, str]:
+    """A SQLite runtime whose Twilio is never called (its webhooks are what is measured),
+    and the port and public URL `aln serve` will take: (runtime, db url, port, url)."""
     db_url = f"sqlite:///{tmp_path / 'bench.db'}"
     port = free_port()
     public = f"http://127.0.0.1:{port}"
     rt = Runtime.open(make_settings(
         db_url, public_url=public, twilio_account_sid=ACCOUNT, twilio_auth_token=TOKEN,
         twilio_from_number="+15005550006", twilio_api_url="http://127.0.0.1:9"))
+    return rt, db_url, port, public
+
+
+def test_ack_webhook_throughput(tmp_path: Path) -> None:
+    rt, db_url, port, public = bench_runtime(tmp_path)
     phones = bulk_roster(rt, VOLUNTEERS, zones=1)
     alert_id, code = sent_alert(rt)
     url = f"{public}/webhooks/twilio/sms"

@@ -37,12 +37,11 @@ from dispatcher.models import Officer, Recipient, Zone
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
 from dispatcher.web.auth import add_officer, hash_password
-from dispatcher.web.server import free_port
 from tests.bench import bench_ack
 from tests.bench.bench_ack import ACCOUNT, TOKEN, load, requests_for
 from tests.bench.fixtures import bulk_roster, emit
 from tests.browser_support import CHROMIUM, chromium_page
-from tests.conftest import CONFIG_DIR, make_settings
+from tests.conftest import CONFIG_DIR
 from tests.helpers import wait_until
 
 VOLUNTEERS = 10_000
@@ -68,12 +67,7 @@ def sent_alert(rt: Runtime) -> tuple[int, str]:
 
 @pytest.mark.timeout(1800)  # the set-up alone takes minutes on a busy two-core machine
 def test_board_at_scale(tmp_path: Path) -> None:
-    db_url = f"sqlite:///{tmp_path / 'bench.db'}"
-    port = free_port()
-    public = f"http://127.0.0.1:{port}"
-    rt = Runtime.open(make_settings(
-        db_url, public_url=public, twilio_account_sid=ACCOUNT, twilio_auth_token=TOKEN,
-        twilio_from_number="+15005550006", twilio_api_url="http://127.0.0.1:9"))
+    rt, db_url, port, public = bench_ack.bench_runtime(tmp_path)
     phones = bulk_roster(rt, VOLUNTEERS, zones=ZONES)
     alert_id, code = sent_alert(rt)
     with rt.db.session() as session:
