@@ -22,6 +22,7 @@ from dispatcher.domain import (
     FINISHED_ALERT_STATES,
     OPEN_ALERT_STATES,
     AlertState,
+    DeadlineKind,
     DeadlineState,
     DeliveryPurpose,
     RecipientState,
@@ -139,6 +140,9 @@ def _quorum_met(session: Session, alert: Alert, az: AlertZone) -> bool:
     if policy.get("mode") == "each":
         # Every volunteer first asked holds a duty; the zone is covered when as many
         # volunteers (they or the alternates their duty passed to) have acknowledged.
+        # While the first tier is still being written, the duties are not all known.
+        if filling(session, alert.id, az.zone_id):
+            return False
         first_tier = session.scalar(select(func.min(Recipient.tier)).where(
             Recipient.alert_id == alert.id, Recipient.zone_id == az.zone_id))
         duties = session.scalar(select(func.count()).select_from(Recipient).where(
@@ -153,7 +157,9 @@ def cover_zone(session: Session, settings: Settings, alert: Alert, az: AlertZone
     """The zone is acknowledged: cancel its deadlines, optionally stand the others down."""
     lifecycle.move(az, ZoneState.ACKNOWLEDGED)
     az.acknowledged_at = at
-    cancel_deadlines(session, Deadline.alert_id == alert.id, Deadline.zone_id == az.zone_id)
+    # The rest of the tier still gets the alert: a fill goes on (`dispatch.fill`).
+    cancel_deadlines(session, Deadline.alert_id == alert.id, Deadline.zone_id == az.zone_id,
+                     Deadline.kind != DeadlineKind.FILL)
     audit.record(session, "system", "zone.acknowledged", alert_id=alert.id, zone=az.zone.name)
     if (alert.policy or {}).get("stand_down"):
         from dispatcher.dispatch.outbox import message_to
@@ -174,6 +180,15 @@ def maybe_complete(session: Session, alert: Alert, at: datetime) -> None:
         lifecycle.move(alert, AlertState.COMPLETED)
         alert.closed_at = at
         audit.record(session, "system", "alert.completed", alert_id=alert.id)
+
+
+def filling(session: Session, alert_id: int, zone_id: int | None = None) -> bool:
+    """True while a first wave of the alert (of one zone) is still being written."""
+    where = [Deadline.alert_id == alert_id, Deadline.kind == DeadlineKind.FILL,
+             Deadline.state.in_([DeadlineState.PENDING, DeadlineState.CLAIMED])]
+    if zone_id is not None:
+        where.append(Deadline.zone_id == zone_id)
+    return session.scalar(select(Deadline.id).where(*where).limit(1)) is not None
 
 
 def cancel_deadlines(session: Session, *where: ColumnElement[bool]) -> int:

@@ -213,6 +213,8 @@ class DeadlineKind(StrEnum):
     REMINDER = "reminder"
     #: A later step of the policy (a call after 5 minutes): more channels, same tier.
     STEP = "step"
+    #: A large alert's first wave of one zone, still to be written (`dispatch.fill`).
+    FILL = "fill"
 
 
 class DeadlineState(StrEnum):

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     default_ack_window_seconds: int = Field(
         DEFAULT_ACK_WINDOW_SECONDS, validation_alias=_env("ALN_ACK_WINDOW_SECONDS")
     )
+    #: An alert to more volunteers than this is streamed: its first wave is written in
+    #: chunks that are sent as they commit, so the first message leaves within a second.
+    stream_above: int = Field(2000, ge=0, validation_alias=_env("ALN_STREAM_ABOVE"))
     #: How long a claimed delivery or deadline stays with one worker before another may take it.
     lease_seconds: float = Field(30.0, validation_alias=_env("ALN_LEASE_SECONDS"))
     #: Period of the scheduler's safety sweep for due work.

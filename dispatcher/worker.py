@@ -27,6 +27,7 @@ from channels.config import ChannelsConfig
 from channels.factory import build_channels
 from dispatcher.claims import HEARTBEAT_STALE_SECONDS, process_is_gone, worker_id
 from dispatcher.db import db_now
+from dispatcher.dispatch.fill import Filling, claim_due_fills
 from dispatcher.dispatch.sender import Sender
 from dispatcher.domain import DeliveryState
 from dispatcher.errors import Refused
@@ -126,13 +127,21 @@ class Worker:
     # --- the loop ---------------------------------------------------------------------------
 
     async def tick(self) -> int:
-        """One pass: fire due deadlines (which may enqueue sends), then send what is due."""
+        """One pass: fire due deadlines (which may enqueue sends), then send what is due;
+        a large alert's first wave (an API send, or one a killed process left) is written
+        beside the sending, which sends its chunks as they commit."""
         channels = await self._get_channels()
-        fired = await asyncio.to_thread(fire_due, self.rt.db, self.rt.settings, self.name)
-        sender = Sender(self.rt.db, self.rt.settings, self.rt.vault, channels, self.name)
-        sent = await sender.send_due()
+        db, settings = self.rt.db, self.rt.settings
+        fills = await asyncio.to_thread(claim_due_fills, db, self.name, settings.lease_seconds)
+        filling = Filling(db, settings, fills, self.name)
+        fired = await asyncio.to_thread(fire_due, db, settings, self.name)
+        sender = Sender(db, settings, self.rt.vault, channels, self.name)
+        try:
+            sent = await sender.send_due(more=filling.more)
+        finally:
+            written = await filling.wait()
         self.ticks += 1
-        return fired + sent
+        return fired + sent + written
 
     async def drain(self) -> int:
         """Finish all work due now, then return (`aln worker --drain`)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import typer
@@ -20,7 +21,8 @@ from dispatcher.cli.common import (
     runtime,
     styled,
 )
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.fill import Filling
+from dispatcher.dispatch.outbox import AlertRequest, preview_sent, send_alert
 from dispatcher.dispatch.sender import Sender
 from dispatcher.dispatch.versions import cancel_alert, update_alert
 from dispatcher.domain import FINISHED_ALERT_STATES
@@ -70,18 +72,22 @@ def send(
                        exercise=exercise, ack_window_seconds=parse_duration(ack_window)
                        if ack_window else None, policy=policy, channels=channel, force=force,
                        draft_id=draft)
+    name = worker_name()
     with runtime() as rt:
         with rt.db.session() as session:
             post = ensure_post(session, rt.settings, rt.vault)
-            result = send_alert(session, rt.settings, post, req, dry_run=dry_run)
-        preview = result.preview
+            result = send_alert(session, rt.settings, post, req, dry_run=dry_run, filler=name)
         if result.alert_id is None:
-            _print_preview(preview, as_json)
+            assert result.preview is not None
+            _print_preview(result.preview, as_json)
             return
         alert_id = result.alert_id
-        sent = _fan_out(rt, alert_id, show_progress=not as_json and console.is_terminal)
+        sent = _fan_out(rt, alert_id, name, result.fills,
+                        show_progress=not as_json and console.is_terminal)
         with rt.db.session() as session:
             status = alert_status(session, alert_id)
+            preview = None if as_json else preview_sent(
+                session, rt.settings, ensure_post(session, rt.settings, rt.vault), result)
     if as_json:
         print_json({"id": alert_id, "reply_code": status["reply_code"], "sent": sent,
                     "zones": status["zones"], "recipients": status["recipients"]})
@@ -90,26 +96,36 @@ def send(
                          f" sent (reply code {status['reply_code']}): "
                          f"{sent} message(s) to {len(status['recipients'])} volunteer(s) in "
                          f"{len(status['zones'])} zone(s)."))
+    assert preview is not None
     _print_skipped(preview)
     console.print(f"Follow it with: aln alert status {alert_id} --watch")
 
 
-def _fan_out(rt: Runtime, alert_id: int | None, *, show_progress: bool) -> int:
+def _fan_out(rt: Runtime, alert_id: int | None, name: str | None = None,
+             fills: Sequence[int] = (), *, show_progress: bool) -> int:
+    """Send the alert's deliveries; a streamed alert's fills are written beside, by this
+    process (`name` claimed them), and their rows sent as they commit."""
     async def run(progress_cb: Any) -> int:
         channels = make_channels(rt)
+        me = name or worker_name()
+        filling = Filling(rt.db, rt.settings, fills, me)
         try:
-            sender = Sender(rt.db, rt.settings, rt.vault, channels, worker_name())
-            return await sender.send_due(alert_id=alert_id, progress=progress_cb)
+            sender = Sender(rt.db, rt.settings, rt.vault, channels, me)
+            return await sender.send_due(alert_id=alert_id, progress=progress_cb,
+                                         more=filling.more)
         finally:
+            await filling.wait()
             for ch in channels.values():
                 await ch.aclose()
 
     if not show_progress:
         return aio.run(run(None))
-    # Counted only for the bar: without one, the first message does not wait for it.
+    # Counted only for the bar: without one, the first message does not wait for it. A
+    # streamed alert's rows are still being written: the bar counts without a total.
     with rt.db.session() as session:
-        total = session.scalar(select(func.count()).select_from(Delivery)
-                               .where(Delivery.alert_id == alert_id)) or 0
+        total = None if fills else session.scalar(
+            select(func.count()).select_from(Delivery)
+            .where(Delivery.alert_id == alert_id)) or 0
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("sending", total=total)

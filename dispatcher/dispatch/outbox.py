@@ -44,8 +44,10 @@ from dispatcher.dispatch.targeting import (
     Target,
     duty_officer_targets,
     every_tier,
+    first_reachable_tier,
     reachable_tiers,
     zone_members,
+    zone_size,
 )
 from dispatcher.dispatch.whatsapp import COST_UNITS as WHATSAPP_COST_UNITS
 from dispatcher.dispatch.whatsapp import open_sessions
@@ -57,6 +59,7 @@ from dispatcher.domain import (
     AlertState,
     Channel,
     DeadlineKind,
+    DeadlineState,
     DeliveryPurpose,
     DeliveryState,
     MsgType,
@@ -134,6 +137,9 @@ class Plan:
     code: str
     #: Volunteers with an open WhatsApp session (free text rather than a template).
     whatsapp_sessions: set[int] = field(default_factory=set)
+    #: A large alert: each zone's first tier is known, its volunteers are read and asked
+    #: after the alert is written, in chunks sent as they commit (`dispatch.fill`).
+    streamed: bool = False
 
     def preview(self, settings: Settings) -> dict[str, Any]:
         """What a dry run shows: recipients per zone and tier (the first now, the rest as
@@ -247,10 +253,12 @@ def _zone_gaps(pz: PlannedZone) -> list[str]:
 
 def plan_alert(session: Session, settings: Settings, post: Post, req: AlertRequest, *,
                refuse_unreachable: bool = True,
-               today: date | None = None, hold_code: bool = True) -> Plan:
+               today: date | None = None, hold_code: bool = True,
+               code: str | None = None, streamed: bool = False) -> Plan:
     """Resolve zones, template, policy and first tier; refuse what cannot reach anyone.
     Without `hold_code` (a preview) the texts carry PREVIEW_CODE: no code is shown before
-    one is held by a sent alert."""
+    one is held by a sent alert; `code` is one already held. `streamed`: only each zone's
+    first tier is found, not its volunteers (`Plan.streamed`)."""
     today = today or db_today(session, post.timezone)
     known = [c.value for c in Channel]
     for c in req.channels:
@@ -269,7 +277,7 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
                 zones.append(zone)
     template = load_template(settings.config_dir, req.template or DEFAULT_TEMPLATE)
     policy = load_policy(settings.config_dir, req.policy).with_window(req.ack_window_seconds)
-    code = allocate_reply_code(session, post.id) if hold_code else PREVIEW_CODE
+    code = code or (allocate_reply_code(session, post.id) if hold_code else PREVIEW_CODE)
     bodies = compose(settings.config_dir, template, title=req.title, body=req.body,
                      zones=[z.name for z in zones], exercise=req.exercise, code=code,
                      help_line=post.help_line)
@@ -286,6 +294,10 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
         policy = policy.asking_at_once(asked_now)
     planned = []
     for zone in zones:
+        if streamed:
+            first_tier = first_reachable_tier(session, zone.id, channels, today)
+            planned.append(PlannedZone(zone, [] if first_tier is None else [first_tier], []))
+            continue
         # One zone's rows at a time: targets keep only ids and names, so the ORM objects
         # of a 100,000-volunteer roster never all sit in memory at once.
         ms = zone_members(session, [zone.id]).get(zone.id, [])
@@ -303,13 +315,16 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
             f"nobody reachable in {', '.join(dead)} (no active volunteer with a usable "
             "contact path); fix the roster, or send with --force to alert the duty officer "
             "for those zones")
-    return Plan(post, planned, policy, template.name, bodies, channels or [], code, talking)
+    return Plan(post, planned, policy, template.name, bodies, channels or [], code, talking,
+                streamed)
 
 
 def create_alert(session: Session, settings: Settings, plan: Plan, req: AlertRequest,
                  *, msg_type: MsgType = MsgType.ALERT,
-                 references: Alert | None = None) -> Alert:
-    """Write the alert and its whole first wave as rows, in the caller's transaction."""
+                 references: Alert | None = None, filler: str | None = None) -> Alert:
+    """Write the alert and its whole first wave as rows, in the caller's transaction; a
+    streamed plan's first wave as a fill deadline per zone instead, claimed by `filler`
+    (the caller, who fills them next) or, without one, left for a worker."""
     if not settings.configured_channels:
         raise Refused("no provider is configured: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN "
                       "and TWILIO_FROM_NUMBER, and/or SENDGRID_API_KEY and ALN_EMAIL_FROM "
@@ -340,7 +355,11 @@ def create_alert(session: Session, settings: Settings, plan: Plan, req: AlertReq
         az.current_tier = -1
         session.add(az)
         session.flush()
-        if pz.reachable:
+        if pz.reachable and plan.streamed:
+            az.current_tier = pz.tiers[0]
+            session.add(fill_deadline(alert.id, pz.zone.id, pz.tiers[0], now, filler,
+                                      settings.lease_seconds))
+        elif pz.reachable:
             enqueue_tier(session, alert, az, pz.first, plan.policy, now, plan.post)
             pz.first, pz.others = [], {}  # let the zone's rows go before the next zone
         else:
@@ -355,34 +374,82 @@ def create_alert(session: Session, settings: Settings, plan: Plan, req: AlertReq
     return alert
 
 
+def fill_deadline(alert_id: int, zone_id: int, tier: int, now: datetime, filler: str | None,
+                  lease_seconds: float) -> Deadline:
+    """A zone's first wave still to write (`dispatch.fill`): due at once, and claimed by
+    `filler` when the sending process fills it itself."""
+    deadline = Deadline(alert_id=alert_id, zone_id=zone_id, tier=tier, kind=DeadlineKind.FILL,
+                        due_at=now)
+    if filler is not None:
+        lifecycle.start(deadline, DeadlineState.CLAIMED)
+        deadline.claimed_by = filler
+        deadline.lease_until = now + timedelta(seconds=lease_seconds)
+    return deadline
+
+
 @dataclass
 class Sent:
-    """What sending an alert gave: the alert's id and code, and the preview behind it."""
+    """What sending an alert gave: the alert's id and code, the preview behind it (None
+    for a streamed alert until `preview_sent` reads it), and the fill deadlines the
+    sender claimed (`dispatch.fill` runs them)."""
 
     alert_id: int | None
     reply_code: str | None
-    preview: dict[str, Any]
+    preview: dict[str, Any] | None
+    fills: list[int] = field(default_factory=list)
+    request: AlertRequest | None = None
 
 
 def send_alert(session: Session, settings: Settings, post: Post, req: AlertRequest, *,
-               dry_run: bool = False) -> Sent:
+               dry_run: bool = False, filler: str | None = None) -> Sent:
     """The one flow that sends an alert (CLI, API, dashboard, demo, tests, benchmarks):
     plan it, and unless a dry run, write its zones, first tier, deliveries and deadlines
-    in the caller's transaction. The fan-out is the caller's (or a worker's) to run."""
+    in the caller's transaction. The fan-out is the caller's (or a worker's) to run.
+
+    An alert to more than `settings.stream_above` memberships is streamed: its first
+    wave is written after the commit, in chunks, while the fan-out sends them
+    (`dispatch.fill`); `filler` (the caller's worker name) claims those fills.
+    """
     if req.draft_id is not None:
         req = request_from_draft(session, post, req)
+    streamed = not dry_run and _alert_size(session, post, req) > settings.stream_above
     # A dry run shows what would be refused instead of refusing it.
     plan = plan_alert(session, settings, post, req, refuse_unreachable=not dry_run,
-                      hold_code=not dry_run)
-    preview = plan.preview(settings)
+                      hold_code=not dry_run, streamed=streamed)
+    preview = None if streamed else plan.preview(settings)
     if dry_run:
+        assert preview is not None
         dead = [z["zone"] for z in preview["zones"] if not z["reachable"]]
         preview["refused"] = (f"nobody reachable in {', '.join(dead)}: sending would be "
                               "refused without --force" if dead and not req.force else None)
         session.rollback()
         return Sent(None, None, preview)
-    alert = create_alert(session, settings, plan, req)
-    return Sent(alert.id, alert.reply_code, preview)
+    alert = create_alert(session, settings, plan, req, filler=filler)
+    session.flush()
+    fills = list(session.scalars(select(Deadline.id).where(
+        Deadline.alert_id == alert.id, Deadline.kind == DeadlineKind.FILL))) if streamed else []
+    return Sent(alert.id, alert.reply_code, preview, fills, req)
+
+
+def preview_sent(session: Session, settings: Settings, post: Post, sent: Sent) -> dict[str, Any]:
+    """The preview of a sent alert: the one `send_alert` gave, or a streamed alert's,
+    planned now with its code (read after the commit, so the first wave is not kept
+    waiting for it)."""
+    if sent.preview is not None:
+        return sent.preview
+    assert sent.request is not None and sent.reply_code is not None
+    plan = plan_alert(session, settings, post, replace(sent.request, draft_id=None),
+                      refuse_unreachable=False, code=sent.reply_code)
+    return plan.preview(settings)
+
+
+def _alert_size(session: Session, post: Post, req: AlertRequest) -> int:
+    """How many memberships the alert's zones hold."""
+    if any(z.strip().lower() == "all" for z in req.zones):
+        ids = list(session.scalars(select(Zone.id).where(Zone.post_id == post.id)))
+    else:
+        ids = [find_zone(session, post, name).id for name in req.zones]
+    return zone_size(session, ids)
 
 
 def first_version(session: Session, alert: Alert, req: AlertRequest) -> None:
@@ -429,29 +496,60 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
 
     The one path that asks a tier (the first wave, and each escalation to the next): rows
     are written in bulk (`dispatcher.bulk`), each recipient's first state chosen by
-    `lifecycle`, each message worded by `new_delivery` once per language and channel.
+    `lifecycle`, each message worded by `new_delivery` once per language and channel. A
+    large first wave takes the same steps across several transactions (`dispatch.fill`).
     """
     tier = targets[0].tier if targets else az.current_tier
     az.current_tier = tier
-    due = now + timedelta(seconds=policy.ack_window_seconds)
+    fresh = not_yet_asked(session, alert.id, az.zone_id, targets)
+    messages = tier_messages(session, alert, az, post)
+    created: list[tuple[int, str]] = []
+    for start in range(0, len(fresh), bulk.CHUNK_ROWS):
+        created.extend(write_chunk(session, alert, az, tier, fresh[start:start + bulk.CHUNK_ROWS],
+                                   policy, now, messages))
+    tier_deadlines(session, alert, az, tier, targets, policy, now)
+    return created
+
+
+def not_yet_asked(session: Session, alert_id: int, zone_id: int,
+                  targets: Sequence[Target]) -> list[Target]:
+    """The targets without a recipient row in this alert's zone yet."""
     already = set(session.scalars(select(Recipient.volunteer_id).where(
-        Recipient.alert_id == alert.id, Recipient.zone_id == az.zone_id)))
-    # A tier asked after an update gets the alert, then every update so far.
+        Recipient.alert_id == alert_id, Recipient.zone_id == zone_id)))
+    return [t for t in targets if t.volunteer.id not in already]
+
+
+def tier_messages(session: Session, alert: Alert, az: AlertZone, post: Post) -> _Messages:
+    """The wordings of a zone's new recipients: the alert, then every update so far (a
+    tier asked after an update gets both)."""
     updates: list[dict[str, str]] = list(session.scalars(select(AlertVersion.texts).where(
         AlertVersion.alert_id == alert.id, AlertVersion.msg_type == MsgType.UPDATE.value)
         .order_by(AlertVersion.number)))
-    fresh = [t for t in targets if t.volunteer.id not in already]
-    messages = _Messages(alert, az.zone.name, updates, post.default_language)
-    created: list[tuple[int, str]] = []
-    for start in range(0, len(fresh), bulk.CHUNK_ROWS):
-        created.extend(_write_recipients(session, alert, az, tier, due,
-                                         fresh[start:start + bulk.CHUNK_ROWS],
-                                         policy.step_channels(0), messages))
+    return _Messages(alert, az.zone.name, updates, post.default_language)
+
+
+def write_chunk(session: Session, alert: Alert, az: AlertZone, tier: int,
+                chunk: Sequence[Target], policy: EscalationPolicy, now: datetime,
+                messages: _Messages) -> list[tuple[int, str]]:
+    """One chunk of a tier asked at `now`: recipients, deliveries and, when each volunteer
+    holds a duty of their own ("each" mode), their deadlines."""
+    due = now + timedelta(seconds=policy.ack_window_seconds)
+    created = _write_recipients(session, alert, az, tier, due, chunk,
+                                policy.step_channels(0), messages)
     if policy.mode == "each":
         bulk.insert(session, Deadline, ("alert_id", "zone_id", "tier", "due_at", "recipient_id"),
                     ((alert.id, az.zone_id, tier, due, rec_id) for rec_id, state in created
                      if state != RecipientState.FAILED))
-    else:
+    return created
+
+
+def tier_deadlines(session: Session, alert: Alert, az: AlertZone, tier: int,
+                   targets: Sequence[Target], policy: EscalationPolicy, now: datetime) -> None:
+    """The zone's deadlines for a tier asked at `now`: its window (unless each volunteer
+    has one), later steps, reminders, and an escalation at once when nobody of the tier
+    can be reached at all."""
+    due = now + timedelta(seconds=policy.ack_window_seconds)
+    if policy.mode != "each":
         session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier, due_at=due))
     schedule_steps(session, alert, az, tier, targets, policy, now)
     for offset in policy.reminder_offsets():
@@ -460,7 +558,6 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
     if targets and not any(t.reachable for t in targets):
         # Nobody of this tier can be reached at all: do not wait out the window.
         session.add(Deadline(alert_id=alert.id, zone_id=az.zone_id, tier=tier, due_at=now))
-    return created
 
 
 class _Messages:

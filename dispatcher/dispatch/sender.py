@@ -60,6 +60,8 @@ RECORD_LINGER_SECONDS = 0.05
 #: Messages at the provider or awaiting their record, at most, per unit of send
 #: concurrency: what a crash may send twice (those in flight, and one batch of results).
 UNRECORDED_FACTOR = 2
+#: How often an empty claim looks again while a streamed alert's rows are being written.
+FILL_POLL_SECONDS = 0.02
 #: Purposes that stop once the recipient has acknowledged.
 STOP_AFTER_ACK = (DeliveryPurpose.REMINDER,)
 #: Calls of these purposes ask for a key press (1 confirms, 9 asks for help).
@@ -158,11 +160,14 @@ class Sender:
         self._gated: set[int] = set()
 
     async def send_due(self, alert_id: int | None = None,
-                       progress: ProgressFn | None = None) -> int:
+                       progress: ProgressFn | None = None,
+                       more: Callable[[], bool] | None = None) -> int:
         """Send every delivery due now (of one alert, or all); returns how many were tried.
 
         A pipeline: the next batch is claimed while the current one is at the provider,
-        so the provider always has `send_concurrency` requests in flight.
+        so the provider always has `send_concurrency` requests in flight. While `more()`
+        says rows are still being written (a streamed alert's fill), an empty claim waits
+        for them rather than ending.
         """
         results: asyncio.Queue[Outcome | None] = asyncio.Queue()
         self._backlog = _Backlog(UNRECORDED_FACTOR * self.settings.send_concurrency)
@@ -186,8 +191,14 @@ class Sender:
             # A recorder that failed (a full disk) stops the claiming: sends whose results
             # cannot be written would only be sent again later.
             while not recorder.done():
+                # Asked before claiming: a fill that ended before this claim has all its
+                # rows committed, so an empty claim after it means there is nothing left.
+                coming = more is not None and more()
                 batch = await asyncio.to_thread(self._claim, alert_id)
                 if not batch:
+                    if coming:
+                        await asyncio.sleep(FILL_POLL_SECONDS)
+                        continue
                     break
                 total += len(batch)
                 for task in self._start_batch(batch, results):

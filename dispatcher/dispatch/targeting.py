@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatcher.domain import DUTY_OFFICER_TIER, MESSAGE_CHANNELS
@@ -130,6 +130,44 @@ def _usable(paths: Iterable[Path], wanted: frozenset[str]) -> tuple[list[PathRef
 
 def zone_members(session: Session, zone_ids: Iterable[int]) -> dict[int, list[Member]]:
     """Each zone's members with their contact paths, from one Core select (no ORM)."""
+    return _members(session, table(Membership).c.zone_id.in_(list(zone_ids)))
+
+
+def zone_size(session: Session, zone_ids: Iterable[int]) -> int:
+    """How many memberships the zones hold: an alert's size, known before it is planned."""
+    m = table(Membership)
+    return session.scalar(select(func.count()).select_from(m)
+                          .where(m.c.zone_id.in_(list(zone_ids)))) or 0
+
+
+#: Memberships read per look when `first_reachable_tier` searches a zone.
+REACH_PAGE = 256
+
+
+def first_reachable_tier(session: Session, zone_id: int, channels: Sequence[str] | None,
+                         today: date) -> int | None:
+    """The zone's first tier with someone reachable, by the rules `every_tier` applies,
+    reading memberships in tier order a page at a time and stopping at the first such
+    volunteer: a large alert knows whom it can reach before it reads everyone."""
+    m = table(Membership)
+    after: tuple[int, int] | None = None
+    while True:
+        where = m.c.zone_id == zone_id
+        if after is not None:
+            where = and_(where, or_(m.c.tier > after[0],
+                                    and_(m.c.tier == after[0], m.c.id > after[1])))
+        page = session.execute(select(m.c.id, m.c.tier).where(where)
+                               .order_by(m.c.tier, m.c.id).limit(REACH_PAGE)).all()
+        if not page:
+            return None
+        members = _members(session, m.c.id.in_([row.id for row in page]))
+        tiers = reachable_tiers(every_tier(members.get(zone_id, []), channels, today))
+        if tiers:
+            return tiers[0]
+        after = (page[-1].tier, page[-1].id)
+
+
+def _members(session: Session, where: ColumnElement[bool]) -> dict[int, list[Member]]:
     m, v, c = table(Membership), table(Volunteer), table(Contact)
     # Through the session, so changes it holds unflushed (a path just found dead) count.
     rows: Any = session.execute(
@@ -137,7 +175,7 @@ def zone_members(session: Session, zone_ids: Iterable[int]) -> dict[int, list[Me
                v.c.languages, c.c.id, c.c.channel, c.c.opted_out, c.c.dead_reason)
         .join(v, v.c.id == m.c.volunteer_id)
         .outerjoin(c, c.c.volunteer_id == v.c.id)
-        .where(m.c.zone_id.in_(list(zone_ids)))
+        .where(where)
         .order_by(m.c.id, c.c.channel)).all()
     out: dict[int, list[Member]] = {}
     # One list per distinct language string: 100,000 volunteers share a handful.

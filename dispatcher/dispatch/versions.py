@@ -17,6 +17,7 @@ from dispatcher.db import db_now
 from dispatcher.dispatch.outbox import fixed_text, message_to
 from dispatcher.domain import (
     AlertState,
+    DeadlineKind,
     DeliveryPurpose,
     DeliveryState,
     MsgType,
@@ -104,6 +105,11 @@ def update_alert(session: Session, settings: Settings, alert_id: int, body: str,
         raise Refused("the update has no text")
     if len(text) > UPDATE_MAX_CHARS:
         raise Refused(f"the update has {len(text)} characters; at most {UPDATE_MAX_CHARS}")
+    # A fill's chunk being written commits first and is updated with the rest; later
+    # chunks read this version with the alert's (`dispatch.fill` locks the same rows).
+    session.execute(select(Deadline.id).where(Deadline.alert_id == alert_id,
+                                              Deadline.kind == DeadlineKind.FILL)
+                    .with_for_update())
     received = session.scalars(select(Recipient).where(Recipient.alert_id == alert_id,
                                                        Recipient.state.in_(UPDATED))).all()
     count = message_to(session, settings, alert, received, DeliveryPurpose.UPDATE, "update",

@@ -45,10 +45,11 @@ def claim_due_deadlines(db: Database, worker: str, lease_seconds: float,
     with db.session() as session:
         now = db_now(session)
         release_dead_claims(session, Deadline, DeadlineState.CLAIMED, now)
-        due = or_(
+        # A fill is written over several transactions beside the fan-out (`dispatch.fill`).
+        due = and_(Deadline.kind != DeadlineKind.FILL, or_(
             and_(Deadline.state == DeadlineState.PENDING, Deadline.due_at <= now),
             and_(Deadline.state == DeadlineState.CLAIMED, Deadline.lease_until < now),
-        )
+        ))
         return claim(session, Deadline, due, worker=worker, now=now,
                      lease_seconds=lease_seconds, limit=limit,
                      claimed_state=DeadlineState.CLAIMED,

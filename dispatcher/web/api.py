@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dispatcher import audit
 from dispatcher.csv_cells import csv_text
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.outbox import AlertRequest, preview_sent, send_alert
 from dispatcher.dispatch.versions import cancel_alert, update_alert
 from dispatcher.domain import AlertState, Role
 from dispatcher.errors import InvalidInput, NotFound
@@ -125,8 +125,13 @@ def api_send_alert(rt: Runtime, data: AlertIn, caller: Caller) -> dict[str, Any]
         post = ensure_post(session, rt.settings, rt.vault)
         result = send_alert(session, rt.settings, post, req, dry_run=data.dry_run)
     if result.alert_id is None:
+        assert result.preview is not None
         return {"dry_run": True, **result.preview}
-    return {"id": result.alert_id, "reply_code": result.reply_code, "preview": result.preview}
+    # A streamed alert's preview is read now, while the worker writes and sends its rows.
+    with rt.db.session() as session:
+        preview = preview_sent(session, rt.settings,
+                               ensure_post(session, rt.settings, rt.vault), result)
+    return {"id": result.alert_id, "reply_code": result.reply_code, "preview": preview}
 
 
 #: Where a sent alert's id leads (OpenAPI links: clients and the fuzzer's stateful

@@ -19,7 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from sqlalchemy import select
+
 from channels.simulator.testing import run_simulator
+from dispatcher.domain import DeadlineKind
+from dispatcher.models import Deadline
 from dispatcher.runtime import Runtime
 from tests.bench.fixtures import bulk_roster
 from tests.conftest import make_settings
@@ -70,3 +74,54 @@ def test_sigkill_mid_fanout_then_drain_loses_nobody(tmp_path: Path, kill_after: 
     assert set(extra) <= flagged
     print(json.dumps({"kill_after": kill_after, "sent_before_kill": before,
                       "duplicates": sum(extra.values()), "flagged": len(flagged)}))
+
+
+#: A streamed alert (`dispatch.fill`): large enough that its first wave takes chunks.
+STREAMED = 6000
+
+
+@pytest.mark.slow
+def test_sigkill_while_a_streamed_alert_is_written_then_drain_asks_everyone_once(
+        tmp_path: Path) -> None:
+    """Killed at its first message, while the rest of the first wave is still being
+    written: the worker takes the fill over, and every volunteer is asked once."""
+    secret = "kill-test-secret"
+    db_url = f"sqlite:///{tmp_path / 'aln.db'}"
+    with run_simulator(latency_ms=5, callbacks=False) as sim:
+        rt = Runtime.open(make_settings(db_url, secret_key=secret))
+        phones = bulk_roster(rt, STREAMED, zones=1)
+        rt.close()
+        env = cli_env(db_url, sim, secret, ALN_SEND_CONCURRENCY="50", ALN_LEASE_SECONDS="60",
+                      ALN_STREAM_ABOVE="100")
+        sender = subprocess.Popen(
+            [ALN, "alert", "send", "--zone", "Chiapas", "--body", "Kill test",
+             "--channel", "sms", "--json"], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        try:
+            wait_until(lambda: sms_requests(sim) or sender.poll() is not None,
+                       timeout=60, interval=0.005, what="the first message")
+        finally:
+            sender.send_signal(signal.SIGKILL)
+            sender.wait(timeout=10)
+        at_kill = fill_states(db_url, secret)
+        drained = subprocess.run([ALN, "worker", "--drain"], env=env, capture_output=True,
+                                 text=True, timeout=300)
+        assert drained.returncode == 0, drained.stderr
+        received = Counter(r["to"] for r in sms_requests(sim))
+    assert set(received) == set(phones), "somebody was never sent the alert"
+    assert sum(n - 1 for n in received.values()) <= 2 * 50
+    states, _ = outbox_outcome(db_url, secret)
+    assert states == {"accepted": STREAMED}, states
+    assert fill_states(db_url, secret) == Counter({"done": 1})
+    print(json.dumps({"fill_at_kill": dict(at_kill), "duplicates":
+                      sum(n - 1 for n in received.values())}))
+
+
+def fill_states(db_url: str, secret: str) -> Counter[str]:
+    rt = Runtime.open(make_settings(db_url, secret_key=secret))
+    try:
+        with rt.db.session() as session:
+            return Counter(str(s) for s in session.scalars(
+                select(Deadline.state).where(Deadline.kind == DeadlineKind.FILL)))
+    finally:
+        rt.close()

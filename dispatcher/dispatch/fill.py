@@ -1,0 +1,149 @@
+"""A large alert's first wave, written in chunks while the sender sends them.
+
+`send_alert` writes a streamed alert (`Plan.streamed`) with one `fill` deadline per
+zone in place of its first tier's rows. Filling one reads the zone's first tier,
+skips the volunteers who already have a recipient row (a fill resumed after a
+crash), and writes the rest in committed chunks, each claimable by the sender as
+soon as it commits; the last chunk's transaction adds the zone's deadlines and
+closes the fill. The fill deadline is the durable record that work remains: a
+process killed mid-fill leaves it claimed, and the next worker takes it over when
+the lease ends (at once when the killed process was on this host).
+
+Each chunk's transaction locks the fill deadline and checks it is still this
+filler's: a cancel (which cancels the deadline), or another worker that took the
+fill over, stops it before it writes anything more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select
+
+from dispatcher import lifecycle
+from dispatcher.claims import claim, release_dead_claims
+from dispatcher.db import Database, db_now, db_today
+from dispatcher.dispatch.outbox import (
+    not_yet_asked,
+    tier_deadlines,
+    tier_messages,
+    write_chunk,
+)
+from dispatcher.dispatch.targeting import tier_targets, zone_members
+from dispatcher.domain import DeadlineKind, DeadlineState, ZoneState
+from dispatcher.escalation.policy import EscalationPolicy
+from dispatcher.models import Alert, AlertZone, Deadline, Post
+from dispatcher.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: The first chunk is small, so the first message leaves while the rest are written.
+FIRST_CHUNK = 500
+#: Later chunks: recipients per transaction.
+CHUNK = 5000
+#: Fills claimed per look.
+CLAIM_BATCH = 20
+
+
+def claim_due_fills(db: Database, worker: str, lease_seconds: float) -> list[int]:
+    """Claim the fills nobody is working on: new ones a worker is to run (an alert sent
+    through the API), and those whose filler died."""
+    with db.session() as session:
+        now = db_now(session)
+        release_dead_claims(session, Deadline, DeadlineState.CLAIMED, now)
+        due = and_(Deadline.kind == DeadlineKind.FILL, or_(
+            and_(Deadline.state == DeadlineState.PENDING, Deadline.due_at <= now),
+            and_(Deadline.state == DeadlineState.CLAIMED, Deadline.lease_until < now)))
+        return claim(session, Deadline, due, worker=worker, now=now,
+                     lease_seconds=lease_seconds, limit=CLAIM_BATCH,
+                     claimed_state=DeadlineState.CLAIMED,
+                     order_by=(Deadline.due_at, Deadline.id))
+
+
+def run_fills(db: Database, settings: Settings, deadline_ids: Sequence[int],
+              worker: str) -> int:
+    """Fill each of these claimed fills to the end; returns the recipients written."""
+    written = 0
+    for deadline_id in deadline_ids:
+        for n in fill_steps(db, settings, deadline_id, worker):
+            written += n
+    return written
+
+
+def fill_steps(db: Database, settings: Settings, deadline_id: int,
+               worker: str) -> Iterator[int]:
+    """Fill one zone's first wave, a committed chunk per step (yields the recipients each
+    wrote); stops early, writing nothing more, when the fill is no longer this worker's."""
+    with db.session() as session:
+        d = session.get(Deadline, deadline_id)
+        if d is None or d.state != DeadlineState.CLAIMED or d.claimed_by != worker:
+            return
+        alert = session.get(Alert, d.alert_id)
+        assert alert is not None
+        post = session.get(Post, alert.post_id)
+        assert post is not None
+        zone_id, tier, asked_at = d.zone_id, d.tier, alert.sent_at or d.due_at
+        members = zone_members(session, [zone_id]).get(zone_id, [])
+        targets = tier_targets(members, tier, alert.channels or None,
+                               db_today(session, post.timezone))
+        fresh = not_yet_asked(session, alert.id, zone_id, targets)
+        del members
+    sizes = [FIRST_CHUNK] if len(fresh) > FIRST_CHUNK else []
+    start = 0
+    while True:
+        size = sizes.pop() if sizes else CHUNK
+        chunk, start = fresh[start:start + size], start + size
+        last = start >= len(fresh)
+        with db.session() as session:
+            d = session.scalars(select(Deadline).where(Deadline.id == deadline_id)
+                                .with_for_update()).one()
+            if d.state != DeadlineState.CLAIMED or d.claimed_by != worker:
+                log.info("fill %s stopped: %s", deadline_id,
+                         "cancelled" if d.state == DeadlineState.CANCELLED else "taken over",
+                         extra={"alert_id": d.alert_id})
+                return
+            alert = session.get(Alert, d.alert_id)
+            post = session.get(Post, alert.post_id) if alert else None
+            az = session.scalars(select(AlertZone).where(
+                AlertZone.alert_id == d.alert_id, AlertZone.zone_id == zone_id)).one()
+            assert alert is not None and post is not None
+            policy = EscalationPolicy.from_dict(alert.policy or {})
+            if chunk:
+                write_chunk(session, alert, az, tier, chunk, policy, asked_at,
+                            tier_messages(session, alert, az, post))
+            now = db_now(session)
+            if last:
+                # A zone covered while it was filled needs no window, steps or reminders.
+                if az.state == ZoneState.WAITING:
+                    tier_deadlines(session, alert, az, tier, targets, policy, asked_at)
+                lifecycle.move(d, DeadlineState.DONE)
+                d.fired_at = now
+            else:
+                d.lease_until = now + timedelta(seconds=settings.lease_seconds)
+        yield len(chunk)
+        if last:
+            return
+
+
+
+class Filling:
+    """Fills running in a thread beside a fan-out, which sends their rows as they commit
+    (`Sender.send_due(more=filling.more)`). Made inside the event loop that waits."""
+
+    def __init__(self, db: Database, settings: Settings, deadline_ids: Sequence[int],
+                 worker: str) -> None:
+        self._task: asyncio.Future[int] | None = (
+            asyncio.ensure_future(asyncio.to_thread(run_fills, db, settings, deadline_ids,
+                                                    worker)) if deadline_ids else None)
+
+    def more(self) -> bool:
+        """True while rows are still being written."""
+        return self._task is not None and not self._task.done()
+
+    async def wait(self) -> int:
+        """The recipients written; a fill's error is raised here (its lease then runs
+        out, and a worker takes it over)."""
+        return await self._task if self._task is not None else 0

@@ -1,0 +1,267 @@
+"""A streamed alert (`dispatch.fill`): its first wave is written in chunks after the
+alert commits, and ends as the rows an alert written at once would have; a crash, a
+cancel, an acknowledgement or an update in the middle loses nobody and asks nobody
+twice."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from dispatcher import acks
+from dispatcher.dispatch import fill
+from dispatcher.dispatch.fill import claim_due_fills, fill_steps, run_fills
+from dispatcher.dispatch.outbox import AlertRequest, Sent, send_alert
+from dispatcher.dispatch.versions import cancel_alert, update_alert
+from dispatcher.domain import (
+    DeadlineKind,
+    DeadlineState,
+    DeliveryPurpose,
+    DeliveryState,
+    RecipientState,
+    ZoneState,
+)
+from dispatcher.models import Alert, AlertZone, Deadline, Delivery, Membership, Recipient
+from dispatcher.roster.posts import ensure_post
+from dispatcher.runtime import Runtime
+from tests.conftest import CONFIG_DIR, rt_with_roster
+
+ZONES = ["Chiapas", "Mexico City", "Puebla", "Oaxaca"]
+
+
+@pytest.fixture
+def rt(database_url: str, tmp_path: Path) -> Runtime:
+    """The sample roster, and one more policy: `each`, a window per volunteer."""
+    runtime = rt_with_roster(database_url)
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    (config / "policies" / "each.toml").write_text('ack_window = "10m"\nmode = "each"\n')
+    runtime.settings = runtime.settings.model_copy(update={"config_dir": config})
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of one, then two: the sample roster's zones take several."""
+    monkeypatch.setattr(fill, "FIRST_CHUNK", 1)
+    monkeypatch.setattr(fill, "CHUNK", 2)
+
+
+def send(rt: Runtime, *, streamed: bool, filler: str | None = "filler",
+         zones: list[str] = ZONES, **kwargs: Any) -> Sent:
+    settings = rt.settings.model_copy(update={"stream_above": 0 if streamed else 10**9})
+    with rt.db.session() as session:
+        post = ensure_post(session, settings, rt.vault)
+        return send_alert(session, settings, post,
+                          AlertRequest(zones=zones, body="Fill test", ack_window_seconds=600,
+                                       **kwargs), filler=filler)
+
+
+def dead_worker() -> str:
+    """A worker name whose process is gone: its claims are taken over at once."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return f"{socket.gethostname()}:{done.stdout.strip()}:dead"
+
+
+def rows(rt: Runtime, alert_id: int) -> dict[str, Any]:
+    """The alert's rows, with what differs between two alerts (ids, clocks, the reply
+    code in the texts) taken out."""
+    with rt.db.session() as s:
+        alert = s.get(Alert, alert_id)
+        assert alert is not None and alert.sent_at is not None
+        sent_at: datetime = alert.sent_at
+        code = alert.reply_code or ""
+        recipients = {r.id: r for r in s.scalars(select(Recipient).where(
+            Recipient.alert_id == alert_id))}
+        return {
+            "recipients": sorted(
+                (r.volunteer_id, r.zone_id, r.tier, str(r.state), str(r.skipped),
+                 (r.due_at - sent_at).total_seconds()) for r in recipients.values()),
+            "deliveries": sorted(
+                (recipients[d.recipient_id].volunteer_id, d.contact_id, d.channel,
+                 str(d.purpose), d.language, str(d.state), (d.subject or "").replace(code, "#"),
+                 (d.body or "").replace(code, "#"), d.segments)
+                for d in s.scalars(select(Delivery).where(Delivery.alert_id == alert_id))),
+            "deadlines": sorted(
+                (d.zone_id, d.kind, d.tier, d.step, str(d.state),
+                 (d.due_at - sent_at).total_seconds(),
+                 recipients[d.recipient_id].volunteer_id if d.recipient_id else None)
+                for d in s.scalars(select(Deadline).where(
+                    Deadline.alert_id == alert_id, Deadline.kind != DeadlineKind.FILL))),
+            "zones": sorted((z.zone_id, str(z.state), z.current_tier) for z in s.scalars(
+                select(AlertZone).where(AlertZone.alert_id == alert_id))),
+        }
+
+
+def fills_of(rt: Runtime, alert_id: int) -> list[Deadline]:
+    with rt.db.session() as s:
+        found = list(s.scalars(select(Deadline).where(Deadline.alert_id == alert_id,
+                                                      Deadline.kind == DeadlineKind.FILL)))
+        s.expunge_all()
+        return found
+
+
+def asked(rt: Runtime, alert_id: int) -> Counter[int]:
+    """How many recipient rows each volunteer has in the alert."""
+    with rt.db.session() as s:
+        return Counter(s.scalars(select(Recipient.volunteer_id).where(
+            Recipient.alert_id == alert_id)))
+
+
+def first_tier(rt: Runtime, zones: list[str] = ZONES) -> set[int]:
+    """The volunteers of the zones' first tiers (the sample roster's primaries)."""
+    with rt.db.session() as s:
+        from dispatcher.models import Zone
+        return set(s.scalars(select(Membership.volunteer_id).join(Zone).where(
+            Zone.name.in_(zones), Membership.tier == 0)))
+
+
+@pytest.mark.parametrize("policy", ["default", "each"])
+def test_a_streamed_alert_ends_with_the_rows_of_one_written_at_once(
+        rt: Runtime, policy: str) -> None:
+    at_once = send(rt, streamed=False, policy=policy)
+    streamed = send(rt, streamed=True, policy=policy)
+    assert at_once.fills == [] and at_once.alert_id is not None
+    assert streamed.alert_id is not None and len(streamed.fills) == len(ZONES)
+    assert asked(rt, streamed.alert_id) == Counter(), "rows were written before the commit"
+    written = run_fills(rt.db, rt.settings, streamed.fills, "filler")
+    assert written == sum(asked(rt, at_once.alert_id).values())
+    assert rows(rt, streamed.alert_id) == rows(rt, at_once.alert_id)
+    assert {d.state for d in fills_of(rt, streamed.alert_id)} == {DeadlineState.DONE}
+
+
+def test_a_fill_left_by_a_dead_process_is_taken_over_and_asks_each_volunteer_once(
+        rt: Runtime) -> None:
+    gone = dead_worker()
+    sent = send(rt, streamed=True, filler=gone, zones=["Mexico City"])
+    assert sent.alert_id is not None
+    steps = fill_steps(rt.db, rt.settings, sent.fills[0], gone)
+    assert next(steps) == 1  # one chunk committed, then the process "dies"
+    steps.close()
+    assert sum(asked(rt, sent.alert_id).values()) == 1
+    taken = claim_due_fills(rt.db, "worker-2", rt.settings.lease_seconds)
+    assert taken == sent.fills
+    run_fills(rt.db, rt.settings, taken, "worker-2")
+    assert asked(rt, sent.alert_id) == Counter(
+        {v: 1 for v in first_tier(rt, ["Mexico City"])})
+    with rt.db.session() as s:
+        windows = s.scalars(select(Deadline).where(
+            Deadline.alert_id == sent.alert_id, Deadline.kind == DeadlineKind.ESCALATE)).all()
+        assert len(windows) == 1
+    # The dead filler, were it to come back, writes nothing more.
+    assert list(fill_steps(rt.db, rt.settings, sent.fills[0], gone)) == []
+
+
+def test_a_live_fillers_claim_is_not_taken(rt: Runtime) -> None:
+    sent = send(rt, streamed=True, filler="alive-elsewhere")
+    assert claim_due_fills(rt.db, "worker-2", rt.settings.lease_seconds) == []
+    assert sent.alert_id is not None and asked(rt, sent.alert_id) == Counter()
+
+
+def test_an_alert_sent_without_a_filler_is_filled_by_a_worker(rt: Runtime) -> None:
+    sent = send(rt, streamed=True, filler=None)
+    taken = claim_due_fills(rt.db, "worker-1", rt.settings.lease_seconds)
+    assert sorted(taken) == sorted(sent.fills)
+    run_fills(rt.db, rt.settings, taken, "worker-1")
+    assert sent.alert_id is not None
+    assert set(asked(rt, sent.alert_id)) == first_tier(rt)
+
+
+def test_a_cancel_stops_a_fill(rt: Runtime) -> None:
+    sent = send(rt, streamed=True, zones=["Mexico City"])
+    assert sent.alert_id is not None
+    steps = fill_steps(rt.db, rt.settings, sent.fills[0], "filler")
+    next(steps)
+    with rt.db.session() as s:
+        cancel_alert(s, rt.settings, sent.alert_id, actor="test")
+    assert list(steps) == [], "the fill wrote after the cancel"
+    assert sum(asked(rt, sent.alert_id).values()) == 1
+    assert [d.state for d in fills_of(rt, sent.alert_id)] == [DeadlineState.CANCELLED]
+    with rt.db.session() as s:
+        pending = s.scalars(select(Delivery.id).where(
+            Delivery.alert_id == sent.alert_id, Delivery.purpose == DeliveryPurpose.ALERT,
+            Delivery.state == DeliveryState.PENDING)).all()
+    assert pending == []
+
+
+def test_a_zone_covered_mid_fill_still_asks_the_rest_but_sets_no_window(rt: Runtime) -> None:
+    sent = send(rt, streamed=True, zones=["Mexico City"])
+    assert sent.alert_id is not None
+    steps = fill_steps(rt.db, rt.settings, sent.fills[0], "filler")
+    next(steps)
+    with rt.db.session() as s:
+        first = s.scalars(select(Recipient).where(Recipient.alert_id == sent.alert_id)).one()
+        outcome = acks.acknowledge(s, rt.settings, first, at=first.due_at, via="sms")
+    assert outcome.zone_acknowledged
+    assert [d.state for d in fills_of(rt, sent.alert_id)] == [DeadlineState.CLAIMED]
+    list(steps)
+    assert asked(rt, sent.alert_id) == Counter(
+        {v: 1 for v in first_tier(rt, ["Mexico City"])})
+    with rt.db.session() as s:
+        live = s.scalars(select(Deadline.kind).where(
+            Deadline.alert_id == sent.alert_id,
+            Deadline.state.in_([DeadlineState.PENDING, DeadlineState.CLAIMED]))).all()
+        zone = s.scalars(select(AlertZone).where(AlertZone.alert_id == sent.alert_id)).one()
+    assert live == [] and zone.state == ZoneState.ACKNOWLEDGED
+
+
+def test_each_mode_does_not_cover_a_zone_before_its_duties_are_all_written(
+        rt: Runtime) -> None:
+    sent = send(rt, streamed=True, zones=["Mexico City"], policy="each")
+    assert sent.alert_id is not None
+    steps = fill_steps(rt.db, rt.settings, sent.fills[0], "filler")
+    next(steps)
+    with rt.db.session() as s:
+        first = s.scalars(select(Recipient).where(Recipient.alert_id == sent.alert_id)).one()
+        outcome = acks.acknowledge(s, rt.settings, first, at=first.due_at, via="sms")
+    # One duty of several answered: the others are not written yet, but still count.
+    assert not outcome.zone_acknowledged
+    list(steps)
+    with rt.db.session() as s:
+        others = s.scalars(select(Recipient).where(
+            Recipient.alert_id == sent.alert_id, Recipient.id != first.id)).all()
+        for rec in others:
+            outcome = acks.acknowledge(s, rt.settings, rec, at=rec.due_at, via="sms")
+    assert outcome.zone_acknowledged
+
+
+def test_an_update_mid_fill_reaches_those_written_before_and_after(rt: Runtime) -> None:
+    sent = send(rt, streamed=True, zones=["Mexico City"])
+    assert sent.alert_id is not None
+    steps = fill_steps(rt.db, rt.settings, sent.fills[0], "filler")
+    next(steps)
+    with rt.db.session() as s:
+        update_alert(s, rt.settings, sent.alert_id, "Meeting point moved", actor="test")
+    list(steps)
+    with rt.db.session() as s:
+        updated = Counter(s.scalars(select(Recipient.volunteer_id).join(
+            Delivery, Delivery.recipient_id == Recipient.id).where(
+            Recipient.alert_id == sent.alert_id, Delivery.purpose == DeliveryPurpose.UPDATE)))
+        states = set(s.scalars(select(Recipient.state).where(
+            Recipient.alert_id == sent.alert_id)))
+    primaries = first_tier(rt, ["Mexico City"])
+    assert set(updated) == primaries and len(primaries) > 1
+    assert states <= {RecipientState.PENDING}
+
+
+def test_a_dry_run_and_a_small_alert_are_never_streamed(rt: Runtime) -> None:
+    settings = rt.settings.model_copy(update={"stream_above": 0})
+    with rt.db.session() as session:
+        post = ensure_post(session, settings, rt.vault)
+        dry = send_alert(session, settings, post, AlertRequest(zones=ZONES, body="x"),
+                         dry_run=True)
+    assert dry.preview is not None and dry.fills == []
+    assert rt.settings.stream_above >= 1000
+    small = send(rt, streamed=False)
+    assert small.fills == [] and small.preview is not None
