@@ -18,7 +18,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from sqlalchemy import select
 
 from channels.simulator.testing import run_simulator
