@@ -265,3 +265,30 @@ def test_a_dry_run_and_a_small_alert_are_never_streamed(rt: Runtime) -> None:
     assert rt.settings.stream_above >= 1000
     small = send(rt, streamed=False)
     assert small.fills == [] and small.preview is not None
+
+
+def test_the_api_answers_a_streamed_alert_with_its_preview_and_a_worker_fills_it(
+        rt: Runtime) -> None:
+    from fastapi.testclient import TestClient
+
+    from dispatcher.web.app import create_app
+    from dispatcher.web.auth import add_officer
+    from tests.web.conftest import bearer
+
+    rt.settings = rt.settings.model_copy(update={"stream_above": 0})
+    with rt.db.session() as s:
+        token = add_officer(s, "officer-1", "officer")
+    with TestClient(create_app(rt, run_worker=False)) as client:
+        r = client.post("/api/alerts", json={"zones": ZONES, "body": "Streamed"},
+                        headers=bearer(token))
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["preview"]["reply_code"] == answer["reply_code"]
+    taken = claim_due_fills(rt.db, "worker-1", rt.settings.lease_seconds)
+    assert len(taken) == len(ZONES)
+    run_fills(rt.db, rt.settings, taken, "worker-1")
+    with rt.db.session() as s:
+        sms = s.scalars(select(Delivery.id).where(Delivery.alert_id == answer["id"],
+                                                  Delivery.channel == "sms")).all()
+    assert answer["preview"]["sms"] == len(sms) > 0
+    assert sorted(z["zone"] for z in answer["preview"]["zones"]) == sorted(ZONES)
