@@ -256,7 +256,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
 
 #: The channels a volunteer's messages went by, as a bit each (sorted, so that a mask
 #: reads back as the sorted list the report shows).
-CHANNEL_BITS = {channel: 1 << i for i, channel in enumerate(sorted(Channel))}
+CHANNEL_BITS = {channel.value: 1 << i for i, channel in enumerate(sorted(Channel))}
 #: Every mask of `CHANNEL_BITS` -> its channels, sorted.
 CHANNEL_SETS = {mask: tuple(c for c, bit in CHANNEL_BITS.items() if mask & bit)
                 for mask in range(1 << len(CHANNEL_BITS))}
@@ -404,7 +404,7 @@ def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
         if c.opted_out:
             add("warning", "opted_out", f"{r.name}: {c.channel} {c.masked} is opted out "
                 "(replied STOP)")
-    add_term_findings(session, alert, zones, today, add)
+    add_term_findings(session, alert, today, add)
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(out, key=lambda f: order[f["severity"]])
 
@@ -447,8 +447,8 @@ def drill_findings(alert: Alert, zones: list[dict[str, Any]],
     return out
 
 
-def add_term_findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
-                      today: date, add: Callable[[str, str, str], None]) -> None:
+def add_term_findings(session: Session, alert: Alert, today: date,
+                      add: Callable[[str, str, str], None]) -> None:
     """Zones with no active alternate, and terms ended or ending soon, among the members
     of the alert's zones; the database picks those few out of every membership."""
     name_of = dict(session.execute(
