@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -37,14 +38,7 @@ def report(
         raise InvalidInput(f"format '{fmt}' is not one of {', '.join(FORMATS)}")
     with runtime() as rt, rt.db.session() as session:
         data = build_report(session, alert_id)
-    if fmt == "json":
-        text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
-    elif fmt == "csv":
-        text = render_csv(data)
-    else:
-        from dispatcher.reports.html import render_report_html
-
-        text = render_report_html(data)
+    text = report_text(data, fmt)
     if output is None and fmt == "html":
         output = Path(f"report-{alert_id}.html")
     if output is None:
@@ -52,6 +46,17 @@ def report(
         return
     output.write_text(text, encoding="utf-8")
     console.print(f"report written to {output.resolve()}")
+
+
+def report_text(data: dict[str, Any], fmt: str) -> str:
+    """The report (`build_report`) as `aln report` writes it in one of `FORMATS`."""
+    if fmt == "json":
+        return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    if fmt == "csv":
+        return render_csv(data)
+    from dispatcher.reports.html import render_report_html
+
+    return render_report_html(data)
 
 
 def _trend(since: str | None, as_json: bool) -> None:

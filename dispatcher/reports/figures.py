@@ -9,7 +9,8 @@ Definitions (also in the README):
 - a zone's time to acknowledge = the zone's acknowledged_at - the alert's sent_at,
   escalation delays included;
 - escalations: escalate deadlines that fired and moved a zone on (or gave it up).
-Every query is a bulk select of plain columns: 100,000 deliveries take well under 2 s.
+Every query is a bulk select of plain columns, the deliveries folded per recipient by the
+database: 100,000 deliveries take well under 2 s.
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ import gc
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import Connection, String, case, cast, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatcher.db import db_today
 from dispatcher.domain import (
     DEAD_DELIVERY_STATES,
     DUTY_OFFICER_TIER,
+    Channel,
     DeadlineState,
     DeliveryState,
     RecipientState,
@@ -100,10 +102,11 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     post = session.get(Post, alert.post_id)
     assert post is not None
     today = today or db_today(session, post.timezone)
-    # Plain column selects on the connection: no ORM object per row, which is what keeps
-    # 100,000 deliveries well inside the 2-second budget.
+    # Plain column selects on the connection (no ORM object, no ORM result layer per row),
+    # and the deliveries folded per recipient by the database: 100,000 deliveries come back
+    # as one row per volunteer asked.
     db = session.connection()
-    recs = db.execute(
+    recs: Sequence[Any] = db.execute(
         select(Recipient.id, Recipient.volunteer_id, Recipient.zone_id, Recipient.tier,
                Recipient.state, Recipient.notified_at, Recipient.acknowledged_at,
                Recipient.acknowledged_via, Volunteer.name, Zone.name.label("zone"))
@@ -115,94 +118,90 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
         select(Recipient.id, Recipient.skipped).where(
             Recipient.alert_id == alert_id,
             func.length(cast(Recipient.skipped, String)) > 2)).all())
-    deliveries = db.execute(
-        select(Delivery.recipient_id, Delivery.channel, Delivery.purpose, Delivery.state,
-               Delivery.error_code, Delivery.possibly_duplicate)
-        .where(Delivery.alert_id == alert_id)).all()
-    responses = session.execute(
+    paths = delivery_paths(db, alert_id)
+    codes_of = error_codes(db, alert_id)
+    totals = delivery_totals(db, alert_id)
+    responses = db.execute(
         select(Response.recipient_id, Response.zone_id, Response.kind, Response.text,
                Response.headcount_reached, Response.headcount_need_help, Response.urgent)
         .where(Response.alert_id == alert_id).order_by(Response.id)).all()
-    zones = session.execute(
+    zones = db.execute(
         select(AlertZone.zone_id, Zone.name, AlertZone.state, AlertZone.current_tier,
                AlertZone.acknowledged_at, AlertZone.unreached_at)
         .join(Zone, Zone.id == AlertZone.zone_id)
         .where(AlertZone.alert_id == alert_id).order_by(Zone.name)).all()
-    escalations_by_zone = dict(session.execute(
+    escalations_by_zone = dict(db.execute(
         select(Deadline.zone_id, func.count()).where(
             Deadline.alert_id == alert_id, Deadline.kind == "escalate",
             Deadline.state == DeadlineState.DONE).group_by(Deadline.zone_id)).all())
-    volunteer_ids = {r.volunteer_id for r in recs}
-    contacts: dict[int, list[Any]] = defaultdict(list)
-    for c in db.execute(select(Contact.volunteer_id, Contact.channel, Contact.masked,
-                               Contact.opted_out, Contact.dead_reason, Contact.dead_at)
-                        .where(Contact.volunteer_id.in_(select(Recipient.volunteer_id).where(
-                            Recipient.alert_id == alert_id)))).all():
-        contacts[c[0]].append(c)
+    masked_of, any_flagged = masked_contacts(db, alert_id)
+    bad_contacts = flagged_contacts_of(db, alert_id) if any_flagged else {}
 
-    masked_of = {vid: ", ".join(c[2] for c in rows) for vid, rows in contacts.items()}
-    # One pass over the deliveries: per-recipient paths, outcomes and codes, and totals.
-    channels_of: dict[int, set[str]] = defaultdict(set)
-    states_of: dict[int, set[str]] = defaultdict(set)
-    codes_of: dict[int, set[str]] = defaultdict(set)
-    by_status: Counter[str] = Counter()
-    by_code: Counter[str] = Counter()
-    failovers = duplicated = 0
-    for rec_id, channel, purpose, state, code, dup in deliveries:
-        by_status[state] += 1
-        if code:
-            by_code[code] += 1
-        failovers += purpose == "failover"
-        duplicated += bool(dup)
-        if purpose in ALERT_PURPOSES:
-            channels_of[rec_id].add(channel)
-            states_of[rec_id].add(state)
-            if code:
-                codes_of[rec_id].add(code)
-    last_reply: dict[int, Any] = {}
+    last_reply: dict[int, tuple[str, str]] = {}
     heads: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     for resp in responses:
         if resp.recipient_id is not None:
-            last_reply[resp.recipient_id] = resp
+            last_reply[resp.recipient_id] = (resp.kind, resp.text)
         if resp.kind == "headcount" and resp.zone_id is not None:
             heads[resp.zone_id][0] += resp.headcount_reached or 0
             heads[resp.zone_id][1] += resp.headcount_need_help or 0
 
+    # One pass over the volunteers asked: their rows, the zones' tallies, the times and
+    # the few rows the findings must look at.
     volunteers = []
     ack_times: list[float] = []
-    for r in recs:
-        if r.tier == DUTY_OFFICER_TIER:
+    curve_points: list[float] = []
+    #: zone name -> [targeted, reached, handed off, acknowledged volunteers]
+    tallies: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    to_check: list[dict[str, Any]] = []
+    duty_officer_notified = False
+    no_paths = (0, None)
+    # Rows unpacked, not read by attribute: a named read costs more than the work here.
+    for rec_id, vid, _zone_id, tier, state, notified_at, acknowledged_at, via, name, \
+            zone in recs:
+        if tier == DUTY_OFFICER_TIER:
+            duty_officer_notified = True
             continue
-        acked = r.state == RecipientState.ACKNOWLEDGED
-        tta = _seconds(r.acknowledged_at, r.notified_at) if acked else None
-        if tta is not None:
-            ack_times.append(tta)
-        reply = last_reply.get(r.id)
-        volunteers.append({
-            "name": r.name, "zone": r.zone, "tier": tier_name(r.tier), "state": r.state,
-            "channels_tried": sorted(channels_of[r.id]),
-            "delivery_outcome": _outcome(states_of[r.id]),
-            "error_codes": sorted(codes_of[r.id]),
-            "time_to_ack_seconds": tta, "acknowledged_via": r.acknowledged_via,
-            "reply": {"kind": reply.kind, "text": reply.text} if reply else None,
-            "contact": masked_of.get(r.volunteer_id, ""),
-            "skipped": skipped.get(r.id) or [],
-        })
+        acked = state == RecipientState.ACKNOWLEDGED
+        tta = None
+        if acked:
+            tta = _seconds(acknowledged_at, notified_at)
+            if tta is not None:
+                ack_times.append(tta)
+            since_sent = _seconds(acknowledged_at, alert.sent_at)
+            if since_sent is not None:
+                curve_points.append(since_sent)
+        channels, rank = paths.get(rec_id, no_paths)
+        outcome = "not sent" if rank is None else REPORT_ORDER[rank]
+        reply = last_reply.get(rec_id)
+        v = {
+            "name": name, "zone": zone, "tier": tier_name(tier), "state": state,
+            "channels_tried": list(CHANNEL_SETS[channels]),
+            "delivery_outcome": outcome,
+            "error_codes": codes_of.get(rec_id) or [],
+            "time_to_ack_seconds": tta, "acknowledged_via": via,
+            "reply": {"kind": reply[0], "text": reply[1]} if reply else None,
+            "contact": masked_of.get(vid, ""),
+            "skipped": skipped.get(rec_id) or [],
+        }
+        volunteers.append(v)
+        tally = tallies[zone]
+        tally[0] += 1
+        tally[1] += outcome == DeliveryState.DELIVERED
+        tally[2] += outcome in HANDED_OFF
+        tally[3] += acked
+        if outcome in DEAD_DELIVERY_STATES or v["skipped"]:
+            to_check.append(v)
 
-    by_zone: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for v in volunteers:
-        by_zone[v["zone"]].append(v)
     zone_rows = []
     for z in zones:
-        people = by_zone[z.name]
+        targeted, reached, handed_off, acked_volunteers = tallies.get(z.name, (0, 0, 0, 0))
         reported = z.zone_id in heads  # before `heads[...]` below adds it
         zone_rows.append({
-            "zone": z.name, "state": z.state, "targeted": len(people),
-            "reached": sum(1 for v in people if v["delivery_outcome"] == DeliveryState.DELIVERED),
-            "handed_off": sum(1 for v in people if v["delivery_outcome"] in HANDED_OFF),
+            "zone": z.name, "state": z.state, "targeted": targeted,
+            "reached": reached, "handed_off": handed_off,
             "acknowledged": z.state == ZoneState.ACKNOWLEDGED,
-            "acknowledged_volunteers": sum(1 for v in people
-                                           if v["state"] == RecipientState.ACKNOWLEDGED),
+            "acknowledged_volunteers": acked_volunteers,
             "time_to_ack_seconds": _seconds(z.acknowledged_at, alert.sent_at),
             "deepest_tier": tier_name(z.current_tier) if z.current_tier >= 0 else None,
             "escalations": escalations_by_zone.get(z.zone_id, 0),
@@ -211,22 +210,22 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
             "headcount_need_help": heads[z.zone_id][1],
         })
 
-    acknowledged = sum(1 for v in volunteers if v["state"] == RecipientState.ACKNOWLEDGED)
+    acknowledged = sum(t[3] for t in tallies.values())
     summary = {
         "recipients": len(volunteers),
-        "handed_off": sum(1 for v in volunteers if v["delivery_outcome"] in HANDED_OFF),
-        "reached": sum(1 for v in volunteers if v["delivery_outcome"] == DeliveryState.DELIVERED),
+        "handed_off": sum(t[2] for t in tallies.values()),
+        "reached": sum(t[1] for t in tallies.values()),
         "acknowledged": acknowledged,
         "acknowledgement_rate": round(acknowledged / len(volunteers), 4) if volunteers else 0.0,
         "median_time_to_ack_seconds": statistics.median(ack_times) if ack_times else None,
         "p90_time_to_ack_seconds": percentile(ack_times, 0.9),
-        "deliveries": len(deliveries),
-        "deliveries_by_status": dict(by_status),
-        "deliveries_by_error_code": dict(by_code),
+        "deliveries": totals.deliveries,
+        "deliveries_by_status": totals.by_status,
+        "deliveries_by_error_code": totals.by_code,
         "outcomes_by_channel": delivery_outcomes(session, alert_id),
-        "failovers": failovers,
-        "possibly_duplicated": duplicated,
-        "opt_outs": sum(1 for vid in volunteer_ids for c in contacts[vid] if c.opted_out),
+        "failovers": totals.failovers,
+        "possibly_duplicated": totals.duplicated,
+        "opt_outs": sum(1 for rows in bad_contacts.values() for c in rows if c.opted_out),
         "escalations": sum(escalations_by_zone.values()),
         "zones": len(zone_rows),
         "zones_acknowledged": sum(1 for z in zone_rows if z["acknowledged"]),
@@ -235,11 +234,9 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
         "headcount_reached": sum(z["headcount_reached"] for z in zone_rows),
         "headcount_need_help": sum(z["headcount_need_help"] for z in zone_rows),
         "headcounts_reported": sum(1 for z in zone_rows if z["headcount_reported"]),
-        "duty_officer_notified": any(r.tier == DUTY_OFFICER_TIER for r in recs),
+        "duty_officer_notified": duty_officer_notified,
     }
-    curve_points = sorted(s for s in (_seconds(r.acknowledged_at, alert.sent_at) for r in recs
-                                      if r.state == RecipientState.ACKNOWLEDGED and
-                                      r.tier != DUTY_OFFICER_TIER) if s is not None)
+    curve_points.sort()
     curve = [{"seconds": s, "acknowledged": i + 1} for i, s in enumerate(curve_points)]
     return {
         "alert": {"id": alert.id, "title": alert.title, "kind": alert.kind,
@@ -251,26 +248,137 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
                       "sent_at": v.sent_at.isoformat(), "by": v.created_by,
                       "messages": v.messages} for v in alert.versions],
         "summary": summary, "zones": zone_rows, "volunteers": volunteers, "curve": curve,
-        "findings": findings(session, alert, zone_rows, volunteers, contacts, recs, today,
+        "findings": findings(session, alert, zone_rows, to_check,
+                             list(flagged_pairs(recs, bad_contacts)), recs, today,
                              responses),
     }
 
 
-def _outcome(states: set[str]) -> str:
-    """The best thing that happened to any of a volunteer's messages."""
-    for state in REPORT_ORDER:
-        if state in states:
-            return state
-    return "not sent"
+#: The channels a volunteer's messages went by, as a bit each (sorted, so that a mask
+#: reads back as the sorted list the report shows).
+CHANNEL_BITS = {channel.value: 1 << i for i, channel in enumerate(sorted(Channel))}
+#: Every mask of `CHANNEL_BITS` -> its channels, sorted.
+CHANNEL_SETS = {mask: tuple(c for c, bit in CHANNEL_BITS.items() if mask & bit)
+                for mask in range(1 << len(CHANNEL_BITS))}
+
+
+def delivery_paths(db: Connection, alert_id: int) -> dict[int, tuple[int, int | None]]:
+    """recipient id -> (the `CHANNEL_BITS` mask of the channels its alert messages went by,
+    the `REPORT_ORDER` index of the best thing that happened to any of them), folded by
+    the database."""
+    rank = case({state: i for i, state in enumerate(REPORT_ORDER)}, value=Delivery.state)
+    bit = case(CHANNEL_BITS, value=Delivery.channel, else_=0)
+    rows: Any = db.execute(
+        select(Delivery.recipient_id, func.sum(distinct(bit)), func.min(rank))
+        .where(Delivery.alert_id == alert_id, Delivery.purpose.in_(ALERT_PURPOSES))
+        .group_by(Delivery.recipient_id)).all()
+    return {rec_id: (int(mask or 0), best) for rec_id, mask, best in rows}
+
+
+def error_codes(db: Connection, alert_id: int) -> dict[int, list[str]]:
+    """recipient id -> the provider error codes of its alert messages, sorted (only the
+    few recipients with one)."""
+    codes: dict[int, list[str]] = defaultdict(list)
+    rows: Any = db.execute(
+        select(Delivery.recipient_id, Delivery.error_code).distinct()
+        .where(Delivery.alert_id == alert_id, Delivery.purpose.in_(ALERT_PURPOSES),
+               Delivery.error_code.is_not(None), Delivery.error_code != ""))
+    for rec_id, code in rows:
+        codes[rec_id].append(code)
+    for listed in codes.values():
+        listed.sort()
+    return codes
+
+
+class DeliveryTotals(NamedTuple):
+    """The alert's deliveries counted whole: by state and by error code (each in the order
+    it first occurs), failovers and possible duplicates."""
+
+    deliveries: int
+    by_status: dict[str, int]
+    by_code: dict[str, int]
+    failovers: int
+    duplicated: int
+
+
+def delivery_totals(db: Connection, alert_id: int) -> DeliveryTotals:
+    """Every delivery of the alert counted by the database, a handful of groups back."""
+    by_status: Counter[str] = Counter()
+    by_code: Counter[str] = Counter()
+    deliveries = failovers = duplicated = 0
+    for state, code, purpose, dup, count in db.execute(
+            select(Delivery.state, Delivery.error_code, Delivery.purpose,
+                   Delivery.possibly_duplicate, func.count())
+            .where(Delivery.alert_id == alert_id)
+            .group_by(Delivery.state, Delivery.error_code, Delivery.purpose,
+                      Delivery.possibly_duplicate)
+            .order_by(func.min(Delivery.id))):
+        deliveries += count
+        by_status[state] += count
+        if code:
+            by_code[code] += count
+        if purpose == "failover":
+            failovers += count
+        if dup:
+            duplicated += count
+    return DeliveryTotals(deliveries, dict(by_status), dict(by_code), failovers, duplicated)
+
+
+def _asked(alert_id: int) -> Any:
+    return Contact.volunteer_id.in_(
+        select(Recipient.volunteer_id).where(Recipient.alert_id == alert_id))
+
+
+def masked_contacts(db: Connection, alert_id: int) -> tuple[dict[int, str], bool]:
+    """(volunteer id -> their masked contacts, "+52******0000, v***@example.org", in channel
+    order, for every volunteer the alert asked; whether any of those contacts is opted out
+    or dead, which only then are read whole by `flagged_contacts_of`)."""
+    masked: dict[int, str] = {}
+    flagged = case((or_(Contact.opted_out.is_(True), Contact.dead_reason.is_not(None)), 1),
+                   else_=0)
+    rows: Any = db.execute(select(Contact.volunteer_id, Contact.masked, flagged)
+                           .where(_asked(alert_id))
+                           .order_by(Contact.volunteer_id, Contact.channel)).all()
+    any_flagged = False
+    for vid, text, bad in rows:
+        masked[vid] = f"{masked[vid]}, {text}" if vid in masked else text
+        any_flagged = any_flagged or bad
+    return masked, bool(any_flagged)
+
+
+def flagged_contacts_of(db: Connection, alert_id: int) -> dict[int, list[Any]]:
+    """volunteer id -> their opted-out or dead contacts (channel order), for the volunteers
+    the alert asked: the findings read only those."""
+    flagged: dict[int, list[Any]] = defaultdict(list)
+    for c in db.execute(select(Contact.volunteer_id, Contact.channel, Contact.masked,
+                               Contact.opted_out, Contact.dead_reason, Contact.dead_at)
+                        .where(_asked(alert_id), or_(Contact.opted_out.is_(True),
+                                                     Contact.dead_reason.is_not(None)))
+                        .order_by(Contact.volunteer_id, Contact.channel)):
+        if c.opted_out or c.dead_reason:
+            flagged[c.volunteer_id].append(c)
+    return flagged
+
+
+def flagged_pairs(recs: Sequence[Any],
+                  flagged: dict[int, list[Any]]) -> Iterator[tuple[Any, Any]]:
+    """(recipient row, contact row) once per flagged contact of each volunteer asked (a
+    volunteer asked in two tiers or zones counts once, at their first row)."""
+    if not flagged:
+        return
+    left = dict(flagged)
+    for r in recs:
+        for c in left.pop(r.volunteer_id, ()):
+            yield r, c
 
 
 def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
-             volunteers: list[dict[str, Any]], contacts: dict[int, list[Any]],
+             to_check: list[dict[str, Any]], flagged: list[tuple[Any, Any]],
              recs: Sequence[Any], today: date,
              responses: Sequence[Any] = ()) -> list[dict[str, str]]:
     """What the section should fix before a real crisis, and what the drill left to follow
-    up (`drill_findings`), most severe first."""
-    flagged = list(flagged_contacts(recs, contacts))
+    up (`drill_findings`), most severe first. `to_check`: the volunteer rows with a dead
+    outcome or a skipped path; `flagged`: `flagged_pairs`."""
     out: list[dict[str, str]] = drill_findings(alert, zones, flagged, recs, responses)
 
     def add(severity: str, kind: str, message: str) -> None:
@@ -284,7 +392,7 @@ def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
             add("warning", "slow_zone", f"{z['zone']}: acknowledged after "
                 f"{z['time_to_ack_seconds']:.0f} s, beyond the {alert.ack_window_seconds} s "
                 "window (an escalation was needed)")
-    for v in volunteers:
+    for v in to_check:
         if v["delivery_outcome"] in DEAD_DELIVERY_STATES:
             add("critical", "unreachable_volunteer", f"{v['name']} ({v['zone']}): no "
                 f"message got through on {', '.join(v['channels_tried']) or 'any path'} "
@@ -296,45 +404,9 @@ def findings(session: Session, alert: Alert, zones: list[dict[str, Any]],
         if c.opted_out:
             add("warning", "opted_out", f"{r.name}: {c.channel} {c.masked} is opted out "
                 "(replied STOP)")
-    zone_ids = [row[0] for row in session.execute(
-        select(AlertZone.zone_id).where(AlertZone.alert_id == alert.id))]
-    members = session.execute(
-        select(Membership.zone_id, Membership.tier, Membership.term_start, Membership.term_end,
-               Volunteer.name, Zone.name.label("zone"))
-        .join(Volunteer, Volunteer.id == Membership.volunteer_id)
-        .join(Zone, Zone.id == Membership.zone_id)
-        .where(Membership.zone_id.in_(zone_ids))).all()
-    members_by_zone: dict[int, list[Any]] = defaultdict(list)
-    for m in members:
-        members_by_zone[m.zone_id].append(m)
-    for zone_id in zone_ids:
-        mine = members_by_zone[zone_id]
-        name = next((m.zone for m in mine), None) or _zone_name(session, zone_id)
-        if not any(m.tier > 0 and m.term_start <= today <= m.term_end for m in mine):
-            add("warning", "no_alternate", f"{name}: no active alternate")
-    soon = today + timedelta(days=TERM_ENDING_SOON_DAYS)
-    for m in members:
-        if m.term_end < today:
-            add("warning", "term_ended", f"{m.name} ({m.zone}): term ended {m.term_end}")
-        elif m.term_end <= soon:
-            add("info", "term_ending", f"{m.name} ({m.zone}): term ends {m.term_end}")
+    add_term_findings(session, alert, today, add)
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(out, key=lambda f: order[f["severity"]])
-
-
-def flagged_contacts(recs: Sequence[Any],
-                     contacts: dict[int, list[Any]]) -> Iterator[tuple[Any, Any]]:
-    """(recipient row, contact row) once per opted-out or dead contact of each volunteer
-    asked (a volunteer asked in two tiers or zones counts once): the findings read only
-    those, and looking for them first spares a walk over every contact of a large alert."""
-    flagged: dict[int, list[Any]] = {}
-    for vid, rows in contacts.items():
-        bad = [c for c in rows if c.opted_out or c.dead_reason]
-        if bad:
-            flagged[vid] = bad
-    for r in recs:
-        for c in flagged.pop(r.volunteer_id, ()):
-            yield r, c
 
 
 def drill_findings(alert: Alert, zones: list[dict[str, Any]],
@@ -343,7 +415,8 @@ def drill_findings(alert: Alert, zones: list[dict[str, Any]],
     """What happened during the drill that someone must follow up: numbers found dead,
     HELP and citizens needing help, and how the alert changed (updates, a cancel)."""
     out: list[dict[str, str]] = []
-    who = {r.id: (r.name, r.zone) for r in recs}
+    asking = {resp.recipient_id for resp in responses if resp.kind == "help"}
+    who = {r[0]: (r.name, r.zone) for r in recs if r[0] in asking} if asking else {}
     for r, c in flagged:
         if c.dead_reason and c.dead_at is not None and alert.sent_at is not None \
                 and c.dead_at >= alert.sent_at and c.dead_reason != "erased":
@@ -374,6 +447,29 @@ def drill_findings(alert: Alert, zones: list[dict[str, Any]],
     return out
 
 
-def _zone_name(session: Session, zone_id: int) -> str:
-    zone = session.get(Zone, zone_id)
-    return zone.name if zone else str(zone_id)
+def add_term_findings(session: Session, alert: Alert, today: date,
+                      add: Callable[[str, str, str], None]) -> None:
+    """Zones with no active alternate, and terms ended or ending soon, among the members
+    of the alert's zones; the database picks those few out of every membership."""
+    name_of = dict(session.execute(
+        select(AlertZone.zone_id, Zone.name).join(Zone, Zone.id == AlertZone.zone_id)
+        .where(AlertZone.alert_id == alert.id)).all())
+    zone_ids = sorted(name_of)
+    covered = set(session.scalars(
+        select(Membership.zone_id).distinct().where(
+            Membership.zone_id.in_(zone_ids), Membership.tier > 0,
+            Membership.term_start <= today, Membership.term_end >= today)))
+    for zone_id in zone_ids:
+        if zone_id not in covered:
+            add("warning", "no_alternate", f"{name_of[zone_id]}: no active alternate")
+    soon = today + timedelta(days=TERM_ENDING_SOON_DAYS)
+    for term_end, name, zone in session.execute(
+            select(Membership.term_end, Volunteer.name, Zone.name)
+            .join(Volunteer, Volunteer.id == Membership.volunteer_id)
+            .join(Zone, Zone.id == Membership.zone_id)
+            .where(Membership.zone_id.in_(zone_ids), Membership.term_end <= soon)
+            .order_by(Membership.zone_id, Membership.id)):
+        if term_end < today:
+            add("warning", "term_ended", f"{name} ({zone}): term ended {term_end}")
+        else:
+            add("info", "term_ending", f"{name} ({zone}): term ends {term_end}")
