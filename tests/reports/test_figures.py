@@ -242,6 +242,8 @@ def test_cli_report_json_and_unknown_id(rt: Runtime, cli_env: dict[str, str],
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert data["summary"]["recipients"] == 6 and len(data["zones"]) == 4
+    # For a script (a pipe here), compact: one line from the C encoder.
+    assert out.stdout.strip().count("\n") == 0
     html = tmp_path / "r.html"
     out = runner.invoke(app, ["report", str(alert_id), "-o", str(html)], env=cli_env)
     assert out.exit_code == 0 and "<svg" in html.read_text()
