@@ -64,6 +64,7 @@ from dispatcher.domain import (
     tier_name,
 )
 from dispatcher.errors import InvalidInput, NotFound, Refused
+from dispatcher.heap import collector_paused
 from dispatcher.escalation.policy import EscalationPolicy, load_policy
 from dispatcher.models import (
     Alert,
@@ -443,10 +444,11 @@ def enqueue_tier(session: Session, alert: Alert, az: AlertZone, targets: Sequenc
     fresh = [t for t in targets if t.volunteer.id not in already]
     messages = _Messages(alert, az.zone.name, updates, post.default_language)
     created: list[tuple[int, str]] = []
-    for start in range(0, len(fresh), bulk.CHUNK_ROWS):
-        created.extend(_write_recipients(session, alert, az, tier, due,
-                                         fresh[start:start + bulk.CHUNK_ROWS],
-                                         policy.step_channels(0), messages))
+    with collector_paused():
+        for start in range(0, len(fresh), bulk.CHUNK_ROWS):
+            created.extend(_write_recipients(session, alert, az, tier, due,
+                                             fresh[start:start + bulk.CHUNK_ROWS],
+                                             policy.step_channels(0), messages))
     if policy.mode == "each":
         bulk.insert(session, Deadline, ("alert_id", "zone_id", "tier", "due_at", "recipient_id"),
                     ((alert.id, az.zone_id, tier, due, rec_id) for rec_id, state in created

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatcher.domain import DUTY_OFFICER_TIER, MESSAGE_CHANNELS
+from dispatcher.heap import collector_paused
 from dispatcher.models import Contact, Membership, Post, Volunteer, Zone, language_list, table
 from dispatcher.roster.gaps import is_active
 from dispatcher.roster.posts import duty_officers
@@ -130,6 +131,11 @@ def _usable(paths: Iterable[Path], wanted: frozenset[str]) -> tuple[list[PathRef
 
 def zone_members(session: Session, zone_ids: Iterable[int]) -> dict[int, list[Member]]:
     """Each zone's members with their contact paths, from one Core select (no ORM)."""
+    with collector_paused():
+        return _zone_members(session, zone_ids)
+
+
+def _zone_members(session: Session, zone_ids: Iterable[int]) -> dict[int, list[Member]]:
     m, v, c = table(Membership), table(Volunteer), table(Contact)
     # Through the session, so changes it holds unflushed (a path just found dead) count.
     rows: Any = session.execute(
@@ -177,8 +183,9 @@ def tier_targets(
 def every_tier(members: Sequence[Member], channels: Sequence[str] | None,
                today: date) -> dict[int, list[Target]]:
     """Each tier of a zone (in escalation order) with its targets, reachable or not."""
-    return {t: tier_targets(members, t, channels, today)
-            for t in sorted({m.tier for m in members})}
+    with collector_paused():
+        return {t: tier_targets(members, t, channels, today)
+                for t in sorted({m.tier for m in members})}
 
 
 def reachable_tiers(tiers: dict[int, list[Target]]) -> list[int]:
