@@ -11,9 +11,10 @@ exactly as the ORM would have written it. Row triggers fire for every row either
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from itertools import islice
+from itertools import islice, repeat
 from typing import Any
 
+from psycopg.adapt import PyFormat, Transformer
 from sqlalchemy import Column, Table, func, inspect, select, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -80,6 +81,7 @@ class _Writer:
     def __init__(self, session: Session, tbl: Table, given: list[str]) -> None:
         self.session = session
         self.dialect: Dialect = session.get_bind().dialect
+        self.copy = self.dialect.name == "postgresql"
         # Columns the rows leave out but the model fills (state, created_at, counters...).
         self.defaults: list[tuple[str, Callable[[], Any]]] = [
             (col.name, _default_of(col)) for col in tbl.columns
@@ -91,47 +93,76 @@ class _Writer:
                                if p is not None]
         self.default_processors = processors[len(given):]
         cols = ", ".join(names)
-        if self.dialect.name == "postgresql":
+        if self.copy:
             self.sql = f"COPY {tbl.name} ({cols}) FROM STDIN"
         else:
             marks = ", ".join("?" for _ in names)
             self.sql = f"INSERT INTO {tbl.name} ({cols}) VALUES ({marks})"
 
     def write(self, chunk: Sequence[Sequence[Any]]) -> None:
-        # Defaults are taken once per chunk (one created_at for the rows of one write).
-        fixed = tuple(value if proc is None or value is None else proc(value)
-                      for (_, make), proc in zip(self.defaults, self.default_processors,
-                                                 strict=True)
-                      for value in (make(),))
-        out: list[tuple[Any, ...]]
-        if not self.row_processors:
-            out = [(*row, *fixed) for row in chunk]
-        else:
-            # The rows of one tier share most values (one due time, one state): each
-            # distinct value is converted once per chunk. Unhashable ones (a JSON list)
-            # are remembered by identity, which holds while the chunk holds them.
-            memos: list[dict[Any, Any]] = [{} for _ in self.row_processors]
-            out = []
-            for row in chunk:
-                values = list(row)
-                for (i, proc), memo in zip(self.row_processors, memos, strict=True):
-                    value = values[i]
-                    if value is None:
-                        continue
-                    key = (id(value),) if isinstance(value, list | dict) else value
-                    done = memo.get(key, _MISSING)
-                    if done is _MISSING:
-                        done = memo[key] = proc(value)
-                    values[i] = done
-                out.append((*values, *fixed))
         conn = self.session.connection()
-        if self.dialect.name == "postgresql":
-            raw: Any = conn.connection.driver_connection
+        raw: Any = conn.connection.driver_connection
+        # COPY: a converted value (a timestamp, a JSON document) goes as the text COPY
+        # would have made of it, made once rather than once per row.
+        finish = _copy_text(raw) if self.copy else None
+        # Defaults are taken once per chunk (one created_at for the rows of one write).
+        fixed = [_converted([make()], proc, finish)[0]
+                 for (_, make), proc in zip(self.defaults, self.default_processors,
+                                            strict=True)]
+        # Column by column: the rows of one tier share most converted values (one due
+        # time, one state), so each distinct value is converted once per chunk.
+        columns: list[Sequence[Any]] = list(zip(*chunk, strict=True))
+        for i, proc in self.row_processors:
+            columns[i] = _converted(columns[i], proc, finish)
+        out = list(zip(*columns, *(repeat(value, len(chunk)) for value in fixed),
+                       strict=True))
+        if self.copy:
             with raw.cursor() as cur, cur.copy(self.sql) as copy:
                 for record in out:
                     copy.write_row(record)
         else:
             conn.exec_driver_sql(self.sql, out)
+
+
+def _converted(values: Sequence[Any], proc: Callable[[Any], Any] | None,
+               finish: Callable[[Any], Any] | None) -> list[Any]:
+    """`values` bound by `proc` (then `finish`), each distinct one converted once.
+    Unhashable ones (a JSON list) are remembered by identity, which holds while the
+    chunk holds them."""
+    if proc is None and finish is None:
+        return list(values)
+    memo: dict[Any, Any] = {}
+    out = []
+    last: Any = _MISSING
+    done: Any = None
+    for value in values:
+        if value is not last:
+            last = value
+            if value is None:
+                done = None
+            else:
+                key = (id(value),) if isinstance(value, list | dict) else value
+                done = memo.get(key, _MISSING)
+                if done is _MISSING:
+                    done = value if proc is None else proc(value)
+                    if finish is not None and done is not None:
+                        done = finish(done)
+                    memo[key] = done
+        out.append(done)
+    return out
+
+
+def _copy_text(raw: Any) -> Callable[[Any], Any]:
+    """The text COPY sends for a bound value, by the connection's own dumpers (so a JSON
+    document is serialized as the driver would, and a timestamp keeps its zone)."""
+    tx = Transformer(raw)
+
+    def text(value: Any) -> Any:
+        if isinstance(value, str | int):
+            return value
+        dumped = tx.get_dumper(value, PyFormat.TEXT).dump(value)
+        return None if dumped is None else bytes(dumped).decode()
+    return text
 
 
 def _default_of(col: Column[Any]) -> Callable[[], Any]:
