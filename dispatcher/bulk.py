@@ -37,10 +37,10 @@ def allocate_ids(session: Session, model: type[Base], count: int) -> list[int]:
         return []
     tbl = table(model)
     if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(text(
-            "SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
-            {"t": tbl.name, "n": count})
-        return [r[0] for r in rows]
+        # One row holding them all, rather than a row per id to fetch and unpack.
+        return list(session.scalar(text(
+            "SELECT array(SELECT nextval(pg_get_serial_sequence(:t, 'id')) "
+            "FROM generate_series(1, :n))"), {"t": tbl.name, "n": count}))
     last = session.scalar(select(func.max(tbl.c.id))) or 0
     return list(range(last + 1, last + 1 + count))
 
