@@ -2,21 +2,23 @@
 hundred thousand, at the speed of the database rather than of the ORM's unit of work.
 
 Ids are allocated first (so a delivery can name its recipient without reading it back),
-then rows go in as one `executemany` on SQLite and one COPY on PostgreSQL, in the
-caller's transaction. Values are bound by the columns' own SQLAlchemy types, and
-columns a row leaves out take the model's defaults, so a row written here reads back
-exactly as the ORM would have written it. Row triggers fire for every row either way.
+then rows go in as one INSERT ... SELECT over a JSON array on SQLite (`executemany` when a
+value has no exact JSON form) and one COPY on PostgreSQL, in the caller's transaction.
+Values are bound by the columns' own SQLAlchemy types, and columns a row leaves out take
+the model's defaults, so a row written here reads back exactly as the ORM would have
+written it. Row triggers fire for every row either way.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice, repeat
 from typing import Any
 
 from psycopg.adapt import PyFormat, Transformer
-from sqlalchemy import Column, Table, func, inspect, select, text
-from sqlalchemy.engine import Dialect
+from sqlalchemy import Column, Numeric, Table, TypeDecorator, func, inspect, select, text
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 
 from dispatcher.models import Base, table
@@ -92,12 +94,11 @@ class _Writer:
         self.row_processors = [(i, p) for i, p in enumerate(processors[:len(given)])
                                if p is not None]
         self.default_processors = processors[len(given):]
-        cols = ", ".join(names)
-        if self.copy:
-            self.sql = f"COPY {tbl.name} ({cols}) FROM STDIN"
-        else:
-            marks = ", ".join("?" for _ in names)
-            self.sql = f"INSERT INTO {tbl.name} ({cols}) VALUES ({marks})"
+        self.head = f"{tbl.name} ({', '.join(names)})"
+        # SQLite may read a float back from JSON a unit off in its last digit (its own
+        # decimal conversion, exact only where long doubles are wider than doubles).
+        self.json_exact = not any(isinstance(_impl(tbl.c[name].type), Numeric)
+                                  for name in names)
 
     def write(self, chunk: Sequence[Sequence[Any]]) -> None:
         conn = self.session.connection()
@@ -114,14 +115,45 @@ class _Writer:
         columns: list[Sequence[Any]] = list(zip(*chunk, strict=True))
         for i, proc in self.row_processors:
             columns[i] = _converted(columns[i], proc, finish)
+        if not self.copy and self.json_exact and self._insert_select(
+                conn, columns, fixed, len(chunk)):
+            return
         out = list(zip(*columns, *(repeat(value, len(chunk)) for value in fixed),
                        strict=True))
         if self.copy:
-            with raw.cursor() as cur, cur.copy(self.sql) as copy:
+            with raw.cursor() as cur, cur.copy(f"COPY {self.head} FROM STDIN") as copy:
                 for record in out:
                     copy.write_row(record)
         else:
-            conn.exec_driver_sql(self.sql, out)
+            marks = ", ".join("?" for _ in out[0])
+            conn.exec_driver_sql(f"INSERT INTO {self.head} VALUES ({marks})", out)
+
+    def _insert_select(self, conn: Connection, columns: list[Sequence[Any]],
+                       fixed: list[Any], count: int) -> bool:
+        """SQLite: the chunk as one INSERT ... SELECT, each value the rows share bound
+        once and the others read from one JSON array of rows (binding every value of
+        every row cost more than SQLite's writing it). False when some value has no JSON
+        form, for `executemany` to write."""
+        shared: list[Any] = []
+        varying: list[Sequence[Any]] = []
+        exprs: list[str] = []
+        for col in columns:
+            if col.count(col[0]) == count:
+                shared.append(col[0])
+                exprs.append("?")
+            else:
+                exprs.append(f"value ->> {len(varying)}")
+                varying.append(col)
+        exprs += ["?"] * len(fixed)
+        try:
+            rows = json.dumps(list(zip(*varying, strict=True)) if varying else [[]] * count,
+                              allow_nan=False)
+        except (TypeError, ValueError):
+            return False
+        conn.exec_driver_sql(
+            f"INSERT INTO {self.head} SELECT {', '.join(exprs)} FROM json_each(?)",
+            (*shared, *fixed, rows))
+        return True
 
 
 def _converted(values: Sequence[Any], proc: Callable[[Any], Any] | None,
@@ -163,6 +195,10 @@ def _copy_text(raw: Any) -> Callable[[Any], Any]:
         dumped = tx.get_dumper(value, PyFormat.TEXT).dump(value)
         return None if dumped is None else bytes(dumped).decode()
     return text
+
+
+def _impl(kind: Any) -> Any:
+    return kind.impl if isinstance(kind, TypeDecorator) else kind
 
 
 def _default_of(col: Column[Any]) -> Callable[[], Any]:

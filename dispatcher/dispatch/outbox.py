@@ -64,8 +64,8 @@ from dispatcher.domain import (
     tier_name,
 )
 from dispatcher.errors import InvalidInput, NotFound, Refused
-from dispatcher.heap import collector_paused
 from dispatcher.escalation.policy import EscalationPolicy, load_policy
+from dispatcher.heap import collector_paused
 from dispatcher.models import (
     Alert,
     AlertVersion,
