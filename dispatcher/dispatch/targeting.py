@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from operator import attrgetter
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -148,17 +149,20 @@ def _zone_members(session: Session, zone_ids: Iterable[int]) -> dict[int, list[M
     out: dict[int, list[Member]] = {}
     # One list per distinct language string: 100,000 volunteers share a handful.
     languages: dict[str, list[str]] = {}
-    last: Member | None = None
+    last: tuple[int, int] | None = None
+    paths: list[PathRow] = []
     # Rows come a membership at a time (one row per contact path, or one without any).
     for zone_id, tier, start, end, vid, name, langs, cid, channel, opted, dead in rows:
-        if last is None or last.volunteer.id != vid or last.zone_id != zone_id:
+        if (vid, zone_id) != last:
+            last = (vid, zone_id)
             lang = languages.get(langs)
             if lang is None:
                 lang = languages[langs] = language_list(langs)
-            last = Member(Person(vid, name, lang), zone_id, tier, start, end, [])
-            out.setdefault(zone_id, []).append(last)
+            paths = []
+            out.setdefault(zone_id, []).append(
+                Member(Person(vid, name, lang), zone_id, tier, start, end, paths))
         if cid is not None:
-            last.paths.append(PathRow(cid, channel, bool(opted), dead))
+            paths.append(PathRow(cid, channel, bool(opted), dead))
     return out
 
 
@@ -168,7 +172,7 @@ def tier_targets(
     """Everyone of one tier in a zone, with ended terms and unusable paths skipped."""
     targets = []
     wanted = wanted_channels(channels)
-    for m in sorted(members, key=lambda m: m.volunteer.name):
+    for m in sorted(members, key=_by_name):
         if m.tier != tier:
             continue
         if not is_active(m, today):
@@ -178,6 +182,9 @@ def tier_targets(
         use, skip = _usable(m.paths, wanted)
         targets.append(Target(m.volunteer, m.zone_id, tier, use, skip))
     return targets
+
+
+_by_name = attrgetter("volunteer.name")
 
 
 def every_tier(members: Sequence[Member], channels: Sequence[str] | None,
