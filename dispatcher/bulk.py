@@ -132,8 +132,8 @@ class _Writer:
                        fixed: list[Any], count: int) -> bool:
         """SQLite: the chunk as one INSERT ... SELECT, each value the rows share bound
         once and the others read from one JSON array of rows (binding every value of
-        every row cost more than SQLite's writing it). False when some value has no JSON
-        form, for `executemany` to write."""
+        every row cost more than SQLite's writing it). False when some value has no exact
+        JSON form, for `executemany` to write."""
         shared: list[Any] = []
         varying: list[Sequence[Any]] = []
         exprs: list[str] = []
@@ -149,6 +149,8 @@ class _Writer:
             rows = json.dumps(list(zip(*varying, strict=True)) if varying else [[]] * count,
                               allow_nan=False)
         except (TypeError, ValueError):
+            return False
+        if "\\u0000" in rows:  # SQLite's JSON reads a string only up to a NUL
             return False
         conn.exec_driver_sql(
             f"INSERT INTO {self.head} SELECT {', '.join(exprs)} FROM json_each(?)",
