@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -287,14 +288,21 @@ class Recipient(Base):
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="recipient")
 
 
+#: The deliveries a provider has named (the only ones a receipt can look up).
+_SET_PROVIDER_ID = text("provider_id IS NOT NULL")
+
+
 class Delivery(Base):
     """One message to one contact path: the durable outbox row and its fate."""
 
     __tablename__ = "deliveries"
     __table_args__ = (
         Index("ix_deliveries_state_lease", "state", "lease_until"),
-        Index("ix_deliveries_alert", "alert_id"),
+        # Also every read by alert alone (its first column).
         Index("ix_deliveries_alert_updated", "alert_id", "updated_at"),
+        # Only a set provider id is looked up (a receipt names it); most rows wait empty.
+        Index("ix_deliveries_provider_id", "provider_id", sqlite_where=_SET_PROVIDER_ID,
+              postgresql_where=_SET_PROVIDER_ID),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
@@ -308,7 +316,7 @@ class Delivery(Base):
     html: Mapped[str | None] = mapped_column(Text)
     segments: Mapped[int] = mapped_column(Integer, default=1)
     state: Mapped[DeliveryState] = state_column(DeliveryState, DeliveryState.PENDING)
-    provider_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    provider_id: Mapped[str | None] = mapped_column(String(100))
     error_code: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str | None] = mapped_column(String(500))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -194,3 +194,55 @@ def test_allocated_ids_are_fresh_and_rows_read_back_as_written(rt: Runtime) -> N
         zones = session.scalars(select(Zone).where(Zone.id.in_(first))).all()
         assert sorted(z.name for z in zones) == sorted(f"Z{i}" for i in first)
         assert all(z.created_at is not None for z in zones)
+
+
+def test_rows_read_back_every_kind_of_value(rt: Runtime) -> None:
+    """Values the chunk shares or not, text with quotes, tabs and accents, JSON, bytes,
+    floats and times read back as given, however the writer sends the chunk (SQLite:
+    as JSON when every value has an exact JSON form, else bound row by row)."""
+    texts = ["plain", "it's \"quoted\"", "tab\there\nnew line \\ back", "Señal ☎ 🚨", ""]
+    skips: list[list[dict[str, str]]] = [
+        [], [{"channel": "sms", "reason": "opted out «x»"}], [], [], [{"channel": "all",
+                                                                      "reason": "a\tb"}]]
+    floats = [0.1 + 0.2, 1e-7, 123456.789012345, None, 2.0]
+    with rt.db.session() as session:
+        if session.get_bind().dialect.name == "sqlite":  # PostgreSQL's text holds no NUL
+            texts[-1] = "nul\x00after"
+        post = ensure_post(session, rt.settings, rt.vault)
+        zone_id = session.scalar(select(Zone.id).where(Zone.post_id == post.id))
+        volunteers = list(session.scalars(select(Volunteer.id).order_by(Volunteer.id)))[:5]
+        alert = Alert(post_id=post.id, kind="security", title="t", bodies={"en": {"sms": "x"}},
+                      reply_code="1000", ack_window_seconds=60, policy={})
+        session.add(alert)
+        session.flush()
+        now = db_now(session)
+        ids = bulk.allocate_ids(session, Recipient, 5)
+        bulk.insert(session, Recipient, ("id", "alert_id", "volunteer_id", "zone_id", "tier",
+                                         "due_at", "state", "skipped", "acknowledged_via"),
+                    [(ids[i], alert.id, volunteers[i], zone_id, 0, now, "pending", skips[i],
+                      texts[i][:16]) for i in range(5)])
+        bulk.insert(session, Deadline, ("alert_id", "zone_id", "tier", "due_at", "claimed_by",
+                                        "lateness_seconds"),
+                    [(alert.id, zone_id, i, now + timedelta(seconds=i), texts[i], floats[i])
+                     for i in range(5)])
+        blobs = [b"\x00\t\\N", b"", "Señal".encode()]
+        bulk.insert(session, Contact, ("volunteer_id", "channel", "value_enc", "value_hash",
+                                       "masked"),
+                    [(volunteers[0], f"x{i}", blobs[i], f"h{i}", texts[i]) for i in range(3)])
+        session.expire_all()
+        recipients = session.execute(select(
+            Recipient.volunteer_id, Recipient.due_at, Recipient.skipped,
+            Recipient.acknowledged_via).where(Recipient.alert_id == alert.id)
+            .order_by(Recipient.id)).all()
+        assert [tuple(r) for r in recipients] == [
+            (volunteers[i], now, skips[i], texts[i][:16]) for i in range(5)]
+        deadlines = session.execute(select(
+            Deadline.due_at, Deadline.claimed_by, Deadline.lateness_seconds)
+            .where(Deadline.alert_id == alert.id).order_by(Deadline.tier)).all()
+        assert [tuple(d) for d in deadlines] == [
+            (now + timedelta(seconds=i), texts[i], floats[i]) for i in range(5)]
+        contacts = session.execute(select(Contact.value_enc, Contact.masked).where(
+            Contact.volunteer_id == volunteers[0], Contact.channel.like("x%"))
+            .order_by(Contact.channel)).all()
+        assert [tuple(c) for c in contacts] == [(blobs[i], texts[i]) for i in range(3)]
+        session.rollback()

@@ -68,6 +68,7 @@ from dispatcher.domain import (
 )
 from dispatcher.errors import InvalidInput, NotFound, Refused
 from dispatcher.escalation.policy import EscalationPolicy, load_policy
+from dispatcher.heap import collector_paused
 from dispatcher.models import (
     Alert,
     AlertVersion,
@@ -534,8 +535,9 @@ def write_chunk(session: Session, alert: Alert, az: AlertZone, tier: int,
     """One chunk of a tier asked at `now`: recipients, deliveries and, when each volunteer
     holds a duty of their own ("each" mode), their deadlines."""
     due = now + timedelta(seconds=policy.ack_window_seconds)
-    created = _write_recipients(session, alert, az, tier, due, chunk,
-                                policy.step_channels(0), messages)
+    with collector_paused():
+        created = _write_recipients(session, alert, az, tier, due, chunk,
+                                    policy.step_channels(0), messages)
     if policy.mode == "each":
         bulk.insert(session, Deadline, ("alert_id", "zone_id", "tier", "due_at", "recipient_id"),
                     ((alert.id, az.zone_id, tier, due, rec_id) for rec_id, state in created
@@ -614,20 +616,32 @@ def _write_recipients(session: Session, alert: Alert, az: AlertZone, tier: int,
     ids = bulk.allocate_ids(session, Recipient, len(targets))
     pending = lifecycle.first_state(Recipient, RecipientState.PENDING).value
     failed = lifecycle.first_state(Recipient, RecipientState.FAILED).value
+    # Read once: an ORM attribute costs more than the tuple it goes into.
+    alert_id, zone_id = alert.id, az.zone_id
+    versions = range(len(messages.updates) + 1)
+    worded = messages.rows
+    # Targeting shares one language list among the volunteers who speak alike, and the
+    # chunk's targets hold them, so the list itself names its language here.
+    languages: dict[int, str] = {}
     recipients: list[tuple[Any, ...]] = []
     deliveries: list[tuple[Any, ...]] = []
     for rec_id, target in zip(ids, targets, strict=True):
-        recipients.append((rec_id, alert.id, target.volunteer.id, az.zone_id, tier, due,
+        recipients.append((rec_id, alert_id, target.volunteer.id, zone_id, tier, due,
                            pending if target.reachable else failed,
                            [s.as_dict() for s in target.skipped] if target.skipped
                            else NO_SKIPS))
-        lang = messages.language(target.volunteer)
+        spoken = target.volunteer.language_list
+        lang = languages.get(id(spoken))
+        if lang is None:
+            lang = languages[id(spoken)] = messages.language(target.volunteer)
         # Later steps' channels (a call after 5 minutes) come from their deadlines.
         contacts = [c for c in target.contacts if c.channel in at_once]
-        for version in range(len(messages.updates) + 1):
+        for version in versions:
             for contact in contacts:
-                deliveries.append((*messages.row(contact.channel, lang, version), rec_id,
-                                   contact.id))
+                row = worded.get((contact.channel, lang, version))
+                if row is None:
+                    row = messages.row(contact.channel, lang, version)
+                deliveries.append((*row, rec_id, contact.id))
     bulk.insert(session, Recipient, RECIPIENT_COLUMNS, recipients)
     bulk.insert(session, Delivery, (*DELIVERY_WORDING, "recipient_id", "contact_id"),
                 deliveries)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from operator import attrgetter
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatcher.domain import DUTY_OFFICER_TIER, MESSAGE_CHANNELS
+from dispatcher.heap import collector_paused
 from dispatcher.models import Contact, Membership, Post, Volunteer, Zone, language_list, table
 from dispatcher.roster.gaps import is_active
 from dispatcher.roster.posts import duty_officers
@@ -130,7 +132,8 @@ def _usable(paths: Iterable[Path], wanted: frozenset[str]) -> tuple[list[PathRef
 
 def zone_members(session: Session, zone_ids: Iterable[int]) -> dict[int, list[Member]]:
     """Each zone's members with their contact paths, from one Core select (no ORM)."""
-    return _members(session, table(Membership).c.zone_id.in_(list(zone_ids)))
+    with collector_paused():
+        return _members(session, table(Membership).c.zone_id.in_(list(zone_ids)))
 
 
 def zone_size(session: Session, zone_ids: Iterable[int]) -> int:
@@ -180,17 +183,20 @@ def _members(session: Session, where: ColumnElement[bool]) -> dict[int, list[Mem
     out: dict[int, list[Member]] = {}
     # One list per distinct language string: 100,000 volunteers share a handful.
     languages: dict[str, list[str]] = {}
-    last: Member | None = None
+    last: tuple[int, int] | None = None
+    paths: list[PathRow] = []
     # Rows come a membership at a time (one row per contact path, or one without any).
     for zone_id, tier, start, end, vid, name, langs, cid, channel, opted, dead in rows:
-        if last is None or last.volunteer.id != vid or last.zone_id != zone_id:
+        if (vid, zone_id) != last:
+            last = (vid, zone_id)
             lang = languages.get(langs)
             if lang is None:
                 lang = languages[langs] = language_list(langs)
-            last = Member(Person(vid, name, lang), zone_id, tier, start, end, [])
-            out.setdefault(zone_id, []).append(last)
+            paths = []
+            out.setdefault(zone_id, []).append(
+                Member(Person(vid, name, lang), zone_id, tier, start, end, paths))
         if cid is not None:
-            last.paths.append(PathRow(cid, channel, bool(opted), dead))
+            paths.append(PathRow(cid, channel, bool(opted), dead))
     return out
 
 
@@ -200,7 +206,7 @@ def tier_targets(
     """Everyone of one tier in a zone, with ended terms and unusable paths skipped."""
     targets = []
     wanted = wanted_channels(channels)
-    for m in sorted(members, key=lambda m: m.volunteer.name):
+    for m in sorted(members, key=_by_name):
         if m.tier != tier:
             continue
         if not is_active(m, today):
@@ -212,11 +218,15 @@ def tier_targets(
     return targets
 
 
+_by_name = attrgetter("volunteer.name")
+
+
 def every_tier(members: Sequence[Member], channels: Sequence[str] | None,
                today: date) -> dict[int, list[Target]]:
     """Each tier of a zone (in escalation order) with its targets, reachable or not."""
-    return {t: tier_targets(members, t, channels, today)
-            for t in sorted({m.tier for m in members})}
+    with collector_paused():
+        return {t: tier_targets(members, t, channels, today)
+                for t in sorted({m.tier for m in members})}
 
 
 def reachable_tiers(tiers: dict[int, list[Target]]) -> list[int]:
