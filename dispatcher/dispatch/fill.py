@@ -65,18 +65,21 @@ def claim_due_fills(db: Database, worker: str, lease_seconds: float) -> list[int
 
 def run_fills(db: Database, settings: Settings, deadline_ids: Sequence[int],
               worker: str) -> int:
-    """Fill each of these claimed fills to the end; returns the recipients written."""
+    """Fill each of these claimed fills to the end; returns the recipients written. Only
+    the first fill starts with a small chunk: by the next, messages are already leaving."""
     written = 0
-    for deadline_id in deadline_ids:
-        for n in fill_steps(db, settings, deadline_id, worker):
+    for i, deadline_id in enumerate(deadline_ids):
+        for n in fill_steps(db, settings, deadline_id, worker,
+                            first_chunk=FIRST_CHUNK if i == 0 else CHUNK):
             written += n
     return written
 
 
-def fill_steps(db: Database, settings: Settings, deadline_id: int,
-               worker: str) -> Iterator[int]:
+def fill_steps(db: Database, settings: Settings, deadline_id: int, worker: str, *,
+               first_chunk: int | None = None) -> Iterator[int]:
     """Fill one zone's first wave, a committed chunk per step (yields the recipients each
-    wrote); stops early, writing nothing more, when the fill is no longer this worker's."""
+    wrote; the first `first_chunk` at most, by default `FIRST_CHUNK`); stops early,
+    writing nothing more, when the fill is no longer this worker's."""
     with db.session() as session:
         d = session.get(Deadline, deadline_id)
         if d is None or d.state != DeadlineState.CLAIMED or d.claimed_by != worker:
@@ -91,7 +94,8 @@ def fill_steps(db: Database, settings: Settings, deadline_id: int,
                                db_today(session, post.timezone))
         fresh = not_yet_asked(session, alert.id, zone_id, targets)
         del members
-    sizes = [FIRST_CHUNK] if len(fresh) > FIRST_CHUNK else []
+    first = FIRST_CHUNK if first_chunk is None else first_chunk
+    sizes = [first] if len(fresh) > first else []
     start = 0
     while True:
         size = sizes.pop() if sizes else CHUNK
