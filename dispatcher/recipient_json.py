@@ -41,7 +41,8 @@ DELIVERY_KEYS = ("id", "channel", "purpose", "state", "error_code", "possibly_du
 _PG_STAMP, _PG_STAMP_US = 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
 
 
-#: The board's order of an alert's recipients: zone, tier, id.
+#: The board's order of an alert's recipients: zone, tier, id (in SQL, and of a
+#: `RecipientJson`).
 BOARD_ORDER = (_R.c.zone_id, _R.c.tier, _R.c.id)
 _board_order = itemgetter(1, 2, 0)
 
@@ -98,9 +99,11 @@ class _Sql:
         if self.sqlite:
             ordered = (select(item.label("item")).where(mine).order_by(_D.c.id)
                        .correlate(_R).subquery())
-            # SQLite keeps a FROM subquery's order for an aggregate such as this one.
-            return func.json(select(func.json_group_array(func.json(ordered.c.item)))
-                             .scalar_subquery())
+            # SQLite keeps a FROM subquery's order for an aggregate such as this one; the
+            # objects are joined as text (json_group_array would parse each one again).
+            listed = select(func.group_concat(ordered.c.item, ",")).scalar_subquery()
+            return func.json(literal_column("'['").concat(func.coalesce(listed, ""))
+                             .concat("]"))
         agg = select(func.json_agg(aggregate_order_by(item, _D.c.id))).where(mine)
         return func.coalesce(agg.scalar_subquery(), _PG_EMPTY)
 
@@ -110,7 +113,7 @@ _PG_EMPTY: ColumnElement[Any] = literal_column("'[]'::json")
 #: PostgreSQL settings for reading a whole alert: one hash join per table, whatever the
 #: statistics say (a fresh alert's are not gathered yet, and the planner then looks up
 #: 100,000 rows one by one); no JIT (its compiling costs more than it saves here); room to
-#: sort the deliveries in memory. `SET LOCAL` ends with the transaction.
+#: sort the deliveries in memory. Set for that one read, in its transaction only.
 _PG_WHOLE_ALERT = {"enable_nestloop": "off", "jit": "off", "work_mem": "'64MB'"}
 
 
@@ -172,9 +175,9 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
         # Sorted by the database only for a page: sorting 45 MB of rows costs SQLite more
         # than their building, Python sorts the keys in a blink.
         .order_by(*(BOARD_ORDER if limit is not None else ())).limit(limit))
-    found = sorted((RecipientJson._make(row) for row in rows), key=_board_order)
+    found = sorted(map(RecipientJson._make, rows.all()), key=_board_order)
     if grouped is not None:  # the rest of the transaction plans as usual
         for name in _PG_WHOLE_ALERT:
-            db.exec_driver_sql(f"RESET {name}")
+            db.exec_driver_sql(f"SET LOCAL {name} TO DEFAULT")
     return found
 

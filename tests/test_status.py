@@ -10,11 +10,13 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+import pytest
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from dispatcher.domain import DUTY_OFFICER_TIER, Channel, tier_name
 from dispatcher.models import Delivery, Recipient, Response, Volunteer
+from dispatcher.recipient_json import _PG_WHOLE_ALERT
 from dispatcher.runtime import Runtime
 from dispatcher.status import (
     alert_head,
@@ -121,3 +123,15 @@ def test_status_from_rows_equals_the_orm_reading(rt: Runtime) -> None:
         zone_id = recipients[0].zone_id
         page = recipient_rows(s, alert_id, Recipient.zone_id == zone_id, limit=7)
         assert page == _oracle_rows(s, alert_id, Recipient.zone_id == zone_id, limit=7)[1]
+
+
+def test_reading_a_whole_alert_leaves_the_planner_settings_as_they_were(rt: Runtime) -> None:
+    if rt.db.is_sqlite:
+        pytest.skip("PostgreSQL's planner settings")
+    bulk_roster(rt, 20, zones=2, tiers=2)
+    alert_id = bulk_alert(rt)
+    with rt.db.session() as s:
+        before = {name: s.execute(text(f"SHOW {name}")).scalar() for name in _PG_WHOLE_ALERT}
+        assert len(alert_status(s, alert_id)["recipients"]) == 20
+        assert {name: s.execute(text(f"SHOW {name}")).scalar()
+                for name in _PG_WHOLE_ALERT} == before
