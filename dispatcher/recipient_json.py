@@ -21,6 +21,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    true,
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -117,6 +118,14 @@ _PG_EMPTY: ColumnElement[Any] = literal_column("'[]'::json")
 _PG_WHOLE_ALERT = {"enable_nestloop": "off", "jit": "off", "work_mem": "'64MB'"}
 
 
+def _row(pairs: dict[str, Any], name: str, *of: Any) -> Any:
+    """PostgreSQL: the values (of these tables' rows) as one row with these column names,
+    for `row_to_json` (a quarter cheaper than `json_build_object`, which looks up every
+    value's type anew)."""
+    return (select(*(value.label(key) for key, value in pairs.items())).correlate(*of)
+            .lateral(name))
+
+
 def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool],
                     limit: int | None = None) -> list[RecipientJson]:
     """Some of an alert's recipients (all of them when no `where`), in the board's order
@@ -130,20 +139,24 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
         return []
 
     paths = {ch: _C.alias(f"path_{ch.value}") for ch in (*PHONE_ORDER, Channel.EMAIL)}
-    delivery = sql.obj({key: sql.flag(_D.c[key]) if key == "possibly_duplicate"
-                        else _D.c[key] for key in DELIVERY_KEYS})
+    delivery_pairs = {key: sql.flag(_D.c[key]) if key == "possibly_duplicate" else _D.c[key]
+                      for key in DELIVERY_KEYS}
     # PostgreSQL reads a whole alert's deliveries in one pass, grouped by recipient; a
     # page of the board reads its few rows' deliveries (as SQLite always does).
     whole_pg = not sql.sqlite and not where and limit is None
-    grouped = (select(_D.c.recipient_id, func.json_agg(aggregate_order_by(delivery, _D.c.id))
-                      .label("list")).where(_D.c.alert_id == alert_id)
-               .group_by(_D.c.recipient_id).subquery()) if whole_pg else None
+    grouped = None
+    if whole_pg:
+        each = _row(delivery_pairs, "delivery", _D)
+        grouped = (select(_D.c.recipient_id, func.json_agg(aggregate_order_by(
+            each.table_valued(), _D.c.id)).label("list"))
+            .select_from(_D.join(each, true())).where(_D.c.alert_id == alert_id)
+            .group_by(_D.c.recipient_id).subquery())
     # The latest reply of each recipient who replied (responses have no recipient index).
     last = (select(_RESP.c.recipient_id, func.max(_RESP.c.id).label("id"))
             .where(_RESP.c.alert_id == alert_id, _RESP.c.recipient_id.is_not(None))
             .group_by(_RESP.c.recipient_id).subquery())
     reply = _RESP.alias("reply")
-    doc = sql.obj({
+    pairs = {
         "id": _R.c.id, "name": _V.c.name, "zone": _Z.c.name,
         "tier": case({t: tier_name(t) for t in tiers}, value=_R.c.tier),
         "duty_officer": sql.flag(_R.c.tier == DUTY_OFFICER_TIER),
@@ -153,11 +166,11 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
         "acknowledged_at": sql.stamp(_R.c.acknowledged_at),
         "acknowledged_via": _R.c.acknowledged_via,
         "skipped": sql.nested(_R.c.skipped),
-        "deliveries": sql.array(delivery) if grouped is None
+        "deliveries": sql.array(sql.obj(delivery_pairs)) if grouped is None
         else func.coalesce(grouped.c.list, _PG_EMPTY),
         "reply": sql.nested(case((reply.c.id.is_(None), None), else_=sql.obj({
             "kind": reply.c.kind, "text": reply.c.text, "urgent": sql.flag(reply.c.urgent)}))),
-    })
+    }
     joined: Any = _R.join(_V, _V.c.id == _R.c.volunteer_id).join(_Z, _Z.c.id == _R.c.zone_id)
     for ch, path in paths.items():
         joined = joined.outerjoin(path, (path.c.volunteer_id == _R.c.volunteer_id)
@@ -168,6 +181,11 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
             db.exec_driver_sql(f"SET LOCAL {name} = {value}")
     joined = joined.outerjoin(last, last.c.recipient_id == _R.c.id).outerjoin(
         reply, reply.c.id == last.c.id)
+    doc: Any = sql.obj(pairs)
+    if whole_pg:
+        whole = _row(pairs, "recipient", _R, _V, _Z, *paths.values(), grouped, reply)
+        joined = joined.join(whole, true())
+        doc = func.row_to_json(whole.table_valued())
     rows = db.execute(
         select(_R.c.id, _R.c.zone_id, _R.c.tier, type_coerce(_R.c.state, String),
                cast(doc, Text))
