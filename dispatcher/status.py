@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO, cast
 
-from sqlalchemy import ColumnElement, Row, Text, func, select, type_coerce
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from dispatcher.crypto import Unreadable, Vault
@@ -15,7 +15,6 @@ from dispatcher.db import db_now
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
     AlertState,
-    Channel,
     DeadlineState,
     DeliveryPurpose,
     RecipientState,
@@ -27,7 +26,6 @@ from dispatcher.errors import NotFound
 from dispatcher.models import (
     Alert,
     AlertZone,
-    Contact,
     Deadline,
     Delivery,
     Post,
@@ -35,8 +33,8 @@ from dispatcher.models import (
     Response,
     Volunteer,
     Zone,
-    table,
 )
+from dispatcher.recipient_json import PHONE_ORDER, RecipientJson, recipients_json
 from dispatcher.replies.attach import unattached
 
 #: Recipients still to be called: asked, and not (yet) answering.
@@ -84,11 +82,30 @@ def call_outcomes_line(counts: dict[str, int]) -> str:
 
 def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
     """The JSON of DESIGN.md: `id`, `recipients` and `zones`, plus what an officer needs."""
+    head, recipients = _status(session, alert_id)
+    return {**head, "recipients": json.loads(_json_list(recipients))}
+
+
+def write_alert_status(session: Session, alert_id: int, out: TextIO) -> None:
+    """`alert_status` as compact JSON on `out`, its recipients as the database wrote them
+    (never parsed into dicts: an alert to 100,000 volunteers is 45 MB of them)."""
+    head, recipients = _status(session, alert_id)
+    out.write(json.dumps(head, ensure_ascii=False, default=str)[:-1])
+    out.write(', "recipients": ')
+    out.write(_json_list(recipients))
+    out.write("}\n")
+
+
+def _status(session: Session, alert_id: int) -> tuple[dict[str, Any], list[RecipientJson]]:
+    """The status JSON but its recipients, and the recipients' rows."""
     alert = find_alert(session, alert_id)
-    recipients = _recipients(session, alert_id)
-    return {**alert_head(session, alert, figures_from(recipients)),
-            "outcomes": delivery_outcomes(session, alert_id),
-            "recipients": _rows(session, alert_id, recipients, whole=True)}
+    recipients = recipients_json(session, alert_id)
+    return ({**alert_head(session, alert, figures_from(recipients)),
+             "outcomes": delivery_outcomes(session, alert_id)}, recipients)
+
+
+def _json_list(rows: Sequence[RecipientJson]) -> str:
+    return "[" + ",".join(r.json for r in rows) + "]"
 
 
 def find_alert(session: Session, alert_id: int) -> Alert:
@@ -102,76 +119,8 @@ def recipient_rows(session: Session, alert_id: int, *where: ColumnElement[bool],
                    limit: int | None = None) -> list[dict[str, Any]]:
     """Some of an alert's recipients as the status JSON shows them, in the board's order
     (zone, tier, id): the board's changed rows and its pages of a zone's volunteers."""
-    return _rows(session, alert_id, _recipients(session, alert_id, *where, limit=limit),
-                 whole=False)
-
-
-_R, _V, _Z, _C, _D, _RESP = (table(m) for m in (Recipient, Volunteer, Zone, Contact, Delivery,
-                                                 Response))
-#: A delivery as the status JSON shows it: these keys, from these columns.
-DELIVERY_KEYS = ("id", "channel", "purpose", "state", "error_code", "possibly_duplicate",
-                 "attempts")
-
-
-def _recipients(session: Session, alert_id: int, *where: ColumnElement[bool],
-                limit: int | None = None) -> list[Row[Any]]:
-    # Plain rows on the Core connection, not ORM objects: an alert to 100,000 volunteers
-    # is read in a second, not in half a minute of building objects nobody changes.
-    # `skipped` comes as its stored text, parsed only when not empty (`_skipped`).
-    return list(session.connection().execute(
-        select(_R.c.id, _R.c.volunteer_id, _R.c.zone_id, _R.c.tier, _R.c.state,
-               _R.c.notified_at, _R.c.acknowledged_at, _R.c.acknowledged_via,
-               type_coerce(_R.c.skipped, Text).label("skipped"), _V.c.name,
-               _Z.c.name.label("zone_name"))
-        .join(_V, _V.c.id == _R.c.volunteer_id)
-        .join(_Z, _Z.c.id == _R.c.zone_id)
-        .where(_R.c.alert_id == alert_id, *where)
-        .order_by(_R.c.zone_id, _R.c.tier, _R.c.id).limit(limit)))
-
-
-def _rows(session: Session, alert_id: int, recipients: list[Row[Any]],
-          whole: bool) -> list[dict[str, Any]]:
-    """Rows with their contacts, deliveries and latest reply (read for the whole alert, or
-    for these rows)."""
-    if not recipients:
-        return []
-    ids = [r.id for r in recipients]
-    if whole:
-        volunteers: Any = select(_R.c.volunteer_id).where(_R.c.alert_id == alert_id)
-        mine: ColumnElement[bool] = _D.c.alert_id == alert_id
-        which = _RESP.c.alert_id == alert_id
-    else:
-        volunteers = [r.volunteer_id for r in recipients]
-        mine = (_D.c.alert_id == alert_id) & _D.c.recipient_id.in_(ids)
-        which = (_RESP.c.alert_id == alert_id) & _RESP.c.recipient_id.in_(ids)
-    db = session.connection()
-    paths: dict[Any, dict[Any, Any]] = {}  # volunteer id -> channel -> masked contact
-    for vid, channel, masked in db.execute(
-            select(_C.c.volunteer_id, _C.c.channel, _C.c.masked)
-            .where(_C.c.volunteer_id.in_(volunteers))
-            .order_by(_C.c.volunteer_id, _C.c.channel, _C.c.id)):
-        paths.setdefault(vid, {})[str(channel)] = masked
-    deliveries: dict[Any, list[dict[str, Any]]] = {}
-    for rid, *values in db.execute(
-            select(_D.c.recipient_id, *(_D.c[key] for key in DELIVERY_KEYS))
-            .where(mine).order_by(_D.c.id)):
-        deliveries.setdefault(rid, []).append(dict(zip(DELIVERY_KEYS, values, strict=True)))
-    replies: dict[Any, dict[str, Any]] = {}
-    for rid, kind, text, urgent in db.execute(
-            select(_RESP.c.recipient_id, _RESP.c.kind, _RESP.c.text, _RESP.c.urgent)
-            .where(which).order_by(_RESP.c.id)):
-        if rid is not None:
-            replies[rid] = {"kind": kind, "text": text, "urgent": urgent}
-    return [_recipient(r, paths.get(r.volunteer_id, {}), deliveries.get(r.id, []),
-                       replies.get(r.id)) for r in recipients]
-
-
-def _skipped(stored: Any) -> Any:
-    """The stored `skipped` list: text on SQLite (most often an empty list), already a
-    list where the driver parses JSON."""
-    if not isinstance(stored, str):
-        return stored
-    return [] if stored == "[]" else json.loads(stored)
+    return cast(list[dict[str, Any]], json.loads(_json_list(
+        recipients_json(session, alert_id, *where, limit=limit))))
 
 
 def alert_head(session: Session, alert: Alert, figures: Figures) -> dict[str, Any]:
@@ -330,41 +279,10 @@ def clear_phones(session: Session, vault: Vault, alert_id: int,
     return out
 
 
-#: The path whose number an officer calls: the SMS one, else WhatsApp's, else a call's.
-PHONE_ORDER = (Channel.SMS, Channel.WHATSAPP, Channel.VOICE)
-
-
 def _phone(contacts: Sequence[Any]) -> Any:
     """The contact (an object or a row with `channel`) whose number an officer calls."""
     by_channel = {c.channel: c for c in contacts}
     return next((by_channel[ch] for ch in PHONE_ORDER if ch in by_channel), None)
-
-
-#: `PHONE_ORDER` as plain strings, the keys of a recipient's `paths` (a StrEnum hashes in
-#: Python: 100,000 lookups by enum cost the status JSON of a large alert a second).
-PHONE_KEYS = tuple(ch.value for ch in PHONE_ORDER)
-
-
-def _recipient(r: Row[Any], paths: dict[Any, Any], deliveries: list[dict[str, Any]],
-               reply: dict[str, Any] | None) -> dict[str, Any]:
-    """One recipient as the status JSON shows it; `paths` are its masked contacts by
-    channel."""
-    rid, _, _, tier, state, notified_at, acknowledged_at, via, skipped, name, zone = tuple(r)
-    phone = None
-    for key in PHONE_KEYS:
-        if key in paths:
-            phone = paths[key]
-            break
-    return {
-        "id": rid, "name": name, "zone": zone, "tier": tier_name(tier),
-        "duty_officer": tier == DUTY_OFFICER_TIER,
-        "phone": phone, "email": paths.get("email"),
-        "state": state, "notified_at": _iso(notified_at),
-        "acknowledged_at": _iso(acknowledged_at), "acknowledged_via": via,
-        "skipped": _skipped(skipped),
-        "deliveries": deliveries,
-        "reply": reply,
-    }
 
 
 def _iso(value: Any) -> str | None:

@@ -1,15 +1,22 @@
-"""The status JSON read from plain rows equals what the ORM objects gave (the oracle below
-is the reading it replaced): acknowledgements, HELP, escalated and unreached zones, calls."""
+"""The status JSON the database writes equals what the ORM objects gave (the oracle below
+is the reading it replaced): acknowledgements, HELP, escalated and unreached zones, calls,
+untrusted names, a duty officer, stamps on whole seconds; as a dict and as the text
+`aln alert status --json` prints."""
 
 from __future__ import annotations
 
+import io
+import json
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+import pytest
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from dispatcher.domain import DUTY_OFFICER_TIER, Channel, tier_name
 from dispatcher.models import Delivery, Recipient, Response, Volunteer
+from dispatcher.recipient_json import _PG_WHOLE_ALERT
 from dispatcher.runtime import Runtime
 from dispatcher.status import (
     alert_head,
@@ -18,8 +25,13 @@ from dispatcher.status import (
     figures_from,
     find_alert,
     recipient_rows,
+    write_alert_status,
 )
 from tests.bench.fixtures import bulk_alert, bulk_roster
+
+#: Names that must come out of the JSON as they went in.
+UNTRUSTED_NAMES = ('Ana "la jefa" \\ Ruiz', "Bo\nb\t\x01</script>", "José Ñúñez 是 😀",
+                   "{\"name\": 1}")
 
 
 def _oracle_rows(session: Session, alert_id: int, *where: Any,
@@ -81,16 +93,45 @@ def test_status_from_rows_equals_the_orm_reading(rt: Runtime) -> None:
         first.skipped = [{"channel": "whatsapp", "reason": "no session"}]
         s.add(Response(alert_id=alert_id, kind="ambiguous", text="YES",
                        recipient_id=rows[1].recipient_id, channel="sms"))
+        # Names as a roster may bring them; a duty officer; stamps whose microseconds are
+        # zero (isoformat leaves them out) or end in zeros.
+        for rid, name in zip((r.recipient_id for r in rows), UNTRUSTED_NAMES, strict=False):
+            volunteer_id = s.get_one(Recipient, rid).volunteer_id
+            s.execute(update(Volunteer).where(Volunteer.id == volunteer_id).values(name=name))
+        s.execute(update(Recipient).where(Recipient.id == rows[2].recipient_id)
+                  .values(tier=DUTY_OFFICER_TIER))
+        s.execute(update(Recipient).where(Recipient.id == rows[3].recipient_id).values(
+            notified_at=datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC),
+            acknowledged_at=datetime(2026, 3, 1, 12, 4, 0, 120000, tzinfo=UTC)))
     with rt.db.session() as s:
         recipients, expected_rows = _oracle_rows(s, alert_id)
         expected = {**alert_head(s, find_alert(s, alert_id), figures_from(recipients)),
                     "outcomes": delivery_outcomes(s, alert_id), "recipients": expected_rows}
         got = alert_status(s, alert_id)
-        got.pop("now"), expected.pop("now")
+        out = io.StringIO()
+        write_alert_status(s, alert_id, out)
+        printed = json.loads(out.getvalue())
+        for status in (got, expected, printed):
+            status.pop("now")
         assert got == expected
+        assert printed == json.loads(json.dumps(expected, default=str))
+        assert {r["name"] for r in printed["recipients"]} >= set(UNTRUSTED_NAMES)
+        assert "duty officer" in {r["tier"] for r in got["recipients"]}
         assert got["summary"]["help"] and got["outcomes"]["voice"]
         assert {r["state"] for r in got["recipients"]} >= {"acknowledged", "escalated",
                                                            "notified", "pending"}
         zone_id = recipients[0].zone_id
         page = recipient_rows(s, alert_id, Recipient.zone_id == zone_id, limit=7)
         assert page == _oracle_rows(s, alert_id, Recipient.zone_id == zone_id, limit=7)[1]
+
+
+def test_reading_a_whole_alert_leaves_the_planner_settings_as_they_were(rt: Runtime) -> None:
+    if rt.db.is_sqlite:
+        pytest.skip("PostgreSQL's planner settings")
+    bulk_roster(rt, 20, zones=2, tiers=2)
+    alert_id = bulk_alert(rt)
+    with rt.db.session() as s:
+        before = {name: s.execute(text(f"SHOW {name}")).scalar() for name in _PG_WHOLE_ALERT}
+        assert len(alert_status(s, alert_id)["recipients"]) == 20
+        assert {name: s.execute(text(f"SHOW {name}")).scalar()
+                for name in _PG_WHOLE_ALERT} == before

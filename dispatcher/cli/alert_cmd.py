@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -32,7 +33,7 @@ from dispatcher.models import Alert, Delivery
 from dispatcher.replies.attach import attach_reply
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
-from dispatcher.status import alert_status
+from dispatcher.status import alert_status, write_alert_status
 from dispatcher.worker import make_channels, worker_name
 
 app = typer.Typer(help="Send alerts and follow them.", no_args_is_help=True)
@@ -221,7 +222,10 @@ def status(
     with runtime() as rt:
         if as_json and not watch:
             with rt.db.session() as session:
-                print_json(alert_status(session, alert_id))
+                if sys.stdout.isatty():
+                    print_json(alert_status(session, alert_id))
+                else:  # a script reads it: the recipients as the database wrote them
+                    write_alert_status(session, alert_id, sys.stdout)
             return
         if not watch:
             with rt.db.session() as session:

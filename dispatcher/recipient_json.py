@@ -1,0 +1,202 @@
+"""A recipient as the status JSON shows it, written by the database: one JSON text per row.
+
+An alert to 100,000 volunteers is 45 MB of JSON; built in Python (a dict per recipient, a
+datetime per stamp, then the encoder) it took seconds, built by SQLite's `json_object` or
+PostgreSQL's `row_to_json` (`json_build_object` for a page of the board) it is one read.
+Both databases write the same values Python did (`tests/test_status.py` holds the old
+reading as the reference): ISO stamps in UTC as `datetime.isoformat` writes them,
+`true`/`false`, nested lists and objects.
+"""
+
+from __future__ import annotations
+
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Text,
+    case,
+    cast,
+    func,
+    literal_column,
+    select,
+    true,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.orm import Session
+
+from dispatcher.domain import DUTY_OFFICER_TIER, Channel, tier_name
+from dispatcher.models import Contact, Delivery, Recipient, Response, Volunteer, Zone, table
+
+_R, _V, _Z, _C, _D, _RESP = (table(m) for m in (Recipient, Volunteer, Zone, Contact, Delivery,
+                                                 Response))
+
+#: The path whose number an officer calls: the SMS one, else WhatsApp's, else a call's.
+PHONE_ORDER = (Channel.SMS, Channel.WHATSAPP, Channel.VOICE)
+#: A delivery as the status JSON shows it: these keys, from these columns.
+DELIVERY_KEYS = ("id", "channel", "purpose", "state", "error_code", "possibly_duplicate",
+                 "attempts")
+#: `datetime.isoformat` of a UTC time: microseconds only when not zero, then the offset.
+_PG_STAMP, _PG_STAMP_US = 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
+
+
+#: The board's order of an alert's recipients: zone, tier, id (in SQL, and of a
+#: `RecipientJson`).
+BOARD_ORDER = (_R.c.zone_id, _R.c.tier, _R.c.id)
+_board_order = itemgetter(1, 2, 0)
+
+
+class RecipientJson(NamedTuple):
+    """One recipient's row: what the zone figures count (`status.Member`), and its JSON."""
+
+    id: int
+    zone_id: int
+    tier: int
+    state: str
+    json: str
+
+
+class _Sql:
+    """The few expressions the two databases write differently."""
+
+    def __init__(self, sqlite: bool) -> None:
+        self.sqlite = sqlite
+
+    def obj(self, pairs: dict[str, Any]) -> ColumnElement[Any]:
+        build = func.json_object if self.sqlite else func.json_build_object
+        # Keys are our constants, written into the statement (PostgreSQL cannot type a
+        # bound key of json_build_object).
+        args: list[Any] = []
+        for key, value in pairs.items():
+            args += (literal_column(f"'{key}'"), value)
+        return build(*args)
+
+    def nested(self, value: Any) -> Any:
+        """A JSON value from a subquery: SQLite forgets it is JSON there (a string then)."""
+        return func.json(value) if self.sqlite else value
+
+    def flag(self, value: Any) -> Any:
+        """A boolean (SQLite keeps 0 and 1) of a column that is never null."""
+        return func.json(case((value, "true"), else_="false")) if self.sqlite else value
+
+    def stamp(self, column: Any) -> Any:
+        """A UTC time as `datetime.isoformat` writes it (SQLite keeps naive UTC text with
+        six digits of microseconds)."""
+        if self.sqlite:
+            text = type_coerce(column, String)
+            whole = func.substr(text, 20).in_(("", ".000000"))
+            return func.replace(case((whole, func.substr(text, 1, 19)), else_=text),
+                                " ", "T").concat("+00:00")
+        utc = func.timezone("UTC", column)
+        return case((func.date_trunc("second", column) == column, func.to_char(utc, _PG_STAMP)),
+                    else_=func.to_char(utc, _PG_STAMP_US))
+
+    def array(self, item: Any) -> Any:
+        """A recipient's JSON list of `item` over its deliveries, in id order; `[]` for
+        none."""
+        mine = _D.c.recipient_id == _R.c.id
+        if self.sqlite:
+            ordered = (select(item.label("item")).where(mine).order_by(_D.c.id)
+                       .correlate(_R).subquery())
+            # SQLite keeps a FROM subquery's order for an aggregate such as this one; the
+            # objects are joined as text (json_group_array would parse each one again).
+            listed = select(func.group_concat(ordered.c.item, ",")).scalar_subquery()
+            return func.json(literal_column("'['").concat(func.coalesce(listed, ""))
+                             .concat("]"))
+        agg = select(func.json_agg(aggregate_order_by(item, _D.c.id))).where(mine)
+        return func.coalesce(agg.scalar_subquery(), _PG_EMPTY)
+
+
+#: PostgreSQL's empty JSON list.
+_PG_EMPTY: ColumnElement[Any] = literal_column("'[]'::json")
+#: PostgreSQL settings for reading a whole alert: one hash join per table, whatever the
+#: statistics say (a fresh alert's are not gathered yet, and the planner then looks up
+#: 100,000 rows one by one); no JIT (its compiling costs more than it saves here); room to
+#: sort the deliveries in memory. Set for that one read, in its transaction only.
+_PG_WHOLE_ALERT = {"enable_nestloop": "off", "jit": "off", "work_mem": "'64MB'"}
+
+
+def _row(pairs: dict[str, Any], name: str, *of: Any) -> Any:
+    """PostgreSQL: the values (of these tables' rows) as one row with these column names,
+    for `row_to_json` (a quarter cheaper than `json_build_object`, which looks up every
+    value's type anew)."""
+    return (select(*(value.label(key) for key, value in pairs.items())).correlate(*of)
+            .lateral(name))
+
+
+def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool],
+                    limit: int | None = None) -> list[RecipientJson]:
+    """Some of an alert's recipients (all of them when no `where`), in the board's order
+    (zone, tier, id), each with its JSON: name, zone, tier, masked phone and email, state,
+    stamps, skipped paths, deliveries and latest reply."""
+    db = session.connection()
+    sql = _Sql(db.dialect.name == "sqlite")
+    tiers: list[int] = list(db.execute(
+        select(_R.c.tier).where(_R.c.alert_id == alert_id, *where).distinct()).scalars())
+    if not tiers:
+        return []
+
+    paths = {ch: _C.alias(f"path_{ch.value}") for ch in (*PHONE_ORDER, Channel.EMAIL)}
+    delivery_pairs = {key: sql.flag(_D.c[key]) if key == "possibly_duplicate" else _D.c[key]
+                      for key in DELIVERY_KEYS}
+    # PostgreSQL reads a whole alert's deliveries in one pass, grouped by recipient; a
+    # page of the board reads its few rows' deliveries (as SQLite always does).
+    whole_pg = not sql.sqlite and not where and limit is None
+    grouped = None
+    if whole_pg:
+        each = _row(delivery_pairs, "delivery", _D)
+        grouped = (select(_D.c.recipient_id, func.json_agg(aggregate_order_by(
+            each.table_valued(), _D.c.id)).label("list"))
+            .select_from(_D.join(each, true())).where(_D.c.alert_id == alert_id)
+            .group_by(_D.c.recipient_id).subquery())
+    # The latest reply of each recipient who replied (responses have no recipient index).
+    last = (select(_RESP.c.recipient_id, func.max(_RESP.c.id).label("id"))
+            .where(_RESP.c.alert_id == alert_id, _RESP.c.recipient_id.is_not(None))
+            .group_by(_RESP.c.recipient_id).subquery())
+    reply = _RESP.alias("reply")
+    pairs = {
+        "id": _R.c.id, "name": _V.c.name, "zone": _Z.c.name,
+        "tier": case({t: tier_name(t) for t in tiers}, value=_R.c.tier),
+        "duty_officer": sql.flag(_R.c.tier == DUTY_OFFICER_TIER),
+        "phone": func.coalesce(*(paths[ch].c.masked for ch in PHONE_ORDER)),
+        "email": paths[Channel.EMAIL].c.masked,
+        "state": _R.c.state, "notified_at": sql.stamp(_R.c.notified_at),
+        "acknowledged_at": sql.stamp(_R.c.acknowledged_at),
+        "acknowledged_via": _R.c.acknowledged_via,
+        "skipped": sql.nested(_R.c.skipped),
+        "deliveries": sql.array(sql.obj(delivery_pairs)) if grouped is None
+        else func.coalesce(grouped.c.list, _PG_EMPTY),
+        "reply": sql.nested(case((reply.c.id.is_(None), None), else_=sql.obj({
+            "kind": reply.c.kind, "text": reply.c.text, "urgent": sql.flag(reply.c.urgent)}))),
+    }
+    joined: Any = _R.join(_V, _V.c.id == _R.c.volunteer_id).join(_Z, _Z.c.id == _R.c.zone_id)
+    for ch, path in paths.items():
+        joined = joined.outerjoin(path, (path.c.volunteer_id == _R.c.volunteer_id)
+                                  & (path.c.channel == ch.value))
+    if grouped is not None:
+        joined = joined.outerjoin(grouped, grouped.c.recipient_id == _R.c.id)
+        for name, value in _PG_WHOLE_ALERT.items():
+            db.exec_driver_sql(f"SET LOCAL {name} = {value}")
+    joined = joined.outerjoin(last, last.c.recipient_id == _R.c.id).outerjoin(
+        reply, reply.c.id == last.c.id)
+    doc: Any = sql.obj(pairs)
+    if whole_pg:
+        whole = _row(pairs, "recipient", _R, _V, _Z, *paths.values(), grouped, reply)
+        joined = joined.join(whole, true())
+        doc = func.row_to_json(whole.table_valued())
+    rows = db.execute(
+        select(_R.c.id, _R.c.zone_id, _R.c.tier, type_coerce(_R.c.state, String),
+               cast(doc, Text))
+        .select_from(joined).where(_R.c.alert_id == alert_id, *where)
+        # Sorted by the database only for a page: sorting 45 MB of rows costs SQLite more
+        # than their building, Python sorts the keys in a blink.
+        .order_by(*(BOARD_ORDER if limit is not None else ())).limit(limit))
+    found = sorted(map(RecipientJson._make, rows.all()), key=_board_order)
+    if grouped is not None:  # the rest of the transaction plans as usual
+        for name in _PG_WHOLE_ALERT:
+            db.exec_driver_sql(f"SET LOCAL {name} TO DEFAULT")
+    return found
+
