@@ -15,6 +15,7 @@ from dispatcher.db import db_now
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
     AlertState,
+    DeadlineKind,
     DeadlineState,
     DeliveryPurpose,
     RecipientState,
@@ -132,7 +133,9 @@ def alert_head(session: Session, alert: Alert, figures: Figures) -> dict[str, An
     due: dict[int, Any] = {}
     for zone_id, due_at in session.execute(
             select(Deadline.zone_id, Deadline.due_at).where(
-                Deadline.alert_id == alert_id, Deadline.state == DeadlineState.PENDING)):
+                Deadline.alert_id == alert_id, Deadline.state == DeadlineState.PENDING,
+                # A fill is rows still to write (`dispatch.fill`), not a deadline to show.
+                Deadline.kind != DeadlineKind.FILL)):
         due[zone_id] = min(due_at, due.get(zone_id, due_at))
     helpers: dict[int, set[int]] = {}  # zone id -> recipients who asked for help
     helps: dict[int, int] = {}

@@ -33,6 +33,7 @@ from dispatcher.domain import (
 from dispatcher.models import Alert, AlertZone, Deadline, Delivery, Membership, Recipient
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
+from dispatcher.status import alert_status
 from tests.conftest import CONFIG_DIR, rt_with_roster
 
 ZONES = ["Chiapas", "Mexico City", "Puebla", "Oaxaca"]
@@ -171,6 +172,11 @@ def test_a_live_fillers_claim_is_not_taken(rt: Runtime) -> None:
 
 def test_an_alert_sent_without_a_filler_is_filled_by_a_worker(rt: Runtime) -> None:
     sent = send(rt, streamed=True, filler=None)
+    assert sent.alert_id is not None
+    with rt.db.session() as s:
+        zones = alert_status(s, sent.alert_id)["zones"]
+    # A fill waiting for a worker is no deadline an officer watches.
+    assert [z["next_deadline_at"] for z in zones] == [None] * len(ZONES)
     taken = claim_due_fills(rt.db, "worker-1", rt.settings.lease_seconds)
     assert sorted(taken) == sorted(sent.fills)
     run_fills(rt.db, rt.settings, taken, "worker-1")
