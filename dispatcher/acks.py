@@ -124,14 +124,16 @@ def acknowledge(session: Session, settings: Settings, rec: Recipient | Waiting, 
         assert alert is not None
         az = lock_zone(session, w.alert_id, w.zone_id)
         # A cancelled alert records the answer, but its zones no longer move.
-        if alert.state in OPEN_ALERT_STATES and _quorum_met(session, alert, az):
+        if alert.state in OPEN_ALERT_STATES and quorum_met(session, alert, az):
             cover_zone(session, settings, alert, az, at)
             covered = True
     return AckOutcome(w.recipient_id, False, covered or zone_state == ZoneState.ACKNOWLEDGED,
                       zone_name, covered)
 
 
-def _quorum_met(session: Session, alert: Alert, az: AlertZone) -> bool:
+def quorum_met(session: Session, alert: Alert, az: AlertZone) -> bool:
+    """Enough volunteers of the zone have acknowledged to cover it (the alert's policy
+    says how many)."""
     acked = session.scalar(select(func.count()).select_from(Recipient).where(
         Recipient.alert_id == alert.id, Recipient.zone_id == az.zone_id,
         Recipient.state == RecipientState.ACKNOWLEDGED,

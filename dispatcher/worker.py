@@ -134,9 +134,9 @@ class Worker:
         db, settings = self.rt.db, self.rt.settings
         fills = await asyncio.to_thread(claim_due_fills, db, self.name, settings.lease_seconds)
         filling = Filling(db, settings, fills, self.name)
-        fired = await asyncio.to_thread(fire_due, db, settings, self.name)
-        sender = Sender(db, settings, self.rt.vault, channels, self.name)
         try:
+            fired = await asyncio.to_thread(fire_due, db, settings, self.name)
+            sender = Sender(db, settings, self.rt.vault, channels, self.name)
             sent = await sender.send_due(more=filling.more)
         finally:
             written = await filling.wait()

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from channels.twilio_whatsapp import OUTSIDE_SESSION
 from dispatcher import audit, lifecycle
+from dispatcher.acks import filling
 from dispatcher.db import db_now
 from dispatcher.dispatch.outbox import add_delivery
 from dispatcher.domain import (
@@ -99,20 +100,23 @@ def on_dead_path(session: Session, delivery: Delivery, reason: str, *,
     lifecycle.move(rec, RecipientState.FAILED)
     audit.record(session, "system", "recipient.unreachable", alert_id=alert.id,
                  recipient_id=rec.id, reason=reason)
-    _escalate_if_tier_dead(session, alert, rec)
+    escalate_if_tier_dead(session, alert, rec.zone_id, rec.tier)
 
 
-def _escalate_if_tier_dead(session: Session, alert: Alert, rec: Recipient) -> None:
+def escalate_if_tier_dead(session: Session, alert: Alert, zone_id: int, tier: int) -> None:
+    """Every recipient of the zone's current tier failed: escalate now, not after the
+    window. A tier still being written (`dispatch.fill`) is judged when its last chunk
+    is."""
     from dispatcher.escalation.engine import escalate_now
 
     az = session.scalar(select(AlertZone).where(AlertZone.alert_id == alert.id,
-                                                AlertZone.zone_id == rec.zone_id))
-    if az is None or az.current_tier != rec.tier:
+                                                AlertZone.zone_id == zone_id))
+    if az is None or az.current_tier != tier or filling(session, alert.id, zone_id):
         return
-    peers = session.scalars(select(Recipient).where(
-        Recipient.alert_id == alert.id, Recipient.zone_id == rec.zone_id,
-        Recipient.tier == rec.tier)).all()
-    if all(p.state == RecipientState.FAILED for p in peers):
+    peers = session.scalars(select(Recipient.state).where(
+        Recipient.alert_id == alert.id, Recipient.zone_id == zone_id,
+        Recipient.tier == tier)).all()
+    if peers and all(state == RecipientState.FAILED for state in peers):
         log.info("alert %s zone %s: every path of tier %s is dead, escalating now",
-                 alert.id, az.zone.name, rec.tier, extra={"alert_id": alert.id})
-        escalate_now(session, alert.id, rec.zone_id)
+                 alert.id, az.zone.name, tier, extra={"alert_id": alert.id})
+        escalate_now(session, alert.id, zone_id)

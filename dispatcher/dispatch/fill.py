@@ -19,21 +19,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
 
 from dispatcher import lifecycle
+from dispatcher.acks import cover_zone, quorum_met
 from dispatcher.claims import claim, release_dead_claims
 from dispatcher.db import Database, db_now, db_today
+from dispatcher.dispatch.failover import escalate_if_tier_dead
 from dispatcher.dispatch.outbox import (
     not_yet_asked,
     tier_deadlines,
     tier_messages,
     write_chunk,
 )
-from dispatcher.dispatch.targeting import tier_targets, zone_members
-from dispatcher.domain import DeadlineKind, DeadlineState, ZoneState
+from dispatcher.dispatch.targeting import Target, tier_targets, zone_members
+from dispatcher.domain import OPEN_ALERT_STATES, DeadlineKind, DeadlineState, ZoneState
 from dispatcher.escalation.policy import EscalationPolicy
 from dispatcher.models import Alert, AlertZone, Deadline, Post
 from dispatcher.settings import Settings
@@ -68,10 +71,19 @@ def run_fills(db: Database, settings: Settings, deadline_ids: Sequence[int],
     """Fill each of these claimed fills to the end; returns the recipients written. Only
     the first fill starts with a small chunk: by the next, messages are already leaving."""
     written = 0
+    failed: list[Exception] = []
     for i, deadline_id in enumerate(deadline_ids):
-        for n in fill_steps(db, settings, deadline_id, worker,
-                            first_chunk=FIRST_CHUNK if i == 0 else CHUNK):
-            written += n
+        try:
+            for n in fill_steps(db, settings, deadline_id, worker,
+                                first_chunk=FIRST_CHUNK if i == 0 else CHUNK):
+                written += n
+        except Exception as exc:
+            # The other zones go on; this one is taken over when its lease runs out.
+            log.exception("fill %s failed; it is taken over when its lease runs out",
+                          deadline_id, extra={"deadline_id": deadline_id})
+            failed.append(exc)
+    if failed:
+        raise failed[0]
     return written
 
 
@@ -115,22 +127,52 @@ def fill_steps(db: Database, settings: Settings, deadline_id: int, worker: str, 
                 AlertZone.alert_id == d.alert_id, AlertZone.zone_id == zone_id)).one()
             assert alert is not None and post is not None
             policy = EscalationPolicy.from_dict(alert.policy or {})
+            now = db_now(session)
+            if az.state != ZoneState.WAITING and policy.stand_down:
+                # Covered, and its volunteers told to stand down: the rest are not asked.
+                lifecycle.move(d, DeadlineState.DONE)
+                d.fired_at = now
+                log.info("fill %s stopped: zone covered", deadline_id,
+                         extra={"alert_id": d.alert_id})
+                return
             if chunk:
                 write_chunk(session, alert, az, tier, chunk, policy, asked_at,
                             tier_messages(session, alert, az, post))
-            now = db_now(session)
             if last:
-                # A zone covered while it was filled needs no window, steps or reminders.
-                if az.state == ZoneState.WAITING:
-                    tier_deadlines(session, alert, az, tier, targets, policy, asked_at)
-                lifecycle.move(d, DeadlineState.DONE)
-                d.fired_at = now
+                _close(session, settings, d, alert, az, targets, policy, asked_at, now)
             else:
-                d.lease_until = now + timedelta(seconds=settings.lease_seconds)
+                # This fill's lease, and those of the fills queued behind it.
+                session.execute(update(Deadline).where(
+                    Deadline.kind == DeadlineKind.FILL, Deadline.state == DeadlineState.CLAIMED,
+                    Deadline.claimed_by == worker)
+                    .values(lease_until=now + timedelta(seconds=settings.lease_seconds))
+                    .execution_options(synchronize_session=False))
         yield len(chunk)
         if last:
             return
 
+
+def _close(session: Session, settings: Settings, d: Deadline, alert: Alert, az: AlertZone,
+           targets: Sequence[Target], policy: EscalationPolicy, asked_at: datetime,
+           now: datetime) -> None:
+    """The last chunk's transaction: the fill is done, and the zone gets what a tier
+    written at once gets. A zone covered meanwhile needs no window, steps or reminders."""
+    lifecycle.move(d, DeadlineState.DONE)
+    d.fired_at = now
+    if az.state != ZoneState.WAITING:
+        return
+    tier_deadlines(session, alert, az, d.tier, targets, policy, asked_at)
+    session.flush()
+    # Judged on the rows as they are: every path of the tier may have failed meanwhile.
+    escalate_if_tier_dead(session, alert, az.zone_id, d.tier)
+    if policy.mode == "each":
+        # Acknowledgements that came while the duties were being written wait for this.
+        az = session.scalars(select(AlertZone).where(
+            AlertZone.alert_id == alert.id, AlertZone.zone_id == az.zone_id)
+            .with_for_update().execution_options(populate_existing=True)).one()
+        if (az.state == ZoneState.WAITING and alert.state in OPEN_ALERT_STATES
+                and quorum_met(session, alert, az)):
+            cover_zone(session, settings, alert, az, now)
 
 
 class Filling:

@@ -66,7 +66,7 @@ from dispatcher.domain import (
     RecipientState,
     tier_name,
 )
-from dispatcher.errors import InvalidInput, NotFound, Refused
+from dispatcher.errors import AlnError, InvalidInput, NotFound, Refused
 from dispatcher.escalation.policy import EscalationPolicy, load_policy
 from dispatcher.heap import collector_paused
 from dispatcher.models import (
@@ -435,12 +435,16 @@ def send_alert(session: Session, settings: Settings, post: Post, req: AlertReque
 def preview_sent(session: Session, settings: Settings, post: Post, sent: Sent) -> dict[str, Any]:
     """The preview of a sent alert: the one `send_alert` gave, or a streamed alert's,
     planned now with its code (read after the commit, so the first wave is not kept
-    waiting for it)."""
+    waiting for it). The alert is sent whatever happens here: a roster or configuration
+    changed since gives a preview that says why it is missing, not an error."""
     if sent.preview is not None:
         return sent.preview
     assert sent.request is not None and sent.reply_code is not None
-    plan = plan_alert(session, settings, post, replace(sent.request, draft_id=None),
-                      refuse_unreachable=False, code=sent.reply_code)
+    try:
+        plan = plan_alert(session, settings, post, replace(sent.request, draft_id=None),
+                          refuse_unreachable=False, code=sent.reply_code)
+    except AlnError as exc:
+        return {"zones": [], "unavailable": f"alert sent; its preview could not be read: {exc}"}
     return plan.preview(settings)
 
 

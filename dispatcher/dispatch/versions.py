@@ -109,7 +109,7 @@ def update_alert(session: Session, settings: Settings, alert_id: int, body: str,
     # chunks read this version with the alert's (`dispatch.fill` locks the same rows).
     session.execute(select(Deadline.id).where(Deadline.alert_id == alert_id,
                                               Deadline.kind == DeadlineKind.FILL)
-                    .with_for_update())
+                    .order_by(Deadline.id).with_for_update())
     received = session.scalars(select(Recipient).where(Recipient.alert_id == alert_id,
                                                        Recipient.state.in_(UPDATED))).all()
     count = message_to(session, settings, alert, received, DeliveryPurpose.UPDATE, "update",

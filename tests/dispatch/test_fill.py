@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from dispatcher import acks
+from dispatcher import acks, lifecycle
+from dispatcher.db import db_now
 from dispatcher.dispatch import fill
+from dispatcher.dispatch.failover import on_dead_path
 from dispatcher.dispatch.fill import claim_due_fills, fill_steps, run_fills
 from dispatcher.dispatch.outbox import AlertRequest, Sent, send_alert
 from dispatcher.dispatch.versions import cancel_alert, update_alert
@@ -30,7 +32,16 @@ from dispatcher.domain import (
     RecipientState,
     ZoneState,
 )
-from dispatcher.models import Alert, AlertZone, Deadline, Delivery, Membership, Recipient
+from dispatcher.models import (
+    Alert,
+    AlertZone,
+    Contact,
+    Deadline,
+    Delivery,
+    Membership,
+    Recipient,
+    Volunteer,
+)
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
 from dispatcher.status import alert_status
@@ -46,6 +57,7 @@ def rt(database_url: str, tmp_path: Path) -> Runtime:
     config = tmp_path / "config"
     shutil.copytree(CONFIG_DIR, config)
     (config / "policies" / "each.toml").write_text('ack_window = "10m"\nmode = "each"\n')
+    (config / "policies" / "standdown.toml").write_text('ack_window = "10m"\nstand_down = true\n')
     runtime.settings = runtime.settings.model_copy(update={"config_dir": config})
     yield runtime
     runtime.close()
@@ -298,3 +310,63 @@ def test_the_api_answers_a_streamed_alert_with_its_preview_and_a_worker_fills_it
                                                   Delivery.channel == "sms")).all()
     assert answer["preview"]["sms"] == len(sms) > 0
     assert sorted(z["zone"] for z in answer["preview"]["zones"]) == sorted(ZONES)
+
+
+def unreachable(rt: Runtime, name: str) -> None:
+    """Every contact path of `name` opted out: asked, they are written failed."""
+    with rt.db.session() as s:
+        vid = s.scalars(select(Volunteer.id).where(Volunteer.name == name)).one()
+        s.execute(update(Contact).where(Contact.volunteer_id == vid).values(opted_out=True))
+
+
+def test_a_zone_covered_mid_fill_with_stand_down_asks_nobody_more(rt: Runtime) -> None:
+    sent = send(rt, streamed=True, zones=["Mexico City"], policy="standdown")
+    assert sent.alert_id is not None
+    steps = fill_steps(rt.db, rt.settings, sent.fills[0], "filler")
+    next(steps)
+    with rt.db.session() as s:
+        first = s.scalars(select(Recipient).where(Recipient.alert_id == sent.alert_id)).one()
+        assert acks.acknowledge(s, rt.settings, first, at=first.due_at,
+                                via="sms").zone_acknowledged
+    assert list(steps) == []
+    assert sum(asked(rt, sent.alert_id).values()) == 1
+    assert [d.state for d in fills_of(rt, sent.alert_id)] == [DeadlineState.DONE]
+
+
+def test_each_mode_covers_a_zone_whose_duties_were_all_answered_while_it_filled(
+        rt: Runtime) -> None:
+    # Mexico City's primaries by name: Daniel Ortega (the first chunk), Emily Carter (the
+    # last, written failed: no duty of hers is left to answer).
+    unreachable(rt, "Emily Carter")
+    sent = send(rt, streamed=True, zones=["Mexico City"], policy="each")
+    assert sent.alert_id is not None
+    steps = fill_steps(rt.db, rt.settings, sent.fills[0], "filler")
+    next(steps)
+    with rt.db.session() as s:
+        daniel = s.scalars(select(Recipient).where(Recipient.alert_id == sent.alert_id)).one()
+        assert not acks.acknowledge(s, rt.settings, daniel, at=daniel.due_at,
+                                    via="sms").zone_acknowledged
+    list(steps)
+    with rt.db.session() as s:
+        zone = s.scalars(select(AlertZone).where(AlertZone.alert_id == sent.alert_id)).one()
+    assert zone.state == ZoneState.ACKNOWLEDGED
+
+
+def test_a_tier_dead_when_its_fill_ends_escalates_at_once(rt: Runtime) -> None:
+    unreachable(rt, "Emily Carter")
+    sent = send(rt, streamed=True, zones=["Mexico City"])
+    assert sent.alert_id is not None
+    steps = fill_steps(rt.db, rt.settings, sent.fills[0], "filler")
+    next(steps)
+    with rt.db.session() as s:
+        for d in s.scalars(select(Delivery).where(Delivery.alert_id == sent.alert_id)).all():
+            lifecycle.move(d, DeliveryState.FAILED)
+            on_dead_path(s, d, "unknown number")
+        daniel = s.scalars(select(Recipient).where(Recipient.alert_id == sent.alert_id)).one()
+        assert daniel.state == RecipientState.FAILED
+    list(steps)
+    with rt.db.session() as s:
+        window = s.scalars(select(Deadline).where(
+            Deadline.alert_id == sent.alert_id, Deadline.kind == DeadlineKind.ESCALATE,
+            Deadline.state == DeadlineState.PENDING).order_by(Deadline.due_at)).first()
+        assert window is not None and window.due_at <= db_now(s)
