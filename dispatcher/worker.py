@@ -27,7 +27,7 @@ from channels.config import ChannelsConfig
 from channels.factory import build_channels
 from dispatcher.claims import HEARTBEAT_STALE_SECONDS, process_is_gone, worker_id
 from dispatcher.db import db_now
-from dispatcher.dispatch.fill import Filling, claim_due_fills
+from dispatcher.dispatch.fill import Filling
 from dispatcher.dispatch.sender import Sender
 from dispatcher.domain import DeliveryState
 from dispatcher.errors import Refused
@@ -132,10 +132,12 @@ class Worker:
         beside the sending, which sends its chunks as they commit."""
         channels = await self._get_channels()
         db, settings = self.rt.db, self.rt.settings
-        fills = await asyncio.to_thread(claim_due_fills, db, self.name, settings.lease_seconds)
+        # Due fills are claimed with the deadlines (one transaction: each one holds SQLite's
+        # write lock, which the webhooks of this process wait for).
+        fills: list[int] = []
+        fired = await asyncio.to_thread(fire_due, db, settings, self.name, fills)
         filling = Filling(db, settings, fills, self.name)
         try:
-            fired = await asyncio.to_thread(fire_due, db, settings, self.name)
             sender = Sender(db, settings, self.rt.vault, channels, self.name)
             sent = await sender.send_due(more=filling.more)
         finally:

@@ -21,12 +21,11 @@ import logging
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dispatcher import lifecycle
 from dispatcher.acks import cover_zone, quorum_met
-from dispatcher.claims import claim, release_dead_claims
 from dispatcher.db import Database, db_now, db_today
 from dispatcher.dispatch.failover import escalate_if_tier_dead
 from dispatcher.dispatch.outbox import (
@@ -37,6 +36,7 @@ from dispatcher.dispatch.outbox import (
 )
 from dispatcher.dispatch.targeting import Target, tier_targets, zone_members
 from dispatcher.domain import OPEN_ALERT_STATES, DeadlineKind, DeadlineState, ZoneState
+from dispatcher.escalation.engine import claim_due
 from dispatcher.escalation.policy import EscalationPolicy
 from dispatcher.models import Alert, AlertZone, Deadline, Post
 from dispatcher.settings import Settings
@@ -53,17 +53,9 @@ CLAIM_BATCH = 20
 
 def claim_due_fills(db: Database, worker: str, lease_seconds: float) -> list[int]:
     """Claim the fills nobody is working on: new ones a worker is to run (an alert sent
-    through the API), and those whose filler died."""
-    with db.session() as session:
-        now = db_now(session)
-        release_dead_claims(session, Deadline, DeadlineState.CLAIMED, now)
-        due = and_(Deadline.kind == DeadlineKind.FILL, or_(
-            and_(Deadline.state == DeadlineState.PENDING, Deadline.due_at <= now),
-            and_(Deadline.state == DeadlineState.CLAIMED, Deadline.lease_until < now)))
-        return claim(session, Deadline, due, worker=worker, now=now,
-                     lease_seconds=lease_seconds, limit=CLAIM_BATCH,
-                     claimed_state=DeadlineState.CLAIMED,
-                     order_by=(Deadline.due_at, Deadline.id))
+    through the API), and those whose filler died. (A worker claims them with its
+    deadlines: `fire_due(fills=...)`.)"""
+    return [i for i, _ in claim_due(db, worker, lease_seconds, CLAIM_BATCH, fills=True)]
 
 
 def run_fills(db: Database, settings: Settings, deadline_ids: Sequence[int],

@@ -42,28 +42,53 @@ CLAIM_BATCH = 200
 
 def claim_due_deadlines(db: Database, worker: str, lease_seconds: float,
                         limit: int = CLAIM_BATCH) -> list[int]:
+    """Claim due deadlines other than fills; their ids."""
+    return [i for i, _ in claim_due(db, worker, lease_seconds, limit, fills=False)]
+
+
+def claim_due(db: Database, worker: str, lease_seconds: float, limit: int = CLAIM_BATCH,
+              *, fills: bool | None) -> list[tuple[int, str]]:
+    """Claim due deadlines, new ones and those whose claimer died or whose lease ran
+    out: fills only (`fills=True`), all but fills (False), or both in one transaction
+    (None); (id, kind) each."""
     with db.session() as session:
         now = db_now(session)
         release_dead_claims(session, Deadline, DeadlineState.CLAIMED, now)
-        # A fill is written over several transactions beside the fan-out (`dispatch.fill`).
-        due = and_(Deadline.kind != DeadlineKind.FILL, or_(
+        due = or_(
             and_(Deadline.state == DeadlineState.PENDING, Deadline.due_at <= now),
             and_(Deadline.state == DeadlineState.CLAIMED, Deadline.lease_until < now),
-        ))
-        return claim(session, Deadline, due, worker=worker, now=now,
-                     lease_seconds=lease_seconds, limit=limit,
-                     claimed_state=DeadlineState.CLAIMED,
-                     order_by=(Deadline.due_at, Deadline.id))
+        )
+        if fills is not None:
+            due = and_(due, Deadline.kind == DeadlineKind.FILL if fills
+                       else Deadline.kind != DeadlineKind.FILL)
+        ids = claim(session, Deadline, due, worker=worker, now=now,
+                    lease_seconds=lease_seconds, limit=limit,
+                    claimed_state=DeadlineState.CLAIMED,
+                    order_by=(Deadline.due_at, Deadline.id))
+        if not ids:
+            return []
+        kinds: dict[int, str] = {
+            i: kind for i, kind in session.execute(
+                select(Deadline.id, Deadline.kind).where(Deadline.id.in_(ids)))}
+        return [(i, kinds[i]) for i in ids]
 
 
-def fire_due(db: Database, settings: Settings, worker: str) -> int:
-    """Claim and fire every deadline due now; returns how many fired."""
+def fire_due(db: Database, settings: Settings, worker: str,
+             fills: list[int] | None = None) -> int:
+    """Claim and fire every deadline due now; returns how many fired. Given a `fills`
+    list, the fills due (`dispatch.fill`) are claimed in the same transactions and added
+    to it, for the caller to write beside its fan-out; without one they are left alone."""
     fired = 0
     while True:
-        ids = claim_due_deadlines(db, worker, settings.lease_seconds)
-        if not ids:
+        claimed = claim_due(db, worker, settings.lease_seconds,
+                            fills=None if fills is not None else False)
+        if not claimed:
             return fired
-        for deadline_id in ids:
+        for deadline_id, kind in claimed:
+            if kind == DeadlineKind.FILL:
+                assert fills is not None
+                fills.append(deadline_id)
+                continue
             try:
                 with db.session() as session:
                     if fire(session, settings, deadline_id, worker):

@@ -32,6 +32,7 @@ from dispatcher.domain import (
     RecipientState,
     ZoneState,
 )
+from dispatcher.escalation.engine import fire_due
 from dispatcher.models import (
     Alert,
     AlertZone,
@@ -370,3 +371,14 @@ def test_a_tier_dead_when_its_fill_ends_escalates_at_once(rt: Runtime) -> None:
             Deadline.alert_id == sent.alert_id, Deadline.kind == DeadlineKind.ESCALATE,
             Deadline.state == DeadlineState.PENDING).order_by(Deadline.due_at)).first()
         assert window is not None and window.due_at <= db_now(s)
+
+
+def test_a_workers_deadline_claim_takes_the_due_fills_along(rt: Runtime) -> None:
+    """The worker claims fills in its deadlines' transaction (`fire_due(fills=...)`);
+    firing without a list leaves them to a caller that writes them."""
+    sent = send(rt, streamed=True, filler=None)
+    assert fire_due(rt.db, rt.settings, "w1") == 0
+    fills: list[int] = []
+    assert fire_due(rt.db, rt.settings, "w1", fills) == 0
+    assert sorted(fills) == sorted(sent.fills)
+    assert {d.claimed_by for d in fills_of(rt, sent.alert_id or 0)} == {"w1"}
