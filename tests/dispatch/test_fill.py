@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,16 @@ def send(rt: Runtime, *, streamed: bool, filler: str | None = "filler",
         return send_alert(session, settings, post,
                           AlertRequest(zones=zones, body="Fill test", ack_window_seconds=600,
                                        **kwargs), filler=filler)
+
+
+def one_chunk_written(rt: Runtime, **kwargs: Any) -> tuple[Sent, Iterator[int]]:
+    """A streamed alert to Mexico City (two primaries) whose fill has written its first
+    chunk (one volunteer) and waits to go on."""
+    sent = send(rt, streamed=True, zones=["Mexico City"], **kwargs)
+    assert sent.alert_id is not None
+    steps = fill_steps(rt.db, rt.settings, sent.fills[0], "filler")
+    assert next(steps) == 1
+    return sent, steps
 
 
 def dead_worker() -> str:
@@ -198,10 +209,7 @@ def test_an_alert_sent_without_a_filler_is_filled_by_a_worker(rt: Runtime) -> No
 
 
 def test_a_cancel_stops_a_fill(rt: Runtime) -> None:
-    sent = send(rt, streamed=True, zones=["Mexico City"])
-    assert sent.alert_id is not None
-    steps = fill_steps(rt.db, rt.settings, sent.fills[0], "filler")
-    next(steps)
+    sent, steps = one_chunk_written(rt)
     with rt.db.session() as s:
         cancel_alert(s, rt.settings, sent.alert_id, actor="test")
     assert list(steps) == [], "the fill wrote after the cancel"
@@ -215,10 +223,7 @@ def test_a_cancel_stops_a_fill(rt: Runtime) -> None:
 
 
 def test_a_zone_covered_mid_fill_still_asks_the_rest_but_sets_no_window(rt: Runtime) -> None:
-    sent = send(rt, streamed=True, zones=["Mexico City"])
-    assert sent.alert_id is not None
-    steps = fill_steps(rt.db, rt.settings, sent.fills[0], "filler")
-    next(steps)
+    sent, steps = one_chunk_written(rt)
     with rt.db.session() as s:
         first = s.scalars(select(Recipient).where(Recipient.alert_id == sent.alert_id)).one()
         outcome = acks.acknowledge(s, rt.settings, first, at=first.due_at, via="sms")
@@ -237,10 +242,7 @@ def test_a_zone_covered_mid_fill_still_asks_the_rest_but_sets_no_window(rt: Runt
 
 def test_each_mode_does_not_cover_a_zone_before_its_duties_are_all_written(
         rt: Runtime) -> None:
-    sent = send(rt, streamed=True, zones=["Mexico City"], policy="each")
-    assert sent.alert_id is not None
-    steps = fill_steps(rt.db, rt.settings, sent.fills[0], "filler")
-    next(steps)
+    sent, steps = one_chunk_written(rt, policy="each")
     with rt.db.session() as s:
         first = s.scalars(select(Recipient).where(Recipient.alert_id == sent.alert_id)).one()
         outcome = acks.acknowledge(s, rt.settings, first, at=first.due_at, via="sms")
@@ -256,10 +258,7 @@ def test_each_mode_does_not_cover_a_zone_before_its_duties_are_all_written(
 
 
 def test_an_update_mid_fill_reaches_those_written_before_and_after(rt: Runtime) -> None:
-    sent = send(rt, streamed=True, zones=["Mexico City"])
-    assert sent.alert_id is not None
-    steps = fill_steps(rt.db, rt.settings, sent.fills[0], "filler")
-    next(steps)
+    sent, steps = one_chunk_written(rt)
     with rt.db.session() as s:
         update_alert(s, rt.settings, sent.alert_id, "Meeting point moved", actor="test")
     list(steps)
@@ -321,10 +320,7 @@ def unreachable(rt: Runtime, name: str) -> None:
 
 
 def test_a_zone_covered_mid_fill_with_stand_down_asks_nobody_more(rt: Runtime) -> None:
-    sent = send(rt, streamed=True, zones=["Mexico City"], policy="standdown")
-    assert sent.alert_id is not None
-    steps = fill_steps(rt.db, rt.settings, sent.fills[0], "filler")
-    next(steps)
+    sent, steps = one_chunk_written(rt, policy="standdown")
     with rt.db.session() as s:
         first = s.scalars(select(Recipient).where(Recipient.alert_id == sent.alert_id)).one()
         assert acks.acknowledge(s, rt.settings, first, at=first.due_at,
@@ -339,10 +335,7 @@ def test_each_mode_covers_a_zone_whose_duties_were_all_answered_while_it_filled(
     # Mexico City's primaries by name: Daniel Ortega (the first chunk), Emily Carter (the
     # last, written failed: no duty of hers is left to answer).
     unreachable(rt, "Emily Carter")
-    sent = send(rt, streamed=True, zones=["Mexico City"], policy="each")
-    assert sent.alert_id is not None
-    steps = fill_steps(rt.db, rt.settings, sent.fills[0], "filler")
-    next(steps)
+    sent, steps = one_chunk_written(rt, policy="each")
     with rt.db.session() as s:
         daniel = s.scalars(select(Recipient).where(Recipient.alert_id == sent.alert_id)).one()
         assert not acks.acknowledge(s, rt.settings, daniel, at=daniel.due_at,
@@ -355,10 +348,7 @@ def test_each_mode_covers_a_zone_whose_duties_were_all_answered_while_it_filled(
 
 def test_a_tier_dead_when_its_fill_ends_escalates_at_once(rt: Runtime) -> None:
     unreachable(rt, "Emily Carter")
-    sent = send(rt, streamed=True, zones=["Mexico City"])
-    assert sent.alert_id is not None
-    steps = fill_steps(rt.db, rt.settings, sent.fills[0], "filler")
-    next(steps)
+    sent, steps = one_chunk_written(rt)
     with rt.db.session() as s:
         for d in s.scalars(select(Delivery).where(Delivery.alert_id == sent.alert_id)).all():
             lifecycle.move(d, DeliveryState.FAILED)
