@@ -255,11 +255,12 @@ def _zone_gaps(pz: PlannedZone) -> list[str]:
 def plan_alert(session: Session, settings: Settings, post: Post, req: AlertRequest, *,
                refuse_unreachable: bool = True,
                today: date | None = None, hold_code: bool = True,
-               code: str | None = None, streamed: bool = False) -> Plan:
+               code: str | None = None, stream_above: int | None = None) -> Plan:
     """Resolve zones, template, policy and first tier; refuse what cannot reach anyone.
     Without `hold_code` (a preview) the texts carry PREVIEW_CODE: no code is shown before
-    one is held by a sent alert; `code` is one already held. `streamed`: only each zone's
-    first tier is found, not its volunteers (`Plan.streamed`)."""
+    one is held by a sent alert; `code` is one already held. Zones holding more than
+    `stream_above` memberships in all are streamed: only each zone's first tier is found,
+    not its volunteers (`Plan.streamed`)."""
     today = today or db_today(session, post.timezone)
     known = [c.value for c in Channel]
     for c in req.channels:
@@ -276,6 +277,8 @@ def plan_alert(session: Session, settings: Settings, post: Post, req: AlertReque
             zone = find_zone(session, post, name)
             if zone not in zones:
                 zones.append(zone)
+    streamed = (stream_above is not None
+                and zone_size(session, [z.id for z in zones]) > stream_above)
     template = load_template(settings.config_dir, req.template or DEFAULT_TEMPLATE)
     policy = load_policy(settings.config_dir, req.policy).with_window(req.ack_window_seconds)
     code = code or (allocate_reply_code(session, post.id) if hold_code else PREVIEW_CODE)
@@ -413,11 +416,11 @@ def send_alert(session: Session, settings: Settings, post: Post, req: AlertReque
     """
     if req.draft_id is not None:
         req = request_from_draft(session, post, req)
-    streamed = not dry_run and _alert_size(session, post, req) > settings.stream_above
-    # A dry run shows what would be refused instead of refusing it.
+    # A dry run shows what would be refused instead of refusing it, and is never streamed.
     plan = plan_alert(session, settings, post, req, refuse_unreachable=not dry_run,
-                      hold_code=not dry_run, streamed=streamed)
-    preview = None if streamed else plan.preview(settings)
+                      hold_code=not dry_run,
+                      stream_above=None if dry_run else settings.stream_above)
+    preview = None if plan.streamed else plan.preview(settings)
     if dry_run:
         assert preview is not None
         dead = [z["zone"] for z in preview["zones"] if not z["reachable"]]
@@ -427,8 +430,9 @@ def send_alert(session: Session, settings: Settings, post: Post, req: AlertReque
         return Sent(None, None, preview)
     alert = create_alert(session, settings, plan, req, filler=filler)
     session.flush()
-    fills = list(session.scalars(select(Deadline.id).where(
-        Deadline.alert_id == alert.id, Deadline.kind == DeadlineKind.FILL))) if streamed else []
+    fills = (list(session.scalars(select(Deadline.id).where(
+        Deadline.alert_id == alert.id, Deadline.kind == DeadlineKind.FILL)))
+        if plan.streamed else [])
     return Sent(alert.id, alert.reply_code, preview, fills, req)
 
 
@@ -446,15 +450,6 @@ def preview_sent(session: Session, settings: Settings, post: Post, sent: Sent) -
     except AlnError as exc:
         return {"zones": [], "unavailable": f"alert sent; its preview could not be read: {exc}"}
     return plan.preview(settings)
-
-
-def _alert_size(session: Session, post: Post, req: AlertRequest) -> int:
-    """How many memberships the alert's zones hold."""
-    if any(z.strip().lower() == "all" for z in req.zones):
-        ids = list(session.scalars(select(Zone.id).where(Zone.post_id == post.id)))
-    else:
-        ids = [find_zone(session, post, name).id for name in req.zones]
-    return zone_size(session, ids)
 
 
 def first_version(session: Session, alert: Alert, req: AlertRequest) -> None:
