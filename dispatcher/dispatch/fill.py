@@ -36,7 +36,6 @@ from dispatcher.dispatch.outbox import (
 )
 from dispatcher.dispatch.targeting import Target, tier_targets, zone_members
 from dispatcher.domain import OPEN_ALERT_STATES, DeadlineKind, DeadlineState, ZoneState
-from dispatcher.escalation.engine import claim_due
 from dispatcher.escalation.policy import EscalationPolicy
 from dispatcher.models import Alert, AlertZone, Deadline, Post
 from dispatcher.settings import Settings
@@ -47,17 +46,6 @@ log = logging.getLogger(__name__)
 FIRST_CHUNK = 500
 #: Later chunks: recipients per transaction.
 CHUNK = 5000
-#: Fills claimed per look.
-CLAIM_BATCH = 20
-
-
-def claim_due_fills(db: Database, worker: str, lease_seconds: float) -> list[int]:
-    """Claim the fills nobody is working on: new ones a worker is to run (an alert sent
-    through the API), and those whose filler died. (A worker claims them with its
-    deadlines: `fire_due(fills=...)`.)"""
-    return [i for i, _ in claim_due(db, worker, lease_seconds, CLAIM_BATCH, fills=True)]
-
-
 def run_fills(db: Database, settings: Settings, deadline_ids: Sequence[int],
               worker: str) -> int:
     """Fill each of these claimed fills to the end; returns the recipients written. Only

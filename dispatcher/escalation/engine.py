@@ -43,14 +43,15 @@ CLAIM_BATCH = 200
 def claim_due_deadlines(db: Database, worker: str, lease_seconds: float,
                         limit: int = CLAIM_BATCH) -> list[int]:
     """Claim due deadlines other than fills; their ids."""
-    return [i for i, _ in claim_due(db, worker, lease_seconds, limit, fills=False)]
+    return claim_due(db, worker, lease_seconds, limit, fills=False)[0]
 
 
 def claim_due(db: Database, worker: str, lease_seconds: float, limit: int = CLAIM_BATCH,
-              *, fills: bool | None) -> list[tuple[int, str]]:
+              *, fills: bool | None) -> tuple[list[int], list[int]]:
     """Claim due deadlines, new ones and those whose claimer died or whose lease ran
     out: fills only (`fills=True`), all but fills (False), or both in one transaction
-    (None); (id, kind) each."""
+    (None). Returns the ids of the deadlines to fire and those of the fills
+    (`dispatch.fill`), apart."""
     with db.session() as session:
         now = db_now(session)
         release_dead_claims(session, Deadline, DeadlineState.CLAIMED, now)
@@ -65,12 +66,11 @@ def claim_due(db: Database, worker: str, lease_seconds: float, limit: int = CLAI
                     lease_seconds=lease_seconds, limit=limit,
                     claimed_state=DeadlineState.CLAIMED,
                     order_by=(Deadline.due_at, Deadline.id))
-        if not ids:
-            return []
-        kinds: dict[int, str] = {
-            i: kind for i, kind in session.execute(
-                select(Deadline.id, Deadline.kind).where(Deadline.id.in_(ids)))}
-        return [(i, kinds[i]) for i in ids]
+        if fills is not None or not ids:
+            return ([], ids) if fills else (ids, [])
+        filled = set(session.scalars(select(Deadline.id).where(
+            Deadline.id.in_(ids), Deadline.kind == DeadlineKind.FILL)))
+        return [i for i in ids if i not in filled], [i for i in ids if i in filled]
 
 
 def fire_due(db: Database, settings: Settings, worker: str,
@@ -80,15 +80,13 @@ def fire_due(db: Database, settings: Settings, worker: str,
     to it, for the caller to write beside its fan-out; without one they are left alone."""
     fired = 0
     while True:
-        claimed = claim_due(db, worker, settings.lease_seconds,
-                            fills=None if fills is not None else False)
-        if not claimed:
+        ids, filled = claim_due(db, worker, settings.lease_seconds,
+                                fills=None if fills is not None else False)
+        if not ids and not filled:
             return fired
-        for deadline_id, kind in claimed:
-            if kind == DeadlineKind.FILL:
-                assert fills is not None
-                fills.append(deadline_id)
-                continue
+        if fills is not None:
+            fills.extend(filled)
+        for deadline_id in ids:
             try:
                 with db.session() as session:
                     if fire(session, settings, deadline_id, worker):

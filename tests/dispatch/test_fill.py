@@ -22,7 +22,7 @@ from dispatcher import acks, lifecycle
 from dispatcher.db import db_now
 from dispatcher.dispatch import fill
 from dispatcher.dispatch.failover import on_dead_path
-from dispatcher.dispatch.fill import claim_due_fills, fill_steps, run_fills
+from dispatcher.dispatch.fill import fill_steps, run_fills
 from dispatcher.dispatch.outbox import AlertRequest, Sent, send_alert
 from dispatcher.dispatch.versions import cancel_alert, update_alert
 from dispatcher.domain import (
@@ -33,7 +33,7 @@ from dispatcher.domain import (
     RecipientState,
     ZoneState,
 )
-from dispatcher.escalation.engine import fire_due
+from dispatcher.escalation.engine import claim_due, fire_due
 from dispatcher.models import (
     Alert,
     AlertZone,
@@ -91,6 +91,10 @@ def one_chunk_written(rt: Runtime, **kwargs: Any) -> tuple[Sent, Iterator[int]]:
     assert next(steps) == 1
     return sent, steps
 
+
+def claim_fills(rt: Runtime, worker: str) -> list[int]:
+    """The due fills nobody is working on, claimed as a worker claims them."""
+    return claim_due(rt.db, worker, rt.settings.lease_seconds, fills=True)[1]
 
 def dead_worker() -> str:
     """A worker name whose process is gone: its claims are taken over at once."""
@@ -175,7 +179,7 @@ def test_a_fill_left_by_a_dead_process_is_taken_over_and_asks_each_volunteer_onc
     assert next(steps) == 1  # one chunk committed, then the process "dies"
     steps.close()
     assert sum(asked(rt, sent.alert_id).values()) == 1
-    taken = claim_due_fills(rt.db, "worker-2", rt.settings.lease_seconds)
+    taken = claim_fills(rt, "worker-2")
     assert taken == sent.fills
     run_fills(rt.db, rt.settings, taken, "worker-2")
     assert asked(rt, sent.alert_id) == Counter(
@@ -190,7 +194,7 @@ def test_a_fill_left_by_a_dead_process_is_taken_over_and_asks_each_volunteer_onc
 
 def test_a_live_fillers_claim_is_not_taken(rt: Runtime) -> None:
     sent = send(rt, streamed=True, filler="alive-elsewhere")
-    assert claim_due_fills(rt.db, "worker-2", rt.settings.lease_seconds) == []
+    assert claim_fills(rt, "worker-2") == []
     assert sent.alert_id is not None and asked(rt, sent.alert_id) == Counter()
 
 
@@ -201,7 +205,7 @@ def test_an_alert_sent_without_a_filler_is_filled_by_a_worker(rt: Runtime) -> No
         zones = alert_status(s, sent.alert_id)["zones"]
     # A fill waiting for a worker is no deadline an officer watches.
     assert [z["next_deadline_at"] for z in zones] == [None] * len(ZONES)
-    taken = claim_due_fills(rt.db, "worker-1", rt.settings.lease_seconds)
+    taken = claim_fills(rt, "worker-1")
     assert sorted(taken) == sorted(sent.fills)
     run_fills(rt.db, rt.settings, taken, "worker-1")
     assert sent.alert_id is not None
@@ -302,7 +306,7 @@ def test_the_api_answers_a_streamed_alert_with_its_preview_and_a_worker_fills_it
     assert r.status_code == 200, r.text
     answer = r.json()
     assert answer["preview"]["reply_code"] == answer["reply_code"]
-    taken = claim_due_fills(rt.db, "worker-1", rt.settings.lease_seconds)
+    taken = claim_fills(rt, "worker-1")
     assert len(taken) == len(ZONES)
     run_fills(rt.db, rt.settings, taken, "worker-1")
     with rt.db.session() as s:
