@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from channels.simulator.serving import ServerThread, bound_socket
 from channels.simulator.testing import SimulatorHandle, run_simulator
 from dispatcher import aio
 from dispatcher.cli.common import styled
@@ -42,7 +44,6 @@ from dispatcher.settings import Settings
 from dispatcher.status import alert_status
 from dispatcher.web.app import create_app
 from dispatcher.web.auth import add_officer, get_officer, hash_password
-from dispatcher.web.server import ServerThread, free_port
 from dispatcher.worker import make_channels
 
 #: The exercise's acknowledgement window: short, so the whole run stays under two minutes.
@@ -116,14 +117,16 @@ def run_demo(workdir: Path, console: Console, *, keep_serving: float = 0.0) -> d
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    port = free_port()
-    with run_simulator(public_url=f"http://127.0.0.1:{port}") as sim:
-        sim.set_faults(invalid_numbers=[DEAD_NUMBER])
-        rt = Runtime.open(demo_settings(workdir, sim, port))
-        try:
-            return _exercise(rt, sim, port, workdir, console, keep_serving)
-        finally:
-            rt.close()
+    # The engine's port is held from here, so nothing takes it before the server starts.
+    with bound_socket() as sock:
+        port = int(sock.getsockname()[1])
+        with run_simulator(public_url=f"http://127.0.0.1:{port}") as sim:
+            sim.set_faults(invalid_numbers=[DEAD_NUMBER])
+            rt = Runtime.open(demo_settings(workdir, sim, port))
+            try:
+                return _exercise(rt, sim, sock, workdir, console, keep_serving)
+            finally:
+                rt.close()
 
 
 #: The officer `aln demo --keep-serving` creates for its dashboard.
@@ -143,8 +146,8 @@ def demo_login(rt: Runtime) -> tuple[str, str]:
     return DEMO_OFFICER, password
 
 
-def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, console: Console,
-              keep_serving: float) -> dict[str, Any]:
+def _exercise(rt: Runtime, sim: SimulatorHandle, sock: socket.socket, workdir: Path,
+              console: Console, keep_serving: float) -> dict[str, Any]:
     config = rt.settings.config_dir
     with rt.db.session() as session:
         post = ensure_post(session, rt.settings, rt.vault)
@@ -154,7 +157,7 @@ def _exercise(rt: Runtime, sim: SimulatorHandle, port: int, workdir: Path, conso
         _demo_paths(session, rt)
     console.print(styled(("1.", "bold"), f" Loaded {post.name}: {result.rows} roster rows, "
                          f"{result.volunteers_created} volunteers."))
-    with ServerThread(create_app(rt), port=port) as server:
+    with ServerThread(create_app(rt), sock=sock) as server:
         console.print(styled(("2.", "bold"), f" Provider simulator at {sim.url}; aln serve at "
                              f"{server.url} (dashboard {server.url}/)."))
         req = AlertRequest(zones=DEMO_ZONES, template="demonstration", exercise=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from channels.simulator.serving import ServerThread, bound_socket
 from channels.simulator.testing import SimulatorHandle, run_simulator
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.dispatch.sender import Sender
@@ -25,7 +27,6 @@ from dispatcher.runtime import Runtime
 from dispatcher.settings import Settings
 from dispatcher.status import alert_status
 from dispatcher.web.app import create_app
-from dispatcher.web.server import ServerThread, free_port
 from dispatcher.worker import make_channels
 from tests.conftest import CONFIG_DIR, SAMPLE_ROSTER
 from tests.helpers import wait_until
@@ -57,13 +58,17 @@ class Engine:
     sim: SimulatorHandle
     port: int
     server: ServerThread | None = None
+    #: The port's socket, bound when the engine was made and served on by the first
+    #: start (a restart binds the port again).
+    reserved: socket.socket | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.server = ServerThread(create_app(self.rt), port=self.port).start()
+        sock, self.reserved = self.reserved, None
+        self.server = ServerThread(create_app(self.rt), port=self.port, sock=sock).start()
 
     def stop(self) -> None:
         if self.server is not None:
@@ -156,7 +161,8 @@ def engines_in(directory: Path) -> Iterator[Any]:
     made: list[tuple[Engine, Any]] = []
 
     def make(database_url: str | None = None, start: bool = True, **overrides: Any) -> Engine:
-        port = free_port()
+        sock = bound_socket()
+        port = int(sock.getsockname()[1])
         ctx = run_simulator(public_url=f"http://127.0.0.1:{port}")
         sim = ctx.__enter__()
         url = database_url or f"sqlite:///{directory / f'aln-{len(made)}.db'}"
@@ -164,7 +170,7 @@ def engines_in(directory: Path) -> Iterator[Any]:
         with rt.db.session() as session:
             post = ensure_post(session, rt.settings, rt.vault)
             import_sample_roster(session, rt.vault, post, SAMPLE)
-        engine = Engine(rt, sim, port)
+        engine = Engine(rt, sim, port, reserved=sock)
         made.append((engine, ctx))
         if start:
             engine.start()
@@ -175,6 +181,8 @@ def engines_in(directory: Path) -> Iterator[Any]:
     finally:
         for engine, ctx in made:
             engine.stop()
+            if engine.reserved is not None:
+                engine.reserved.close()
             engine.rt.close()
             ctx.__exit__(None, None, None)
 

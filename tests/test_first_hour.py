@@ -9,12 +9,12 @@ import stat
 import subprocess
 from pathlib import Path
 
+from channels.simulator.serving import free_port
 from dispatcher.cli.run_cmd import public_url_for
 from dispatcher.cli.simulator_cmd import simulator_env
 from dispatcher.demo import demo_login
 from dispatcher.settings import Settings
 from dispatcher.web.auth import check_password, get_officer
-from dispatcher.web.server import free_port
 from tests.conftest import rt_with_roster
 from tests.helpers import wait_until
 from tests.reliability.test_kill_fanout import ALN

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import httpx
 
+from channels.simulator.serving import free_port
 from channels.simulator.testing import run_simulator
 from channels.webhooks import twilio_sign
 from dispatcher.logs import JsonFormatter, masked
-from dispatcher.web.server import free_port
 from tests.engine import cli_env
 from tests.helpers import wait_until
 from tests.reliability.test_kill_fanout import ALN

@@ -6,17 +6,15 @@ against a simulator started here and one started with `aln simulator`.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
-import uvicorn
 
 from channels.simulator.app import create_simulator
+from channels.simulator.serving import ServerThread, free_port
 
 #: Default credentials the simulator accepts (and signs callbacks with).
 DEFAULT_ACCOUNT_SID = "AC" + "5" * 32
@@ -87,37 +85,17 @@ class SimulatorHandle:
         self._http.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def run_simulator(public_url: str = "http://127.0.0.1:9",
                   account_sid: str = DEFAULT_ACCOUNT_SID, auth_token: str = DEFAULT_AUTH_TOKEN,
                   port: int = 0, **faults: Any) -> Iterator[SimulatorHandle]:
     """Serve the simulator on a loopback port in a thread for the duration of the block."""
-    port = port or _free_port()
     app = create_simulator(account_sid=account_sid, auth_token=auth_token,
                            public_url=public_url)
     # A deep backlog: a fan-out opens hundreds of connections at once (PROVIDERS.md).
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", backlog=2048,
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, name="aln-simulator", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the provider simulator did not start")
-        time.sleep(0.02)
-    try:
-        with _handle(f"http://127.0.0.1:{port}", faults) as handle:
-            yield handle
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with ServerThread(app, port=port, backlog=2048, name="aln-simulator") as server, \
+            _handle(server.url, faults) as handle:
+        yield handle
 
 
 @contextmanager
@@ -128,7 +106,7 @@ def spawn_simulator(public_url: str = "http://127.0.0.1:9", port: int = 0,
     import subprocess
     import sys
 
-    port = port or _free_port()
+    port = port or free_port()
     code = ("import uvicorn; from channels.simulator import create_simulator; "
             f"uvicorn.run(create_simulator(account_sid={DEFAULT_ACCOUNT_SID!r}, "
             f"auth_token={DEFAULT_AUTH_TOKEN!r}, public_url={public_url!r}), host='127.0.0.1', "

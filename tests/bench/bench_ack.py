@@ -28,12 +28,12 @@ import httpx
 import psutil
 from sqlalchemy import func, select, update
 
+from channels.simulator.serving import free_port
 from channels.webhooks import twilio_sign
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.models import Alert, Delivery, Recipient, utcnow
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
-from dispatcher.web.server import free_port
 from tests.bench.fixtures import bulk_roster, emit
 from tests.conftest import CONFIG_DIR, make_settings
 from tests.helpers import wait_until

@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dispatcher.web.server import free_port
+from channels.simulator.serving import ServerThread
 
 
 @dataclass
@@ -85,17 +84,6 @@ def fake_provider() -> Iterator[FakeProvider]:
         Route("/2010-04-01/Accounts/{sid}/Calls.json", handle, methods=["POST"]),
         Route("/v3/mail/send", handle, methods=["POST"]),
     ])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", backlog=1024))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    fake.url = f"http://127.0.0.1:{port}"
-    try:
+    with ServerThread(app, backlog=1024, name="fake-provider") as server:
+        fake.url = server.url
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -127,7 +127,7 @@ def test_transient_errors_stop_after_the_attempt_budget() -> None:
 
 
 def test_refused_connection_is_transient() -> None:
-    from dispatcher.web.server import free_port
+    from channels.simulator.serving import free_port
 
     cfg = ChannelsConfig(twilio_account_sid=SID, twilio_auth_token=TOKEN,
                          twilio_from_number="+15005550006",

@@ -18,9 +18,9 @@ from channels.base import ChannelKind, Message
 from channels.config import ChannelsConfig
 from channels.errors import PermanentError
 from channels.factory import build_channels
+from channels.simulator.serving import ServerThread
 from channels.simulator.testing import run_simulator
 from channels.webhooks import sendgrid_signature_valid, twilio_signature_valid
-from dispatcher.web.server import ServerThread
 from tests.helpers import wait_until
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, inspect
 
-from dispatcher.web.server import free_port
+from channels.simulator.serving import free_port
 from tests.conftest import CONFIG_DIR, _psycopg
 from tests.helpers import wait_until
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy import func, select
 
+from channels.simulator.serving import free_port
 from channels.simulator.testing import SimulatorHandle, run_simulator
 from channels.webhooks import twilio_sign
 from dispatcher.db import db_now
@@ -44,7 +45,6 @@ from dispatcher.models import (
 from dispatcher.roster.importer import import_roster
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
-from dispatcher.web.server import free_port
 from tests.conftest import CONFIG_DIR, make_settings
 from tests.engine import FROM_NUMBER, cli_env
 from tests.helpers import wait_until

@@ -19,12 +19,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from channels.simulator.serving import free_port
 from channels.simulator.testing import run_simulator
 from dispatcher.db import db_now
 from dispatcher.errors import Refused
 from dispatcher.models import WorkerLease
 from dispatcher.runtime import Runtime
-from dispatcher.web.server import free_port
 from dispatcher.worker import Worker
 from tests.conftest import clock_shift_days
 from tests.engine import cli_env

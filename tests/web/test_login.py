@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from channels.simulator.serving import ServerThread
 from dispatcher.models import Alert, AuditEvent, Response
 from dispatcher.web import auth
-from dispatcher.web.server import ServerThread
 from dispatcher.web.throttle import LOGIN_ATTEMPTS, LoginThrottle, parse_trusted_proxies
 from tests.web.conftest import PASSWORD, bearer, login, login_form
 
