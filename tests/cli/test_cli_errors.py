@@ -73,9 +73,9 @@ def test_worker_interrupted_with_ctrl_c_stops_in_one_line(tmp_path: Path) -> Non
     worker = subprocess.Popen([*ALN, "worker"], env=env, cwd=tmp_path, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        time.sleep(0.5)
         wait_until(lambda: _registered(tmp_path / "aln.db"), 30, what="the worker to start")
-        time.sleep(1.5)  # a few sweeps: the scheduler's thread is waking the loop
+        time.sleep(1.5)  # the stimulus, not a wait: Ctrl-C after a few sweeps, while the
+        # scheduler's thread is waking the loop
         worker.send_signal(signal.SIGINT)
         _, err = worker.communicate(timeout=30)
     finally:
