@@ -276,3 +276,14 @@ def test_html_report_renders_in_chromium(rt: Runtime, tmp_path: Path) -> None:
         shot.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000
+
+
+def test_sqlite_times_read_as_naive_utc() -> None:
+    """The report reads SQLite's time text itself (not through UTCDateTime): SQLAlchemy's
+    text, a whole second, or a text with an offset all come back as naive UTC."""
+    from dispatcher.reports.figures import _sqlite_moment
+
+    assert _sqlite_moment("2026-11-20 14:00:01.500000") == datetime(2026, 11, 20, 14, 0, 1,
+                                                                   500_000)
+    assert _sqlite_moment("2026-11-20 14:00:01") == datetime(2026, 11, 20, 14, 0, 1)
+    assert _sqlite_moment("2026-11-20 15:00:01+01:00") == datetime(2026, 11, 20, 14, 0, 1)
