@@ -18,12 +18,17 @@ from typing import Any
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+def safe_row(row: Iterable[Any]) -> list[Any]:
+    """Each cell of `row` as it is, or for text a spreadsheet would evaluate, that text
+    behind an apostrophe. Numbers are left alone: -5 is a number, not a formula. (One
+    expression a row, not a call a cell: 660,000 calls were most of a report's CSV.)"""
+    return [("'" + v if v.startswith(FORMULA_STARTS) else v) if isinstance(v, str) else v
+            for v in row]
+
+
 def safe_cell(value: Any) -> Any:
-    """`value`, or for text a spreadsheet would evaluate, that text behind an apostrophe.
-    Numbers are left alone: -5 is a number, not a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
+    """One cell made safe (`safe_row`)."""
+    return safe_row((value,))[0]
 
 
 def csv_text(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
@@ -31,5 +36,5 @@ def csv_text(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(list(header))
-    writer.writerows([safe_cell(v) for v in row] for row in rows)
+    writer.writerows(map(safe_row, rows))
     return out.getvalue()

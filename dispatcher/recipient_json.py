@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     String,
     Text,
     case,
@@ -119,6 +120,16 @@ _PG_EMPTY: ColumnElement[Any] = literal_column("'[]'::json")
 _PG_WHOLE_ALERT = {"enable_nestloop": "off", "jit": "off", "work_mem": "'64MB'"}
 
 
+def plan_whole_alert(db: Connection, whole: bool = True) -> None:
+    """PostgreSQL: plan the next statements as reads of a whole alert (`_PG_WHOLE_ALERT`),
+    or (`whole=False`) as usual again. The status and the report read this way."""
+    if db.dialect.name == "sqlite":
+        return
+    for name, value in _PG_WHOLE_ALERT.items():
+        db.exec_driver_sql(f"SET LOCAL {name} = {value}" if whole
+                           else f"SET LOCAL {name} TO DEFAULT")
+
+
 def _row(pairs: dict[str, Any], name: str, *of: Any) -> Any:
     """PostgreSQL: the values (of these tables' rows) as one row with these column names,
     for `row_to_json` (a quarter cheaper than `json_build_object`, which looks up every
@@ -178,8 +189,7 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
                                   & (path.c.channel == ch.value))
     if grouped is not None:
         joined = joined.outerjoin(grouped, grouped.c.recipient_id == _R.c.id)
-        for name, value in _PG_WHOLE_ALERT.items():
-            db.exec_driver_sql(f"SET LOCAL {name} = {value}")
+        plan_whole_alert(db)
     joined = joined.outerjoin(last, last.c.recipient_id == _R.c.id).outerjoin(
         reply, reply.c.id == last.c.id)
     doc: Any = sql.obj(pairs)
@@ -196,7 +206,6 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
         .order_by(*(BOARD_ORDER if limit is not None else ())).limit(limit))
     found = sorted(map(RecipientJson._make, rows.all()), key=_board_order)
     if grouped is not None:  # the rest of the transaction plans as usual
-        for name in _PG_WHOLE_ALERT:
-            db.exec_driver_sql(f"SET LOCAL {name} TO DEFAULT")
+        plan_whole_alert(db, whole=False)
     return found
 

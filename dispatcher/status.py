@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO, cast
 
@@ -56,16 +56,26 @@ def delivery_outcomes(session: Session, alert_id: int,
     """How the alert's messages ended, per channel: {"voice": {"no_answer": 2, ...}, ...}
     (the board, the status JSON and the report count them here); one channel's only when
     given."""
-    out: dict[str, dict[str, int]] = {}
     where = [Delivery.alert_id == alert_id, Delivery.purpose.in_(OUTCOME_PURPOSES)]
     if channel is not None:
         where.append(Delivery.channel == channel)
-    for channel, state, count in session.execute(
-            select(Delivery.channel, Delivery.state, func.count())
-            .where(*where)
-            .group_by(Delivery.channel, Delivery.state)
-            .order_by(Delivery.channel, Delivery.state)):
-        out.setdefault(str(channel), {})[str(getattr(state, "value", state))] = int(count)
+    return outcomes_of(session.execute(
+        select(Delivery.channel, Delivery.purpose, Delivery.state, func.count())
+        .where(*where).group_by(Delivery.channel, Delivery.purpose, Delivery.state)))
+
+
+def outcomes_of(counts: Iterable[Any]) -> dict[str, dict[str, int]]:
+    """`delivery_outcomes` from (channel, purpose, state, count) rows, any grouping finer
+    than channel and state (the report's counts of every delivery come this way too):
+    the outcome purposes only, channels and states in alphabetical order."""
+    tally: dict[tuple[str, str], int] = {}
+    for channel, purpose, state, count in counts:
+        if purpose in OUTCOME_PURPOSES:
+            key = (str(channel), str(getattr(state, "value", state)))
+            tally[key] = tally.get(key, 0) + int(count)
+    out: dict[str, dict[str, int]] = {}
+    for (channel, state), count in sorted(tally.items()):
+        out.setdefault(channel, {})[state] = count
     return out
 
 

@@ -26,32 +26,44 @@ def whole_seconds(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.0f} s"
 
 
+#: Joins a column's values to escape them in one call: escaping maps each character on its
+#: own and leaves this one as it is, so the escaped text splits back into the values.
+_SEP = "\x1f"
+
+
+def escape_all(values: list[str]) -> list[str]:
+    """Each value HTML-escaped, by one call to `escape` for the lot (a call a value was a
+    third of a 60,000-volunteer report's HTML). A value holding the separator is the rare
+    case escaped one by one."""
+    joined = _SEP.join(values)
+    if joined.count(_SEP) != len(values) - 1:
+        return [str(escape(v)) for v in values]
+    return str(escape(joined)).split(_SEP)
+
+
 def volunteer_rows(volunteers: list[dict[str, Any]]) -> Markup:
     """The rows of the Volunteers table, every value escaped. Written here, not as a loop in
     the template: at 60,000 volunteers the template's loop took seconds, this a fraction."""
-    # Zones, tiers, outcomes and channel lists repeat: each is escaped once.
-    seen: dict[Any, str] = {}
-
-    def once(value: Any) -> str:
-        text = seen.get(value)
-        if text is None:
-            text = seen[value] = str(escape(value))
-        return text
-
-    rows = []
-    for v in volunteers:
-        channels = once(", ".join(v["channels_tried"])) if v["channels_tried"] else "-"
-        codes = f" ({escape(', '.join(v['error_codes']))})" if v["error_codes"] else ""
-        reply = escape(v["reply"]["text"]) if v["reply"] else "-"
-        rows.append(
-            f'<tr><td data-label="Zone">{once(v["zone"])}</td>\n'
-            f'<td data-label="Tier">{once(v["tier"])}</td><td data-label="Name">'
-            f'{escape(v["name"])}</td><td data-label="Channels">{channels}</td>\n'
-            f'<td data-label="Outcome">{once(v["delivery_outcome"])}{codes}\n'
-            f'</td><td data-label="Time to acknowledge">'
-            f'{once(whole_seconds(v["time_to_ack_seconds"]))}</td>\n'
-            f'<td data-label="Reply">{reply}</td><td data-label="Contact">'
-            f'{escape(v["contact"]) if v["contact"] else "-"}</td></tr>')
+    if not volunteers:
+        return Markup("")
+    columns = escape_all([
+        text for v in volunteers for text in (
+            v["zone"], v["tier"], v["name"],
+            ", ".join(v["channels_tried"]) if v["channels_tried"] else "-",
+            v["delivery_outcome"],
+            f" ({', '.join(v['error_codes'])})" if v["error_codes"] else "",
+            whole_seconds(v["time_to_ack_seconds"]),
+            v["reply"]["text"] if v["reply"] else "-", v["contact"] or "-")])
+    cells = iter(columns)
+    rows = [
+        f'<tr><td data-label="Zone">{zone}</td>\n'
+        f'<td data-label="Tier">{tier}</td><td data-label="Name">{name}</td>'
+        f'<td data-label="Channels">{channels}</td>\n'
+        f'<td data-label="Outcome">{outcome}{codes}\n'
+        f'</td><td data-label="Time to acknowledge">{tta}</td>\n'
+        f'<td data-label="Reply">{reply}</td><td data-label="Contact">{contact}</td></tr>'
+        for zone, tier, name, channels, outcome, codes, tta, reply, contact
+        in zip(cells, cells, cells, cells, cells, cells, cells, cells, cells, strict=True)]
     return Markup("".join(rows))  # noqa: S704 (each value escaped above)
 
 

@@ -8,6 +8,7 @@ import json
 import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -276,3 +277,37 @@ def test_html_report_renders_in_chromium(rt: Runtime, tmp_path: Path) -> None:
         shot.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000
+
+
+def test_sqlite_times_read_as_naive_utc() -> None:
+    """The report reads SQLite's time text itself (not through UTCDateTime): SQLAlchemy's
+    text, a whole second, or a text with an offset all come back as naive UTC."""
+    from dispatcher.reports.figures import _sqlite_moment
+
+    assert _sqlite_moment("2026-11-20 14:00:01.500000") == datetime(2026, 11, 20, 14, 0, 1,
+                                                                   500_000)
+    assert _sqlite_moment("2026-11-20 14:00:01") == datetime(2026, 11, 20, 14, 0, 1)
+    assert _sqlite_moment("2026-11-20 15:00:01+01:00") == datetime(2026, 11, 20, 14, 0, 1)
+
+
+def test_the_report_reads_the_alert_whole_then_plans_as_usual(rt: Runtime) -> None:
+    """PostgreSQL: the report's big reads run with `_PG_WHOLE_ALERT` (room to sort in
+    memory), and the transaction plans as before afterwards."""
+    if rt.db.is_sqlite:
+        pytest.skip("PostgreSQL's planner settings")
+    from sqlalchemy import text
+
+    from dispatcher.recipient_json import _PG_WHOLE_ALERT, plan_whole_alert
+
+    alert_id = scenario(rt)
+    with rt.db.session() as s:
+        def settings() -> dict[str, Any]:
+            return {name: s.execute(text(f"SHOW {name}")).scalar() for name in _PG_WHOLE_ALERT}
+
+        before = settings()
+        plan_whole_alert(s.connection())
+        assert settings() == {"enable_nestloop": "off", "jit": "off", "work_mem": "64MB"}
+        plan_whole_alert(s.connection(), whole=False)
+        assert settings() == before
+        assert build_report(s, alert_id, today=TODAY)["summary"]["recipients"] == 6
+        assert settings() == before

@@ -8,7 +8,7 @@ from typing import Any
 from jinja2 import Environment
 
 from dispatcher.domain import DeliveryState
-from dispatcher.reports.html import volunteer_rows, whole_seconds
+from dispatcher.reports.html import escape_all, volunteer_rows, whole_seconds
 
 #: The template's loop over the volunteers before `volunteer_rows` replaced it.
 ORACLE_LOOP = """{% for v in r.volunteers %}<tr><td data-label="Zone">{{ v.zone }}</td>
@@ -39,9 +39,20 @@ def test_volunteer_rows_equal_the_template_loop() -> None:
         _volunteer(reply={"kind": "ack", "text": ""}, tier="alternate2",
                    channels_tried=["sms", "voice"], time_to_ack_seconds=0.4),
         _volunteer(),  # a repeat: the escaped values kept for it must come out the same
+        # The separator `escape_all` joins a column with, inside a value: escaped one by one.
+        _volunteer(name="a\x1f<b>", reply={"kind": "ack", "text": "\x1f&\x1f"}),
     ]
     env = Environment(autoescape=True)
     env.filters["secs"] = whole_seconds
     expected = env.from_string(ORACLE_LOOP).render(r={"volunteers": volunteers})
     assert str(volunteer_rows(volunteers)) == expected
     assert "&lt;b&gt;O&#39;Brien &amp; &#34;Co&#34;&lt;/b&gt;" in expected
+
+
+def test_escape_all_escapes_each_value() -> None:
+    values = ["<a>", "", "O'Brien & co", '"q"', "plain"]
+    expected = ["&lt;a&gt;", "", "O&#39;Brien &amp; co", "&#34;q&#34;", "plain"]
+    assert escape_all(values) == expected
+    assert escape_all(["x\x1fy<", "<"]) == ["x\x1fy&lt;", "&lt;"]
+    assert escape_all([]) == []
+    assert volunteer_rows([]) == ""
