@@ -141,13 +141,22 @@ class _Writer:
             if col.count(col[0]) == count:
                 shared.append(col[0])
                 exprs.append("?")
+            elif _counts_up(col):
+                # Ids allocated in one range: the first is bound, each row adds its index.
+                shared.append(col[0])
+                exprs.append("? + key")
             else:
                 exprs.append(f"value ->> {len(varying)}")
                 varying.append(col)
         exprs += ["?"] * len(fixed)
+        if len(varying) == 1:
+            # One column: a flat array, each element read as is (taking a value out of a
+            # row's array parses that row again: most of the JSON's cost).
+            exprs = ["value" if e == "value ->> 0" else e for e in exprs]
         try:
-            rows = json.dumps(list(zip(*varying, strict=True)) if varying else [[]] * count,
-                              allow_nan=False)
+            rows = json.dumps(list(varying[0]) if len(varying) == 1
+                              else list(zip(*varying, strict=True)) if varying
+                              else [0] * count, allow_nan=False)
         except (TypeError, ValueError):
             return False
         if "\\u0000" in rows:  # SQLite's JSON reads a string only up to a NUL
@@ -156,6 +165,13 @@ class _Writer:
             f"INSERT INTO {self.head} SELECT {', '.join(exprs)} FROM json_each(?)",
             (*shared, *fixed, rows))
         return True
+
+
+def _counts_up(values: Sequence[Any]) -> bool:
+    """Integers each one more than the one before (ids from `allocate_ids`)."""
+    first = values[0]
+    return (type(first) is int and set(map(type, values)) == {int}
+            and list(values) == list(range(first, first + len(values))))
 
 
 def _converted(values: Sequence[Any], proc: Callable[[Any], Any] | None,

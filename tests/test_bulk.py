@@ -246,3 +246,34 @@ def test_rows_read_back_every_kind_of_value(rt: Runtime) -> None:
             .order_by(Contact.channel)).all()
         assert [tuple(c) for c in contacts] == [(blobs[i], texts[i]) for i in range(3)]
         session.rollback()
+
+
+@pytest.mark.parametrize("volunteer_picks", [[0, 1, 2, 3], [0, 1, 3, 4], [3, 2, 1, 0]])
+def test_counting_ids_and_a_single_varying_column_read_back(
+        rt: Runtime, volunteer_picks: list[int]) -> None:
+    """SQLite's writer binds a column of consecutive ids as its first and reads a chunk
+    with one varying column from a flat array: the rows read back as given, whether the
+    other column counts up too, skips a number, or counts down."""
+    texts = ["it's \"quoted\"", "Señal ☎ 🚨", "", "tab\there"]
+    with rt.db.session() as session:
+        post = ensure_post(session, rt.settings, rt.vault)
+        zone_id = session.scalar(select(Zone.id).where(Zone.post_id == post.id))
+        volunteers = list(session.scalars(select(Volunteer.id).order_by(Volunteer.id)))[:5]
+        alert = Alert(post_id=post.id, kind="security", title="t", bodies={"en": {"sms": "x"}},
+                      reply_code="1000", ack_window_seconds=60, policy={})
+        session.add(alert)
+        session.flush()
+        now = db_now(session)
+        ids = bulk.allocate_ids(session, Recipient, 4)
+        chosen = [volunteers[i] for i in volunteer_picks]
+        bulk.insert(session, Recipient, ("id", "alert_id", "volunteer_id", "zone_id", "tier"),
+                    [(ids[i], alert.id, chosen[i], zone_id, 0) for i in range(4)])
+        bulk.insert(session, Deadline, ("alert_id", "zone_id", "tier", "due_at", "claimed_by"),
+                    [(alert.id, zone_id, 0, now, texts[i]) for i in range(4)])
+        session.expire_all()
+        assert [tuple(r) for r in session.execute(
+            select(Recipient.id, Recipient.volunteer_id).where(Recipient.alert_id == alert.id)
+            .order_by(Recipient.id))] == list(zip(ids, chosen, strict=True))
+        assert sorted(session.scalars(select(Deadline.claimed_by).where(
+            Deadline.alert_id == alert.id))) == sorted(texts)
+        session.rollback()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from channels.twilio_whatsapp import OUTSIDE_SESSION
@@ -113,10 +113,13 @@ def escalate_if_tier_dead(session: Session, alert: Alert, zone_id: int, tier: in
                                                 AlertZone.zone_id == zone_id))
     if az is None or az.current_tier != tier or filling(session, alert.id, zone_id):
         return
-    peers = session.scalars(select(Recipient.state).where(
-        Recipient.alert_id == alert.id, Recipient.zone_id == zone_id,
-        Recipient.tier == tier)).all()
-    if peers and all(state == RecipientState.FAILED for state in peers):
+    # Two looks at the index, not every peer's state (a 100,000-volunteer tier read back
+    # row by row cost a large alert more than writing it): one live peer settles it.
+    peers = select(Recipient.id).where(Recipient.alert_id == alert.id,
+                                       Recipient.zone_id == zone_id, Recipient.tier == tier)
+    if (session.scalar(select(exists(peers)))
+            and not session.scalar(select(exists(
+                peers.where(Recipient.state != RecipientState.FAILED))))):
         log.info("alert %s zone %s: every path of tier %s is dead, escalating now",
                  alert.id, az.zone.name, tier, extra={"alert_id": alert.id})
         escalate_now(session, alert.id, zone_id)

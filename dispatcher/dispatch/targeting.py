@@ -130,10 +130,16 @@ def _usable(paths: Iterable[Path], wanted: frozenset[str]) -> tuple[list[PathRef
     return use, skip
 
 
-def zone_members(session: Session, zone_ids: Iterable[int]) -> dict[int, list[Member]]:
-    """Each zone's members with their contact paths, from one Core select (no ORM)."""
+def zone_members(session: Session, zone_ids: Iterable[int],
+                 tier: int | None = None) -> dict[int, list[Member]]:
+    """Each zone's members with their contact paths, from one Core select (no ORM); only
+    those of `tier` when one is named (a fill asks one tier, and need not read the rest)."""
+    m = table(Membership)
+    where: ColumnElement[bool] = m.c.zone_id.in_(list(zone_ids))
+    if tier is not None:
+        where = and_(where, m.c.tier == tier)
     with collector_paused():
-        return _members(session, table(Membership).c.zone_id.in_(list(zone_ids)))
+        return _members(session, where)
 
 
 def zone_size(session: Session, zone_ids: Iterable[int]) -> int:

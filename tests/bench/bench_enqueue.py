@@ -33,6 +33,7 @@ RUN = textwrap.dedent('''
     from sqlalchemy import func, select
     from dispatcher.dispatch.fill import run_fills
     from dispatcher.dispatch.outbox import AlertRequest, send_alert
+    from dispatcher.domain import DeadlineKind
     from dispatcher.models import Deadline, Delivery, Recipient
     from dispatcher.roster.posts import ensure_post
     from dispatcher.runtime import Runtime
@@ -56,6 +57,10 @@ RUN = textwrap.dedent('''
                                        .where(model.alert_id == alert_id))
                   for name, model in (("recipients", Recipient), ("deliveries", Delivery),
                                       ("deadlines", Deadline))}
+        # The zones' own deadlines: a streamed alert's fills are deadlines too (done now).
+        counts["deadlines"] -= session.scalar(select(func.count()).select_from(Deadline)
+                                              .where(Deadline.alert_id == alert_id,
+                                                     Deadline.kind == DeadlineKind.FILL))
     rt.close()
     print(json.dumps({"seconds": seconds, "peak_rss_mb": rss, **counts}))
 ''')
