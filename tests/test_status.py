@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from dispatcher.domain import DUTY_OFFICER_TIER, Channel, tier_name
 from dispatcher.models import Delivery, Recipient, Response, Volunteer
-from dispatcher.recipient_json import _PG_WHOLE_ALERT
+from dispatcher.recipient_json import _PG_WHOLE_ALERT, _fetch_plain
 from dispatcher.runtime import Runtime
 from dispatcher.status import (
     alert_head,
@@ -135,3 +135,18 @@ def test_reading_a_whole_alert_leaves_the_planner_settings_as_they_were(rt: Runt
         assert len(alert_status(s, alert_id)["recipients"]) == 20
         assert {name: s.execute(text(f"SHOW {name}")).scalar()
                 for name in _PG_WHOLE_ALERT} == before
+
+
+def test_rows_read_past_sqlalchemy_take_only_numbers_and_text(rt: Runtime) -> None:
+    """A whole alert's rows come straight from the driver, which would write a time
+    parameter its own way (not as SQLAlchemy stores it): such a statement is refused."""
+    bulk_roster(rt, 4, zones=2, tiers=2)
+    alert_id = bulk_alert(rt)
+    with rt.db.session() as s:
+        db = s.connection()
+        ids = select(Recipient.id).where(Recipient.alert_id == alert_id).order_by(Recipient.id)
+        assert [r[0] for r in _fetch_plain(db, ids)] == list(s.scalars(ids))
+        assert _fetch_plain(db, ids.where(Recipient.id.in_([-1, -2]))) == []
+        with pytest.raises(TypeError):
+            _fetch_plain(db, ids.where(Recipient.created_at < datetime(2030, 1, 1,
+                                                                       tzinfo=UTC)))
