@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Select,
     String,
     Text,
     case,
@@ -30,6 +31,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from dispatcher.domain import DUTY_OFFICER_TIER, Channel, tier_name
+from dispatcher.heap import collector_paused
 from dispatcher.models import Contact, Delivery, Recipient, Response, Volunteer, Zone, table
 
 _R, _V, _Z, _C, _D, _RESP = (table(m) for m in (Recipient, Volunteer, Zone, Contact, Delivery,
@@ -138,6 +140,26 @@ def _row(pairs: dict[str, Any], name: str, *of: Any) -> Any:
             .lateral(name))
 
 
+def _fetch_plain(db: Connection, statement: Select[Any]) -> list[tuple[Any, ...]]:
+    """The rows of a statement whose parameters are all numbers and text, as the driver
+    gives them (plain tuples), in the session's transaction: SQLAlchemy's result rows
+    (100,000 `Row`s built, then read again) cost a whole alert ~0.4 s more CPU time."""
+    compiled = statement.compile(dialect=db.dialect,
+                                 compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    if not all(type(value) in (int, str) for value in params.values()):
+        # Only values SQLAlchemy passes on unconverted: a time, say, is written as SQLite
+        # text by SQLAlchemy's type, and the driver would write it otherwise.
+        raise TypeError("_fetch_plain takes only numbers and text as parameters")
+    cursor = db.connection.cursor()
+    try:
+        cursor.execute(str(compiled), tuple(params[name] for name in compiled.positiontup or ())
+                       if compiled.positional else params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
 def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool],
                     limit: int | None = None) -> list[RecipientJson]:
     """Some of an alert's recipients (all of them when no `where`), in the board's order
@@ -197,14 +219,21 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
         whole = _row(pairs, "recipient", _R, _V, _Z, *paths.values(), grouped, reply)
         joined = joined.join(whole, true())
         doc = func.row_to_json(whole.table_valued())
-    rows = db.execute(
-        select(_R.c.id, _R.c.zone_id, _R.c.tier, type_coerce(_R.c.state, String),
-               cast(doc, Text))
-        .select_from(joined).where(_R.c.alert_id == alert_id, *where)
-        # Sorted by the database only for a page: sorting 45 MB of rows costs SQLite more
-        # than their building, Python sorts the keys in a blink.
-        .order_by(*(BOARD_ORDER if limit is not None else ())).limit(limit))
-    found = sorted(map(RecipientJson._make, rows.all()), key=_board_order)
+    query = (select(_R.c.id, _R.c.zone_id, _R.c.tier, type_coerce(_R.c.state, String),
+                    cast(doc, Text))
+             .select_from(joined).where(_R.c.alert_id == alert_id, *where)
+             # Sorted by the database only for a page: sorting 45 MB of rows costs SQLite
+             # more than their building, Python sorts the keys in a blink.
+             .order_by(*(BOARD_ORDER if limit is not None else ())).limit(limit))
+    # A whole alert's rows straight from the driver; a page's (whose `where` may hold a
+    # time) through SQLAlchemy.
+    # No collections while 200,000 tuples (none in a cycle) are made: each full pass
+    # walked every object the process holds (~0.5 s of CPU in all).
+    with collector_paused():
+        rows: list[Any] = (_fetch_plain(db, query) if not where and limit is None
+                           else list(db.execute(query)))
+        rows.sort(key=_board_order)
+        found = list(map(RecipientJson._make, rows))
     if grouped is not None:  # the rest of the transaction plans as usual
         plan_whole_alert(db, whole=False)
     return found
