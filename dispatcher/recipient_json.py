@@ -10,6 +10,8 @@ reading as the reference): ISO stamps in UTC as `datetime.isoformat` writes them
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -122,14 +124,21 @@ _PG_EMPTY: ColumnElement[Any] = literal_column("'[]'::json")
 _PG_WHOLE_ALERT = {"enable_nestloop": "off", "jit": "off", "work_mem": "'64MB'"}
 
 
-def plan_whole_alert(db: Connection, whole: bool = True) -> None:
-    """PostgreSQL: plan the next statements as reads of a whole alert (`_PG_WHOLE_ALERT`),
-    or (`whole=False`) as usual again. The status and the report read this way."""
+@contextmanager
+def whole_alert_plan(db: Connection) -> Iterator[None]:
+    """PostgreSQL: the statements of the block are planned as reads of a whole alert
+    (`_PG_WHOLE_ALERT`); after it, even when it fails, the transaction plans as usual. The
+    status and the report read this way."""
     if db.dialect.name == "sqlite":
+        yield
         return
     for name, value in _PG_WHOLE_ALERT.items():
-        db.exec_driver_sql(f"SET LOCAL {name} = {value}" if whole
-                           else f"SET LOCAL {name} TO DEFAULT")
+        db.exec_driver_sql(f"SET LOCAL {name} = {value}")
+    try:
+        yield
+    finally:
+        for name in _PG_WHOLE_ALERT:
+            db.exec_driver_sql(f"SET LOCAL {name} TO DEFAULT")
 
 
 def _row(pairs: dict[str, Any], name: str, *of: Any) -> Any:
@@ -211,7 +220,6 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
                                   & (path.c.channel == ch.value))
     if grouped is not None:
         joined = joined.outerjoin(grouped, grouped.c.recipient_id == _R.c.id)
-        plan_whole_alert(db)
     joined = joined.outerjoin(last, last.c.recipient_id == _R.c.id).outerjoin(
         reply, reply.c.id == last.c.id)
     doc: Any = sql.obj(pairs)
@@ -229,12 +237,10 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
     # time) through SQLAlchemy.
     # No collections while 200,000 tuples (none in a cycle) are made: each full pass
     # walked every object the process holds (~0.5 s of CPU in all).
-    with collector_paused():
+    with whole_alert_plan(db) if grouped is not None else nullcontext(), collector_paused():
         rows: list[Any] = (_fetch_plain(db, query) if not where and limit is None
                            else list(db.execute(query)))
         rows.sort(key=_board_order)
         found = list(map(RecipientJson._make, rows))
-    if grouped is not None:  # the rest of the transaction plans as usual
-        plan_whole_alert(db, whole=False)
     return found
 

@@ -40,24 +40,27 @@ def _ephemeral_low() -> int:
 
 
 def bound_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A TCP socket bound to `host`:`port` (SO_REUSEADDR, so a restart on a port in
-    TIME_WAIT binds); with port 0, to a free port below the ephemeral range."""
+    """A TCP socket bound to `host`:`port`, or with port 0 to a free port below the
+    ephemeral range. Only a named port is bound with SO_REUSEADDR (a restart binds a port
+    whose old connections are in TIME_WAIT): Linux lets two SO_REUSEADDR sockets bind
+    one port while neither listens, so a chosen one binds without it and is its own."""
     if port:
-        return _bind(host, port)
+        return _bind(host, port, reuse=True)
     low = _ephemeral_low()
     if low - _WINDOW >= 1024:
         for _ in range(100):
             try:
-                return _bind(host, _random.randrange(low - _WINDOW, low))
+                return _bind(host, _random.randrange(low - _WINDOW, low), reuse=False)
             except OSError:
                 continue
-    return _bind(host, 0)
+    return _bind(host, 0, reuse=False)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, *, reuse: bool) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
     except OSError:
         sock.close()
@@ -110,6 +113,7 @@ class ServerThread:
                 raise RuntimeError(f"the server on port {self.port} failed to start: "
                                    f"{self.error!r}")
             if time.monotonic() > deadline:
+                self.stop()
                 raise TimeoutError(f"the server on port {self.port} did not start")
             time.sleep(0.02)
         return self

@@ -15,7 +15,6 @@ database: 100,000 deliveries take well under 2 s.
 
 from __future__ import annotations
 
-import gc
 import math
 import statistics
 from collections import Counter, defaultdict
@@ -38,6 +37,7 @@ from dispatcher.domain import (
     tier_name,
 )
 from dispatcher.errors import NotFound
+from dispatcher.heap import collector_paused
 from dispatcher.models import (
     Alert,
     AlertZone,
@@ -51,7 +51,7 @@ from dispatcher.models import (
     Volunteer,
     Zone,
 )
-from dispatcher.recipient_json import plan_whole_alert
+from dispatcher.recipient_json import whole_alert_plan
 from dispatcher.roster.gaps import TERM_ENDING_SOON_DAYS
 from dispatcher.status import outcomes_of
 
@@ -97,13 +97,8 @@ def build_report(session: Session, alert_id: int, today: date | None = None) -> 
     """Every figure of one alert's report (see the module docstring for definitions)."""
     # Hundreds of thousands of short-lived rows and dicts, none in a cycle: the cyclic
     # collector would rescan them over and over (a third of the time at 100,000 rows).
-    paused = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         return _build_report(session, alert_id, today)
-    finally:
-        if paused:
-            gc.enable()
 
 
 def _build_report(session: Session, alert_id: int, today: date | None) -> dict[str, Any]:
@@ -117,48 +112,47 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     # and the deliveries folded per recipient by the database: 100,000 deliveries come back
     # as one row per volunteer asked.
     db = session.connection()
-    # PostgreSQL sorts the recipients, the deliveries and the contacts in memory (with its
-    # default work_mem they went to disk); the findings' small reads plan as usual.
-    plan_whole_alert(db)
     # The state and the times as the driver gives them, not through their column types
     # (an enum, `UTCDateTime`): those took 0.5 s of CPU over 60,000 rows on SQLite. SQLite
     # gives naive UTC text, PostgreSQL aware datetimes: `moment` reads either.
     naive = db.dialect.name == "sqlite"
     moment: Callable[[Any], Any] = _sqlite_moment if naive else _same
     sent_at = alert.sent_at.replace(tzinfo=None) if naive and alert.sent_at else alert.sent_at
-    recs: Sequence[Any] = db.execute(
-        select(Recipient.id, Recipient.volunteer_id, Recipient.zone_id, Recipient.tier,
-               type_coerce(Recipient.state, String).label("state"),
-               type_coerce(Recipient.notified_at, String).label("notified_at"),
-               type_coerce(Recipient.acknowledged_at, String).label("acknowledged_at"),
-               Recipient.acknowledged_via, Volunteer.name, Zone.name.label("zone"))
-        .join(Volunteer, Volunteer.id == Recipient.volunteer_id)
-        .join(Zone, Zone.id == Recipient.zone_id)
-        .where(Recipient.alert_id == alert_id).order_by(Zone.name, Recipient.tier,
-                                                         Volunteer.name)).all()
-    skipped: dict[int, list[Any]] = dict(db.execute(
-        select(Recipient.id, Recipient.skipped).where(
-            Recipient.alert_id == alert_id,
-            func.length(cast(Recipient.skipped, String)) > 2)).all())
-    paths = delivery_paths(db, alert_id)
-    codes_of = error_codes(db, alert_id)
-    totals = delivery_totals(db, alert_id)
-    responses = db.execute(
-        select(Response.recipient_id, Response.zone_id, Response.kind, Response.text,
-               Response.headcount_reached, Response.headcount_need_help, Response.urgent)
-        .where(Response.alert_id == alert_id).order_by(Response.id)).all()
-    zones = db.execute(
-        select(AlertZone.zone_id, Zone.name, AlertZone.state, AlertZone.current_tier,
-               AlertZone.acknowledged_at, AlertZone.unreached_at)
-        .join(Zone, Zone.id == AlertZone.zone_id)
-        .where(AlertZone.alert_id == alert_id).order_by(Zone.name)).all()
-    escalations_by_zone = dict(db.execute(
-        select(Deadline.zone_id, func.count()).where(
-            Deadline.alert_id == alert_id, Deadline.kind == "escalate",
-            Deadline.state == DeadlineState.DONE).group_by(Deadline.zone_id)).all())
-    masked_of, any_flagged = masked_contacts(db, alert_id)
-    bad_contacts = flagged_contacts_of(db, alert_id) if any_flagged else {}
-    plan_whole_alert(db, whole=False)
+    # PostgreSQL sorts the recipients, the deliveries and the contacts in memory (with its
+    # default work_mem they went to disk); the findings' small reads plan as usual.
+    with whole_alert_plan(db):
+        recs: Sequence[Any] = db.execute(
+            select(Recipient.id, Recipient.volunteer_id, Recipient.zone_id, Recipient.tier,
+                   type_coerce(Recipient.state, String).label("state"),
+                   type_coerce(Recipient.notified_at, String).label("notified_at"),
+                   type_coerce(Recipient.acknowledged_at, String).label("acknowledged_at"),
+                   Recipient.acknowledged_via, Volunteer.name, Zone.name.label("zone"))
+            .join(Volunteer, Volunteer.id == Recipient.volunteer_id)
+            .join(Zone, Zone.id == Recipient.zone_id)
+            .where(Recipient.alert_id == alert_id).order_by(Zone.name, Recipient.tier,
+                                                             Volunteer.name)).all()
+        skipped: dict[int, list[Any]] = dict(db.execute(
+            select(Recipient.id, Recipient.skipped).where(
+                Recipient.alert_id == alert_id,
+                func.length(cast(Recipient.skipped, String)) > 2)).all())
+        paths = delivery_paths(db, alert_id)
+        codes_of = error_codes(db, alert_id)
+        totals = delivery_totals(db, alert_id)
+        responses = db.execute(
+            select(Response.recipient_id, Response.zone_id, Response.kind, Response.text,
+                   Response.headcount_reached, Response.headcount_need_help, Response.urgent)
+            .where(Response.alert_id == alert_id).order_by(Response.id)).all()
+        zones = db.execute(
+            select(AlertZone.zone_id, Zone.name, AlertZone.state, AlertZone.current_tier,
+                   AlertZone.acknowledged_at, AlertZone.unreached_at)
+            .join(Zone, Zone.id == AlertZone.zone_id)
+            .where(AlertZone.alert_id == alert_id).order_by(Zone.name)).all()
+        escalations_by_zone = dict(db.execute(
+            select(Deadline.zone_id, func.count()).where(
+                Deadline.alert_id == alert_id, Deadline.kind == "escalate",
+                Deadline.state == DeadlineState.DONE).group_by(Deadline.zone_id)).all())
+        masked_of, any_flagged = masked_contacts(db, alert_id)
+        bad_contacts = flagged_contacts_of(db, alert_id) if any_flagged else {}
 
     last_reply: dict[int, tuple[str, str]] = {}
     heads: dict[int, list[int]] = defaultdict(lambda: [0, 0])

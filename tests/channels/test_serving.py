@@ -27,9 +27,13 @@ def test_ports_are_chosen_below_the_range_outgoing_connections_take_theirs_from(
 
 def test_a_server_thread_holds_its_port_before_it_starts() -> None:
     server = ServerThread(_app())
-    with socket.socket() as other:
+    with socket.socket() as other, socket.socket() as reusing:
         with pytest.raises(OSError):
             other.bind(("127.0.0.1", server.port))
+        # Linux lets two SO_REUSEADDR sockets share a port neither listens on yet.
+        reusing.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with pytest.raises(OSError):
+            reusing.bind(("127.0.0.1", server.port))
     with server:
         assert httpx.get(server.url, timeout=5).text == "up"
 

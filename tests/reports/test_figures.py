@@ -297,7 +297,7 @@ def test_the_report_reads_the_alert_whole_then_plans_as_usual(rt: Runtime) -> No
         pytest.skip("PostgreSQL's planner settings")
     from sqlalchemy import text
 
-    from dispatcher.recipient_json import _PG_WHOLE_ALERT, plan_whole_alert
+    from dispatcher.recipient_json import _PG_WHOLE_ALERT, whole_alert_plan
 
     alert_id = scenario(rt)
     with rt.db.session() as s:
@@ -305,9 +305,11 @@ def test_the_report_reads_the_alert_whole_then_plans_as_usual(rt: Runtime) -> No
             return {name: s.execute(text(f"SHOW {name}")).scalar() for name in _PG_WHOLE_ALERT}
 
         before = settings()
-        plan_whole_alert(s.connection())
-        assert settings() == {"enable_nestloop": "off", "jit": "off", "work_mem": "64MB"}
-        plan_whole_alert(s.connection(), whole=False)
+        with whole_alert_plan(s.connection()):
+            assert settings() == {"enable_nestloop": "off", "jit": "off", "work_mem": "64MB"}
         assert settings() == before
+        with pytest.raises(ZeroDivisionError), whole_alert_plan(s.connection()):
+            1 / 0  # noqa: B018
+        assert settings() == before, "a failed read leaves the plan as usual too"
         assert build_report(s, alert_id, today=TODAY)["summary"]["recipients"] == 6
         assert settings() == before
