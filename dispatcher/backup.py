@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dispatcher.claims import HEARTBEAT_STALE_SECONDS, process_is_gone
 from dispatcher.errors import InvalidInput, Refused
+from dispatcher.models import sqlite_utc
 from dispatcher.settings import Settings
 
 #: Pages copied per step: small steps let a busy writer in between them.
@@ -136,7 +137,7 @@ def _live_worker(path: Path) -> str | None:
     # The clock `db_now` reads on SQLite (the file is on this machine).
     now = datetime.now(UTC)
     for _name, host, pid, beat in rows:
-        last = datetime.fromisoformat(str(beat)).replace(tzinfo=UTC)
+        last = sqlite_utc(str(beat)).replace(tzinfo=UTC)
         fresh = now - last < timedelta(seconds=HEARTBEAT_STALE_SECONDS)
         # The worker guard's rule: a fresh lease counts unless its process is gone.
         if fresh and not process_is_gone(host, int(pid), alive_at=last):

@@ -40,6 +40,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def sqlite_utc(text: str) -> datetime:
+    """A time as `UTCDateTime` keeps it in SQLite (naive UTC text), read without the type
+    (a bulk read, a backup's raw connection): a naive UTC datetime."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every database (SQLite keeps naive UTC text)."""
 

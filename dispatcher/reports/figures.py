@@ -19,7 +19,7 @@ import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, String, case, cast, distinct, func, or_, select, type_coerce
@@ -50,6 +50,7 @@ from dispatcher.models import (
     Response,
     Volunteer,
     Zone,
+    sqlite_utc,
 )
 from dispatcher.recipient_json import whole_alert_plan
 from dispatcher.roster.gaps import TERM_ENDING_SOON_DAYS
@@ -87,12 +88,6 @@ def _same(value: Any) -> Any:
     return value
 
 
-def _sqlite_moment(text: str) -> datetime:
-    """A time as SQLite keeps it (naive UTC text), as a naive UTC datetime."""
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
-
-
 def build_report(session: Session, alert_id: int, today: date | None = None) -> dict[str, Any]:
     """Every figure of one alert's report (see the module docstring for definitions)."""
     # Hundreds of thousands of short-lived rows and dicts, none in a cycle: the cyclic
@@ -116,7 +111,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     # (an enum, `UTCDateTime`): those took 0.5 s of CPU over 60,000 rows on SQLite. SQLite
     # gives naive UTC text, PostgreSQL aware datetimes: `moment` reads either.
     naive = db.dialect.name == "sqlite"
-    moment: Callable[[Any], Any] = _sqlite_moment if naive else _same
+    moment: Callable[[Any], Any] = sqlite_utc if naive else _same
     sent_at = alert.sent_at.replace(tzinfo=None) if naive and alert.sent_at else alert.sent_at
     # PostgreSQL sorts the recipients, the deliveries and the contacts in memory (with its
     # default work_mem they went to disk); the findings' small reads plan as usual.

@@ -282,12 +282,12 @@ def test_html_report_renders_in_chromium(rt: Runtime, tmp_path: Path) -> None:
 def test_sqlite_times_read_as_naive_utc() -> None:
     """The report reads SQLite's time text itself (not through UTCDateTime): SQLAlchemy's
     text, a whole second, or a text with an offset all come back as naive UTC."""
-    from dispatcher.reports.figures import _sqlite_moment
+    from dispatcher.models import sqlite_utc
 
-    assert _sqlite_moment("2026-11-20 14:00:01.500000") == datetime(2026, 11, 20, 14, 0, 1,
+    assert sqlite_utc("2026-11-20 14:00:01.500000") == datetime(2026, 11, 20, 14, 0, 1,
                                                                    500_000)
-    assert _sqlite_moment("2026-11-20 14:00:01") == datetime(2026, 11, 20, 14, 0, 1)
-    assert _sqlite_moment("2026-11-20 15:00:01+01:00") == datetime(2026, 11, 20, 14, 0, 1)
+    assert sqlite_utc("2026-11-20 14:00:01") == datetime(2026, 11, 20, 14, 0, 1)
+    assert sqlite_utc("2026-11-20 15:00:01+01:00") == datetime(2026, 11, 20, 14, 0, 1)
 
 
 def test_the_report_reads_the_alert_whole_then_plans_as_usual(rt: Runtime) -> None:
