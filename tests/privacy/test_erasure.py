@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from dispatcher.db import db_now
+from dispatcher.db import db_now, db_today
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
 from dispatcher.models import (
     AuditEvent,
@@ -21,6 +21,7 @@ from dispatcher.models import (
     Delivery,
     InboundMessage,
     Membership,
+    Post,
     Response,
     Volunteer,
 )
@@ -159,7 +160,10 @@ def test_retention_erases_ended_terms_and_old_texts(rt: Runtime) -> None:
     with rt.db.session() as session:
         now = db_now(session)
         vid = session.scalars(select(Volunteer.id).where(Volunteer.name == NAME)).one()
-        today = now.date()
+        # The post's date, as retention reads it (between midnight UTC and midnight in
+        # Mexico City the UTC date is a day ahead).
+        post = session.scalars(select(Post)).one()
+        today = db_today(session, post.timezone)
         session.execute(update(Membership).where(Membership.volunteer_id == vid)
                         .values(term_end=today - timedelta(days=31)))
         session.execute(update(InboundMessage).values(received_at=now - timedelta(days=31)))
