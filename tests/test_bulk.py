@@ -208,13 +208,7 @@ def test_rows_read_back_every_kind_of_value(rt: Runtime) -> None:
     with rt.db.session() as session:
         if session.get_bind().dialect.name == "sqlite":  # PostgreSQL's text holds no NUL
             texts[-1] = "nul\x00after"
-        post = ensure_post(session, rt.settings, rt.vault)
-        zone_id = session.scalar(select(Zone.id).where(Zone.post_id == post.id))
-        volunteers = list(session.scalars(select(Volunteer.id).order_by(Volunteer.id)))[:5]
-        alert = Alert(post_id=post.id, kind="security", title="t", bodies={"en": {"sms": "x"}},
-                      reply_code="1000", ack_window_seconds=60, policy={})
-        session.add(alert)
-        session.flush()
+        zone_id, volunteers, alert = _bare_alert(session, rt)
         now = db_now(session)
         ids = bulk.allocate_ids(session, Recipient, 5)
         bulk.insert(session, Recipient, ("id", "alert_id", "volunteer_id", "zone_id", "tier",
@@ -248,6 +242,19 @@ def test_rows_read_back_every_kind_of_value(rt: Runtime) -> None:
         session.rollback()
 
 
+def _bare_alert(session: Session, rt: Runtime) -> tuple[int, list[int], Alert]:
+    """A zone, five volunteers and an alert row (no recipients) to write rows against."""
+    post = ensure_post(session, rt.settings, rt.vault)
+    zone_id = session.scalar(select(Zone.id).where(Zone.post_id == post.id))
+    assert zone_id is not None
+    volunteers = list(session.scalars(select(Volunteer.id).order_by(Volunteer.id)))[:5]
+    alert = Alert(post_id=post.id, kind="security", title="t", bodies={"en": {"sms": "x"}},
+                  reply_code="1000", ack_window_seconds=60, policy={})
+    session.add(alert)
+    session.flush()
+    return zone_id, volunteers, alert
+
+
 @pytest.mark.parametrize("volunteer_picks", [[0, 1, 2, 3], [0, 1, 3, 4], [3, 2, 1, 0]])
 def test_counting_ids_and_a_single_varying_column_read_back(
         rt: Runtime, volunteer_picks: list[int]) -> None:
@@ -256,13 +263,7 @@ def test_counting_ids_and_a_single_varying_column_read_back(
     other column counts up too, skips a number, or counts down."""
     texts = ["it's \"quoted\"", "Señal ☎ 🚨", "", "tab\there"]
     with rt.db.session() as session:
-        post = ensure_post(session, rt.settings, rt.vault)
-        zone_id = session.scalar(select(Zone.id).where(Zone.post_id == post.id))
-        volunteers = list(session.scalars(select(Volunteer.id).order_by(Volunteer.id)))[:5]
-        alert = Alert(post_id=post.id, kind="security", title="t", bodies={"en": {"sms": "x"}},
-                      reply_code="1000", ack_window_seconds=60, policy={})
-        session.add(alert)
-        session.flush()
+        zone_id, volunteers, alert = _bare_alert(session, rt)
         now = db_now(session)
         ids = bulk.allocate_ids(session, Recipient, 4)
         chosen = [volunteers[i] for i in volunteer_picks]
