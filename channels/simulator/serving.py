@@ -85,6 +85,11 @@ class ServerThread:
                  sock: socket.socket | None = None, backlog: int = 2048,
                  name: str = "aln-serve") -> None:
         self.socket = sock if sock is not None else bound_socket(host, port or 0)
+        # Listening at once holds the port against any other bind (a bound socket that
+        # does not listen yields to SO_REUSEADDR ones); SO_REUSEADDR, which the accepted
+        # connections inherit, lets a restart bind the port while old ones linger.
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.listen(backlog)
         self.host = host
         self.port = int(self.socket.getsockname()[1])
         config = uvicorn.Config(app, host=host, port=self.port, log_level="warning",

@@ -55,3 +55,15 @@ def test_a_server_that_cannot_start_says_why() -> None:
 
     with pytest.raises(RuntimeError, match="failed to start: SystemExit"):
         ServerThread(refuse).start()
+
+
+def test_a_restart_binds_the_port_while_the_last_connections_linger() -> None:
+    """CI once failed a restart with EADDRINUSE: the first server's connections outlive
+    it (TIME_WAIT, a client's keep-alive) and the port must bind again all the same."""
+    with httpx.Client() as client:
+        with ServerThread(_app()) as server:
+            port = server.port
+            for _ in range(3):
+                assert client.get(server.url, timeout=5).text == "up"
+        with ServerThread(_app(), port=port) as again:
+            assert client.get(again.url, timeout=5).text == "up"
