@@ -186,7 +186,8 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
                       for key in DELIVERY_KEYS}
     # PostgreSQL reads a whole alert's deliveries in one pass, grouped by recipient; a
     # page of the board reads its few rows' deliveries (as SQLite always does).
-    whole_pg = not sql.sqlite and not where and limit is None
+    whole_alert = not where and limit is None
+    whole_pg = whole_alert and not sql.sqlite
     grouped = None
     if whole_pg:
         each = _row(delivery_pairs, "delivery", _D)
@@ -237,9 +238,8 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
     # time) through SQLAlchemy.
     # No collections while 200,000 tuples (none in a cycle) are made: each full pass
     # walked every object the process holds (~0.5 s of CPU in all).
-    with whole_alert_plan(db) if grouped is not None else nullcontext(), collector_paused():
-        rows: list[Any] = (_fetch_plain(db, query) if not where and limit is None
-                           else list(db.execute(query)))
+    with whole_alert_plan(db) if whole_pg else nullcontext(), collector_paused():
+        rows: list[Any] = _fetch_plain(db, query) if whole_alert else list(db.execute(query))
         rows.sort(key=_board_order)
         found = list(map(RecipientJson._make, rows))
     return found

@@ -178,8 +178,9 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
         tta = None
         if acked and acknowledged_at is not None:
             acknowledged_at = moment(acknowledged_at)
-            if notified_at is not None:
-                tta = round((acknowledged_at - moment(notified_at)).total_seconds(), 3)
+            tta = _seconds(acknowledged_at,
+                           None if notified_at is None else moment(notified_at))
+            if tta is not None:
                 ack_times.append(tta)
             since_sent = _seconds(acknowledged_at, sent_at)
             if since_sent is not None:
