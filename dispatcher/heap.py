@@ -1,4 +1,5 @@
-"""The cyclic garbage collector around bursts of many small objects that form no cycles."""
+"""The cyclic garbage collector: out of the way of long-running loops, and paused around
+bursts of many small objects that form no cycles."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+_settled = threading.Event()
 _lock = threading.Lock()
 #: How many `collector_paused` blocks are running now (in any thread), and whether the
 #: collector was on when the first of them began.
@@ -39,3 +41,20 @@ def collector_paused() -> Iterator[None]:
             _paused -= 1
             if _paused == 0 and _was_enabled:
                 gc.enable()
+
+
+def settle_heap() -> None:
+    """Once per process, before its long-running loop: what is loaded by now (the
+    framework, SQLAlchemy, the SDKs) lives as long as the process, so it is moved out of
+    the cyclic collector's sight and full collections scan only what the work creates.
+    Without this, full collections paused a fan-out's event loop for 60-100 ms at a time
+    and webhooks in flight for 50-95 ms (tests/bench).
+
+    Only the young generations are collected first. A full collection of the loaded
+    process took 0.25-0.45 s on the 2-core machine, in front of the first message of
+    every `aln alert send`, and found 30 unreachable objects there: freezing those few
+    costs less than scanning everything to free them."""
+    if not _settled.is_set():
+        _settled.set()
+        gc.collect(1)
+        gc.freeze()

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
-from dispatcher import aio
+from dispatcher import aio, heap
 from dispatcher.domain import Role
 from dispatcher.health import check_ready
 from dispatcher.metrics import CONTENT_TYPE_LATEST, RequestMetrics
@@ -50,7 +50,7 @@ def create_app(rt: Runtime, *, run_worker: bool = True) -> FastAPI:
             await asyncio.to_thread(worker.register)
             app.state.worker = worker
             task = asyncio.create_task(_run_worker(worker))
-        aio.settle_heap()
+        heap.settle_heap()
         yield
         await app.state.boards.close()
         await asyncio.to_thread(app.state.intake.stop)
