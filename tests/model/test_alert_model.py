@@ -16,7 +16,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,14 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from sqlalchemy import select
 
 from channels.simulator.testing import SimulatorHandle
 from dispatcher import lifecycle
 from dispatcher.crypto import Vault
-from dispatcher.db import Database
+from dispatcher.db import Database, db_today
 from dispatcher.errors import Refused
+from dispatcher.models import Post
 from dispatcher.runtime import Runtime
 from tests.model.harness import (
     STATEFUL,
@@ -502,7 +503,11 @@ def run_model(ctx: Context, examples: int) -> None:
 def _people(url: str, sim: SimulatorHandle) -> dict[str, Person]:
     rt = Runtime.open(model_settings(url, sim))
     try:
-        return read_roster(rt, date.today())
+        # Terms are judged on the post's date by the database's clock, as the engine does.
+        with rt.db.session() as session:
+            post = session.scalars(select(Post)).one()  # the sample roster's one post
+            today = db_today(session, post.timezone)
+        return read_roster(rt, today)
     finally:
         rt.close()
 
