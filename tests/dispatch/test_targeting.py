@@ -1,0 +1,53 @@
+"""Whom an alert can reach: a large alert's first reachable tier, found a page at a time,
+is the one the whole roster's chain gives."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, update
+
+from dispatcher.db import db_today
+from dispatcher.dispatch import targeting
+from dispatcher.dispatch.targeting import chain, first_reachable_tier, zone_members
+from dispatcher.models import Contact, Membership, Post, Zone
+from dispatcher.runtime import Runtime
+from tests.conftest import rt_with_roster
+
+
+@pytest.fixture
+def rt(database_url: str) -> Runtime:
+    return rt_with_roster(database_url)
+
+
+def _chains_agree(rt: Runtime, channels: list[str] | None) -> list[int | None]:
+    """Each zone's first reachable tier, paged and whole; asserts they agree."""
+    found = []
+    with rt.db.session() as session:
+        post = session.scalars(select(Post)).one()
+        today = db_today(session, post.timezone)
+        for zone_id in session.scalars(select(Zone.id).order_by(Zone.id)):
+            whole = chain(zone_members(session, [zone_id]).get(zone_id, []), channels, today)
+            paged = first_reachable_tier(session, zone_id, channels, today)
+            assert paged == (whole[0] if whole else None), f"zone {zone_id}"
+            found.append(paged)
+    return found
+
+
+@pytest.mark.parametrize("page", [1, 2, 3, 256])
+def test_the_first_reachable_tier_read_by_pages_is_the_whole_chains_first(
+        rt: Runtime, page: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(targeting, "REACH_PAGE", page)
+    assert any(tier is not None for tier in _chains_agree(rt, None))
+    assert any(tier is not None for tier in _chains_agree(rt, ["email"]))
+    # Every primary's paths dead: the pages of tier 0 hold nobody, and the search goes on
+    # into the alternates (the first tier any zone can reach is then above 0).
+    with rt.db.session() as session:
+        primaries = select(Membership.volunteer_id).where(Membership.tier == 0)
+        session.execute(update(Contact).where(Contact.volunteer_id.in_(primaries))
+                        .values(dead_reason="test: dead"))
+    tiers = _chains_agree(rt, None)
+    assert any(tier is not None and tier > 0 for tier in tiers), tiers
+    # Nobody reachable at all.
+    with rt.db.session() as session:
+        session.execute(update(Contact).values(dead_reason="test: dead"))
+    assert set(_chains_agree(rt, None)) == {None}
