@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
+from dispatcher import status as status_module
 from dispatcher.domain import DUTY_OFFICER_TIER, Channel, tier_name
 from dispatcher.models import Delivery, Recipient, Response, Volunteer
 from dispatcher.recipient_json import _PG_WHOLE_ALERT, _fetch_plain, recipients_json
@@ -180,3 +181,20 @@ def test_no_garbage_collection_while_a_whole_alerts_rows_are_made(rt: Runtime) -
         gc.callbacks.remove(seen)
     assert len(rows) == 20 and gc.isenabled()
     assert while_fetching and not any(while_fetching)  # collections, none while fetching
+
+
+def test_the_printed_status_is_whole_across_its_slices(rt: Runtime,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`aln alert status --json` writes the recipients a slice at a time: none is lost or
+    doubled at a slice's edge, and the text parses to the status."""
+    bulk_roster(rt, 23, zones=3, tiers=2)
+    alert_id = bulk_alert(rt)
+    monkeypatch.setattr(status_module, "WRITE_SLICE", 5)
+    with rt.db.session() as s:
+        out = io.StringIO()
+        write_alert_status(s, alert_id, out)
+        printed, status = json.loads(out.getvalue()), alert_status(s, alert_id)
+    assert [r["id"] for r in printed["recipients"]] == [r["id"] for r in status["recipients"]]
+    assert len(printed["recipients"]) == 23
+    printed.pop("now"), status.pop("now")
+    assert printed == json.loads(json.dumps(status, default=str))
