@@ -27,6 +27,7 @@ from dispatcher.domain import (
     tier_name,
 )
 from dispatcher.errors import NotFound
+from dispatcher.heap import collector_paused
 from dispatcher.models import (
     Alert,
     AlertZone,
@@ -105,15 +106,19 @@ def alert_status(session: Session, alert_id: int) -> dict[str, Any]:
 def write_alert_status(session: Session, alert_id: int, out: TextIO) -> None:
     """`alert_status` as compact JSON on `out`, its recipients as the database wrote them
     (never parsed into dicts: an alert to 100,000 volunteers is 45 MB of them)."""
-    head, recipients = _status(session, alert_id)
-    out.write(json.dumps(head, ensure_ascii=False, default=str)[:-1])
-    out.write(', "recipients": [')
-    # In slices: one 45 MB string (joined, then encoded whole) cost ~0.2 s more.
-    for start in range(0, len(recipients), WRITE_SLICE):
-        if start:
-            out.write(",")
-        out.write(",".join([r.json for r in recipients[start:start + WRITE_SLICE]]))
-    out.write("]}\n")
+    # The collector waits until the rows are written and freed: resumed while they live,
+    # its next passes walk their 200,000 new tuples again and again (~0.2 s of CPU time).
+    with collector_paused():
+        head, recipients = _status(session, alert_id)
+        out.write(json.dumps(head, ensure_ascii=False, default=str)[:-1])
+        out.write(', "recipients": [')
+        # In slices: one 45 MB string (joined, then encoded whole) cost ~0.2 s more.
+        for start in range(0, len(recipients), WRITE_SLICE):
+            if start:
+                out.write(",")
+            out.write(",".join([r.json for r in recipients[start:start + WRITE_SLICE]]))
+        out.write("]}\n")
+        del recipients
 
 
 def _status(session: Session, alert_id: int) -> tuple[dict[str, Any], list[RecipientJson]]:

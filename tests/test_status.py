@@ -198,3 +198,35 @@ def test_the_printed_status_is_whole_across_its_slices(rt: Runtime,
     assert len(printed["recipients"]) == 23
     printed.pop("now"), status.pop("now")
     assert printed == json.loads(json.dumps(status, default=str))
+
+
+def test_printing_a_status_collects_no_garbage_while_its_rows_live(rt: Runtime) -> None:
+    """Resumed while a whole alert's rows live, the cyclic collector walked them again at
+    its next passes: it stays paused from the read until the rows are written and freed,
+    and runs again after."""
+    bulk_roster(rt, 20, zones=2, tiers=2)
+    alert_id = bulk_alert(rt)
+    during: list[bool] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            frame, names, rows_alive = sys._getframe(1), set(), False
+            while frame is not None:
+                names.add(frame.f_code.co_name)
+                if frame.f_code.co_name == "write_alert_status":
+                    rows_alive = "recipients" in frame.f_locals
+                frame = frame.f_back  # type: ignore[assignment]
+            during.append(rows_alive or {"_status", "write_alert_status"} <= names)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(seen)
+    gc.set_threshold(1)  # a collection at (nearly) every allocation
+    try:
+        with rt.db.session() as s:
+            write_alert_status(s, alert_id, io.StringIO())
+            [object() for _ in range(10)]
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(seen)
+    assert gc.isenabled()
+    assert during and not any(during)  # collections, none while the rows live
