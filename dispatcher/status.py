@@ -255,6 +255,10 @@ class Member(Protocol):
     def state(self) -> Any: ...
 
 
+#: A recipient's zone, and its (tier, state): what `figures_from` groups and counts by.
+_zone_of, _tier_state = attrgetter("zone_id"), attrgetter("tier", "state")
+
+
 def figures_from(members: Sequence[Member]) -> Figures:
     """Zone figures counted from the alert's recipients, in the board's order."""
     by_zone: dict[int, list[Member]] = {}
@@ -280,10 +284,6 @@ def figures_from(members: Sequence[Member]) -> Figures:
                       if helpers else []))
 
     return figures
-
-
-_zone_of = attrgetter("zone_id")
-_tier_state = attrgetter("tier", "state")
 
 
 def call_next_rule(az: AlertZone, volunteer_tiers: Collection[int]
