@@ -39,7 +39,12 @@ from dispatcher.models import (
     Volunteer,
     Zone,
 )
-from dispatcher.recipient_json import PHONE_ORDER, RecipientJson, recipients_json
+from dispatcher.recipient_json import (
+    PHONE_ORDER,
+    RecipientJson,
+    recipients_json,
+    whole_alert_plan,
+)
 from dispatcher.replies.attach import unattached
 
 #: Recipients still to be called: asked, and not (yet) answering.
@@ -125,8 +130,12 @@ def _status(session: Session, alert_id: int) -> tuple[dict[str, Any], list[Recip
     """The status JSON but its recipients, and the recipients' rows."""
     alert = find_alert(session, alert_id)
     recipients = recipients_json(session, alert_id)
+    # PostgreSQL counts the whole alert's deliveries with room to sort them in memory (a
+    # fresh alert's count was planned for one row, and its sort spilled to disk).
+    with whole_alert_plan(session.connection()):
+        outcomes = delivery_outcomes(session, alert_id)
     return ({**alert_head(session, alert, figures_from(recipients)),
-             "outcomes": delivery_outcomes(session, alert_id)}, recipients)
+             "outcomes": outcomes}, recipients)
 
 
 def _json_list(rows: Sequence[RecipientJson]) -> str:
