@@ -85,7 +85,10 @@ class _Sql:
 
     def flag(self, value: Any) -> Any:
         """A boolean (SQLite keeps 0 and 1) of a column that is never null."""
-        return func.json(case((value, "true"), else_="false")) if self.sqlite else value
+        # json() of each constant, not of the CASE: SQLite then parses "true" and "false"
+        # once per statement instead of once per row (~0.1 s of a whole alert's read).
+        return case((value, func.json("true")), else_=func.json("false")) if self.sqlite \
+            else value
 
     def stamp(self, column: Any) -> Any:
         """A UTC time as `datetime.isoformat` writes it (SQLite keeps naive UTC text with
