@@ -66,6 +66,13 @@ REPORT_ORDER = (DeliveryState.DELIVERED, DeliveryState.ANSWERED, DeliveryState.M
                 DeliveryState.PENDING, DeliveryState.NO_ANSWER, DeliveryState.BUSY,
                 DeliveryState.UNDELIVERED, DeliveryState.BOUNCED, DeliveryState.FAILED,
                 DeliveryState.CANCELLED)
+#: A volunteer's best delivery (its `REPORT_ORDER` index, None when nothing was sent) ->
+#: (the outcome the report shows, whether that reached them, whether a provider took it,
+#: whether it is dead).
+OUTCOME_OF: dict[int | None, tuple[str, bool, bool, bool]] = {
+    None: ("not sent", False, False, False),
+    **{rank: (state, state == DeliveryState.DELIVERED, state in HANDED_OFF,
+              state in DEAD_DELIVERY_STATES) for rank, state in enumerate(REPORT_ORDER)}}
 #: Alert-path purposes (the alert itself, or it again after a failover).
 ALERT_PURPOSES = ("alert", "failover")
 
@@ -168,13 +175,17 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     to_check: list[dict[str, Any]] = []
     duty_officer_notified = False
     no_paths = (0, None)
+    # What each row needs, looked up once rather than worked out again on every row.
+    acknowledged_state = RecipientState.ACKNOWLEDGED
+    tier_names = {tier: tier_name(tier) for tier in {r[3] for r in recs}}
+    outcome_of = OUTCOME_OF
     # Rows unpacked, not read by attribute: a named read costs more than the work here.
     for rec_id, vid, _zone_id, tier, state, notified_at, acknowledged_at, via, name, \
             zone in recs:
         if tier == DUTY_OFFICER_TIER:
             duty_officer_notified = True
             continue
-        acked = state == RecipientState.ACKNOWLEDGED
+        acked = state == acknowledged_state
         tta = None
         if acked and acknowledged_at is not None:
             acknowledged_at = moment(acknowledged_at)
@@ -186,25 +197,26 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
             if since_sent is not None:
                 curve_points.append(since_sent)
         channels, rank = paths.get(rec_id, no_paths)
-        outcome = "not sent" if rank is None else REPORT_ORDER[rank]
+        outcome, was_reached, was_handed_off, dead = outcome_of[rank]
         reply = last_reply.get(rec_id)
+        skips = skipped.get(rec_id) or []
         v = {
-            "name": name, "zone": zone, "tier": tier_name(tier), "state": state,
+            "name": name, "zone": zone, "tier": tier_names[tier], "state": state,
             "channels_tried": list(CHANNEL_SETS[channels]),
             "delivery_outcome": outcome,
             "error_codes": codes_of.get(rec_id) or [],
             "time_to_ack_seconds": tta, "acknowledged_via": via,
             "reply": {"kind": reply[0], "text": reply[1]} if reply else None,
             "contact": masked_of.get(vid, ""),
-            "skipped": skipped.get(rec_id) or [],
+            "skipped": skips,
         }
         volunteers.append(v)
         tally = tallies[zone]
         tally[0] += 1
-        tally[1] += outcome == DeliveryState.DELIVERED
-        tally[2] += outcome in HANDED_OFF
+        tally[1] += was_reached
+        tally[2] += was_handed_off
         tally[3] += acked
-        if outcome in DEAD_DELIVERY_STATES or v["skipped"]:
+        if dead or skips:
             to_check.append(v)
 
     zone_rows = []
