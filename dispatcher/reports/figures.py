@@ -30,11 +30,12 @@ from sqlalchemy import (
     distinct,
     exists,
     func,
+    literal,
     or_,
     select,
     type_coerce,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from dispatcher.db import db_today
 from dispatcher.domain import (
@@ -134,14 +135,16 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     # PostgreSQL sorts the recipients, the deliveries and the contacts in memory (with its
     # default work_mem they went to disk); the findings' small reads plan as usual.
     with whole_alert_plan(db):
-        recs: Sequence[Any] = db.execute(
+        contacts = ContactsOf(Recipient.volunteer_id)
+        recs: Sequence[Any] = db.execute(contacts.join(
             select(Recipient.id, Recipient.volunteer_id, Recipient.zone_id, Recipient.tier,
                    type_coerce(Recipient.state, String).label("state"),
                    type_coerce(Recipient.notified_at, String).label("notified_at"),
                    type_coerce(Recipient.acknowledged_at, String).label("acknowledged_at"),
-                   Recipient.acknowledged_via, Volunteer.name, Zone.name.label("zone"))
+                   Recipient.acknowledged_via, Volunteer.name, Zone.name.label("zone"),
+                   contacts.masked.label("contact"), contacts.flagged.label("flagged"))
             .join(Volunteer, Volunteer.id == Recipient.volunteer_id)
-            .join(Zone, Zone.id == Recipient.zone_id)
+            .join(Zone, Zone.id == Recipient.zone_id))
             .where(Recipient.alert_id == alert_id).order_by(Zone.name, Recipient.tier,
                                                              Volunteer.name)).all()
         skipped: dict[int, list[Any]] = dict(db.execute(
@@ -164,7 +167,8 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
             select(Deadline.zone_id, func.count()).where(
                 Deadline.alert_id == alert_id, Deadline.kind == "escalate",
                 Deadline.state == DeadlineState.DONE).group_by(Deadline.zone_id)).all())
-        masked_of, any_flagged = masked_contacts(db, alert_id)
+        # Only an alert that asked someone with an opted-out or dead contact reads those.
+        any_flagged = any(r.flagged for r in recs)
         bad_contacts = flagged_contacts_of(db, alert_id) if any_flagged else {}
 
     last_reply: dict[int, tuple[str, str]] = {}
@@ -191,8 +195,8 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     tier_names = {tier: tier_name(tier) for tier in {r[3] for r in recs}}
     outcome_of = OUTCOME_OF
     # Rows unpacked, not read by attribute: a named read costs more than the work here.
-    for rec_id, vid, _zone_id, tier, state, notified_at, acknowledged_at, via, name, \
-            zone in recs:
+    for rec_id, _vid, _zone_id, tier, state, notified_at, acknowledged_at, via, name, \
+            zone, contact, _flagged in recs:
         if tier == DUTY_OFFICER_TIER:
             duty_officer_notified = True
             continue
@@ -218,7 +222,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
             "error_codes": codes_of.get(rec_id) or [],
             "time_to_ack_seconds": tta, "acknowledged_via": via,
             "reply": {"kind": reply[0], "text": reply[1]} if reply else None,
-            "contact": masked_of.get(vid, ""),
+            "contact": contact,
             "skipped": skips,
         }
         volunteers.append(v)
@@ -294,6 +298,8 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
 #: The channels a volunteer's messages went by, as a bit each (sorted, so that a mask
 #: reads back as the sorted list the report shows).
 CHANNEL_BITS = {channel.value: 1 << i for i, channel in enumerate(sorted(Channel))}
+#: The channels in the order the report lists a volunteer's contacts.
+CONTACT_ORDER = tuple(sorted(channel.value for channel in Channel))
 #: Every mask of `CHANNEL_BITS` -> its channels, sorted.
 CHANNEL_SETS = {mask: tuple(c for c, bit in CHANNEL_BITS.items() if mask & bit)
                 for mask in range(1 << len(CHANNEL_BITS))}
@@ -373,21 +379,31 @@ def _asked(alert_id: int) -> Any:
         select(Recipient.volunteer_id).where(Recipient.alert_id == alert_id))
 
 
-def masked_contacts(db: Connection, alert_id: int) -> tuple[dict[int, str], bool]:
-    """(volunteer id -> their masked contacts, "+52******0000, v***@example.org", in channel
-    order, for every volunteer the alert asked; whether any of those contacts is opted out
-    or dead, which only then are read whole by `flagged_contacts_of`)."""
-    masked: dict[int, str] = {}
-    flagged = case((or_(Contact.opted_out.is_(True), Contact.dead_reason.is_not(None)), 1),
-                   else_=0)
-    rows: Any = db.execute(select(Contact.volunteer_id, Contact.masked, flagged)
-                           .where(_asked(alert_id))
-                           .order_by(Contact.volunteer_id, Contact.channel)).all()
-    any_flagged = False
-    for vid, text, bad in rows:
-        masked[vid] = f"{masked[vid]}, {text}" if vid in masked else text
-        any_flagged = any_flagged or bad
-    return masked, bool(any_flagged)
+class ContactsOf:
+    """A volunteer's contacts, one outer join per channel (each a look-up in the
+    (volunteer, channel) index): `masked`, all of them masked, "+52******0000,
+    v***@example.org", in channel order ("" for none); `flagged`, 1 when any of them is
+    opted out or dead (which only then are read whole by `flagged_contacts_of`)."""
+
+    def __init__(self, volunteer_id: Any) -> None:
+        self.volunteer_id = volunteer_id
+        self.paths = [(channel, aliased(Contact, name=f"contact_{channel}"))
+                      for channel in CONTACT_ORDER]
+        # Each contact behind ", " (nothing for a channel without one), and the whole
+        # without its first two characters.
+        joined: Any = literal("")
+        for _, c in self.paths:
+            joined = joined.concat(func.coalesce(literal(", ").concat(c.masked), ""))
+        self.masked = func.substr(joined, 3)
+        self.flagged = case((or_(*(or_(c.opted_out.is_(True), c.dead_reason.is_not(None))
+                                   for _, c in self.paths)), 1), else_=0)
+
+    def join(self, query: Any) -> Any:
+        """`query` (which reads the volunteer id) joined to the contacts."""
+        for channel, c in self.paths:
+            query = query.outerjoin(c, (c.volunteer_id == self.volunteer_id)
+                                    & (c.channel == channel))
+        return query
 
 
 def flagged_contacts_of(db: Connection, alert_id: int) -> dict[int, list[Any]]:
