@@ -107,16 +107,22 @@ def ack_curve_svg(curve: list[dict[str, Any]], recipients: int, window: int) -> 
     # The step holds its last height to the chart's right edge (else the last
     # acknowledgement would be a step nobody sees). Points that fall on the same tenth of
     # a pixel are one step: 60,000 acknowledgements stay a path of a few thousand.
+    # Only the last point of a step sets its step_count: its y is the only one worked out.
     path = [f"M{left} {_num(bottom)}"]
     last_x = _num(left)
+    step_count = None
     for point in curve:
         x = _num(px(point["seconds"]))
         if x != last_x:
+            if step_count is not None:
+                path.append(f"V{_num(py(step_count))}")
             path.append(f"H{x}")
             last_x = x
-        path.append(f"V{_num(py(point['acknowledged']))}")
+        step_count = point["acknowledged"]
+    if step_count is not None:
+        path.append(f"V{_num(py(step_count))}")
     path.append(f"H{right}")
-    body.append(f'<path id="curve-line" d="{"".join(_merge_rises(path))}" fill="none" '
+    body.append(f'<path id="curve-line" d="{"".join(path)}" fill="none" '
                 f'stroke="{CURVE_COLOUR}" stroke-width="2"/>')
     asked_y = _num(py(recipients))
     body.append(f'<line id="curve-asked" x1="{left}" y1="{asked_y}" x2="{right}" '
@@ -136,17 +142,6 @@ def ack_curve_svg(curve: list[dict[str, Any]], recipients: int, window: int) -> 
     else:
         desc = f"None of {recipients} volunteers acknowledged (window {window} s)."
     return _svg("curve", height, title, desc, body)
-
-
-def _merge_rises(path: list[str]) -> list[str]:
-    """The path with each run of "V" commands kept to its last (the same line drawn)."""
-    out: list[str] = []
-    for command in path:
-        if command[0] == "V" and out and out[-1][0] == "V":
-            out[-1] = command
-        else:
-            out.append(command)
-    return out
 
 
 def _legend(x: float, y: float, entries: list[tuple[str, str, str, float]]) -> list[str]:

@@ -22,8 +22,20 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, String, case, cast, distinct, func, or_, select, type_coerce
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    Connection,
+    String,
+    case,
+    cast,
+    distinct,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.orm import Session, aliased
 
 from dispatcher.db import db_today
 from dispatcher.domain import (
@@ -66,6 +78,13 @@ REPORT_ORDER = (DeliveryState.DELIVERED, DeliveryState.ANSWERED, DeliveryState.M
                 DeliveryState.PENDING, DeliveryState.NO_ANSWER, DeliveryState.BUSY,
                 DeliveryState.UNDELIVERED, DeliveryState.BOUNCED, DeliveryState.FAILED,
                 DeliveryState.CANCELLED)
+#: A volunteer's best delivery (its `REPORT_ORDER` index, None when nothing was sent) ->
+#: (the outcome the report shows, whether that reached them, whether a provider took it,
+#: whether it is dead).
+OUTCOME_OF: dict[int | None, tuple[str, bool, bool, bool]] = {
+    None: ("not sent", False, False, False),
+    **{rank: (state, state == DeliveryState.DELIVERED, state in HANDED_OFF,
+              state in DEAD_DELIVERY_STATES) for rank, state in enumerate(REPORT_ORDER)}}
 #: Alert-path purposes (the alert itself, or it again after a failover).
 ALERT_PURPOSES = ("alert", "failover")
 
@@ -116,14 +135,16 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     # PostgreSQL sorts the recipients, the deliveries and the contacts in memory (with its
     # default work_mem they went to disk); the findings' small reads plan as usual.
     with whole_alert_plan(db):
-        recs: Sequence[Any] = db.execute(
+        contacts = ContactsOf(Recipient.volunteer_id)
+        recs: Sequence[Any] = db.execute(contacts.join(
             select(Recipient.id, Recipient.volunteer_id, Recipient.zone_id, Recipient.tier,
                    type_coerce(Recipient.state, String).label("state"),
                    type_coerce(Recipient.notified_at, String).label("notified_at"),
                    type_coerce(Recipient.acknowledged_at, String).label("acknowledged_at"),
-                   Recipient.acknowledged_via, Volunteer.name, Zone.name.label("zone"))
+                   Recipient.acknowledged_via, Volunteer.name, Zone.name.label("zone"),
+                   contacts.masked.label("contact"), contacts.flagged.label("flagged"))
             .join(Volunteer, Volunteer.id == Recipient.volunteer_id)
-            .join(Zone, Zone.id == Recipient.zone_id)
+            .join(Zone, Zone.id == Recipient.zone_id))
             .where(Recipient.alert_id == alert_id).order_by(Zone.name, Recipient.tier,
                                                              Volunteer.name)).all()
         skipped: dict[int, list[Any]] = dict(db.execute(
@@ -146,7 +167,8 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
             select(Deadline.zone_id, func.count()).where(
                 Deadline.alert_id == alert_id, Deadline.kind == "escalate",
                 Deadline.state == DeadlineState.DONE).group_by(Deadline.zone_id)).all())
-        masked_of, any_flagged = masked_contacts(db, alert_id)
+        # Only an alert that asked someone with an opted-out or dead contact reads those.
+        any_flagged = any(r.flagged for r in recs)
         bad_contacts = flagged_contacts_of(db, alert_id) if any_flagged else {}
 
     last_reply: dict[int, tuple[str, str]] = {}
@@ -168,13 +190,17 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     to_check: list[dict[str, Any]] = []
     duty_officer_notified = False
     no_paths = (0, None)
+    # What each row needs, looked up once rather than worked out again on every row.
+    acknowledged_state = RecipientState.ACKNOWLEDGED
+    tier_names = {tier: tier_name(tier) for tier in {r[3] for r in recs}}
+    outcome_of = OUTCOME_OF
     # Rows unpacked, not read by attribute: a named read costs more than the work here.
-    for rec_id, vid, _zone_id, tier, state, notified_at, acknowledged_at, via, name, \
-            zone in recs:
+    for rec_id, _vid, _zone_id, tier, state, notified_at, acknowledged_at, via, name, \
+            zone, contact, _flagged in recs:
         if tier == DUTY_OFFICER_TIER:
             duty_officer_notified = True
             continue
-        acked = state == RecipientState.ACKNOWLEDGED
+        acked = state == acknowledged_state
         tta = None
         if acked and acknowledged_at is not None:
             acknowledged_at = moment(acknowledged_at)
@@ -186,25 +212,26 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
             if since_sent is not None:
                 curve_points.append(since_sent)
         channels, rank = paths.get(rec_id, no_paths)
-        outcome = "not sent" if rank is None else REPORT_ORDER[rank]
+        outcome, was_reached, was_handed_off, dead = outcome_of[rank]
         reply = last_reply.get(rec_id)
+        skips = skipped.get(rec_id) or []
         v = {
-            "name": name, "zone": zone, "tier": tier_name(tier), "state": state,
+            "name": name, "zone": zone, "tier": tier_names[tier], "state": state,
             "channels_tried": list(CHANNEL_SETS[channels]),
             "delivery_outcome": outcome,
             "error_codes": codes_of.get(rec_id) or [],
             "time_to_ack_seconds": tta, "acknowledged_via": via,
             "reply": {"kind": reply[0], "text": reply[1]} if reply else None,
-            "contact": masked_of.get(vid, ""),
-            "skipped": skipped.get(rec_id) or [],
+            "contact": contact,
+            "skipped": skips,
         }
         volunteers.append(v)
         tally = tallies[zone]
         tally[0] += 1
-        tally[1] += outcome == DeliveryState.DELIVERED
-        tally[2] += outcome in HANDED_OFF
+        tally[1] += was_reached
+        tally[2] += was_handed_off
         tally[3] += acked
-        if outcome in DEAD_DELIVERY_STATES or v["skipped"]:
+        if dead or skips:
             to_check.append(v)
 
     zone_rows = []
@@ -271,6 +298,8 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
 #: The channels a volunteer's messages went by, as a bit each (sorted, so that a mask
 #: reads back as the sorted list the report shows).
 CHANNEL_BITS = {channel.value: 1 << i for i, channel in enumerate(sorted(Channel))}
+#: The channels in the order the report lists a volunteer's contacts.
+CONTACT_ORDER = tuple(sorted(channel.value for channel in Channel))
 #: Every mask of `CHANNEL_BITS` -> its channels, sorted.
 CHANNEL_SETS = {mask: tuple(c for c, bit in CHANNEL_BITS.items() if mask & bit)
                 for mask in range(1 << len(CHANNEL_BITS))}
@@ -350,21 +379,31 @@ def _asked(alert_id: int) -> Any:
         select(Recipient.volunteer_id).where(Recipient.alert_id == alert_id))
 
 
-def masked_contacts(db: Connection, alert_id: int) -> tuple[dict[int, str], bool]:
-    """(volunteer id -> their masked contacts, "+52******0000, v***@example.org", in channel
-    order, for every volunteer the alert asked; whether any of those contacts is opted out
-    or dead, which only then are read whole by `flagged_contacts_of`)."""
-    masked: dict[int, str] = {}
-    flagged = case((or_(Contact.opted_out.is_(True), Contact.dead_reason.is_not(None)), 1),
-                   else_=0)
-    rows: Any = db.execute(select(Contact.volunteer_id, Contact.masked, flagged)
-                           .where(_asked(alert_id))
-                           .order_by(Contact.volunteer_id, Contact.channel)).all()
-    any_flagged = False
-    for vid, text, bad in rows:
-        masked[vid] = f"{masked[vid]}, {text}" if vid in masked else text
-        any_flagged = any_flagged or bad
-    return masked, bool(any_flagged)
+class ContactsOf:
+    """A volunteer's contacts, one outer join per channel (each a look-up in the
+    (volunteer, channel) index): `masked`, all of them masked, "+52******0000,
+    v***@example.org", in channel order ("" for none); `flagged`, 1 when any of them is
+    opted out or dead (which only then are read whole by `flagged_contacts_of`)."""
+
+    def __init__(self, volunteer_id: Any) -> None:
+        self.volunteer_id = volunteer_id
+        self.paths = [(channel, aliased(Contact, name=f"contact_{channel}"))
+                      for channel in CONTACT_ORDER]
+        # Each contact behind ", " (nothing for a channel without one), and the whole
+        # without its first two characters.
+        joined: Any = literal("")
+        for _, c in self.paths:
+            joined = joined.concat(func.coalesce(literal(", ").concat(c.masked), ""))
+        self.masked = func.substr(joined, 3)
+        self.flagged = case((or_(*(or_(c.opted_out.is_(True), c.dead_reason.is_not(None))
+                                   for _, c in self.paths)), 1), else_=0)
+
+    def join(self, query: Any) -> Any:
+        """`query` (which reads the volunteer id) joined to the contacts."""
+        for channel, c in self.paths:
+            query = query.outerjoin(c, (c.volunteer_id == self.volunteer_id)
+                                    & (c.channel == channel))
+        return query
 
 
 def flagged_contacts_of(db: Connection, alert_id: int) -> dict[int, list[Any]]:
@@ -476,10 +515,12 @@ def add_term_findings(session: Session, alert: Alert, today: date,
         select(AlertZone.zone_id, Zone.name).join(Zone, Zone.id == AlertZone.zone_id)
         .where(AlertZone.alert_id == alert.id)).all())
     zone_ids = sorted(name_of)
+    # Each zone asks for one active alternate, found with the first (the distinct
+    # zones of every active alternate read 60,000 memberships at 60,000 volunteers).
     covered = set(session.scalars(
-        select(Membership.zone_id).distinct().where(
-            Membership.zone_id.in_(zone_ids), Membership.tier > 0,
-            Membership.term_start <= today, Membership.term_end >= today)))
+        select(AlertZone.zone_id).where(AlertZone.alert_id == alert.id, exists().where(
+            Membership.zone_id == AlertZone.zone_id, Membership.tier > 0,
+            Membership.term_start <= today, Membership.term_end >= today))))
     for zone_id in zone_ids:
         if zone_id not in covered:
             add("warning", "no_alternate", f"{name_of[zone_id]}: no active alternate")

@@ -29,6 +29,8 @@ def whole_seconds(seconds: float | None) -> str:
 #: Joins a column's values to escape them in one call: escaping maps each character on its
 #: own and leaves this one as it is, so the escaped text splits back into the values.
 _SEP = "\x1f"
+#: The characters `escape` replaces.
+_ESCAPED = ("&", "<", ">", '"', "'")
 
 
 def escape_all(values: list[str]) -> list[str]:
@@ -38,6 +40,8 @@ def escape_all(values: list[str]) -> list[str]:
     joined = _SEP.join(values)
     if joined.count(_SEP) != len(values) - 1:
         return [str(escape(v)) for v in values]
+    if not any(special in joined for special in _ESCAPED):
+        return values  # nothing to escape: no new strings made and split again
     return str(escape(joined)).split(_SEP)
 
 
