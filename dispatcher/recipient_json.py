@@ -10,7 +10,7 @@ reading as the reference): ISO stamps in UTC as `datetime.isoformat` writes them
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -152,6 +152,21 @@ def _row(pairs: dict[str, Any], name: str, *of: Any) -> Any:
             .lateral(name))
 
 
+def contact_paths(channels: Iterable[Channel]) -> dict[Channel, Any]:
+    """An alias of the contacts table for each of these channels, for `join_contact_paths`."""
+    return {ch: _C.alias(f"path_{ch.value}") for ch in channels}
+
+
+def join_contact_paths(joined: Any, paths: dict[Channel, Any], volunteer_id: Any) -> Any:
+    """`joined` (a join or a select reading `volunteer_id`) with the volunteer's contact on
+    each channel of `paths`, an outer join each: at most one row, as (volunteer, channel)
+    is unique."""
+    for ch, path in paths.items():
+        joined = joined.outerjoin(path, (path.c.volunteer_id == volunteer_id)
+                                  & (path.c.channel == ch.value))
+    return joined
+
+
 def _fetch_plain(db: Connection, statement: Select[Any]) -> list[tuple[Any, ...]]:
     """The rows of a statement whose parameters are all numbers and text, as the driver
     gives them (plain tuples), in the session's transaction: SQLAlchemy's result rows
@@ -184,7 +199,7 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
     if not tiers:
         return []
 
-    paths = {ch: _C.alias(f"path_{ch.value}") for ch in (*PHONE_ORDER, Channel.EMAIL)}
+    paths = contact_paths((*PHONE_ORDER, Channel.EMAIL))
     delivery_pairs = {key: sql.flag(_D.c[key]) if key == "possibly_duplicate" else _D.c[key]
                       for key in DELIVERY_KEYS}
     # PostgreSQL reads a whole alert's deliveries in one pass, grouped by recipient; a
@@ -219,9 +234,7 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
             "kind": reply.c.kind, "text": reply.c.text, "urgent": sql.flag(reply.c.urgent)}))),
     }
     joined: Any = _R.join(_V, _V.c.id == _R.c.volunteer_id).join(_Z, _Z.c.id == _R.c.zone_id)
-    for ch, path in paths.items():
-        joined = joined.outerjoin(path, (path.c.volunteer_id == _R.c.volunteer_id)
-                                  & (path.c.channel == ch.value))
+    joined = join_contact_paths(joined, paths, _R.c.volunteer_id)
     if grouped is not None:
         joined = joined.outerjoin(grouped, grouped.c.recipient_id == _R.c.id)
     joined = joined.outerjoin(last, last.c.recipient_id == _R.c.id).outerjoin(

@@ -165,22 +165,15 @@ def first_reachable_tier(session: Session, zone_id: int, channels: Sequence[str]
         if after is not None:
             where = and_(where, or_(m.c.tier > after[0],
                                     and_(m.c.tier == after[0], m.c.id > after[1])))
-        page = (select(m.c.id).where(where).order_by(m.c.tier, m.c.id)
-                .limit(REACH_PAGE).scalar_subquery())
-        # The page's ids as a subquery of the same statement: an IN of 256 bound values
-        # cost SQLite more than reading their rows.
-        members = _members(session, m.c.id.in_(page)).get(zone_id, [])
-        if not members:
+        page = session.execute(select(m.c.id, m.c.tier).where(where)
+                               .order_by(m.c.tier, m.c.id).limit(REACH_PAGE)).all()
+        if not page:
             return None
-        tiers = reachable_tiers(every_tier(members, channels, today))
+        members = _members(session, m.c.id.in_([row.id for row in page]))
+        tiers = reachable_tiers(every_tier(members.get(zone_id, []), channels, today))
         if tiers:
             return tiers[0]
-        last = session.execute(select(m.c.tier, m.c.id).where(where)
-                               .order_by(m.c.tier, m.c.id)
-                               .offset(REACH_PAGE - 1).limit(1)).first()
-        if last is None:
-            return None
-        after = (last.tier, last.id)
+        after = (page[-1].tier, page[-1].id)
 
 
 def _members(session: Session, where: ColumnElement[bool]) -> dict[int, list[Member]]:

@@ -35,7 +35,7 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from dispatcher.db import db_today
 from dispatcher.domain import (
@@ -64,7 +64,7 @@ from dispatcher.models import (
     Zone,
     sqlite_utc,
 )
-from dispatcher.recipient_json import whole_alert_plan
+from dispatcher.recipient_json import contact_paths, join_contact_paths, whole_alert_plan
 from dispatcher.roster.gaps import TERM_ENDING_SOON_DAYS
 from dispatcher.status import outcomes_of
 
@@ -299,7 +299,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
 #: reads back as the sorted list the report shows).
 CHANNEL_BITS = {channel.value: 1 << i for i, channel in enumerate(sorted(Channel))}
 #: The channels in the order the report lists a volunteer's contacts.
-CONTACT_ORDER = tuple(sorted(channel.value for channel in Channel))
+CONTACT_ORDER = tuple(sorted(Channel, key=lambda channel: channel.value))
 #: Every mask of `CHANNEL_BITS` -> its channels, sorted.
 CHANNEL_SETS = {mask: tuple(c for c, bit in CHANNEL_BITS.items() if mask & bit)
                 for mask in range(1 << len(CHANNEL_BITS))}
@@ -379,31 +379,33 @@ def _asked(alert_id: int) -> Any:
         select(Recipient.volunteer_id).where(Recipient.alert_id == alert_id))
 
 
+def _flagged(c: Any) -> Any:
+    """A contact that is opted out or dead (`c` holds the contacts' columns): the report
+    names those."""
+    return or_(c.opted_out.is_(True), c.dead_reason.is_not(None))
+
+
 class ContactsOf:
-    """A volunteer's contacts, one outer join per channel (each a look-up in the
-    (volunteer, channel) index): `masked`, all of them masked, "+52******0000,
-    v***@example.org", in channel order ("" for none); `flagged`, 1 when any of them is
-    opted out or dead (which only then are read whole by `flagged_contacts_of`)."""
+    """A volunteer's contacts, one outer join per channel (`join_contact_paths`):
+    `masked`, all of them masked, "+52******0000, v***@example.org", in channel order (""
+    for none); `flagged`, 1 when any of them is opted out or dead (which only then are
+    read whole by `flagged_contacts_of`)."""
 
     def __init__(self, volunteer_id: Any) -> None:
         self.volunteer_id = volunteer_id
-        self.paths = [(channel, aliased(Contact, name=f"contact_{channel}"))
-                      for channel in CONTACT_ORDER]
+        self.paths = contact_paths(CONTACT_ORDER)
         # Each contact behind ", " (nothing for a channel without one), and the whole
         # without its first two characters.
         joined: Any = literal("")
-        for _, c in self.paths:
-            joined = joined.concat(func.coalesce(literal(", ").concat(c.masked), ""))
+        for path in self.paths.values():
+            joined = joined.concat(func.coalesce(literal(", ").concat(path.c.masked), ""))
         self.masked = func.substr(joined, 3)
-        self.flagged = case((or_(*(or_(c.opted_out.is_(True), c.dead_reason.is_not(None))
-                                   for _, c in self.paths)), 1), else_=0)
+        self.flagged = case((or_(*(_flagged(path.c) for path in self.paths.values())), 1),
+                            else_=0)
 
     def join(self, query: Any) -> Any:
         """`query` (which reads the volunteer id) joined to the contacts."""
-        for channel, c in self.paths:
-            query = query.outerjoin(c, (c.volunteer_id == self.volunteer_id)
-                                    & (c.channel == channel))
-        return query
+        return join_contact_paths(query, self.paths, self.volunteer_id)
 
 
 def flagged_contacts_of(db: Connection, alert_id: int) -> dict[int, list[Any]]:
@@ -412,11 +414,9 @@ def flagged_contacts_of(db: Connection, alert_id: int) -> dict[int, list[Any]]:
     flagged: dict[int, list[Any]] = defaultdict(list)
     for c in db.execute(select(Contact.volunteer_id, Contact.channel, Contact.masked,
                                Contact.opted_out, Contact.dead_reason, Contact.dead_at)
-                        .where(_asked(alert_id), or_(Contact.opted_out.is_(True),
-                                                     Contact.dead_reason.is_not(None)))
+                        .where(_asked(alert_id), _flagged(Contact))
                         .order_by(Contact.volunteer_id, Contact.channel)):
-        if c.opted_out or c.dead_reason:
-            flagged[c.volunteer_id].append(c)
+        flagged[c.volunteer_id].append(c)
     return flagged
 
 
