@@ -81,7 +81,8 @@ def test_wire_format_auth_to_callback_validity() -> None:
 @pytest.mark.parametrize("form", [
     {"To": "+529611230101", "Body": "Sí: 50% & más = +1/2?", "ValidityPeriod": 600},
     {"MediaUrl": ["https://a.example/x y.png", "https://b.example/?a=1&b=2"], "Body": ""},
-    {"Raw": b"a b", "Flag": True, "Empty": [], "Nothing": None},
+    {"Raw": b"a b", "Flag": True, "Empty": [], "Nothing": None, "Plus": "+", "Digits": "+١٢",
+     "Callback": "https://aln.example/webhooks/twilio/status?ref=77", "Number": "007"},
 ])
 def test_form_bytes_are_what_urlencode_makes(form: dict[str, Any]) -> None:
     # Twice: the second time from the cache of quoted texts.
