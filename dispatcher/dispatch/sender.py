@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import cast
@@ -158,6 +158,9 @@ class Sender:
         #: which deliveries hold a place in it.
         self._backlog = _Backlog(UNRECORDED_FACTOR * settings.send_concurrency)
         self._gated: set[int] = set()
+        #: Alerts a committed record has moved past `sending`: an alert never goes back,
+        #: so later batches of theirs need not ask again.
+        self._past_sending: set[int] = set()
 
     async def send_due(self, alert_id: int | None = None,
                        progress: ProgressFn | None = None,
@@ -434,16 +437,19 @@ class Sender:
     def _record(self, outcomes: Sequence[Outcome]) -> None:
         """One transaction for a batch of results, run again if PostgreSQL chose it as a
         deadlock's victim (nothing of a failed run is kept)."""
+        ok = [o for o in outcomes if o.receipt is not None]
+        activate = {o.alert_id for o in ok} - self._past_sending
+
         def work(session: Session) -> None:
             now = db_now(session)
-            ok = [o for o in outcomes if o.receipt is not None]
             if ok:
-                _record_accepted(session, ok, now)
+                _record_accepted(session, ok, now, activate)
             for o in outcomes:
                 if o.error is not None:
                     self._record_error(session, o, now)
 
         self.db.run(work)
+        self._past_sending |= activate
 
     def _record_error(self, session: Session, o: Outcome, now: datetime) -> None:
         err = o.error
@@ -499,7 +505,10 @@ def _obsolete(d: Claimed, alert_state: str, rec_state: str) -> bool:
     return d.purpose in STOP_AFTER_ACK and rec_state == RecipientState.ACKNOWLEDGED
 
 
-def _record_accepted(session: Session, ok: Sequence[Outcome], now: datetime) -> None:
+def _record_accepted(session: Session, ok: Sequence[Outcome], now: datetime,
+                     activate: Iterable[int]) -> None:
+    """Write a batch of receipts; the alerts in `activate` become active (the others are
+    known to be past `sending` already)."""
     table = cast(Table, Delivery.__table__)
     session.execute(
         update(table).where(table.c.id == bindparam("b_id")).values(
@@ -522,5 +531,5 @@ def _record_accepted(session: Session, ok: Sequence[Outcome], now: datetime) -> 
                         .values(notified_at=now))
         lifecycle.move_rows(session, Recipient, RecipientState.NOTIFIED, Recipient.id.in_(rec_ids),
                             only_from=(RecipientState.PENDING, RecipientState.FAILED))
-    for alert_id in {o.alert_id for o in ok}:
+    for alert_id in activate:
         lifecycle.move_rows(session, Alert, AlertState.ACTIVE, Alert.id == alert_id)
