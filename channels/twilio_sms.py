@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -51,6 +52,12 @@ TRANSIENT_CODES = frozenset({20429, 21611})
 
 #: How a form body goes (what aiohttp sends for a dict of fields).
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+#: Form texts kept ready quoted: a fan-out's field names, body, sender and callback URL
+#: are the same in every request, only the number changes.
+QUOTED_CACHE = 256
+#: Request URLs kept rewritten (one per resource path the SDK calls).
+REWRITTEN_CACHE = 64
+ASCII_DIGITS = "0123456789"
 
 #: Retry-After seen on the last 429 of the current task (the SDK's exceptions carry no
 #: headers, so the HTTP client records it where the caller can read it).
@@ -70,6 +77,34 @@ def parse_retry_after(value: str | None) -> float | None:
             return None
 
 
+_quoted = functools.lru_cache(maxsize=QUOTED_CACHE)(quote_plus)
+
+
+def encode_form(data: Mapping[str, Any]) -> bytes:
+    """The very bytes `urlencode(list(data.items()), doseq=True)` makes (what aiohttp sends
+    for a dict), with each text quoted once for the whole fan-out: quoting was a tenth of
+    the event loop's time per message, spent on the same body over and over."""
+    parts = []
+    for key, value in data.items():
+        if not isinstance(key, str):
+            parts.append(urlencode([(key, value)], doseq=True))
+        elif isinstance(value, str):
+            parts.append(f"{_quoted(key)}={_quote_text(value)}")
+        elif isinstance(value, int):  # numbers (and booleans) go as their text
+            parts.append(f"{_quoted(key)}={_quoted(str(value))}")
+        else:  # lists (MediaUrl), bytes: the standard rules
+            parts.append(urlencode([(key, value)], doseq=True))
+    return "&".join(part for part in parts if part).encode()
+
+
+def _quote_text(value: str) -> str:
+    # What changes from one request to the next is trailing digits: the number, the
+    # callback URL's ref. Digits are never escaped, so only the text before them is
+    # quoted (from the cache), and the cache is not churned by a new entry per request.
+    stem = value.rstrip(ASCII_DIGITS)
+    return _quoted(stem) + value[len(stem):]
+
+
 class RewritingHttpClient(AsyncTwilioHttpClient):
     """Twilio's async client, sending to another base URL with a timeout and a pool cap."""
 
@@ -80,24 +115,38 @@ class RewritingHttpClient(AsyncTwilioHttpClient):
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max_connections),
             timeout=aiohttp.ClientTimeout(total=timeout))
+        # The same few URLs and credentials come with every request of a fan-out.
+        self._rewritten: dict[str, str] = {}
+        self._basic: tuple[Any, str] | None = None
 
     def rewrite(self, url: str) -> str:
-        parts = urlsplit(url)
-        return urlunsplit((self.base.scheme, self.base.netloc, self.base.path + parts.path,
-                           parts.query, ""))
+        rewritten = self._rewritten.get(url)
+        if rewritten is None:
+            parts = urlsplit(url)
+            rewritten = urlunsplit((self.base.scheme, self.base.netloc,
+                                    self.base.path + parts.path, parts.query, ""))
+            if len(self._rewritten) < REWRITTEN_CACHE:
+                self._rewritten[url] = rewritten
+        return rewritten
+
+    def basic_auth(self, auth: Any) -> str:
+        """The Authorization header for the SDK's (user, password), made once."""
+        if self._basic is None or self._basic[0] != auth:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            self._basic = (auth, f"Basic {token}")
+        return self._basic[1]
 
     async def request(self, method: str, url: str, params: Any = None, data: Any = None,
                       headers: Any = None, auth: Any = None, timeout: float | None = None,
                       allow_redirects: bool = False) -> Response:
         headers = dict(headers or {})
         if auth:
-            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            headers["Authorization"] = f"Basic {token}"
+            headers["Authorization"] = self.basic_auth(auth)
         if isinstance(data, dict):
             # Encoded here, to the very bytes aiohttp would send for the dict: its FormData
             # also builds a multipart writer (and a uuid4 boundary) per request, a tenth of
             # a large fan-out's event-loop time, only to throw them away.
-            data = urlencode(list(data.items()), doseq=True).encode()
+            data = encode_form(data)
             headers.setdefault("Content-Type", FORM_CONTENT_TYPE)
         kwargs: dict[str, Any] = {
             "method": method.upper(), "url": self.rewrite(url), "params": params,

@@ -18,6 +18,7 @@ import hmac
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -81,15 +82,21 @@ class Vault:
             return self
         return Vault(self.enc_key, self.hash_key, self.token_key)
 
+    @cached_property
+    def _aead(self) -> AESGCM:
+        # Made once: a fan-out decrypts a contact per message, and setting up the key
+        # schedule cost as much as the decryption itself.
+        return AESGCM(self.enc_key)
+
     def encrypt(self, plaintext: str) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
-        return nonce + AESGCM(self.enc_key).encrypt(nonce, plaintext.encode(), None)
+        return nonce + self._aead.encrypt(nonce, plaintext.encode(), None)
 
     def decrypt_current(self, blob: bytes) -> str | None:
         """The plaintext if the current key wrote `blob`, else None."""
         nonce, ciphertext = blob[:NONCE_BYTES], blob[NONCE_BYTES:]
         try:
-            return AESGCM(self.enc_key).decrypt(nonce, ciphertext, None).decode()
+            return self._aead.decrypt(nonce, ciphertext, None).decode()
         except InvalidTag:
             return None
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from channels.base import Channel, ChannelKind, Message, Receipt
@@ -39,7 +38,7 @@ from dispatcher.domain import (
     DeliveryState,
     RecipientState,
 )
-from dispatcher.models import Alert, Contact, Delivery, Recipient
+from dispatcher.models import Alert, Contact, Delivery, Recipient, table
 from dispatcher.settings import Settings
 from dispatcher.tokens import ack_url
 
@@ -158,6 +157,9 @@ class Sender:
         #: which deliveries hold a place in it.
         self._backlog = _Backlog(UNRECORDED_FACTOR * settings.send_concurrency)
         self._gated: set[int] = set()
+        #: Alerts a committed record has moved past `sending`: an alert never goes back,
+        #: so later batches of theirs need not ask again.
+        self._past_sending: set[int] = set()
 
     async def send_due(self, alert_id: int | None = None,
                        progress: ProgressFn | None = None,
@@ -364,18 +366,18 @@ class Sender:
         self._gated.add(d.id)
         try:
             receipt = await channel.send(m)
-            await results.put(Outcome(d.id, d.recipient_id, d.alert_id, receipt=receipt))
+            results.put_nowait(Outcome(d.id, d.recipient_id, d.alert_id, receipt=receipt))
         except ChannelError as exc:
-            await results.put(Outcome(d.id, d.recipient_id, d.alert_id, error=exc))
+            results.put_nowait(Outcome(d.id, d.recipient_id, d.alert_id, error=exc))
 
     async def _send_many(self, channel: Channel, items: list[tuple[Claimed, Message]],
                          results: asyncio.Queue[Outcome | None]) -> None:
         answers = await channel.send_many([m for _, m in items])
         for (d, _), answer in zip(items, answers, strict=True):
             if isinstance(answer, ChannelError):
-                await results.put(Outcome(d.id, d.recipient_id, d.alert_id, error=answer))
+                results.put_nowait(Outcome(d.id, d.recipient_id, d.alert_id, error=answer))
             else:
-                await results.put(Outcome(d.id, d.recipient_id, d.alert_id, receipt=answer))
+                results.put_nowait(Outcome(d.id, d.recipient_id, d.alert_id, receipt=answer))
 
     def _message(self, d: Claimed, to: str) -> Message:
         custom = {"aln_delivery": str(d.id), "aln_alert": str(d.alert_id)}
@@ -434,16 +436,19 @@ class Sender:
     def _record(self, outcomes: Sequence[Outcome]) -> None:
         """One transaction for a batch of results, run again if PostgreSQL chose it as a
         deadlock's victim (nothing of a failed run is kept)."""
+        ok = [o for o in outcomes if o.receipt is not None]
+        activate = {o.alert_id for o in ok} - self._past_sending
+
         def work(session: Session) -> None:
             now = db_now(session)
-            ok = [o for o in outcomes if o.receipt is not None]
             if ok:
-                _record_accepted(session, ok, now)
+                _record_accepted(session, ok, now, activate)
             for o in outcomes:
                 if o.error is not None:
                     self._record_error(session, o, now)
 
         self.db.run(work)
+        self._past_sending |= activate
 
     def _record_error(self, session: Session, o: Outcome, now: datetime) -> None:
         err = o.error
@@ -499,28 +504,46 @@ def _obsolete(d: Claimed, alert_state: str, rec_state: str) -> bool:
     return d.purpose in STOP_AFTER_ACK and rec_state == RecipientState.ACKNOWLEDGED
 
 
-def _record_accepted(session: Session, ok: Sequence[Outcome], now: datetime) -> None:
-    table = cast(Table, Delivery.__table__)
-    session.execute(
-        update(table).where(table.c.id == bindparam("b_id")).values(
-            provider_id=bindparam("b_pid"), segments=bindparam("b_seg"), sent_at=now,
-            lease_until=None, claimed_by=None, error_code=None, updated_at=now),
-        [{"b_id": o.delivery_id, "b_pid": o.receipt.provider_id,  # type: ignore[union-attr]
-          "b_seg": o.receipt.segments} for o in ok],  # type: ignore[union-attr]
-    )
+def _record_accepted(session: Session, ok: Sequence[Outcome], now: datetime,
+                     activate: Iterable[int]) -> None:
+    """Write a batch of receipts; the alerts in `activate` become active (the others are
+    known to be past `sending` already)."""
+    # On the Core connection, with statements built once: a fan-out runs them for every
+    # batch, and building each one and passing it through the ORM cost the recorder more
+    # than the database's own work.
+    conn = session.connection()
+    conn.execute(_WRITE_RECEIPTS, [
+        {"b_id": o.delivery_id, "b_pid": o.receipt.provider_id,  # type: ignore[union-attr]
+         "b_seg": o.receipt.segments, "b_now": now} for o in ok])  # type: ignore[union-attr]
     ids = [o.delivery_id for o in ok]
-    # A status callback may already have moved it further: only `sending` becomes `accepted`.
-    lifecycle.move_rows(session, Delivery, DeliveryState.ACCEPTED, Delivery.id.in_(ids),
-                        only_from=(DeliveryState.SENDING,))
-    # A callback that beat this record may have said the message died (a bounce): that
-    # acceptance reached nobody and must not revive a recipient whose paths are all dead.
-    rec_ids = list(session.scalars(select(Delivery.recipient_id).where(
-        Delivery.id.in_(ids), Delivery.state.not_in(DEAD_DELIVERY_STATES)).distinct()))
+    conn.execute(_ACCEPT, {"ids": ids})
+    rec_ids: list[int] = list(conn.scalars(_REACHED_RECIPIENTS, {"ids": ids}))
     if rec_ids:
-        session.execute(update(Recipient).where(Recipient.id.in_(rec_ids),
-                                                Recipient.notified_at.is_(None))
-                        .values(notified_at=now))
-        lifecycle.move_rows(session, Recipient, RecipientState.NOTIFIED, Recipient.id.in_(rec_ids),
-                            only_from=(RecipientState.PENDING, RecipientState.FAILED))
-    for alert_id in {o.alert_id for o in ok}:
-        lifecycle.move_rows(session, Alert, AlertState.ACTIVE, Alert.id == alert_id)
+        conn.execute(_STAMP_NOTIFIED, {"rec_ids": rec_ids, "now": now})
+        conn.execute(_NOTIFY, {"rec_ids": rec_ids})
+    for alert_id in activate:
+        conn.execute(_ACTIVATE, {"alert_id": alert_id})
+
+
+_DELIVERIES, _RECIPIENTS = table(Delivery), table(Recipient)
+#: Each receipt's provider id and segments; every row is no longer claimed.
+_WRITE_RECEIPTS = update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")).values(
+    provider_id=bindparam("b_pid"), segments=bindparam("b_seg"), sent_at=bindparam("b_now"),
+    lease_until=None, claimed_by=None, error_code=None, updated_at=bindparam("b_now"))
+#: A status callback may already have moved it further: only `sending` becomes `accepted`.
+_ACCEPT = lifecycle.move_statement(
+    Delivery, DeliveryState.ACCEPTED, _DELIVERIES.c.id.in_(bindparam("ids", expanding=True)),
+    only_from=(DeliveryState.SENDING,))
+#: A callback that beat this record may have said the message died (a bounce): that
+#: acceptance reached nobody and must not revive a recipient whose paths are all dead.
+_REACHED_RECIPIENTS = select(_DELIVERIES.c.recipient_id).where(
+    _DELIVERIES.c.id.in_(bindparam("ids", expanding=True)),
+    _DELIVERIES.c.state.not_in(DEAD_DELIVERY_STATES)).distinct()
+_STAMP_NOTIFIED = update(_RECIPIENTS).where(
+    _RECIPIENTS.c.id.in_(bindparam("rec_ids", expanding=True)),
+    _RECIPIENTS.c.notified_at.is_(None)).values(notified_at=bindparam("now"))
+_NOTIFY = lifecycle.move_statement(
+    Recipient, RecipientState.NOTIFIED, _RECIPIENTS.c.id.in_(bindparam("rec_ids", expanding=True)),
+    only_from=(RecipientState.PENDING, RecipientState.FAILED))
+_ACTIVATE = lifecycle.move_statement(Alert, AlertState.ACTIVE,
+                                     table(Alert).c.id == bindparam("alert_id"))

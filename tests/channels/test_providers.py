@@ -6,6 +6,7 @@ import asyncio
 import base64
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -13,7 +14,7 @@ from channels.base import ChannelKind, Message
 from channels.config import ChannelsConfig
 from channels.errors import PermanentError, TransientError
 from channels.sendgrid_email import SendGridEmail
-from channels.twilio_sms import TwilioSMS
+from channels.twilio_sms import TwilioSMS, encode_form
 from tests.channels.fake_provider import Answer, FakeProvider, fake_provider
 
 SID, TOKEN = "AC" + "1" * 32, "secret-token"
@@ -75,6 +76,18 @@ def test_wire_format_auth_to_callback_validity() -> None:
     assert form["To"] == "+529611230101" and form["From"] == "+15005550006"
     assert form["StatusCallback"] == "https://aln.example/webhooks/twilio/status?ref=77"
     assert form["ValidityPeriod"] == "600" and form["Body"] == "EXERCISE: test"
+
+
+@pytest.mark.parametrize("form", [
+    {"To": "+529611230101", "Body": "Sí: 50% & más = +1/2?", "ValidityPeriod": 600},
+    {"MediaUrl": ["https://a.example/x y.png", "https://b.example/?a=1&b=2"], "Body": ""},
+    {"Raw": b"a b", "Flag": True, "Empty": [], "Nothing": None, "Plus": "+", "Digits": "+١٢",
+     "Callback": "https://aln.example/webhooks/twilio/status?ref=77", "Number": "007"},
+])
+def test_form_bytes_are_what_urlencode_makes(form: dict[str, Any]) -> None:
+    # Twice: the second time from the cache of quoted texts.
+    for _ in range(2):
+        assert encode_form(form) == urlencode(list(form.items()), doseq=True).encode()
 
 
 def test_messaging_service_sid_replaces_from() -> None:
