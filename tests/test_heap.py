@@ -48,6 +48,14 @@ def test_a_collector_turned_off_before_stays_off() -> None:
         gc.enable()
 
 
+def _fresh_process(script: str) -> subprocess.CompletedProcess[str]:
+    """`script` run in a new interpreter (the collector and imports are process-wide)."""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
+
 def test_settling_the_heap_freezes_it_without_a_full_collection() -> None:
     """A full collection of a loaded process took 0.25-0.45 s in front of every fan-out's
     first message; settling collects only the young generations, then freezes."""
@@ -61,9 +69,7 @@ def test_settling_the_heap_freezes_it_without_a_full_collection() -> None:
         "settle_heap()\n"
         "settle_heap()\n"
         "print(sorted(set(seen)), gc.get_freeze_count() > 0)\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = _fresh_process(script)
     generations, frozen = out.stdout.split("]")
     assert "2" not in generations, f"a full collection ran: {out.stdout}"
     assert frozen.strip() == "True", "the loaded heap was not frozen"
@@ -80,7 +86,5 @@ def test_the_twilio_resources_a_send_uses_are_loaded_with_the_cli() -> None:
         "client = Client('AC' + '0' * 32, 'token')\n"
         "client.messages, client.calls\n"
         "print(sorted(set(sys.modules) - before))\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = _fresh_process(script)
     assert out.stdout.strip() == "[]", f"loaded at the first send: {out.stdout[:500]}"
