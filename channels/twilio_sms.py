@@ -86,13 +86,11 @@ def encode_form(data: Mapping[str, Any]) -> bytes:
     the event loop's time per message, spent on the same body over and over."""
     parts = []
     for key, value in data.items():
-        if not isinstance(key, str):
-            parts.append(urlencode([(key, value)], doseq=True))
-        elif isinstance(value, str):
+        if isinstance(key, str) and isinstance(value, str):
             parts.append(f"{_quoted(key)}={_quote_text(value)}")
-        elif isinstance(value, int):  # numbers (and booleans) go as their text
+        elif isinstance(key, str) and isinstance(value, int):  # numbers, booleans: text
             parts.append(f"{_quoted(key)}={_quoted(str(value))}")
-        else:  # lists (MediaUrl), bytes: the standard rules
+        else:  # lists (MediaUrl), bytes, other keys: the standard rules
             parts.append(urlencode([(key, value)], doseq=True))
     return "&".join(part for part in parts if part).encode()
 

@@ -190,17 +190,15 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     to_check: list[dict[str, Any]] = []
     duty_officer_notified = False
     no_paths = (0, None)
-    # What each row needs, looked up once rather than worked out again on every row.
-    acknowledged_state = RecipientState.ACKNOWLEDGED
+    # Each tier's name worked out once, not on every row.
     tier_names = {tier: tier_name(tier) for tier in {r[3] for r in recs}}
-    outcome_of = OUTCOME_OF
     # Rows unpacked, not read by attribute: a named read costs more than the work here.
     for rec_id, _vid, _zone_id, tier, state, notified_at, acknowledged_at, via, name, \
             zone, contact, _flagged in recs:
         if tier == DUTY_OFFICER_TIER:
             duty_officer_notified = True
             continue
-        acked = state == acknowledged_state
+        acked = state == RecipientState.ACKNOWLEDGED
         tta = None
         if acked and acknowledged_at is not None:
             acknowledged_at = moment(acknowledged_at)
@@ -212,7 +210,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
             if since_sent is not None:
                 curve_points.append(since_sent)
         channels, rank = paths.get(rec_id, no_paths)
-        outcome, was_reached, was_handed_off, dead = outcome_of[rank]
+        outcome, was_reached, was_handed_off, dead = OUTCOME_OF[rank]
         reply = last_reply.get(rec_id)
         skips = skipped.get(rec_id) or []
         v = {
