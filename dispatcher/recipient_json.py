@@ -15,6 +15,7 @@ from contextlib import contextmanager, nullcontext
 from operator import itemgetter
 from typing import Any, NamedTuple
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -139,9 +140,25 @@ def whole_alert_plan(db: Connection) -> Iterator[None]:
         db.exec_driver_sql(f"SET LOCAL {name} = {value}")
     try:
         yield
-    finally:
-        for name in _PG_WHOLE_ALERT:
-            db.exec_driver_sql(f"SET LOCAL {name} TO DEFAULT")
+    except BaseException:
+        # A statement that failed aborted the transaction, and its settings go with it:
+        # resetting them there would fail too, and raise that failure in place of the
+        # statement's own (a deadlock `Database.run` retries, say).
+        if not _aborted(db):
+            _reset_plan(db)
+        raise
+    _reset_plan(db)
+
+
+def _reset_plan(db: Connection) -> None:
+    for name in _PG_WHOLE_ALERT:
+        db.exec_driver_sql(f"SET LOCAL {name} TO DEFAULT")
+
+
+def _aborted(db: Connection) -> bool:
+    """PostgreSQL: the transaction failed, and takes no statement until rolled back."""
+    info = db.connection.driver_connection.info  # type: ignore[union-attr]
+    return bool(info.transaction_status == TransactionStatus.INERROR)
 
 
 def _row(pairs: dict[str, Any], name: str, *of: Any) -> Any:

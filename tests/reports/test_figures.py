@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from dispatcher.cli.main import app
@@ -312,4 +313,11 @@ def test_the_report_reads_the_alert_whole_then_plans_as_usual(rt: Runtime) -> No
             1 / 0  # noqa: B018
         assert settings() == before, "a failed read leaves the plan as usual too"
         assert build_report(s, alert_id, today=TODAY)["summary"]["recipients"] == 6
+        assert settings() == before
+        # A statement that fails aborts the transaction: its error is the one raised (a
+        # deadlock must reach `Database.run` as a deadlock), not the reset's refusal.
+        with pytest.raises(DBAPIError) as failed, whole_alert_plan(s.connection()):
+            s.execute(text("SELECT 1 / (SELECT count(*) - count(*) FROM alerts)"))
+        assert getattr(failed.value.orig, "sqlstate", None) == "22012", failed.value
+        s.rollback()
         assert settings() == before
