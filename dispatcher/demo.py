@@ -31,7 +31,8 @@ from channels.simulator.testing import SimulatorHandle, run_simulator
 from dispatcher import aio
 from dispatcher.cli.common import styled
 from dispatcher.cli.simulator_cmd import SIMULATED_WHATSAPP_FROM
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.dispatch.sender import Sender
 from dispatcher.domain import FINISHED_ALERT_STATES, Role
 from dispatcher.errors import NotFound

@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 
 from channels.simulator.serving import ServerThread, bound_socket
 from channels.simulator.testing import SimulatorHandle, run_simulator
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.dispatch.sender import Sender
 from dispatcher.domain import DeliveryState
 from dispatcher.models import Delivery

@@ -14,7 +14,8 @@ from sqlalchemy import bindparam, select, update
 from dispatcher import lifecycle
 from dispatcher.acks import LATE_REPLY_WINDOW, AckOutcome, acknowledge, takes_replies
 from dispatcher.db import db_now
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.dispatch.versions import cancel_alert
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,

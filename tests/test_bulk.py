@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session
 from dispatcher import bulk, lifecycle
 from dispatcher.compose.templates import pick_language
 from dispatcher.db import db_now, db_today
-from dispatcher.dispatch.outbox import AlertRequest, new_delivery, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.dispatch.targeting import Target, tier_targets, zone_members
 from dispatcher.dispatch.versions import update_alert
+from dispatcher.dispatch.wording import new_delivery
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
     DeadlineKind,

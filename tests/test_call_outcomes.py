@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.dispatch.outbox import voice_language, voice_text
+from dispatcher.dispatch.wording import voice_language, voice_text
 from dispatcher.domain import (
     DEAD_DELIVERY_STATES,
     FINAL_DELIVERY_STATES,

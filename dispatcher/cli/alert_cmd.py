@@ -23,7 +23,8 @@ from dispatcher.cli.common import (
     styled,
 )
 from dispatcher.dispatch.fill import Filling
-from dispatcher.dispatch.outbox import AlertRequest, preview_sent, send_alert
+from dispatcher.dispatch.outbox import preview_sent, send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.dispatch.sender import Sender
 from dispatcher.dispatch.versions import cancel_alert, update_alert
 from dispatcher.domain import FINISHED_ALERT_STATES

@@ -28,12 +28,7 @@ from dispatcher import lifecycle
 from dispatcher.acks import cover_zone, quorum_met
 from dispatcher.db import Database, db_now, db_today
 from dispatcher.dispatch.failover import escalate_if_tier_dead
-from dispatcher.dispatch.outbox import (
-    not_yet_asked,
-    tier_deadlines,
-    tier_messages,
-    write_chunk,
-)
+from dispatcher.dispatch.outbox import not_yet_asked, tier_deadlines, tier_messages, write_chunk
 from dispatcher.dispatch.targeting import Target, tier_targets, zone_members
 from dispatcher.domain import OPEN_ALERT_STATES, DeadlineKind, DeadlineState, ZoneState
 from dispatcher.escalation.policy import EscalationPolicy

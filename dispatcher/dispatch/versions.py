@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from dispatcher import audit, lifecycle
 from dispatcher.acks import cancel_deadlines
 from dispatcher.db import db_now
-from dispatcher.dispatch.outbox import fixed_text, message_to
+from dispatcher.dispatch.outbox import message_to
+from dispatcher.dispatch.wording import fixed_text
 from dispatcher.domain import (
     AlertState,
     DeadlineKind,

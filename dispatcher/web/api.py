@@ -13,7 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from dispatcher import audit
 from dispatcher.csv_cells import csv_text
-from dispatcher.dispatch.outbox import AlertRequest, preview_sent, send_alert
+from dispatcher.dispatch.outbox import preview_sent, send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.dispatch.versions import cancel_alert, update_alert
 from dispatcher.domain import AlertState, Role
 from dispatcher.errors import InvalidInput, NotFound

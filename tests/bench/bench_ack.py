@@ -30,7 +30,8 @@ from sqlalchemy import func, select, update
 
 from channels.simulator.serving import free_port
 from channels.webhooks import twilio_sign
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.models import Alert, Delivery, Recipient, utcnow
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime

@@ -32,7 +32,8 @@ RUN = textwrap.dedent('''
     import json, sys, time
     from sqlalchemy import func, select
     from dispatcher.dispatch.fill import run_fills
-    from dispatcher.dispatch.outbox import AlertRequest, send_alert
+    from dispatcher.dispatch.outbox import send_alert
+    from dispatcher.dispatch.plan import AlertRequest
     from dispatcher.domain import DeadlineKind
     from dispatcher.models import Deadline, Delivery, Recipient
     from dispatcher.roster.posts import ensure_post

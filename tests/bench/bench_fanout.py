@@ -27,7 +27,8 @@ CONCURRENCY = 120
 RUN = textwrap.dedent('''
     import asyncio, json, os, sys, time
     from channels.simulator.testing import spawn_simulator
-    from dispatcher.dispatch.outbox import AlertRequest, send_alert
+    from dispatcher.dispatch.outbox import send_alert
+    from dispatcher.dispatch.plan import AlertRequest
     from dispatcher.dispatch.sender import Sender
     from dispatcher.roster.posts import ensure_post
     from dispatcher.runtime import Runtime

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from dispatcher.cap import create_draft_alert, export_cap, import_cap, validate_cap
 from dispatcher.cap.export import cap_time
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.domain import AlertState
 from dispatcher.errors import Refused
 from dispatcher.models import Alert, Post, Zone

@@ -23,7 +23,8 @@ from dispatcher.db import db_now
 from dispatcher.dispatch import fill
 from dispatcher.dispatch.failover import on_dead_path
 from dispatcher.dispatch.fill import fill_steps, run_fills
-from dispatcher.dispatch.outbox import AlertRequest, Sent, send_alert
+from dispatcher.dispatch.outbox import Sent, send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.dispatch.versions import cancel_alert, update_alert
 from dispatcher.domain import (
     DeadlineKind,

@@ -14,7 +14,8 @@ from dispatcher.acks import LATE_REPLY_WINDOW
 from dispatcher.cap import create_draft_alert, export_cap, import_cap
 from dispatcher.compose import composer
 from dispatcher.db import db_now
-from dispatcher.dispatch.outbox import AlertRequest, allocate_reply_code, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest, allocate_reply_code
 from dispatcher.dispatch.versions import cancel_alert, update_alert
 from dispatcher.errors import NotFound, Refused
 from dispatcher.models import Alert, Delivery
@@ -123,7 +124,7 @@ def test_a_cap_draft_holds_no_code_and_is_sent_with_the_same_rules(engine: Engin
 
 def test_reply_codes_run_out_with_a_clear_refusal(engine: Engine,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("dispatcher.dispatch.outbox.REPLY_CODES", ("1111", "2222"))
+    monkeypatch.setattr("dispatcher.dispatch.plan.REPLY_CODES", ("1111", "2222"))
     first = engine.send(["Chiapas"], channels=["sms"], fan_out=False)
     second = engine.send(["Oaxaca"], channels=["sms"], fan_out=False)
     assert {engine.code(first), engine.code(second)} == {"1111", "2222"}

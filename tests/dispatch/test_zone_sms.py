@@ -8,7 +8,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from channels.encoding import is_gsm7, sms_segments
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.models import Delivery, Recipient, Zone
 from dispatcher.roster.importer import import_roster
 from dispatcher.roster.posts import ensure_post

@@ -9,7 +9,8 @@ from sqlalchemy import func, select, update
 
 from dispatcher.acks import acknowledge
 from dispatcher.db import db_now
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.errors import InvalidInput, Refused
 from dispatcher.escalation.engine import claim_due_deadlines, fire_due
 from dispatcher.escalation.policy import EscalationPolicy, load_policy, parse_duration

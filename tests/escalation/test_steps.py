@@ -13,7 +13,8 @@ from sqlalchemy import select, update
 
 from dispatcher.acks import acknowledge
 from dispatcher.db import db_now
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.errors import InvalidInput
 from dispatcher.escalation.engine import fire_due
 from dispatcher.escalation.policy import LEGACY_STEPS, EscalationPolicy, Step, load_policy

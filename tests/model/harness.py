@@ -32,7 +32,8 @@ from channels.simulator.testing import SimulatorHandle
 from dispatcher import lifecycle
 from dispatcher.crypto import Vault
 from dispatcher.db import Database, db_now
-from dispatcher.dispatch.outbox import AlertRequest, create_alert, plan_alert
+from dispatcher.dispatch.outbox import create_alert
+from dispatcher.dispatch.plan import AlertRequest, plan_alert
 from dispatcher.dispatch.sender import Sender
 from dispatcher.dispatch.versions import cancel_alert, update_alert
 from dispatcher.domain import DeliveryState, VolunteerKind

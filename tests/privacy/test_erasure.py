@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import select, update
 
 from dispatcher.db import db_now, db_today
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.models import (
     AuditEvent,
     Contact,

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from dispatcher.crypto import Unreadable, Vault
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.models import AuditEvent, Contact, InboundMessage, Recipient
 from dispatcher.privacy.rotation import rotate
 from dispatcher.replies.inbound import receive_sms

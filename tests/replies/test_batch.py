@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select, text
 
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.models import (
     Alert,
     AlertZone,

@@ -11,7 +11,8 @@ from sqlalchemy import func, select, update
 
 from dispatcher.acks import LATE_REPLY_WINDOW
 from dispatcher.db import db_now
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.errors import Refused
 from dispatcher.escalation.engine import give_up
 from dispatcher.models import Alert, AlertZone, AuditEvent, InboundMessage, Post

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.models import Delivery, InboundMessage, Recipient, Response, Volunteer
 from dispatcher.replies.intake import Intake
 from dispatcher.replies.spool import Spool

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import time_machine
 
-from dispatcher.dispatch.outbox import AlertRequest, plan_alert
+from dispatcher.dispatch.plan import AlertRequest, plan_alert
 from dispatcher.roster.gaps import find_gaps
 from dispatcher.roster.posts import ensure_post
 from dispatcher.roster.sample import SAMPLE_ROSTER_DAY, shift_terms
