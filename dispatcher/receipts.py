@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -57,10 +58,22 @@ SENDGRID_EVENT = {
 }
 
 
+#: The most digits a delivery reference (`?ref=`, a row id) has.
+REF_DIGITS = 18
+
+
+def delivery_ref(ref: str | None) -> int | None:
+    """The delivery id of our reference, or None when it is not one."""
+    if ref and len(ref) <= REF_DIGITS and ref.isascii() and ref.isdigit():
+        return int(ref)
+    return None
+
+
 def find_delivery(session: Session, ref: str | None, provider_id: str | None) -> Delivery | None:
     """By our reference (sent with the message) first: a callback may beat our own record."""
-    if ref and ref.isdigit():
-        d = session.get(Delivery, int(ref))
+    delivery_id = delivery_ref(ref)
+    if delivery_id is not None:
+        d = session.get(Delivery, delivery_id)
         if d is not None:
             return d
     if provider_id:
@@ -69,14 +82,15 @@ def find_delivery(session: Session, ref: str | None, provider_id: str | None) ->
 
 
 def apply_state(session: Session, d: Delivery, new: DeliveryState, *, error_code: str | None,
-                reason: str, recipient_specific: bool) -> bool:
-    """Move the delivery forward if `new` is progress; react to a dead path. True if moved."""
+                reason: str, recipient_specific: bool, now: datetime | None = None) -> bool:
+    """Move the delivery forward if `new` is progress; react to a dead path. True if moved.
+    `now`: the batch's time (by default the database's clock, read now)."""
     # A callback may beat the sender's own record (state still `sending`): moving on is
     # right, and the sender only turns `sending` into `accepted`, never backwards.
     current = DeliveryState(d.state)
     if not delivery_can_move(current, new):
         return False
-    now = db_now(session)
+    now = now or db_now(session)
     lifecycle.move(d, new)
     if error_code:
         d.error_code = error_code[:32]
@@ -108,7 +122,8 @@ def call_state(params: Mapping[str, str]) -> DeliveryState | None:
     return new
 
 
-def apply_call_status(session: Session, params: Mapping[str, str], ref: str | None) -> bool:
+def apply_call_status(session: Session, params: Mapping[str, str], ref: str | None,
+                      now: datetime | None = None) -> bool:
     new = call_state(params)
     if new is None:
         return False
@@ -124,12 +139,13 @@ def apply_call_status(session: Session, params: Mapping[str, str], ref: str | No
     # the volunteer's other paths, but do not mark this one dead.
     return apply_state(session, d, new, error_code=code,
                        reason=f"twilio call {status} {code or ''}".strip(),
-                       recipient_specific=False)
+                       recipient_specific=False, now=now)
 
 
-def apply_twilio_status(session: Session, params: Mapping[str, str], ref: str | None) -> bool:
+def apply_twilio_status(session: Session, params: Mapping[str, str], ref: str | None,
+                        now: datetime | None = None) -> bool:
     if params.get("CallSid") and not params.get("MessageSid"):
-        return apply_call_status(session, params, ref)
+        return apply_call_status(session, params, ref, now)
     status = (params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
     new = TWILIO_STATUS.get(status)
     if new is None:
@@ -143,7 +159,8 @@ def apply_twilio_status(session: Session, params: Mapping[str, str], ref: str | 
     code = params.get("ErrorCode") or None
     return apply_state(session, d, new, error_code=code,
                        reason=f"twilio {status} {code or ''}".strip(),
-                       recipient_specific=code not in TWILIO_TEMPORARY | TWILIO_MESSAGE_ONLY)
+                       recipient_specific=code not in TWILIO_TEMPORARY | TWILIO_MESSAGE_ONLY,
+                       now=now)
 
 
 def status_batch(rt: Runtime, batch: Sequence[tuple[Mapping[str, str], str | None]]
@@ -154,10 +171,17 @@ def status_batch(rt: Runtime, batch: Sequence[tuple[Mapping[str, str], str | Non
     def run(session: Session, items: Sequence[tuple[Mapping[str, str], str | None]]
             ) -> list[bool]:
         moved = []
+        # One time for the batch (reading PostgreSQL's clock flushed the session, a write
+        # per callback), and its deliveries read at once; held for the batch, as the
+        # session keeps unchanged rows only while they are used.
+        now = db_now(session)
+        loaded = load_referenced(session, [ref for _, ref in items])
         for params, ref in items:
             stored = store_inbound(session, rt.vault, "twilio_status", _status_key(params),
                                    params, params.get("To"))
-            moved.append(stored is not None and apply_twilio_status(session, params, ref))
+            moved.append(stored is not None
+                         and apply_twilio_status(session, params, ref, now))
+        del loaded
         return moved
 
     def failed(session: Session, item: tuple[Mapping[str, str], str | None],
@@ -168,6 +192,20 @@ def status_batch(rt: Runtime, batch: Sequence[tuple[Mapping[str, str], str | Non
         return False
 
     return batch_or_alone(rt.db, batch, run, failed, "status callback")
+
+
+def load_referenced(session: Session, refs: Sequence[str | None]) -> list[Any]:
+    """The deliveries a batch of callbacks names by our reference, and their recipients,
+    read in two statements and kept in the session, where `find_delivery` and
+    `apply_state` then find them: a query for each, per callback, cost more than the
+    rest of the callback's handling."""
+    ids = {i for i in map(delivery_ref, refs) if i is not None}
+    if not ids:
+        return []
+    deliveries = list(session.scalars(select(Delivery).where(Delivery.id.in_(ids))))
+    recipients = list(session.scalars(select(Recipient).where(
+        Recipient.id.in_({d.recipient_id for d in deliveries})))) if deliveries else []
+    return [*deliveries, *recipients]
 
 
 def _status_key(params: Mapping[str, str]) -> str:
@@ -193,11 +231,14 @@ def sendgrid_batch(rt: Runtime, events: Sequence[Mapping[str, Any]]) -> list[boo
 
     def run(session: Session, batch: Sequence[Mapping[str, Any]]) -> list[bool]:
         moved = []
+        now = db_now(session)  # as for status callbacks
+        loaded = load_referenced(session, [_event_ref(event) for event in batch])
         for event in batch:
             key = _event_key(event)
             stored = key and store_inbound(session, rt.vault, "sendgrid_event", key, event,
                                            _event_address(event))
-            moved.append(bool(stored) and apply_sendgrid_event(session, event))
+            moved.append(bool(stored) and apply_sendgrid_event(session, event, now))
+        del loaded
         return moved
 
     def failed(session: Session, event: Mapping[str, Any], exc: Exception) -> bool:
@@ -209,23 +250,28 @@ def sendgrid_batch(rt: Runtime, events: Sequence[Mapping[str, Any]]) -> list[boo
     return batch_or_alone(rt.db, events, run, failed, "SendGrid event")
 
 
-def apply_sendgrid_event(session: Session, event: Mapping[str, Any]) -> bool:
+def _event_ref(event: Mapping[str, Any]) -> str:
+    """Our reference of the delivery a SendGrid event is about (custom arguments)."""
+    return str(event.get("aln_delivery") or event.get("aln_ref") or "")
+
+
+def apply_sendgrid_event(session: Session, event: Mapping[str, Any],
+                         now: datetime | None = None) -> bool:
     kind = str(event.get("event", "")).lower()
     if kind in ("spamreport", "unsubscribe", "group_unsubscribe"):
-        return _email_opt_out(session, event)
+        return _email_opt_out(session, event, now)
     new = SENDGRID_EVENT.get(kind)
     if new is None:
         return False
-    d = find_delivery(session, str(event.get("aln_delivery") or event.get("aln_ref") or ""),
-                      None)
+    d = find_delivery(session, _event_ref(event), None)
     if d is None:
         return False
     reason = f"sendgrid {kind}: {str(event.get('reason') or event.get('type') or '')[:120]}"
     return apply_state(session, d, new, error_code=str(event.get("status") or "")[:32] or None,
-                       reason=reason.strip(": "), recipient_specific=True)
+                       reason=reason.strip(": "), recipient_specific=True, now=now)
 
 
-def _email_opt_out(session: Session, event: Mapping[str, Any]) -> bool:
+def _email_opt_out(session: Session, event: Mapping[str, Any], now: datetime | None) -> bool:
     d = find_delivery(session, str(event.get("aln_delivery") or ""), None)
     if d is None:
         return False
@@ -233,5 +279,5 @@ def _email_opt_out(session: Session, event: Mapping[str, Any]) -> bool:
     if contact is None or contact.opted_out:
         return False
     contact.opted_out = True
-    contact.opted_out_at = db_now(session)
+    contact.opted_out_at = now or db_now(session)
     return True
