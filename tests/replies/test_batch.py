@@ -333,3 +333,22 @@ def test_a_batch_of_status_callbacks_reads_its_deliveries_once(rt: Runtime) -> N
             Delivery, Delivery.recipient_id == Recipient.id).where(
             Delivery.id.in_(delivery_ids))))
     assert states == {"delivered"} and notified == {"notified"}
+
+
+def test_a_callback_whose_reference_is_no_delivery_id_is_stored_not_failed(rt: Runtime) -> None:
+    """`?ref=` that is not one of our ids (digits of another script, too many digits) is
+    no reference: the callback is stored and matched by its MessageSid, never an error
+    kept for an officer (`int('²')` raised, and 40 digits overflowed the database)."""
+    alert_id, _ = send(rt, ["Mexico City"])
+    with rt.db.session() as s:
+        d = s.scalars(select(Delivery).where(Delivery.alert_id == alert_id,
+                                             Delivery.channel == "sms").limit(1)).one()
+        d.provider_id = "SM" + "7" * 32
+    receipts = [({"MessageSid": "SM" + "7" * 32, "MessageStatus": "delivered", "To": DANIEL},
+                 ref) for ref in ("²", "9" * 40)]
+    assert status_batch(rt, receipts) == [True, False]  # the second: a repeat of the first
+    with rt.db.session() as s:
+        errors = list(s.scalars(select(InboundMessage.error).where(
+            InboundMessage.source == "twilio_status")))
+        state = s.scalar(select(Delivery.state).where(Delivery.provider_id == "SM" + "7" * 32))
+    assert errors == [None] and state == "delivered"
