@@ -19,10 +19,14 @@ from hypothesis import settings as hypothesis_settings  # noqa: E402
 from dispatcher.runtime import Runtime  # noqa: E402
 from dispatcher.settings import Settings  # noqa: E402
 
+# No per-example deadline: time is measured by the benchmarks, never by a test (under a
+# loaded machine, hypothesis's 200 ms deadline failed a pure in-memory lifecycle test).
+hypothesis_settings.register_profile("aln", deadline=None)
 # In CI, property tests explore the same examples every run: a red build is reproducible.
-hypothesis_settings.register_profile("ci", derandomize=True, database=None)
-if os.environ.get("CI", "").lower() == "true":
-    hypothesis_settings.load_profile("ci")
+hypothesis_settings.register_profile("ci", parent=hypothesis_settings.get_profile("aln"),
+                                     derandomize=True, database=None)
+hypothesis_settings.load_profile(
+    "ci" if os.environ.get("CI", "").lower() == "true" else "aln")
 
 #: The whole engine on loopback (simulator + aln serve), for integration tests.
 pytest_plugins = ["tests.engine"]
