@@ -166,7 +166,7 @@ def cover_zone(session: Session, settings: Settings, alert: Alert, az: AlertZone
     if (alert.policy or {}).get("stand_down"):
         from dispatcher.dispatch.outbox import message_to
 
-        others = session.scalars(select(Recipient).where(
+        others = session.scalars(select(Recipient.id).where(
             Recipient.alert_id == alert.id, Recipient.zone_id == az.zone_id,
             Recipient.state.in_([RecipientState.NOTIFIED, RecipientState.ESCALATED]),
             Recipient.tier != DUTY_OFFICER_TIER)).all()

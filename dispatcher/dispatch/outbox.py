@@ -13,6 +13,8 @@ import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import select
@@ -40,7 +42,20 @@ from dispatcher.domain import (
 from dispatcher.errors import AlnError, Refused
 from dispatcher.escalation.policy import EscalationPolicy
 from dispatcher.heap import collector_paused
-from dispatcher.models import Alert, AlertVersion, AlertZone, Deadline, Delivery, Post, Recipient
+from dispatcher.models import (
+    Alert,
+    AlertVersion,
+    AlertZone,
+    Contact,
+    Deadline,
+    Delivery,
+    Post,
+    Recipient,
+    Volunteer,
+    Zone,
+    language_list,
+    table,
+)
 from dispatcher.settings import Settings
 
 
@@ -359,31 +374,60 @@ def add_delivery(session: Session, alert: Alert, rec: Recipient, contact: Any,
     return delivery
 
 
+#: Recipients `message_to` reads the paths of at a time.
+MESSAGE_CHUNK = 2000
+
+
 def message_to(session: Session, settings: Settings, alert: Alert,
-               recipients: Sequence[Recipient], purpose: DeliveryPurpose, key: str,
+               recipient_ids: Sequence[int], purpose: DeliveryPurpose, key: str,
                **values: object) -> int:
-    """Queue a fixed-wording message (cancel, stand-down, reminder...) to recipients."""
-    count = 0
-    for rec in recipients:
-        vol = rec.volunteer
-        lang = pick_language(vol.language_list, list(alert.bodies), "en")
-        text = fixed_text(settings, alert, lang, key, zone=rec.zone.name, **values)
-        live = [c for c in vol.contacts if not (c.opted_out or c.dead_reason)
-                and (not alert.channels or c.channel in alert.channels)]
-        # A fixed wording is a text; it is a call only for a volunteer no text can reach.
-        texts = [c for c in live if c.channel in MESSAGE_CHANNELS]
-        for contact in texts or live:
-            if contact.channel == Channel.VOICE and spoken_language(lang) != lang:
-                # Read in a language Twilio speaks rather than spelled out in a foreign one.
-                said = spoken_language(lang)
-                add_delivery(session, alert, rec, contact, purpose, said,
-                             fixed_text(settings, alert, said, key, zone=rec.zone.name,
-                                        **values))
-                count += 1
-                continue
-            add_delivery(session, alert, rec, contact, purpose, lang, text)
-            count += 1
-    return count
+    """Queue a fixed-wording message (cancel, stand-down, reminder...) to these recipients.
+
+    Each recipient's zone, languages and paths are read as plain rows, a chunk at a time,
+    each wording made once per channel, language and zone, and the rows written in bulk:
+    through the ORM (three loads, and a flush of the row before, per recipient), a cancel
+    of an alert that had reached 10,000 volunteers took 41 s, and a stand-down held the
+    replies' intake as long.
+    """
+    r, v, c, z = table(Recipient), table(Volunteer), table(Contact), table(Zone)
+    ids = sorted(set(recipient_ids))
+    worded: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+    rows: list[tuple[Any, ...]] = []
+    languages: dict[str, str] = {}
+    for start in range(0, len(ids), MESSAGE_CHUNK):
+        # Through the session, so changes it holds unflushed (a path just found dead) count.
+        found = session.execute(
+            select(r.c.id, z.c.name, v.c.languages, c.c.id, c.c.channel, c.c.opted_out,
+                   c.c.dead_reason)
+            .join(v, v.c.id == r.c.volunteer_id).join(z, z.c.id == r.c.zone_id)
+            .outerjoin(c, c.c.volunteer_id == v.c.id)
+            .where(r.c.id.in_(ids[start:start + MESSAGE_CHUNK]))
+            .order_by(r.c.id, c.c.channel)).all()
+        for rec_id, group in groupby(found, itemgetter(0)):
+            paths: list[Any] = list(group)
+            zone, spoken = paths[0][1], paths[0][2]
+            lang = languages.get(spoken)
+            if lang is None:
+                lang = languages[spoken] = pick_language(language_list(spoken),
+                                                         list(alert.bodies), "en")
+            live = [PathRef(cid, channel) for _, _, _, cid, channel, opted, dead in paths
+                    if cid is not None and not (opted or dead)
+                    and (not alert.channels or channel in alert.channels)]
+            # A fixed wording is a text; it is a call only for a volunteer no text can reach.
+            texts = [p for p in live if p.channel in MESSAGE_CHANNELS]
+            for path in texts or live:
+                # A call is read in a language Twilio speaks rather than spelled out in a
+                # foreign one.
+                said = spoken_language(lang) if path.channel == Channel.VOICE else lang
+                row = worded.get((path.channel, said, zone))
+                if row is None:
+                    text = fixed_text(settings, alert, said, key, zone=zone, **values)
+                    row = worded[(path.channel, said, zone)] = tuple(bulk.values_of(
+                        new_delivery(alert, path, purpose, said, text, zone=zone),
+                        DELIVERY_WORDING).values())
+                rows.append((*row, rec_id, path.id))
+    return bulk.insert(session, Delivery, (*DELIVERY_WORDING, "recipient_id", "contact_id"),
+                       rows)
 
 
 def duty_officer_recipients(session: Session, alert: Alert, az: AlertZone,

@@ -80,7 +80,7 @@ def cancel_alert(session: Session, settings: Settings, alert_id: int, actor: str
     lifecycle.move_rows(session, Recipient, RecipientState.CANCELLED,
                         Recipient.alert_id == alert_id, Recipient.id.not_in(handed),
                         only_from=(RecipientState.PENDING,))
-    told = session.scalars(select(Recipient).where(
+    told = session.scalars(select(Recipient.id).where(
         Recipient.alert_id == alert_id,
         or_(Recipient.state.in_(RECEIVED),
             and_(Recipient.state == RecipientState.PENDING, Recipient.id.in_(handed))))).all()
@@ -111,8 +111,8 @@ def update_alert(session: Session, settings: Settings, alert_id: int, body: str,
     session.execute(select(Deadline.id).where(Deadline.alert_id == alert_id,
                                               Deadline.kind == DeadlineKind.FILL)
                     .order_by(Deadline.id).with_for_update())
-    received = session.scalars(select(Recipient).where(Recipient.alert_id == alert_id,
-                                                       Recipient.state.in_(UPDATED))).all()
+    received = session.scalars(select(Recipient.id).where(Recipient.alert_id == alert_id,
+                                                          Recipient.state.in_(UPDATED))).all()
     count = message_to(session, settings, alert, received, DeliveryPurpose.UPDATE, "update",
                        body=text)
     texts = {lang: update_text(settings, alert, lang, text) for lang in alert.bodies or {"en": {}}}

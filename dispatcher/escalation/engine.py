@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from dispatcher import audit, lifecycle
@@ -120,8 +120,10 @@ def fire(session: Session, settings: Settings, deadline_id: int, worker: str) ->
         fire_step(session, settings, alert, az, d, policy, post)
         return True
     if d.kind == DeadlineKind.REMINDER:
-        silent = _silent(session, alert.id, d.zone_id, d.tier)
-        message_to(session, settings, alert, silent, DeliveryPurpose.REMINDER, "reminder")
+        still_silent = session.scalars(select(Recipient.id).where(
+            *_silent_where(alert.id, d.zone_id, d.tier))).all()
+        message_to(session, settings, alert, still_silent, DeliveryPurpose.REMINDER,
+                   "reminder")
         return True
     if d.tier != az.current_tier and d.recipient_id is None:
         return False  # a stale deadline of a tier the zone already left
@@ -170,14 +172,21 @@ def give_up(session: Session, settings: Settings, alert: Alert, az: AlertZone, p
     if (alert.policy or {}).get("notify_duty_officers", True):
         officers = duty_officer_recipients(session, alert, az, post)
         az.current_tier = DUTY_OFFICER_TIER
-        message_to(session, settings, alert, officers, DeliveryPurpose.UNREACHED, "unreached")
+        message_to(session, settings, alert, [r.id for r in officers],
+                   DeliveryPurpose.UNREACHED, "unreached")
     maybe_complete(session, alert, now)
 
 
 def _silent(session: Session, alert_id: int, zone_id: int, tier: int) -> list[Recipient]:
     return list(session.scalars(select(Recipient).where(
-        Recipient.alert_id == alert_id, Recipient.zone_id == zone_id, Recipient.tier == tier,
-        Recipient.state.in_([RecipientState.NOTIFIED, RecipientState.PENDING]))))
+        *_silent_where(alert_id, zone_id, tier))))
+
+
+def _silent_where(alert_id: int, zone_id: int, tier: int) -> tuple[ColumnElement[bool], ...]:
+    """A tier's recipients still silent: told, or about to be, and not answering."""
+    return (Recipient.alert_id == alert_id, Recipient.zone_id == zone_id,
+            Recipient.tier == tier,
+            Recipient.state.in_([RecipientState.NOTIFIED, RecipientState.PENDING]))
 
 
 def _others_waiting(session: Session, alert_id: int, zone_id: int, deadline_id: int) -> bool:

@@ -168,7 +168,7 @@ def test_fixed_wordings_are_texts_never_calls(rt: Runtime) -> None:
         assert alert is not None
         alert.channels = ["sms", "whatsapp", "voice", "email"]  # as once voice is configured
         session.flush()
-        message_to(session, rt.settings, alert, [ana], DeliveryPurpose.CANCEL, "cancelled")
+        message_to(session, rt.settings, alert, [ana.id], DeliveryPurpose.CANCEL, "cancelled")
         sent = sorted(session.scalars(select(Delivery.channel).where(
             Delivery.alert_id == alert_id, Delivery.purpose == "cancel")))
     assert sent == ["email", "sms", "whatsapp"]
