@@ -11,12 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    Update,
+    and_,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from channels.base import Channel, ChannelKind, Message, Receipt
@@ -102,6 +119,55 @@ class _Backlog:
         self._room.set()
 
 
+class _Pool:
+    """Senders for a fan-out: a fixed number of coroutines, each running queued sends one
+    after the other (a task per message cost the event loop a tenth of what it spent on
+    a message). Started as sends come, up to `size`."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        #: Sends queued or running.
+        self.unsent = 0
+        #: The first unexpected error of a send, raised once all have finished.
+        self.error: Exception | None = None
+        self._queue: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        #: Set once no more than `_wanted` sends are left.
+        self._fewer = asyncio.Event()
+        self._wanted = 0
+
+    def put(self, send: Callable[[], Awaitable[None]]) -> None:
+        self.unsent += 1
+        self._queue.put_nowait(send)
+        if len(self._workers) < min(self.size, self.unsent):
+            self._workers.append(asyncio.create_task(self._work()))
+
+    async def down_to(self, n: int) -> None:
+        """Wait until at most `n` sends are queued or running."""
+        self._wanted = n
+        while self.unsent > n:
+            self._fewer.clear()
+            await self._fewer.wait()
+
+    async def close(self) -> None:
+        """Let every queued send finish, then stop the senders."""
+        for _ in self._workers:
+            self._queue.put_nowait(None)
+        await asyncio.gather(*self._workers, return_exceptions=True)
+
+    async def _work(self) -> None:
+        while (send := await self._queue.get()) is not None:
+            try:
+                await send()
+            except Exception as exc:  # raised by send_due once every send has finished
+                if self.error is None:
+                    self.error = exc
+            finally:
+                self.unsent -= 1
+                if self.unsent <= self._wanted:
+                    self._fewer.set()
+
+
 @dataclass
 class Outcome:
     delivery_id: int
@@ -179,15 +245,10 @@ class Sender:
         # up rather than send what could not be written down.
         recorder.add_done_callback(lambda _: self._backlog.close())
         keeper = asyncio.create_task(self._keep_leases())
-        in_flight: set[asyncio.Task[None]] = set()
-        room = asyncio.Event()
         low_water = self.claim_batch // 2
-
-        def finished(task: asyncio.Task[None]) -> None:
-            in_flight.discard(task)
-            if len(in_flight) <= low_water:
-                room.set()
-
+        # As many as the sends the old task-per-send scheme could have running at once (a
+        # batch claimed at the low water mark): a send never waits for a free sender.
+        pool = _Pool(self.claim_batch + low_water)
         total = 0
         try:
             # A recorder that failed (a full disk) stops the claiming: sends whose results
@@ -203,20 +264,14 @@ class Sender:
                         continue
                     break
                 total += len(batch)
-                for task in self._start_batch(batch, results):
-                    in_flight.add(task)
-                    task.add_done_callback(finished)
+                self._start_batch(batch, results, pool)
                 # Claim the next batch once half of this one is out of the way.
-                while len(in_flight) > low_water:
-                    room.clear()
-                    await room.wait()
-            if in_flight:
-                await asyncio.gather(*in_flight)
+                await pool.down_to(low_water)
+            await pool.down_to(0)
         finally:
             # When claiming failed (a full disk), sends already at the provider still
             # finish and go to the recorder, rather than die unreported with the loop.
-            if in_flight:
-                await asyncio.gather(*in_flight, return_exceptions=True)
+            await pool.close()
             await results.put(None)
             try:
                 await recorder
@@ -226,6 +281,8 @@ class Sender:
                 keeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await keeper
+        if pool.error is not None:
+            raise pool.error
         return total
 
     async def _keep_leases(self) -> None:
@@ -283,11 +340,9 @@ class Sender:
                                  delivery_id=did)
             ids = claim(session, Delivery, due, worker=self.worker, now=now,
                         lease_seconds=self.settings.lease_seconds, limit=self.claim_batch,
-                        claimed_state=DeliveryState.SENDING)
+                        claimed_state=DeliveryState.SENDING, attempts=Delivery.attempts + 1)
             if not ids:
                 return []
-            session.execute(update(Delivery).where(Delivery.id.in_(ids))
-                            .values(attempts=Delivery.attempts + 1))
             # Plain rows, not ORM objects: a fan-out claims thousands, and only the rare
             # one that cannot go is loaded as an object, to be moved and failed over.
             rows = session.execute(
@@ -336,12 +391,11 @@ class Sender:
     # --- sending --------------------------------------------------------------------------
 
     def _start_batch(self, batch: Sequence[tuple[Claimed, str]],
-                     results: asyncio.Queue[Outcome | None]) -> list[asyncio.Task[None]]:
+                     results: asyncio.Queue[Outcome | None], pool: _Pool) -> None:
         by_channel: dict[str, list[tuple[Claimed, Message]]] = {}
         for delivery, to in batch:
             by_channel.setdefault(delivery.channel, []).append(
                 (delivery, self._message(delivery, to)))
-        tasks = []
         for channel_name, items in by_channel.items():
             channel = self.channels.get(ChannelKind(channel_name))
             if channel is None:
@@ -353,11 +407,11 @@ class Sender:
                             recipient="", recipient_specific=False)))
                 continue
             if channel_name == ChannelKind.EMAIL:
-                tasks.append(asyncio.create_task(self._send_many(channel, items, results)))
+                pool.put(functools.partial(self._send_many, channel, items, results))
             else:
-                tasks.extend(asyncio.create_task(self._send_one(channel, d, m, results))
-                             for d, m in items)
-        return tasks
+                send = self._send_one
+                for d, m in items:
+                    pool.put(functools.partial(send, channel, d, m, results))
 
     async def _send_one(self, channel: Channel, d: Claimed, m: Message,
                         results: asyncio.Queue[Outcome | None]) -> None:
@@ -512,38 +566,94 @@ def _record_accepted(session: Session, ok: Sequence[Outcome], now: datetime,
     # batch, and building each one and passing it through the ORM cost the recorder more
     # than the database's own work.
     conn = session.connection()
-    conn.execute(_WRITE_RECEIPTS, [
-        {"b_id": o.delivery_id, "b_pid": o.receipt.provider_id,  # type: ignore[union-attr]
-         "b_seg": o.receipt.segments, "b_now": now} for o in ok])  # type: ignore[union-attr]
-    ids = [o.delivery_id for o in ok]
-    conn.execute(_ACCEPT, {"ids": ids})
-    rec_ids: list[int] = list(conn.scalars(_REACHED_RECIPIENTS, {"ids": ids}))
-    if rec_ids:
-        conn.execute(_STAMP_NOTIFIED, {"rec_ids": rec_ids, "now": now})
-        conn.execute(_NOTIFY, {"rec_ids": rec_ids})
+    sql = _record_statements(conn.dialect.name)
+    # The last receipt of a delivery is the one kept, as writing them in turn would.
+    receipts = {o.delivery_id: o.receipt for o in ok}
+    ids = list(receipts)
+    rows = [(i, r.provider_id, r.segments)  # type: ignore[union-attr]
+            for i, r in receipts.items()]
+    if sql.postgresql:
+        conn.execute(sql.write_receipts, {
+            "b_ids": ids, "b_pids": [r[1] for r in rows], "b_segs": [r[2] for r in rows],
+            "b_now": now})
+        batch: object = ids
+    else:
+        batch = json.dumps(ids)
+        text = json.dumps(rows)
+        if "\\u0000" in text:  # SQLite's JSON reads a string only up to a NUL
+            conn.execute(_WRITE_RECEIPT, [{"b_id": i, "b_pid": pid, "b_seg": seg, "b_now": now}
+                                          for i, pid, seg in rows])
+        else:
+            conn.execute(sql.write_receipts, {"b_rows": text, "b_now": now})
+    conn.execute(sql.accept, {"b_ids": batch})
+    conn.execute(sql.stamp_notified, {"b_ids": batch, "b_now": now})
+    conn.execute(sql.notify, {"b_ids": batch})
     for alert_id in activate:
         conn.execute(_ACTIVATE, {"alert_id": alert_id})
 
 
 _DELIVERIES, _RECIPIENTS = table(Delivery), table(Recipient)
-#: Each receipt's provider id and segments; every row is no longer claimed.
-_WRITE_RECEIPTS = update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")).values(
-    provider_id=bindparam("b_pid"), segments=bindparam("b_seg"), sent_at=bindparam("b_now"),
-    lease_until=None, claimed_by=None, error_code=None, updated_at=bindparam("b_now"))
-#: A status callback may already have moved it further: only `sending` becomes `accepted`.
-_ACCEPT = lifecycle.move_statement(
-    Delivery, DeliveryState.ACCEPTED, _DELIVERIES.c.id.in_(bindparam("ids", expanding=True)),
-    only_from=(DeliveryState.SENDING,))
-#: A callback that beat this record may have said the message died (a bounce): that
-#: acceptance reached nobody and must not revive a recipient whose paths are all dead.
-_REACHED_RECIPIENTS = select(_DELIVERIES.c.recipient_id).where(
-    _DELIVERIES.c.id.in_(bindparam("ids", expanding=True)),
-    _DELIVERIES.c.state.not_in(DEAD_DELIVERY_STATES)).distinct()
-_STAMP_NOTIFIED = update(_RECIPIENTS).where(
-    _RECIPIENTS.c.id.in_(bindparam("rec_ids", expanding=True)),
-    _RECIPIENTS.c.notified_at.is_(None)).values(notified_at=bindparam("now"))
-_NOTIFY = lifecycle.move_statement(
-    Recipient, RecipientState.NOTIFIED, _RECIPIENTS.c.id.in_(bindparam("rec_ids", expanding=True)),
-    only_from=(RecipientState.PENDING, RecipientState.FAILED))
+#: What every receipt writes besides its provider id and segments: it is no longer claimed.
+_RECEIPT_VALUES: dict[str, Any] = dict(
+    sent_at=bindparam("b_now"), lease_until=None, claimed_by=None, error_code=None,
+    updated_at=bindparam("b_now"))
+#: One receipt (bind `b_id`, `b_pid`, `b_seg`, `b_now`): SQLite's way for a provider id
+#: JSON cannot carry.
+_WRITE_RECEIPT = update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")).values(
+    provider_id=bindparam("b_pid"), segments=bindparam("b_seg"), **_RECEIPT_VALUES)
 _ACTIVATE = lifecycle.move_statement(Alert, AlertState.ACTIVE,
                                      table(Alert).c.id == bindparam("alert_id"))
+
+
+@dataclass(frozen=True)
+class _RecordStatements:
+    """The recorder's statements on one database, each a single statement for a whole
+    batch: a batch's rows travel as one JSON array (SQLite) or as arrays (PostgreSQL),
+    so neither SQLAlchemy nor the driver binds a parameter per row."""
+
+    postgresql: bool
+    #: Each receipt's provider id and segments (bind `b_rows` or `b_ids`, `b_pids`,
+    #: `b_segs`; `b_now`).
+    write_receipts: Update
+    #: A status callback may already have moved it further: only `sending` becomes
+    #: `accepted` (bind `b_ids`).
+    accept: Update
+    #: The recipients reached (bind `b_ids`, `b_now`).
+    stamp_notified: Update
+    notify: Update
+
+
+@functools.cache
+def _record_statements(dialect: str) -> _RecordStatements:
+    postgresql = dialect == "postgresql"
+    row_id: Any
+    pid: Any
+    seg: Any
+    if postgresql:
+        rows = func.unnest(bindparam("b_ids", type_=ARRAY(BigInteger)),
+                           bindparam("b_pids", type_=ARRAY(String)),
+                           bindparam("b_segs", type_=ARRAY(Integer))
+                           ).table_valued("id", "pid", "seg").render_derived(name="r")
+        row_id, pid, seg = rows.c.id, rows.c.pid, rows.c.seg
+        in_batch = _DELIVERIES.c.id == any_(bindparam("b_ids", type_=ARRAY(BigInteger)))
+    else:
+        rows = func.json_each(bindparam("b_rows")).table_valued("value")
+        row_id, pid, seg = (rows.c.value.op("->>")(literal_column(str(i))) for i in range(3))
+        in_batch = _DELIVERIES.c.id.in_(
+            select(func.json_each(bindparam("b_ids")).table_valued("value").c.value))
+    # A callback that beat this record may have said the message died (a bounce): that
+    # acceptance reached nobody and must not revive a recipient whose paths are all dead.
+    # (Spelled out: a literal list would be rendered again on every execution.)
+    reached = _RECIPIENTS.c.id.in_(select(_DELIVERIES.c.recipient_id).where(
+        in_batch, *(_DELIVERIES.c.state != s.value for s in sorted(DEAD_DELIVERY_STATES))))
+    return _RecordStatements(
+        postgresql=postgresql,
+        write_receipts=update(_DELIVERIES).where(_DELIVERIES.c.id == row_id).values(
+            provider_id=pid, segments=seg, **_RECEIPT_VALUES),
+        accept=lifecycle.move_statement(Delivery, DeliveryState.ACCEPTED, in_batch,
+                                        only_from=(DeliveryState.SENDING,)),
+        stamp_notified=update(_RECIPIENTS).where(reached, _RECIPIENTS.c.notified_at.is_(None))
+        .values(notified_at=bindparam("b_now")),
+        notify=lifecycle.move_statement(Recipient, RecipientState.NOTIFIED, reached,
+                                        only_from=(RecipientState.PENDING,
+                                                   RecipientState.FAILED)))
