@@ -82,6 +82,9 @@ FILL_POLL_SECONDS = 0.02
 STOP_AFTER_ACK = (DeliveryPurpose.REMINDER,)
 #: Calls of these purposes ask for a key press (1 confirms, 9 asks for help).
 ASKING_PURPOSES = (DeliveryPurpose.ALERT, DeliveryPurpose.FAILOVER, DeliveryPurpose.REMINDER)
+#: SMS of these purposes expire at the provider after `sms_validity_seconds` unsent.
+EXPIRING_PURPOSES = frozenset(
+    {DeliveryPurpose.ALERT, DeliveryPurpose.FAILOVER, DeliveryPurpose.REMINDER})
 
 ProgressFn = Callable[[int], None]
 
@@ -434,12 +437,12 @@ class Sender:
                 results.put_nowait(Outcome(d.id, d.recipient_id, d.alert_id, receipt=answer))
 
     def _message(self, d: Claimed, to: str) -> Message:
-        custom = {"aln_delivery": str(d.id), "aln_alert": str(d.alert_id)}
+        reference = str(d.id)
+        custom = {"aln_delivery": reference, "aln_alert": str(d.alert_id)}
         if d.channel == ChannelKind.SMS:
-            validity = (self.settings.sms_validity_seconds
-                        if d.purpose in (DeliveryPurpose.ALERT, DeliveryPurpose.FAILOVER,
-                                         DeliveryPurpose.REMINDER) else None)
-            return Message(channel=ChannelKind.SMS, to=to, body=d.body, reference=str(d.id),
+            validity = (self.settings.sms_validity_seconds if d.purpose in EXPIRING_PURPOSES
+                        else None)
+            return Message(channel=ChannelKind.SMS, to=to, body=d.body, reference=reference,
                            custom=custom, validity_seconds=validity)
         if d.channel == ChannelKind.VOICE:
             asks = d.purpose in ASKING_PURPOSES
