@@ -14,7 +14,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -122,55 +122,6 @@ class _Backlog:
         self._room.set()
 
 
-class _Pool:
-    """Senders for a fan-out: a fixed number of coroutines, each running queued sends one
-    after the other (a task per message cost the event loop a tenth of what it spent on
-    a message). Started as sends come, up to `size`."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        #: Sends queued or running.
-        self.unsent = 0
-        #: The first unexpected error of a send, raised once all have finished.
-        self.error: Exception | None = None
-        self._queue: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
-        self._workers: list[asyncio.Task[None]] = []
-        #: Set once no more than `_wanted` sends are left.
-        self._fewer = asyncio.Event()
-        self._wanted = 0
-
-    def put(self, send: Callable[[], Awaitable[None]]) -> None:
-        self.unsent += 1
-        self._queue.put_nowait(send)
-        if len(self._workers) < min(self.size, self.unsent):
-            self._workers.append(asyncio.create_task(self._work()))
-
-    async def down_to(self, n: int) -> None:
-        """Wait until at most `n` sends are queued or running."""
-        self._wanted = n
-        while self.unsent > n:
-            self._fewer.clear()
-            await self._fewer.wait()
-
-    async def close(self) -> None:
-        """Let every queued send finish, then stop the senders."""
-        for _ in self._workers:
-            self._queue.put_nowait(None)
-        await asyncio.gather(*self._workers, return_exceptions=True)
-
-    async def _work(self) -> None:
-        while (send := await self._queue.get()) is not None:
-            try:
-                await send()
-            except Exception as exc:  # raised by send_due once every send has finished
-                if self.error is None:
-                    self.error = exc
-            finally:
-                self.unsent -= 1
-                if self.unsent <= self._wanted:
-                    self._fewer.set()
-
-
 @dataclass
 class Outcome:
     delivery_id: int
@@ -248,10 +199,15 @@ class Sender:
         # up rather than send what could not be written down.
         recorder.add_done_callback(lambda _: self._backlog.close())
         keeper = asyncio.create_task(self._keep_leases())
+        in_flight: set[asyncio.Task[None]] = set()
+        room = asyncio.Event()
         low_water = self.claim_batch // 2
-        # As many as the sends the old task-per-send scheme could have running at once (a
-        # batch claimed at the low water mark): a send never waits for a free sender.
-        pool = _Pool(self.claim_batch + low_water)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            if len(in_flight) <= low_water:
+                room.set()
+
         total = 0
         try:
             # A recorder that failed (a full disk) stops the claiming: sends whose results
@@ -267,14 +223,20 @@ class Sender:
                         continue
                     break
                 total += len(batch)
-                self._start_batch(batch, results, pool)
+                for task in self._start_batch(batch, results):
+                    in_flight.add(task)
+                    task.add_done_callback(finished)
                 # Claim the next batch once half of this one is out of the way.
-                await pool.down_to(low_water)
-            await pool.down_to(0)
+                while len(in_flight) > low_water:
+                    room.clear()
+                    await room.wait()
+            if in_flight:
+                await asyncio.gather(*in_flight)
         finally:
             # When claiming failed (a full disk), sends already at the provider still
             # finish and go to the recorder, rather than die unreported with the loop.
-            await pool.close()
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
             await results.put(None)
             try:
                 await recorder
@@ -284,8 +246,6 @@ class Sender:
                 keeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await keeper
-        if pool.error is not None:
-            raise pool.error
         return total
 
     async def _keep_leases(self) -> None:
@@ -394,11 +354,12 @@ class Sender:
     # --- sending --------------------------------------------------------------------------
 
     def _start_batch(self, batch: Sequence[tuple[Claimed, str]],
-                     results: asyncio.Queue[Outcome | None], pool: _Pool) -> None:
+                     results: asyncio.Queue[Outcome | None]) -> list[asyncio.Task[None]]:
         by_channel: dict[str, list[tuple[Claimed, Message]]] = {}
         for delivery, to in batch:
             by_channel.setdefault(delivery.channel, []).append(
                 (delivery, self._message(delivery, to)))
+        tasks = []
         for channel_name, items in by_channel.items():
             channel = self.channels.get(ChannelKind(channel_name))
             if channel is None:
@@ -410,11 +371,11 @@ class Sender:
                             recipient="", recipient_specific=False)))
                 continue
             if channel_name == ChannelKind.EMAIL:
-                pool.put(functools.partial(self._send_many, channel, items, results))
+                tasks.append(asyncio.create_task(self._send_many(channel, items, results)))
             else:
-                send = self._send_one
-                for d, m in items:
-                    pool.put(functools.partial(send, channel, d, m, results))
+                tasks.extend(asyncio.create_task(self._send_one(channel, d, m, results))
+                             for d, m in items)
+        return tasks
 
     async def _send_one(self, channel: Channel, d: Claimed, m: Message,
                         results: asyncio.Queue[Outcome | None]) -> None:

@@ -1,8 +1,7 @@
-"""The sender's batch machinery: receipts written set-based, and its pool of senders."""
+"""The sender's recorder: a batch of receipts written set-based."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +9,7 @@ from sqlalchemy import select
 
 from channels.base import Receipt
 from dispatcher.dispatch.outbox import AlertRequest, send_alert
-from dispatcher.dispatch.sender import Claimed, Outcome, Sender, _Pool
+from dispatcher.dispatch.sender import Claimed, Outcome, Sender
 from dispatcher.models import Delivery, Recipient
 from dispatcher.receipts import apply_twilio_status
 from dispatcher.roster.posts import ensure_post
@@ -100,33 +99,3 @@ def test_a_provider_id_json_cannot_carry_is_written_whole_and_alike(
             assert written(rows[d.id]) == ("accepted", 1, None, None, None, True, True), d.id
     finally:
         rt.close()
-
-
-def test_the_pool_runs_every_send_at_most_size_at_once_and_raises_after_all() -> None:
-    async def run() -> tuple[list[int], int, Exception | None]:
-        pool = _Pool(3)
-        done: list[int] = []
-        running = peak = 0
-
-        async def send(i: int) -> None:
-            nonlocal running, peak
-            running += 1
-            peak = max(peak, running)
-            await asyncio.sleep(0.001 * (i % 3))
-            running -= 1
-            if i == 4:
-                raise RuntimeError("a bug in one send")
-            done.append(i)
-
-        for i in range(10):
-            pool.put(lambda i=i: send(i))  # type: ignore[misc]
-        await pool.down_to(5)
-        assert pool.unsent <= 5
-        await pool.down_to(0)
-        await pool.close()
-        return done, peak, pool.error
-
-    done, peak, error = asyncio.run(run())
-    assert sorted(done) == [i for i in range(10) if i != 4]
-    assert peak == 3
-    assert isinstance(error, RuntimeError)
