@@ -39,20 +39,16 @@ class Limits:
     def __init__(self, concurrency: int, rate: float | None) -> None:
         self.semaphore = asyncio.Semaphore(max(1, concurrency))
         self.rate = RateLimiter(rate)
-        self.in_flight = 0
-        self.peak = 0
 
     async def __aenter__(self) -> Limits:
         await self.semaphore.acquire()
-        try:
-            await self.rate.acquire()
-        except BaseException:
-            self.semaphore.release()
-            raise
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
+        if self.rate.interval:  # no rate limit: not even a coroutine to wait on
+            try:
+                await self.rate.acquire()
+            except BaseException:
+                self.semaphore.release()
+                raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.in_flight -= 1
         self.semaphore.release()

@@ -30,6 +30,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
+from twilio.rest.api.v2010.account.message import MessageList
 
 from channels.base import ChannelKind, Message, Receipt
 from channels.config import ChannelsConfig
@@ -196,6 +197,7 @@ class TwilioChannel:
         self._sleep = sleep
         self._http: RewritingHttpClient | None = None
         self._client: Client | None = None
+        self._messages: MessageList | None = None
 
     def _ensure_client(self) -> Client:
         if self._client is None:
@@ -204,7 +206,15 @@ class TwilioChannel:
                                              max(self.config.concurrency, 1))
             self._client = Client(self.config.twilio_account_sid, self.config.twilio_auth_token,
                                   http_client=self._http)
+            self._messages = None
         return self._client
+
+    def _messages_api(self) -> MessageList:
+        """The client's Messages resource, looked up once (it is a chain of properties)."""
+        client = self._ensure_client()
+        if self._messages is None:
+            self._messages = client.messages
+        return self._messages
 
     async def send(self, message: Message) -> Receipt:
         return await self.policy.call_fast(lambda: self._send_once(message), self._sleep)
@@ -221,14 +231,15 @@ class TwilioChannel:
     async def _send_once(self, message: Message) -> Receipt:
         raise NotImplementedError
 
-    async def _create(self, request: Callable[[], Awaitable[Any]], masked: str) -> Any:
-        """One create request under the limits; a failure as our error (`classify`)."""
+    async def _create(self, request: Callable[[], Awaitable[Any]], to: str) -> Any:
+        """One create request under the limits; a failure as our error (`classify`), naming
+        the recipient `to` masked (masked only then: most requests succeed)."""
         _retry_after.set(None)
         async with self.limits:
             try:
                 return await request()
             except TwilioRestException as exc:
-                raise classify(exc.status, exc.code, str(exc.msg), masked,
+                raise classify(exc.status, exc.code, str(exc.msg), mask_contact(to),
                                _retry_after.get()) from None
             except TwilioException as exc:
                 # TwilioServiceException (RFC 9457 bodies) is not a TwilioRestException.
@@ -236,11 +247,11 @@ class TwilioChannel:
                 code = getattr(exc, "code", None)
                 raise classify(status if isinstance(status, int) else None,
                                code if isinstance(code, int) else None, str(exc)[:300],
-                               masked, _retry_after.get()) from None
+                               mask_contact(to), _retry_after.get()) from None
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 raise TransientError(provider="twilio", status=None, code=None,
                                      message=f"{type(exc).__name__}: {exc}"[:300],
-                                     recipient=masked) from None
+                                     recipient=mask_contact(to)) from None
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -269,7 +280,6 @@ class TwilioSMS(TwilioChannel):
         return config.sms_rate_per_second
 
     async def _send_once(self, message: Message) -> Receipt:
-        masked = mask_contact(message.to)
         body = message.rendered(message.body) or ""
         kwargs: dict[str, Any] = {"to": message.to, "body": body}
         if self.config.twilio_messaging_service_sid:
@@ -279,16 +289,17 @@ class TwilioSMS(TwilioChannel):
         validity = message.validity_seconds or None
         if validity:
             kwargs["validity_period"] = max(1, min(int(validity), 36000))
-        return await self._create_message(message, kwargs, masked)
+        return await self._create_message(message, kwargs, message.to)
 
     async def _create_message(self, message: Message, kwargs: dict[str, Any],
-                              masked: str) -> Receipt:
-        """One Messages API request (status callback added), its failure as our error."""
-        client = self._ensure_client()
+                              to: str) -> Receipt:
+        """One Messages API request (status callback added), its failure as our error
+        (naming `to`, masked)."""
+        messages = self._messages_api()
         if self.config.status_callback_url:
             ref = f"?ref={message.reference}" if message.reference else ""
             kwargs["status_callback"] = self.config.status_callback_url + ref
-        created = await self._create(lambda: client.messages.create_async(**kwargs), masked)
+        created = await self._create(lambda: messages.create_async(**kwargs), to)
         segments = int(created.num_segments) if str(created.num_segments or "").isdigit() else 1
         return Receipt(provider_id=str(created.sid), status=str(created.status or "queued"),
                        segments=segments)

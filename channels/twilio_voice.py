@@ -22,7 +22,6 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from channels.base import ChannelKind, Message, Receipt
 from channels.config import ChannelsConfig
-from channels.masking import mask_contact
 from channels.retry import SleepFn
 from channels.twilio_sms import TwilioChannel
 
@@ -133,7 +132,6 @@ class TwilioVoice(TwilioChannel):
     async def _send_once(self, message: Message) -> Receipt:
         client = self._ensure_client()
         kwargs = self.request(message)
-        created = await self._create(lambda: client.calls.create_async(**kwargs),
-                                     mask_contact(message.to))
+        created = await self._create(lambda: client.calls.create_async(**kwargs), message.to)
         return Receipt(provider_id=str(created.sid), status=str(created.status or "queued"),
                        segments=1)

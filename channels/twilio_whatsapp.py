@@ -56,24 +56,24 @@ class TwilioWhatsApp(TwilioSMS):
         return config.whatsapp_rate_per_second
 
     async def _send_once(self, message: Message) -> Receipt:
-        masked = mask_contact(strip_address(message.to)[0])
+        number = strip_address(message.to)[0]
         base: dict[str, Any] = {"to": whatsapp_address(message.to),
                                 "from_": whatsapp_address(self.config.twilio_whatsapp_from or "")}
         body = (message.rendered(message.body) or "")[:self.body_maxlen]
         if message.free_text and body:
             try:
-                return await self._create_message(message, {**base, "body": body}, masked)
+                return await self._create_message(message, {**base, "body": body}, number)
             except PermanentError as exc:
                 if exc.code != OUTSIDE_SESSION or not message.template_sid:
                     raise
                 # The session had closed after all: the template, never the text again.
         if not message.template_sid:
             raise PermanentError(
-                provider="twilio", status=None, code=OUTSIDE_SESSION, recipient=masked,
-                recipient_specific=False,
+                provider="twilio", status=None, code=OUTSIDE_SESSION,
+                recipient=mask_contact(number), recipient_specific=False,
                 message="outside the 24-hour WhatsApp session and no Content template is "
                         "configured for this language (config/templates/whatsapp.toml)")
         return await self._create_message(message, {
             **base, "content_sid": message.template_sid,
             "content_variables": json.dumps(dict(message.template_variables),
-                                            ensure_ascii=False)}, masked)
+                                            ensure_ascii=False)}, number)

@@ -27,8 +27,10 @@ PID_CLOCK_SLACK = 1.0
 
 def claim(session: Session, model: Any, due: ColumnElement[bool], *, worker: str,
           now: datetime, lease_seconds: float, limit: int,
-          claimed_state: str, order_by: Sequence[Any] = ()) -> list[int]:
-    """Mark up to `limit` rows matching `due` as claimed by `worker`; return their ids.
+          claimed_state: str, order_by: Sequence[Any] = (),
+          **values: Any) -> list[int]:
+    """Mark up to `limit` rows matching `due` as claimed by `worker`, other columns set
+    from `values` in the same statement; return their ids.
 
     The caller commits; until then PostgreSQL keeps the rows locked.
     """
@@ -39,7 +41,7 @@ def claim(session: Session, model: Any, due: ColumnElement[bool], *, worker: str
     if not ids:
         return []
     lifecycle.move_rows(session, model, claimed_state, model.id.in_(ids), claimed_by=worker,
-                        lease_until=now + timedelta(seconds=lease_seconds))
+                        lease_until=now + timedelta(seconds=lease_seconds), **values)
     return ids
 
 

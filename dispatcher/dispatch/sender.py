@@ -11,12 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    Update,
+    and_,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from channels.base import Channel, ChannelKind, Message, Receipt
@@ -65,6 +82,9 @@ FILL_POLL_SECONDS = 0.02
 STOP_AFTER_ACK = (DeliveryPurpose.REMINDER,)
 #: Calls of these purposes ask for a key press (1 confirms, 9 asks for help).
 ASKING_PURPOSES = (DeliveryPurpose.ALERT, DeliveryPurpose.FAILOVER, DeliveryPurpose.REMINDER)
+#: SMS of these purposes expire at the provider after `sms_validity_seconds` unsent.
+EXPIRING_PURPOSES = frozenset(
+    {DeliveryPurpose.ALERT, DeliveryPurpose.FAILOVER, DeliveryPurpose.REMINDER})
 
 ProgressFn = Callable[[int], None]
 
@@ -283,11 +303,9 @@ class Sender:
                                  delivery_id=did)
             ids = claim(session, Delivery, due, worker=self.worker, now=now,
                         lease_seconds=self.settings.lease_seconds, limit=self.claim_batch,
-                        claimed_state=DeliveryState.SENDING)
+                        claimed_state=DeliveryState.SENDING, attempts=Delivery.attempts + 1)
             if not ids:
                 return []
-            session.execute(update(Delivery).where(Delivery.id.in_(ids))
-                            .values(attempts=Delivery.attempts + 1))
             # Plain rows, not ORM objects: a fan-out claims thousands, and only the rare
             # one that cannot go is loaded as an object, to be moved and failed over.
             rows = session.execute(
@@ -380,12 +398,12 @@ class Sender:
                 results.put_nowait(Outcome(d.id, d.recipient_id, d.alert_id, receipt=answer))
 
     def _message(self, d: Claimed, to: str) -> Message:
-        custom = {"aln_delivery": str(d.id), "aln_alert": str(d.alert_id)}
+        reference = str(d.id)
+        custom = {"aln_delivery": reference, "aln_alert": str(d.alert_id)}
         if d.channel == ChannelKind.SMS:
-            validity = (self.settings.sms_validity_seconds
-                        if d.purpose in (DeliveryPurpose.ALERT, DeliveryPurpose.FAILOVER,
-                                         DeliveryPurpose.REMINDER) else None)
-            return Message(channel=ChannelKind.SMS, to=to, body=d.body, reference=str(d.id),
+            validity = (self.settings.sms_validity_seconds if d.purpose in EXPIRING_PURPOSES
+                        else None)
+            return Message(channel=ChannelKind.SMS, to=to, body=d.body, reference=reference,
                            custom=custom, validity_seconds=validity)
         if d.channel == ChannelKind.VOICE:
             asks = d.purpose in ASKING_PURPOSES
@@ -512,38 +530,94 @@ def _record_accepted(session: Session, ok: Sequence[Outcome], now: datetime,
     # batch, and building each one and passing it through the ORM cost the recorder more
     # than the database's own work.
     conn = session.connection()
-    conn.execute(_WRITE_RECEIPTS, [
-        {"b_id": o.delivery_id, "b_pid": o.receipt.provider_id,  # type: ignore[union-attr]
-         "b_seg": o.receipt.segments, "b_now": now} for o in ok])  # type: ignore[union-attr]
-    ids = [o.delivery_id for o in ok]
-    conn.execute(_ACCEPT, {"ids": ids})
-    rec_ids: list[int] = list(conn.scalars(_REACHED_RECIPIENTS, {"ids": ids}))
-    if rec_ids:
-        conn.execute(_STAMP_NOTIFIED, {"rec_ids": rec_ids, "now": now})
-        conn.execute(_NOTIFY, {"rec_ids": rec_ids})
+    sql = _record_statements(conn.dialect.name)
+    # The last receipt of a delivery is the one kept, as writing them in turn would.
+    receipts = {o.delivery_id: o.receipt for o in ok}
+    ids = list(receipts)
+    rows = [(i, r.provider_id, r.segments)  # type: ignore[union-attr]
+            for i, r in receipts.items()]
+    if sql.postgresql:
+        conn.execute(sql.write_receipts, {
+            "b_ids": ids, "b_pids": [r[1] for r in rows], "b_segs": [r[2] for r in rows],
+            "b_now": now})
+        batch: object = ids
+    else:
+        batch = json.dumps(ids)
+        text = json.dumps(rows)
+        if "\\u0000" in text:  # SQLite's JSON reads a string only up to a NUL
+            conn.execute(_WRITE_RECEIPT, [{"b_id": i, "b_pid": pid, "b_seg": seg, "b_now": now}
+                                          for i, pid, seg in rows])
+        else:
+            conn.execute(sql.write_receipts, {"b_rows": text, "b_now": now})
+    conn.execute(sql.accept, {"b_ids": batch})
+    conn.execute(sql.stamp_notified, {"b_ids": batch, "b_now": now})
+    conn.execute(sql.notify, {"b_ids": batch})
     for alert_id in activate:
         conn.execute(_ACTIVATE, {"alert_id": alert_id})
 
 
 _DELIVERIES, _RECIPIENTS = table(Delivery), table(Recipient)
-#: Each receipt's provider id and segments; every row is no longer claimed.
-_WRITE_RECEIPTS = update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")).values(
-    provider_id=bindparam("b_pid"), segments=bindparam("b_seg"), sent_at=bindparam("b_now"),
-    lease_until=None, claimed_by=None, error_code=None, updated_at=bindparam("b_now"))
-#: A status callback may already have moved it further: only `sending` becomes `accepted`.
-_ACCEPT = lifecycle.move_statement(
-    Delivery, DeliveryState.ACCEPTED, _DELIVERIES.c.id.in_(bindparam("ids", expanding=True)),
-    only_from=(DeliveryState.SENDING,))
-#: A callback that beat this record may have said the message died (a bounce): that
-#: acceptance reached nobody and must not revive a recipient whose paths are all dead.
-_REACHED_RECIPIENTS = select(_DELIVERIES.c.recipient_id).where(
-    _DELIVERIES.c.id.in_(bindparam("ids", expanding=True)),
-    _DELIVERIES.c.state.not_in(DEAD_DELIVERY_STATES)).distinct()
-_STAMP_NOTIFIED = update(_RECIPIENTS).where(
-    _RECIPIENTS.c.id.in_(bindparam("rec_ids", expanding=True)),
-    _RECIPIENTS.c.notified_at.is_(None)).values(notified_at=bindparam("now"))
-_NOTIFY = lifecycle.move_statement(
-    Recipient, RecipientState.NOTIFIED, _RECIPIENTS.c.id.in_(bindparam("rec_ids", expanding=True)),
-    only_from=(RecipientState.PENDING, RecipientState.FAILED))
+#: What every receipt writes besides its provider id and segments: it is no longer claimed.
+_RECEIPT_VALUES: dict[str, Any] = dict(
+    sent_at=bindparam("b_now"), lease_until=None, claimed_by=None, error_code=None,
+    updated_at=bindparam("b_now"))
+#: One receipt (bind `b_id`, `b_pid`, `b_seg`, `b_now`): SQLite's way for a provider id
+#: JSON cannot carry.
+_WRITE_RECEIPT = update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id")).values(
+    provider_id=bindparam("b_pid"), segments=bindparam("b_seg"), **_RECEIPT_VALUES)
 _ACTIVATE = lifecycle.move_statement(Alert, AlertState.ACTIVE,
                                      table(Alert).c.id == bindparam("alert_id"))
+
+
+@dataclass(frozen=True)
+class _RecordStatements:
+    """The recorder's statements on one database, each a single statement for a whole
+    batch: a batch's rows travel as one JSON array (SQLite) or as arrays (PostgreSQL),
+    so neither SQLAlchemy nor the driver binds a parameter per row."""
+
+    postgresql: bool
+    #: Each receipt's provider id and segments (bind `b_rows` or `b_ids`, `b_pids`,
+    #: `b_segs`; `b_now`).
+    write_receipts: Update
+    #: A status callback may already have moved it further: only `sending` becomes
+    #: `accepted` (bind `b_ids`).
+    accept: Update
+    #: The recipients reached (bind `b_ids`, `b_now`).
+    stamp_notified: Update
+    notify: Update
+
+
+@functools.cache
+def _record_statements(dialect: str) -> _RecordStatements:
+    postgresql = dialect == "postgresql"
+    row_id: Any
+    pid: Any
+    seg: Any
+    if postgresql:
+        rows = func.unnest(bindparam("b_ids", type_=ARRAY(BigInteger)),
+                           bindparam("b_pids", type_=ARRAY(String)),
+                           bindparam("b_segs", type_=ARRAY(Integer))
+                           ).table_valued("id", "pid", "seg").render_derived(name="r")
+        row_id, pid, seg = rows.c.id, rows.c.pid, rows.c.seg
+        in_batch = _DELIVERIES.c.id == any_(bindparam("b_ids", type_=ARRAY(BigInteger)))
+    else:
+        rows = func.json_each(bindparam("b_rows")).table_valued("value")
+        row_id, pid, seg = (rows.c.value.op("->>")(literal_column(str(i))) for i in range(3))
+        in_batch = _DELIVERIES.c.id.in_(
+            select(func.json_each(bindparam("b_ids")).table_valued("value").c.value))
+    # A callback that beat this record may have said the message died (a bounce): that
+    # acceptance reached nobody and must not revive a recipient whose paths are all dead.
+    # (Spelled out: a literal list would be rendered again on every execution.)
+    reached = _RECIPIENTS.c.id.in_(select(_DELIVERIES.c.recipient_id).where(
+        in_batch, *(_DELIVERIES.c.state != s.value for s in sorted(DEAD_DELIVERY_STATES))))
+    return _RecordStatements(
+        postgresql=postgresql,
+        write_receipts=update(_DELIVERIES).where(_DELIVERIES.c.id == row_id).values(
+            provider_id=pid, segments=seg, **_RECEIPT_VALUES),
+        accept=lifecycle.move_statement(Delivery, DeliveryState.ACCEPTED, in_batch,
+                                        only_from=(DeliveryState.SENDING,)),
+        stamp_notified=update(_RECIPIENTS).where(reached, _RECIPIENTS.c.notified_at.is_(None))
+        .values(notified_at=bindparam("b_now")),
+        notify=lifecycle.move_statement(Recipient, RecipientState.NOTIFIED, reached,
+                                        only_from=(RecipientState.PENDING,
+                                                   RecipientState.FAILED)))
