@@ -20,6 +20,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -87,6 +88,9 @@ OUTCOME_OF: dict[int | None, tuple[str, bool, bool, bool]] = {
               state in DEAD_DELIVERY_STATES) for rank, state in enumerate(REPORT_ORDER)}}
 #: Alert-path purposes (the alert itself, or it again after a failover).
 ALERT_PURPOSES = ("alert", "failover")
+#: The order of the report's volunteers, as a sort key of a row of `_build_report`'s read
+#: of the recipients: zone, tier, name, recipient id.
+VOLUNTEER_ORDER = itemgetter(9, 3, 8, 0)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -136,7 +140,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     # default work_mem they went to disk); the findings' small reads plan as usual.
     with whole_alert_plan(db):
         contacts = ContactsOf(Recipient.volunteer_id)
-        recs: Sequence[Any] = db.execute(contacts.join(
+        recs: list[Any] = db.execute(contacts.join(
             select(Recipient.id, Recipient.volunteer_id, Recipient.zone_id, Recipient.tier,
                    type_coerce(Recipient.state, String).label("state"),
                    type_coerce(Recipient.notified_at, String).label("notified_at"),
@@ -145,8 +149,11 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
                    contacts.masked.label("contact"), contacts.flagged.label("flagged"))
             .join(Volunteer, Volunteer.id == Recipient.volunteer_id)
             .join(Zone, Zone.id == Recipient.zone_id))
-            .where(Recipient.alert_id == alert_id).order_by(Zone.name, Recipient.tier,
-                                                             Volunteer.name)).all()
+            .where(Recipient.alert_id == alert_id)).all()
+        # Sorted here, not by the database (PostgreSQL's sort of 60,000 rows by two names
+        # was a third of its read): zone, tier, name as Python orders text (by code point,
+        # as SQLite does), then the recipient, so that namesakes keep one order.
+        recs.sort(key=VOLUNTEER_ORDER)
         skipped: dict[int, list[Any]] = dict(db.execute(
             select(Recipient.id, Recipient.skipped).where(
                 Recipient.alert_id == alert_id,

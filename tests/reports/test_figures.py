@@ -313,3 +313,42 @@ def test_the_report_reads_the_alert_whole_then_plans_as_usual(rt: Runtime) -> No
         assert settings() == before, "a failed read leaves the plan as usual too"
         assert build_report(s, alert_id, today=TODAY)["summary"]["recipients"] == 6
         assert settings() == before
+
+
+def test_namesakes_in_one_zone_and_tier_are_listed_in_recipient_order(rt: Runtime) -> None:
+    """Volunteers of one name, zone and tier: the report lists them in the order they were
+    asked (recipient id), on both databases, whatever order the database reads them in
+    (here neither the volunteers' order nor the recipients' last changes follow it)."""
+    namesakes = 8
+    with rt.db.session() as s:
+        post = ensure_post(s, rt.settings, rt.vault)
+        zone = s.scalars(select(Zone).where(Zone.post_id == post.id).order_by(Zone.id)).first()
+        assert zone is not None
+        alert = Alert(post_id=post.id, kind="security", exercise=True, title="Namesakes",
+                      bodies={"en": {"sms": "x"}}, reply_code="4821", ack_window_seconds=60,
+                      policy={}, state="completed", sent_at=T0)
+        s.add(alert)
+        s.flush()
+        volunteers = []
+        for i in range(namesakes):
+            v = Volunteer(post_id=post.id, kind="clv", name="Sam Ortiz", languages="en")
+            s.add(v)
+            s.flush()
+            s.add(Contact(volunteer_id=v.id, channel="sms", value_enc=b"x",
+                          value_hash=f"namesake-{i}", masked=f"+52******000{i}",
+                          opted_out=False))
+            volunteers.append(v)
+        recs = []
+        for v in reversed(volunteers):  # the last volunteer added is asked first
+            recs.append(Rec(alert_id=alert.id, volunteer_id=v.id, zone_id=zone.id, tier=0,
+                            state="notified", notified_at=at(1)))
+            s.add(recs[-1])
+            s.flush()
+        for i, r in reversed(list(enumerate(recs))):  # the later asked, the earlier updated
+            r.updated_at = at(100 - i)
+            s.flush()
+        alert_id = alert.id
+    with rt.db.session() as s:
+        report = build_report(s, alert_id, today=TODAY)
+    assert [v["contact"] for v in report["volunteers"]] == [
+        f"+52******000{i}" for i in reversed(range(namesakes))]
