@@ -352,3 +352,37 @@ def test_namesakes_in_one_zone_and_tier_are_listed_in_recipient_order(rt: Runtim
         report = build_report(s, alert_id, today=TODAY)
     assert [v["contact"] for v in report["volunteers"]] == [
         f"+52******000{i}" for i in reversed(range(namesakes))]
+
+
+def test_deliveries_folded_in_python_equal_the_databases_folds(rt: Runtime) -> None:
+    """`fold_deliveries` (SQLite's way: one read, folded in Python) gives what the
+    database's three folds give (PostgreSQL's way): paths, error codes and totals, their
+    order included."""
+    from dispatcher.reports.figures import (
+        delivery_paths,
+        delivery_totals,
+        error_codes,
+        fold_deliveries,
+    )
+
+    alert_id = scenario(rt)
+    with rt.db.session() as s:
+        first = s.scalars(select(Delivery).where(Delivery.alert_id == alert_id)
+                          .order_by(Delivery.id)).first()
+        assert first is not None
+        # A later twin of the first delivery, marked a possible duplicate, and a failover.
+        for purpose, dup in (("alert", True), ("failover", False)):
+            s.add(Delivery(alert_id=alert_id, recipient_id=first.recipient_id,
+                           contact_id=first.contact_id, channel=first.channel,
+                           purpose=purpose, body="x", state="bounced", error_code="550",
+                           possibly_duplicate=dup))
+        s.flush()
+        db = s.connection()
+        folded = fold_deliveries(db, alert_id)
+        paths, codes, totals = delivery_paths(db, alert_id), error_codes(db, alert_id), \
+            delivery_totals(db, alert_id)
+    assert folded[0] == paths and folded[1] == codes
+    assert folded[2] == totals
+    assert list(folded[2].by_status) == list(totals.by_status)
+    assert list(folded[2].by_code) == list(totals.by_code) and "550" in totals.by_code
+    assert totals.failovers and totals.duplicated == 1
