@@ -10,7 +10,8 @@ Definitions (also in the README):
   escalation delays included;
 - escalations: escalate deadlines that fired and moved a zone on (or gave it up).
 Every query is a bulk select of plain columns, the deliveries folded per recipient by the
-database: 100,000 deliveries take well under 2 s.
+database (PostgreSQL) or read once and folded here (SQLite, `fold_deliveries`): 100,000
+deliveries take under 2 s.
 """
 
 from __future__ import annotations
@@ -134,8 +135,8 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     # gives naive UTC text (read by `sqlite_utc` when `naive`), PostgreSQL aware datetimes.
     naive = db.dialect.name == "sqlite"
     sent_at = alert.sent_at.replace(tzinfo=None) if naive and alert.sent_at else alert.sent_at
-    # PostgreSQL sorts the recipients, the deliveries and the contacts in memory (with its
-    # default work_mem they went to disk); the findings' small reads plan as usual.
+    # PostgreSQL sorts the deliveries and the contacts in memory (with its default work_mem
+    # they went to disk); the findings' small reads plan as usual.
     with whole_alert_plan(db):
         contacts = ContactsOf(Recipient.volunteer_id)
         recs: list[Any] = db.execute(contacts.join(
