@@ -139,7 +139,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     # they went to disk); the findings' small reads plan as usual.
     with whole_alert_plan(db):
         contacts = ContactsOf(Recipient.volunteer_id)
-        recs: list[Any] = db.execute(contacts.join(
+        recs: list[Any] = list(db.execute(contacts.join(
             select(Recipient.id, Recipient.volunteer_id, Recipient.zone_id, Recipient.tier,
                    type_coerce(Recipient.state, String).label("state"),
                    type_coerce(Recipient.notified_at, String).label("notified_at"),
@@ -148,7 +148,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
                    contacts.masked.label("contact"), contacts.flagged.label("flagged"))
             .join(Volunteer, Volunteer.id == Recipient.volunteer_id)
             .join(Zone, Zone.id == Recipient.zone_id))
-            .where(Recipient.alert_id == alert_id)).all()
+            .where(Recipient.alert_id == alert_id)).all())
         # Sorted here, not by the database (PostgreSQL's sort of 60,000 rows by two names
         # was a third of its read): zone, tier, name as Python orders text (by code point,
         # as SQLite does), then the recipient, so that namesakes keep one order.
