@@ -90,9 +90,9 @@ OUTCOME_OF: dict[int | None, tuple[str, bool, bool, bool]] = {
               state in DEAD_DELIVERY_STATES) for rank, state in enumerate(REPORT_ORDER)}}
 #: Alert-path purposes (the alert itself, or it again after a failover).
 ALERT_PURPOSES = ("alert", "failover")
-#: The order of the report's volunteers, as a sort key of a row of `_build_report`'s read
+#: The order of the report's volunteers, as the indexes in a row of `_build_report`'s read
 #: of the recipients: zone, tier, name, recipient id.
-VOLUNTEER_ORDER = itemgetter(9, 3, 8, 0)
+VOLUNTEER_ORDER = (9, 3, 8, 0)
 #: The tier, and whether a contact is flagged, of a row of that read.
 _TIER, _FLAGGED = itemgetter(3), itemgetter(11)
 
@@ -117,6 +117,14 @@ def build_report(session: Session, alert_id: int, today: date | None = None) -> 
     # collector would rescan them over and over (a third of the time at 100,000 rows).
     with collector_paused():
         return _build_report(session, alert_id, today)
+
+
+def sort_volunteers(recs: list[Any]) -> None:
+    """Sort rows of `_build_report`'s read of the recipients in `VOLUNTEER_ORDER`: one
+    stable sort a key, the last key first. Each sorts values of one kind, which Python
+    compares fast; one sort by the four keys as a tuple took 0.4 s of 60,000 rows."""
+    for index in reversed(VOLUNTEER_ORDER):
+        recs.sort(key=itemgetter(index))
 
 
 def _build_report(session: Session, alert_id: int, today: date | None) -> dict[str, Any]:
@@ -157,7 +165,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
         # report is read in; PostgreSQL's sort (of 60,000 rows by two names, in its
         # collation) took longer than its whole read, Python's takes a tenth of it.
         if not naive:
-            recs.sort(key=VOLUNTEER_ORDER)
+            sort_volunteers(recs)
         skipped: dict[int, list[Any]] = dict(db.execute(
             select(Recipient.id, Recipient.skipped).where(
                 Recipient.alert_id == alert_id,

@@ -386,3 +386,20 @@ def test_deliveries_folded_in_python_equal_the_databases_folds(rt: Runtime) -> N
     assert list(folded[2].by_status) == list(totals.by_status)
     assert list(folded[2].by_code) == list(totals.by_code) and "550" in totals.by_code
     assert totals.failovers and totals.duplicated == 1
+
+
+def test_volunteers_sorted_key_by_key_as_by_the_four_keys() -> None:
+    """`sort_volunteers`' stable sorts, one a key, give the order of the keys as a tuple."""
+    import random
+
+    from dispatcher.reports.figures import VOLUNTEER_ORDER, sort_volunteers
+
+    rng = random.Random(3)
+    # (id, volunteer, zone id, tier, state, notified, acknowledged, via, name, zone, ...)
+    rows = [(rng.randrange(50), 0, 0, rng.choice([0, 1, 2, 999]), "", None, None, None,
+             rng.choice(["Ana", "Ána", "ana", "Ana ", "Bo", "Émile"]),
+             rng.choice(["Oaxaca", "Estado de México", "Chiapas"]), "", 0)
+            for _ in range(500)]
+    listed = list(rows)
+    sort_volunteers(listed)
+    assert listed == sorted(rows, key=lambda r: tuple(r[i] for i in VOLUNTEER_ORDER))
