@@ -10,7 +10,8 @@ Definitions (also in the README):
   escalation delays included;
 - escalations: escalate deadlines that fired and moved a zone on (or gave it up).
 Every query is a bulk select of plain columns, the deliveries folded per recipient by the
-database: 100,000 deliveries take well under 2 s.
+database (PostgreSQL) or read once and folded here (SQLite, `fold_deliveries`): 100,000
+deliveries take under 2 s.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
+    Integer,
     String,
     case,
     cast,
@@ -87,6 +90,11 @@ OUTCOME_OF: dict[int | None, tuple[str, bool, bool, bool]] = {
               state in DEAD_DELIVERY_STATES) for rank, state in enumerate(REPORT_ORDER)}}
 #: Alert-path purposes (the alert itself, or it again after a failover).
 ALERT_PURPOSES = ("alert", "failover")
+#: The order of the report's volunteers, as the indexes in a row of `_build_report`'s read
+#: of the recipients: zone, tier, name, recipient id.
+VOLUNTEER_ORDER = (9, 3, 8, 0)
+#: The tier, and whether a contact is flagged, of a row of that read.
+_TIER, _FLAGGED = itemgetter(3), itemgetter(11)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -103,16 +111,20 @@ def _seconds(later: Any, earlier: Any) -> float | None:
     return round((later - earlier).total_seconds(), 3)
 
 
-def _same(value: Any) -> Any:
-    return value
-
-
 def build_report(session: Session, alert_id: int, today: date | None = None) -> dict[str, Any]:
     """Every figure of one alert's report (see the module docstring for definitions)."""
     # Hundreds of thousands of short-lived rows and dicts, none in a cycle: the cyclic
     # collector would rescan them over and over (a third of the time at 100,000 rows).
     with collector_paused():
         return _build_report(session, alert_id, today)
+
+
+def sort_volunteers(recs: list[Any]) -> None:
+    """Sort rows of `_build_report`'s read of the recipients in `VOLUNTEER_ORDER`: one
+    stable sort a key, the last key first. Each sorts values of one kind, which Python
+    compares fast; one sort by the four keys as a tuple took 0.4 s of 60,000 rows."""
+    for index in reversed(VOLUNTEER_ORDER):
+        recs.sort(key=itemgetter(index))
 
 
 def _build_report(session: Session, alert_id: int, today: date | None) -> dict[str, Any]:
@@ -128,15 +140,14 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     db = session.connection()
     # The state and the times as the driver gives them, not through their column types
     # (an enum, `UTCDateTime`): those took 0.5 s of CPU over 60,000 rows on SQLite. SQLite
-    # gives naive UTC text, PostgreSQL aware datetimes: `moment` reads either.
+    # gives naive UTC text (read by `sqlite_utc` when `naive`), PostgreSQL aware datetimes.
     naive = db.dialect.name == "sqlite"
-    moment: Callable[[Any], Any] = sqlite_utc if naive else _same
     sent_at = alert.sent_at.replace(tzinfo=None) if naive and alert.sent_at else alert.sent_at
-    # PostgreSQL sorts the recipients, the deliveries and the contacts in memory (with its
-    # default work_mem they went to disk); the findings' small reads plan as usual.
+    # PostgreSQL sorts the deliveries and the contacts in memory (with its default work_mem
+    # they went to disk); the findings' small reads plan as usual.
     with whole_alert_plan(db):
         contacts = ContactsOf(Recipient.volunteer_id)
-        recs: Sequence[Any] = db.execute(contacts.join(
+        recs: list[Any] = list(db.execute(contacts.join(
             select(Recipient.id, Recipient.volunteer_id, Recipient.zone_id, Recipient.tier,
                    type_coerce(Recipient.state, String).label("state"),
                    type_coerce(Recipient.notified_at, String).label("notified_at"),
@@ -145,15 +156,21 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
                    contacts.masked.label("contact"), contacts.flagged.label("flagged"))
             .join(Volunteer, Volunteer.id == Recipient.volunteer_id)
             .join(Zone, Zone.id == Recipient.zone_id))
-            .where(Recipient.alert_id == alert_id).order_by(Zone.name, Recipient.tier,
-                                                             Volunteer.name)).all()
+            .where(Recipient.alert_id == alert_id)
+            .order_by(*(Zone.name, Recipient.tier, Volunteer.name, Recipient.id) if naive
+                      else ())).all())
+        # In `VOLUNTEER_ORDER`: zone, tier, name, then the recipient, so that namesakes
+        # keep one order; text by code point on both databases. SQLite sorts (its BINARY
+        # order is that one) cheaper than Python, and the rows then come in the order the
+        # report is read in; PostgreSQL's sort (of 60,000 rows by two names, in its
+        # collation) took longer than its whole read, Python's takes a tenth of it.
+        if not naive:
+            sort_volunteers(recs)
         skipped: dict[int, list[Any]] = dict(db.execute(
             select(Recipient.id, Recipient.skipped).where(
                 Recipient.alert_id == alert_id,
                 func.length(cast(Recipient.skipped, String)) > 2)).all())
-        paths = delivery_paths(db, alert_id)
-        codes_of = error_codes(db, alert_id)
-        totals = delivery_totals(db, alert_id)
+        paths, codes_of, totals = delivery_figures(db, alert_id)
         responses = db.execute(
             select(Response.recipient_id, Response.zone_id, Response.kind, Response.text,
                    Response.headcount_reached, Response.headcount_need_help, Response.urgent)
@@ -168,7 +185,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
                 Deadline.alert_id == alert_id, Deadline.kind == "escalate",
                 Deadline.state == DeadlineState.DONE).group_by(Deadline.zone_id)).all())
         # Only an alert that asked someone with an opted-out or dead contact reads those.
-        any_flagged = any(r.flagged for r in recs)
+        any_flagged = any(map(_FLAGGED, recs))
         bad_contacts = flagged_contacts_of(db, alert_id) if any_flagged else {}
 
     last_reply: dict[int, tuple[str, str]] = {}
@@ -191,7 +208,7 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
     duty_officer_notified = False
     no_paths = (0, None)
     # Each tier's name worked out once, not on every row.
-    tier_names = {tier: tier_name(tier) for tier in {r[3] for r in recs}}
+    tier_names = {tier: tier_name(tier) for tier in set(map(_TIER, recs))}
     # Rows unpacked, not read by attribute: a named read costs more than the work here.
     for rec_id, _vid, _zone_id, tier, state, notified_at, acknowledged_at, via, name, \
             zone, contact, _flagged in recs:
@@ -201,14 +218,16 @@ def _build_report(session: Session, alert_id: int, today: date | None) -> dict[s
         acked = state == RecipientState.ACKNOWLEDGED
         tta = None
         if acked and acknowledged_at is not None:
-            acknowledged_at = moment(acknowledged_at)
-            tta = _seconds(acknowledged_at,
-                           None if notified_at is None else moment(notified_at))
-            if tta is not None:
+            # `_seconds`, inline (a call each cost more than the sums).
+            if naive:
+                acknowledged_at = sqlite_utc(acknowledged_at)
+            if notified_at is not None:
+                if naive:
+                    notified_at = sqlite_utc(notified_at)
+                tta = round((acknowledged_at - notified_at).total_seconds(), 3)
                 ack_times.append(tta)
-            since_sent = _seconds(acknowledged_at, sent_at)
-            if since_sent is not None:
-                curve_points.append(since_sent)
+            if sent_at is not None:
+                curve_points.append(round((acknowledged_at - sent_at).total_seconds(), 3))
         channels, rank = paths.get(rec_id, no_paths)
         outcome, was_reached, was_handed_off, dead = OUTCOME_OF[rank]
         reply = last_reply.get(rec_id)
@@ -303,6 +322,60 @@ CHANNEL_SETS = {mask: tuple(c for c, bit in CHANNEL_BITS.items() if mask & bit)
                 for mask in range(1 << len(CHANNEL_BITS))}
 
 
+def delivery_figures(db: Connection, alert_id: int) -> tuple[
+        dict[int, tuple[int, int | None]], dict[int, list[str]], DeliveryTotals]:
+    """`delivery_paths`, `error_codes` and `delivery_totals` of the alert. PostgreSQL folds
+    the deliveries itself; SQLite's folds (three sorts of 100,000 rows) cost more than
+    reading the deliveries once and folding them here (`fold_deliveries`)."""
+    if db.dialect.name == "sqlite":
+        return fold_deliveries(db, alert_id)
+    return delivery_paths(db, alert_id), error_codes(db, alert_id), delivery_totals(db, alert_id)
+
+
+#: A delivery state's `REPORT_ORDER` index, by its text.
+_RANK_OF = {state.value: i for i, state in enumerate(REPORT_ORDER)}
+
+
+def fold_deliveries(db: Connection, alert_id: int) -> tuple[
+        dict[int, tuple[int, int | None]], dict[int, list[str]], DeliveryTotals]:
+    """What `delivery_figures` gives, from one read of the alert's deliveries folded here
+    (`tests/reports/test_figures.py` holds it equal to the database's folds)."""
+    rows: Any = db.execute(
+        select(Delivery.id, Delivery.recipient_id, type_coerce(Delivery.state, String),
+               Delivery.error_code, Delivery.purpose,
+               type_coerce(Delivery.possibly_duplicate, Integer), Delivery.channel)
+        .where(Delivery.alert_id == alert_id)).all()
+    #: (state, error code, purpose, possibly duplicate, channel) -> [count, first id]
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    paths: dict[int, list[int]] = {}
+    codes: dict[int, set[str]] = defaultdict(set)
+    bits, rank_of = CHANNEL_BITS, _RANK_OF
+    for delivery_id, rec_id, state, code, purpose, dup, channel in rows:
+        key = (state, code, purpose, dup, channel)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [1, delivery_id]
+        else:
+            group[0] += 1
+            if delivery_id < group[1]:
+                group[1] = delivery_id
+        if purpose in ALERT_PURPOSES:
+            bit, rank = bits.get(channel, 0), rank_of[state]
+            path = paths.get(rec_id)
+            if path is None:
+                paths[rec_id] = [bit, rank]
+            else:
+                path[0] |= bit
+                if rank < path[1]:
+                    path[1] = rank
+            if code:
+                codes[rec_id].add(code)
+    ordered = sorted(groups.items(), key=lambda item: item[1][1])
+    return ({rec_id: (mask, rank) for rec_id, (mask, rank) in paths.items()},
+            {rec_id: sorted(listed) for rec_id, listed in codes.items()},
+            totals_of([(*key, count) for key, (count, _first) in ordered]))
+
+
 def delivery_paths(db: Connection, alert_id: int) -> dict[int, tuple[int, int | None]]:
     """recipient id -> (the `CHANNEL_BITS` mask of the channels its alert messages went by,
     the `REPORT_ORDER` index of the best thing that happened to any of them), folded by
@@ -348,16 +421,21 @@ def delivery_totals(db: Connection, alert_id: int) -> DeliveryTotals:
     """Every delivery of the alert counted by the database, a handful of groups back: one
     pass over the deliveries for these counts and the outcomes per channel (a second
     pass, `delivery_outcomes`' own, cost a sixth of the figures on SQLite)."""
-    by_status: Counter[str] = Counter()
-    by_code: Counter[str] = Counter()
-    deliveries = failovers = duplicated = 0
-    groups = db.execute(
+    return totals_of(db.execute(
         select(Delivery.state, Delivery.error_code, Delivery.purpose,
                Delivery.possibly_duplicate, Delivery.channel, func.count())
         .where(Delivery.alert_id == alert_id)
         .group_by(Delivery.state, Delivery.error_code, Delivery.purpose,
                   Delivery.possibly_duplicate, Delivery.channel)
-        .order_by(func.min(Delivery.id))).all()
+        .order_by(func.min(Delivery.id))).all())
+
+
+def totals_of(groups: Sequence[Any]) -> DeliveryTotals:
+    """`DeliveryTotals` from (state, error code, purpose, possibly duplicate, channel, count)
+    groups, in the order each first occurs."""
+    by_status: Counter[str] = Counter()
+    by_code: Counter[str] = Counter()
+    deliveries = failovers = duplicated = 0
     for state, code, purpose, dup, _channel, count in groups:
         deliveries += count
         by_status[state] += count
@@ -367,7 +445,7 @@ def delivery_totals(db: Connection, alert_id: int) -> DeliveryTotals:
             failovers += count
         if dup:
             duplicated += count
-    outcomes = outcomes_of((g.channel, g.purpose, g.state, g[-1]) for g in groups)
+    outcomes = outcomes_of((g[4], g[2], g[0], g[-1]) for g in groups)
     return DeliveryTotals(deliveries, dict(by_status), dict(by_code), failovers, duplicated,
                           outcomes)
 

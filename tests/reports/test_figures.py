@@ -321,3 +321,93 @@ def test_the_report_reads_the_alert_whole_then_plans_as_usual(rt: Runtime) -> No
         assert getattr(failed.value.orig, "sqlstate", None) == "22012", failed.value
         s.rollback()
         assert settings() == before
+
+
+def test_namesakes_in_one_zone_and_tier_are_listed_in_recipient_order(rt: Runtime) -> None:
+    """Volunteers of one name, zone and tier: the report lists them in the order they were
+    asked (recipient id), on both databases, whatever order the database reads them in
+    (here neither the volunteers' order nor the recipients' last changes follow it)."""
+    namesakes = 8
+    with rt.db.session() as s:
+        post = ensure_post(s, rt.settings, rt.vault)
+        zone = s.scalars(select(Zone).where(Zone.post_id == post.id).order_by(Zone.id)).first()
+        assert zone is not None
+        alert = Alert(post_id=post.id, kind="security", exercise=True, title="Namesakes",
+                      bodies={"en": {"sms": "x"}}, reply_code="4821", ack_window_seconds=60,
+                      policy={}, state="completed", sent_at=T0)
+        s.add(alert)
+        s.flush()
+        volunteers = []
+        for i in range(namesakes):
+            v = Volunteer(post_id=post.id, kind="clv", name="Sam Ortiz", languages="en")
+            s.add(v)
+            s.flush()
+            s.add(Contact(volunteer_id=v.id, channel="sms", value_enc=b"x",
+                          value_hash=f"namesake-{i}", masked=f"+52******000{i}",
+                          opted_out=False))
+            volunteers.append(v)
+        recs = []
+        for v in reversed(volunteers):  # the last volunteer added is asked first
+            recs.append(Rec(alert_id=alert.id, volunteer_id=v.id, zone_id=zone.id, tier=0,
+                            state="notified", notified_at=at(1)))
+            s.add(recs[-1])
+            s.flush()
+        for i, r in reversed(list(enumerate(recs))):  # the later asked, the earlier updated
+            r.updated_at = at(100 - i)
+            s.flush()
+        alert_id = alert.id
+    with rt.db.session() as s:
+        report = build_report(s, alert_id, today=TODAY)
+    assert [v["contact"] for v in report["volunteers"]] == [
+        f"+52******000{i}" for i in reversed(range(namesakes))]
+
+
+def test_deliveries_folded_in_python_equal_the_databases_folds(rt: Runtime) -> None:
+    """`fold_deliveries` (SQLite's way: one read, folded in Python) gives what the
+    database's three folds give (PostgreSQL's way): paths, error codes and totals, their
+    order included."""
+    from dispatcher.reports.figures import (
+        delivery_paths,
+        delivery_totals,
+        error_codes,
+        fold_deliveries,
+    )
+
+    alert_id = scenario(rt)
+    with rt.db.session() as s:
+        first = s.scalars(select(Delivery).where(Delivery.alert_id == alert_id)
+                          .order_by(Delivery.id)).first()
+        assert first is not None
+        # A later twin of the first delivery, marked a possible duplicate, and a failover.
+        for purpose, dup in (("alert", True), ("failover", False)):
+            s.add(Delivery(alert_id=alert_id, recipient_id=first.recipient_id,
+                           contact_id=first.contact_id, channel=first.channel,
+                           purpose=purpose, body="x", state="bounced", error_code="550",
+                           possibly_duplicate=dup))
+        s.flush()
+        db = s.connection()
+        folded = fold_deliveries(db, alert_id)
+        paths, codes, totals = delivery_paths(db, alert_id), error_codes(db, alert_id), \
+            delivery_totals(db, alert_id)
+    assert folded[0] == paths and folded[1] == codes
+    assert folded[2] == totals
+    assert list(folded[2].by_status) == list(totals.by_status)
+    assert list(folded[2].by_code) == list(totals.by_code) and "550" in totals.by_code
+    assert totals.failovers and totals.duplicated == 1
+
+
+def test_volunteers_sorted_key_by_key_as_by_the_four_keys() -> None:
+    """`sort_volunteers`' stable sorts, one a key, give the order of the keys as a tuple."""
+    import random
+
+    from dispatcher.reports.figures import VOLUNTEER_ORDER, sort_volunteers
+
+    rng = random.Random(3)
+    # (id, volunteer, zone id, tier, state, notified, acknowledged, via, name, zone, ...)
+    rows = [(rng.randrange(50), 0, 0, rng.choice([0, 1, 2, 999]), "", None, None, None,
+             rng.choice(["Ana", "Ána", "ana", "Ana ", "Bo", "Émile"]),
+             rng.choice(["Oaxaca", "Estado de México", "Chiapas"]), "", 0)
+            for _ in range(500)]
+    listed = list(rows)
+    sort_volunteers(listed)
+    assert listed == sorted(rows, key=lambda r: tuple(r[i] for i in VOLUNTEER_ORDER))
