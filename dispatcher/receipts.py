@@ -202,9 +202,16 @@ def load_referenced(session: Session, refs: Sequence[str | None]) -> list[Any]:
     ids = {i for i in map(delivery_ref, refs) if i is not None}
     if not ids:
         return []
-    deliveries = list(session.scalars(select(Delivery).where(Delivery.id.in_(ids))))
-    recipients = list(session.scalars(select(Recipient).where(
-        Recipient.id.in_({d.recipient_id for d in deliveries})))) if deliveries else []
+    # Locked (PostgreSQL; a SQLite writer is alone), in id order: read once for the batch,
+    # a row another process changed meanwhile (an acknowledgement committed) would be
+    # written back as it was read. Writers of these rows wait for the batch instead.
+    deliveries = list(session.scalars(
+        select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)
+        .with_for_update().execution_options(populate_existing=True)))
+    recipients = list(session.scalars(
+        select(Recipient).where(Recipient.id.in_({d.recipient_id for d in deliveries}))
+        .order_by(Recipient.id).with_for_update()
+        .execution_options(populate_existing=True))) if deliveries else []
     return [*deliveries, *recipients]
 
 

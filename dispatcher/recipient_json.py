@@ -144,7 +144,7 @@ def whole_alert_plan(db: Connection) -> Iterator[None]:
         # A statement that failed aborted the transaction, and its settings go with it:
         # resetting them there would fail too, and raise that failure in place of the
         # statement's own (a deadlock `Database.run` retries, say).
-        if not _aborted(db):
+        if _usable(db):
             _reset_plan(db)
         raise
     _reset_plan(db)
@@ -155,10 +155,13 @@ def _reset_plan(db: Connection) -> None:
         db.exec_driver_sql(f"SET LOCAL {name} TO DEFAULT")
 
 
-def _aborted(db: Connection) -> bool:
-    """PostgreSQL: the transaction failed, and takes no statement until rolled back."""
+def _usable(db: Connection) -> bool:
+    """PostgreSQL: the transaction still takes statements (not failed, nor its connection
+    lost)."""
+    if db.invalidated:
+        return False
     info = db.connection.driver_connection.info  # type: ignore[union-attr]
-    return bool(info.transaction_status == TransactionStatus.INERROR)
+    return bool(info.transaction_status == TransactionStatus.INTRANS)
 
 
 def _row(pairs: dict[str, Any], name: str, *of: Any) -> Any:

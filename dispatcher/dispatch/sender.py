@@ -27,6 +27,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     func,
     literal_column,
     or_,
@@ -559,7 +560,11 @@ def _record_accepted(session: Session, ok: Sequence[Outcome], now: datetime,
 _DELIVERIES, _RECIPIENTS = table(Delivery), table(Recipient)
 #: What every receipt writes besides its provider id and segments: it is no longer claimed.
 _RECEIPT_VALUES: dict[str, Any] = dict(
-    sent_at=bindparam("b_now"), lease_until=None, claimed_by=None, error_code=None,
+    sent_at=bindparam("b_now"), lease_until=None, claimed_by=None,
+    # An earlier attempt's error is cleared; a callback's that came first (30003 on an
+    # `undelivered` row) is kept.
+    error_code=case((_DELIVERIES.c.state == DeliveryState.SENDING.value, None),
+                    else_=_DELIVERIES.c.error_code),
     updated_at=bindparam("b_now"))
 #: One receipt (bind `b_id`, `b_pid`, `b_seg`, `b_now`): SQLite's way for a provider id
 #: JSON cannot carry.

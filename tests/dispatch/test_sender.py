@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from channels.base import Receipt
-from dispatcher.dispatch.outbox import AlertRequest, send_alert
+from dispatcher.dispatch.outbox import send_alert
+from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.dispatch.sender import Claimed, Outcome, Sender
 from dispatcher.models import Delivery, Recipient
 from dispatcher.receipts import apply_twilio_status
@@ -45,8 +46,9 @@ def _accepted(d: Claimed, sid: str, segments: int = 1) -> Outcome:
 
 def test_a_batch_of_receipts_keeps_what_status_callbacks_said_first(rt: Runtime) -> None:
     """Written in one statement for the whole batch: a message whose callback landed
-    first keeps its state (delivered, undelivered) but gets its receipt; the others become
-    accepted and their recipients notified; a delivery twice in a batch keeps its last."""
+    first keeps its state (delivered, undelivered) and error code but gets its receipt;
+    the others become accepted (an earlier attempt's error cleared) and their recipients
+    notified; a delivery twice in a batch keeps its last."""
     sender, claimed = _claimed(rt)
     delivered, dead, *rest = claimed
     with rt.db.session() as s:
@@ -54,6 +56,8 @@ def test_a_batch_of_receipts_keeps_what_status_callbacks_said_first(rt: Runtime)
                             str(delivered.id))
         apply_twilio_status(s, {"MessageSid": "SM" + "2" * 32, "MessageStatus": "undelivered",
                                 "ErrorCode": "30003"}, str(dead.id))
+        # An earlier attempt's error (a 429 the retry got past) is cleared by the receipt.
+        s.get_one(Delivery, rest[0].id).error_code = "20429"
     batch = [_accepted(delivered, "SM-early"), _accepted(dead, "SM-dead"),
              *(_accepted(d, f"SM-{d.id}", segments=2) for d in rest),
              _accepted(delivered, "SM-last", segments=3)]
@@ -64,6 +68,7 @@ def test_a_batch_of_receipts_keeps_what_status_callbacks_said_first(rt: Runtime)
         assert rows[delivered.id].state == "delivered"
         assert (rows[delivered.id].provider_id, rows[delivered.id].segments) == ("SM-last", 3)
         assert rows[dead.id].state == "undelivered" and rows[dead.id].provider_id == "SM-dead"
+        assert rows[dead.id].error_code == "30003", "the callback's code is kept"
         for d in claimed:
             row = rows[d.id]
             assert row.claimed_by is None and row.lease_until is None

@@ -352,3 +352,56 @@ def test_a_callback_whose_reference_is_no_delivery_id_is_stored_not_failed(rt: R
             InboundMessage.source == "twilio_status")))
         state = s.scalar(select(Delivery.state).where(Delivery.provider_id == "SM" + "7" * 32))
     assert errors == [None] and state == "delivered"
+
+
+def test_an_acknowledgement_committed_during_a_receipts_batch_is_kept(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process acknowledges a volunteer while a batch of status callbacks about
+    their message is being applied: the batch must not write the recipient back as it read
+    it (PostgreSQL reads committed rows: read once for the batch, the row was written back
+    `notified`, and the acknowledgement lost). The batch locks its rows; the other writer
+    waits for it, then acknowledges."""
+    import threading
+    from datetime import UTC, datetime
+
+    from dispatcher import lifecycle, receipts
+
+    alert_id, _ = send(rt, ["Mexico City"])
+    with rt.db.session() as s:
+        first, second = s.execute(select(Delivery.id, Delivery.recipient_id).where(
+            Delivery.alert_id == alert_id, Delivery.channel == "sms")
+            .order_by(Delivery.id).limit(2)).all()
+        s.execute(text("UPDATE deliveries SET state = 'accepted' WHERE alert_id = :a"),
+                  {"a": alert_id})
+    acked: list[BaseException | None] = []
+
+    def acknowledge() -> None:
+        try:
+            with rt.db.session() as other:
+                other.connection().execute(lifecycle.ACKNOWLEDGE_RECIPIENT, {
+                    "r_id": second.recipient_id, "r_at": datetime.now(UTC), "r_via": "sms"})
+            acked.append(None)
+        except BaseException as exc:  # reported below
+            acked.append(exc)
+
+    writer = threading.Thread(target=acknowledge)
+    stored = receipts.store_inbound
+
+    def store_then_race(*args: object, **kwargs: object) -> int | None:
+        if not writer.is_alive() and not acked:
+            writer.start()
+            # Done at once where nothing is locked; otherwise it waits for the batch.
+            writer.join(timeout=1.0)
+        return stored(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(receipts, "store_inbound", store_then_race)
+    moved = status_batch(rt, [
+        ({"MessageSid": "SMr1", "MessageStatus": "sent", "To": DANIEL}, str(first.id)),
+        ({"MessageSid": "SMr2", "MessageStatus": "delivered", "To": DANIEL}, str(second.id))])
+    writer.join(timeout=30)
+    assert not writer.is_alive() and acked == [None], acked
+    assert moved == [True, True]
+    with rt.db.session() as s:
+        state = s.scalar(select(Recipient.state).where(Recipient.id == second.recipient_id))
+        delivered = s.scalar(select(Delivery.state).where(Delivery.id == second.id))
+    assert state == "acknowledged" and delivered == "delivered"

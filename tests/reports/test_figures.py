@@ -321,6 +321,15 @@ def test_the_report_reads_the_alert_whole_then_plans_as_usual(rt: Runtime) -> No
         assert getattr(failed.value.orig, "sqlstate", None) == "22012", failed.value
         s.rollback()
         assert settings() == before
+    # The connection lost inside the block: its error is raised, not a reset's over it.
+    with rt.db.session() as s:
+        pid = s.execute(text("SELECT pg_backend_pid()")).scalar()
+        with pytest.raises(DBAPIError) as lost, whole_alert_plan(s.connection()):
+            with rt.db.engine.connect() as killer:
+                killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            s.execute(text("SELECT 1"))
+        assert lost.value.statement == "SELECT 1", lost.value
+        s.rollback()
 
 
 def test_namesakes_in_one_zone_and_tier_are_listed_in_recipient_order(rt: Runtime) -> None:
