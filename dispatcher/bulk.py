@@ -153,18 +153,25 @@ class _Writer:
             # One column: a flat array, each element read as is (taking a value out of a
             # row's array parses that row again: most of the JSON's cost).
             exprs = ["value" if e == "value ->> 0" else e for e in exprs]
-        try:
-            rows = json.dumps(list(varying[0]) if len(varying) == 1
-                              else list(zip(*varying, strict=True)) if varying
-                              else [0] * count, allow_nan=False)
-        except (TypeError, ValueError):
-            return False
-        if "\\u0000" in rows:  # SQLite's JSON reads a string only up to a NUL
+        rows = sqlite_json(list(varying[0]) if len(varying) == 1
+                           else list(zip(*varying, strict=True)) if varying else [0] * count)
+        if rows is None:
             return False
         conn.exec_driver_sql(
             f"INSERT INTO {self.head} SELECT {', '.join(exprs)} FROM json_each(?)",
             (*shared, *fixed, rows))
         return True
+
+
+def sqlite_json(value: Any) -> str | None:
+    """`value` as JSON text that SQLite's JSON functions read back exactly; None when it
+    has none (a value JSON cannot carry, a float that is no number, or a string holding a
+    NUL: SQLite's JSON reads a string only up to one)."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return None if "\\u0000" in text else text
 
 
 def _counts_up(values: Sequence[Any]) -> bool:

@@ -41,7 +41,7 @@ from channels.base import Channel, ChannelKind, Message, Receipt
 from channels.config import ChannelsConfig
 from channels.errors import ChannelError, PermanentError
 from channels.retry import RetryPolicy
-from dispatcher import audit, lifecycle
+from dispatcher import audit, bulk, lifecycle
 from dispatcher.claims import claim, release_dead_claims
 from dispatcher.compose.composer import ACK_URL_TAG
 from dispatcher.compose.templates import wording
@@ -544,8 +544,8 @@ def _record_accepted(session: Session, ok: Sequence[Outcome], now: datetime,
         batch: object = ids
     else:
         batch = json.dumps(ids)
-        text = json.dumps(rows)
-        if "\\u0000" in text:  # SQLite's JSON reads a string only up to a NUL
+        text = bulk.sqlite_json(rows)
+        if text is None:  # a provider id JSON cannot carry to SQLite: row by row
             conn.execute(_WRITE_RECEIPT, [{"b_id": i, "b_pid": pid, "b_seg": seg, "b_now": now}
                                           for i, pid, seg in rows])
         else:
