@@ -157,8 +157,8 @@ def _reset_plan(db: Connection) -> None:
 
 def _usable(db: Connection) -> bool:
     """PostgreSQL: the transaction still takes statements (not failed, nor its connection
-    lost)."""
-    if db.invalidated:
+    lost or closed)."""
+    if db.closed or db.invalidated:
         return False
     info = db.connection.driver_connection.info  # type: ignore[union-attr]
     return bool(info.transaction_status == TransactionStatus.INTRANS)

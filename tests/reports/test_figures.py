@@ -330,6 +330,12 @@ def test_the_report_reads_the_alert_whole_then_plans_as_usual(rt: Runtime) -> No
             s.execute(text("SELECT 1"))
         assert lost.value.statement == "SELECT 1", lost.value
         s.rollback()
+    # Its connection closed inside the block (a generator finalized late): the block's
+    # own error, not the closed connection's refusal.
+    with rt.db.engine.connect() as conn:
+        with pytest.raises(ZeroDivisionError), whole_alert_plan(conn):
+            conn.close()
+            1 / 0  # noqa: B018
 
 
 def test_namesakes_in_one_zone_and_tier_are_listed_in_recipient_order(rt: Runtime) -> None:
