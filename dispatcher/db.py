@@ -41,6 +41,8 @@ PG_DURABILITY = {"fsync": ("on",), "full_page_writes": ("on",),
 MIGRATION_LOCK_ID = 4_821_000
 #: Mode of the SQLite file and its WAL and shared-memory files: they hold the roster.
 PRIVATE_FILE_MODE = 0o600
+#: The execution option of `Database.reading`'s connections.
+READING = "aln_reading"
 #: The files SQLite keeps beside the database in WAL mode.
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
@@ -83,7 +85,13 @@ def make_engine(database_url: str) -> Engine:
             # A deferred transaction that reads, then writes after another process committed
             # fails with SQLITE_BUSY_SNAPSHOT; taking the write lock up front makes writers
             # queue on busy_timeout instead, so no write is ever lost to "database is locked".
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # `Database.reading` only reads: its deferred BEGIN takes a snapshot, no lock,
+            # and its connection refuses writes (the pool's connection remembers which).
+            reading = bool(conn.get_execution_options().get(READING))
+            if conn.connection.info.get(READING, False) != reading:
+                conn.exec_driver_sql(f"PRAGMA query_only={int(reading)}")
+                conn.connection.info[READING] = reading
+            conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
         return engine
     url = database_url
@@ -189,6 +197,8 @@ class Database:
         if migrate_now:
             migrate(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(**{READING: True}),
+                                     expire_on_commit=False)
         for problem in durability_problems(self.engine):
             log.warning("commits may not survive a power cut: %s", problem)
         # SQLite has one writer at a time. Threads of this process queue on this lock
@@ -212,6 +222,24 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session that only reads, and reads one committed state without waiting for
+        writers or holding them up: on SQLite a deferred transaction (a snapshot of the
+        WAL) outside the writers' lock, so a thread can read the next piece of work while
+        another writes; on PostgreSQL a read-only transaction at REPEATABLE READ (one snapshot
+        for all its statements; such a transaction is never rolled back for a conflict).
+        Writing in it is an error
+        (SQLite: "attempt to write a readonly database"; PostgreSQL: read-only
+        transaction), and it is always rolled back."""
+        with self._readers() as session:
+            if not self.is_sqlite:
+                session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+            try:
+                yield session
+            finally:
+                session.rollback()
 
     def run(self, work: Callable[[Session], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
         """`work` in one transaction, run again (up to `attempts` times in all) when

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import time_machine
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from dispatcher.db import Database, db_now, db_today, needs_migration
 from dispatcher.models import Base
@@ -133,4 +134,76 @@ def test_a_transaction_that_loses_a_deadlock_is_run_again(postgres_url: str) -> 
     assert len(runs) == 2
     with db.session() as s:
         assert s.execute(text("SELECT n FROM pair ORDER BY id")).scalars().all() == [11, 11]
+    db.dispose()
+
+
+def test_a_reading_session_reads_committed_rows_beside_an_open_writer(
+        database_url: str) -> None:
+    """`Database.reading` neither waits for a writer of this process (SQLite's writers queue
+    on a lock and BEGIN IMMEDIATE) nor sees its uncommitted rows: a fill reads the next
+    zone while another thread writes the current one."""
+    import threading
+
+    db = Database(make_settings(database_url))
+    with db.session() as s:
+        s.execute(text("CREATE TABLE pair (id int PRIMARY KEY, n int)"))
+        s.execute(text("INSERT INTO pair VALUES (1, 0)"))
+    writing, done = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with db.session() as s:
+            s.execute(text("UPDATE pair SET n = 5 WHERE id = 1"))
+            writing.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert writing.wait(10)
+        read: list[int] = []
+        reader = threading.Thread(target=lambda: read.append(_read_n(db)))
+        reader.start()
+        reader.join(5)
+        assert read == [0], "the reading session waited for the writer, or saw its rows"
+    finally:
+        done.set()
+        thread.join(10)
+    assert _read_n(db) == 5
+    db.dispose()
+
+
+def _read_n(db: Database) -> int:
+    with db.reading() as s:
+        return int(s.execute(text("SELECT n FROM pair WHERE id = 1")).scalar_one())
+
+
+def test_a_reading_session_refuses_writes_and_leaves_its_connection_writable(
+        database_url: str) -> None:
+    db = Database(make_settings(database_url))
+    with db.session() as s:
+        s.execute(text("CREATE TABLE pair (id int PRIMARY KEY, n int)"))
+        s.execute(text("INSERT INTO pair VALUES (1, 0)"))
+    with pytest.raises(DBAPIError, match="(?i)read.?only"), db.reading() as s:
+        s.execute(text("UPDATE pair SET n = 1 WHERE id = 1"))
+    # The pool hands the same connection to the next session, which may write.
+    for n in (2, 3):
+        with db.session() as s:
+            s.execute(text("UPDATE pair SET n = :n WHERE id = 1"), {"n": n})
+        assert _read_n(db) == n
+    db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_reading_session_sees_one_snapshot_on_postgresql(postgres_url: str) -> None:
+    """A wave read in two statements must not mix two states of the roster."""
+    db = Database(make_settings(postgres_url))
+    with db.session() as s:
+        s.execute(text("CREATE TABLE pair (id int PRIMARY KEY, n int)"))
+        s.execute(text("INSERT INTO pair VALUES (1, 0)"))
+    with db.reading() as r:
+        assert r.execute(text("SELECT n FROM pair")).scalar_one() == 0
+        with db.session() as s:
+            s.execute(text("UPDATE pair SET n = 7 WHERE id = 1"))
+        assert r.execute(text("SELECT n FROM pair")).scalar_one() == 0
+    assert _read_n(db) == 7
     db.dispose()

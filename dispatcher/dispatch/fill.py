@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -42,51 +44,89 @@ log = logging.getLogger(__name__)
 FIRST_CHUNK = 500
 #: Later chunks: recipients per transaction.
 CHUNK = 5000
+
+
 def run_fills(db: Database, settings: Settings, deadline_ids: Sequence[int],
               worker: str) -> int:
     """Fill each of these claimed fills to the end; returns the recipients written. Only
-    the first fill starts with a small chunk: by the next, messages are already leaving."""
+    the first fill starts with a small chunk: by the next, messages are already leaving.
+
+    While one zone's chunks are written, a second thread reads the next zone's wave
+    (`read_wave`, outside the writers' lock): reading a zone cost about as much as
+    writing it, and the two now overlap (SQLite's and the driver's C code run without
+    the interpreter's lock)."""
     written = 0
     failed: list[Exception] = []
-    for i, deadline_id in enumerate(deadline_ids):
-        try:
-            # A fill's targets live as long as it runs, and its chunks' rows die with
-            # their chunk: with the collector running, each collection the chunks set
-            # off scanned the targets again (a quarter of a 100,000-volunteer alert's
-            # enqueue, and pauses of the fan-out beside it). None of them form cycles.
-            with collector_paused():
-                for n in fill_steps(db, settings, deadline_id, worker,
-                                    first_chunk=FIRST_CHUNK if i == 0 else CHUNK):
-                    written += n
-        except Exception as exc:
-            # The other zones go on; this one is taken over when its lease runs out.
-            log.exception("fill %s failed; it is taken over when its lease runs out",
-                          deadline_id, extra={"deadline_id": deadline_id})
-            failed.append(exc)
+    with ThreadPoolExecutor(1, thread_name_prefix="fill-read") as reader:
+        ahead = reader.submit(read_wave, db, deadline_ids[0], worker) if deadline_ids else None
+        for i, deadline_id in enumerate(deadline_ids):
+            assert ahead is not None
+            wave_read = ahead
+            if i + 1 < len(deadline_ids):
+                ahead = reader.submit(read_wave, db, deadline_ids[i + 1], worker)
+            try:
+                # A fill's targets live as long as it runs, and its chunks' rows die with
+                # their chunk: with the collector running, each collection the chunks set
+                # off scanned the targets again (a quarter of a 100,000-volunteer alert's
+                # enqueue, and pauses of the fan-out beside it). None of them form cycles.
+                with collector_paused():
+                    for n in fill_steps(db, settings, deadline_id, worker,
+                                        first_chunk=FIRST_CHUNK if i == 0 else CHUNK,
+                                        wave=wave_read.result()):
+                        written += n
+            except Exception as exc:
+                # The other zones go on; this one is taken over when its lease runs out.
+                log.exception("fill %s failed; it is taken over when its lease runs out",
+                              deadline_id, extra={"deadline_id": deadline_id})
+                failed.append(exc)
     if failed:
         raise failed[0]
     return written
 
 
-def fill_steps(db: Database, settings: Settings, deadline_id: int, worker: str, *,
-               first_chunk: int | None = None) -> Iterator[int]:
-    """Fill one zone's first wave, a committed chunk per step (yields the recipients each
-    wrote; the first `first_chunk` at most, by default `FIRST_CHUNK`); stops early,
-    writing nothing more, when the fill is no longer this worker's."""
-    with db.session() as session:
+@dataclass(frozen=True)
+class Wave:
+    """What a fill writes, read before its first chunk: the zone's first-tier targets,
+    and those of them not asked yet (all, unless a crashed fill is resumed)."""
+
+    zone_id: int
+    tier: int
+    asked_at: datetime
+    targets: list[Target]
+    fresh: list[Target]
+
+
+def read_wave(db: Database, deadline_id: int, worker: str) -> Wave | None:
+    """The wave of this fill, or None when the fill is not (or no longer) this worker's.
+    Reads only (`Database.reading`): it may run beside another fill's writes."""
+    with db.reading() as session, collector_paused():
         d = session.get(Deadline, deadline_id)
         if d is None or d.state != DeadlineState.CLAIMED or d.claimed_by != worker:
-            return
+            return None
         alert = session.get(Alert, d.alert_id)
         assert alert is not None
         post = session.get(Post, alert.post_id)
         assert post is not None
-        zone_id, tier, asked_at = d.zone_id, d.tier, alert.sent_at or d.due_at
-        members = zone_members(session, [zone_id], tier).get(zone_id, [])
-        targets = tier_targets(members, tier, alert.channels or None,
+        members = zone_members(session, [d.zone_id], d.tier).get(d.zone_id, [])
+        targets = tier_targets(members, d.tier, alert.channels or None,
                                db_today(session, post.timezone))
-        fresh = not_yet_asked(session, alert.id, zone_id, targets)
-        del members
+        fresh = not_yet_asked(session, alert.id, d.zone_id, targets)
+        return Wave(d.zone_id, d.tier, alert.sent_at or d.due_at, targets, fresh)
+
+
+def fill_steps(db: Database, settings: Settings, deadline_id: int, worker: str, *,
+               first_chunk: int | None = None, wave: Wave | None = None) -> Iterator[int]:
+    """Fill one zone's first wave, a committed chunk per step (yields the recipients each
+    wrote; the first `first_chunk` at most, by default `FIRST_CHUNK`); stops early,
+    writing nothing more, when the fill is no longer this worker's. `wave`: the fill's
+    wave when already read (`read_wave`); each chunk checks the fill again all the same."""
+    if wave is None:
+        wave = read_wave(db, deadline_id, worker)
+    if wave is None:
+        return
+    zone_id, tier, asked_at, targets, fresh = (wave.zone_id, wave.tier, wave.asked_at,
+                                               wave.targets, wave.fresh)
+    del wave
     first = FIRST_CHUNK if first_chunk is None else first_chunk
     sizes = [first] if len(fresh) > first else []
     start = 0
