@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 FIRST_CHUNK = 500
 #: Later chunks: recipients per transaction.
 CHUNK = 5000
+#: Fills written at once on PostgreSQL, each on its own connection (`run_fills`).
+PG_LANES = 2
 
 
 def run_fills(db: Database, settings: Settings, deadline_ids: Sequence[int],
@@ -51,12 +53,33 @@ def run_fills(db: Database, settings: Settings, deadline_ids: Sequence[int],
     """Fill each of these claimed fills to the end; returns the recipients written. Only
     the first fill starts with a small chunk: by the next, messages are already leaving.
 
+    On PostgreSQL the fills are shared among `PG_LANES` lanes, each writing on its own
+    connection: the server checks each row's foreign keys and updates its indexes in the
+    writing connection's process, and one lane kept one core busy while the other
+    waited. SQLite has one writer at a time: one lane."""
+    lanes = 1 if db.is_sqlite else max(1, min(PG_LANES, len(deadline_ids)))
+    split = [list(deadline_ids[i::lanes]) for i in range(lanes)]
+    failed: list[Exception] = []
+    with ThreadPoolExecutor(lanes - 1 or 1, thread_name_prefix="fill-lane") as pool:
+        others = [pool.submit(_run_lane, db, settings, ids, worker, CHUNK, failed)
+                  for ids in split[1:]]
+        written = _run_lane(db, settings, split[0], worker, FIRST_CHUNK, failed)
+        written += sum(lane.result() for lane in others)
+    if failed:
+        raise failed[0]
+    return written
+
+
+def _run_lane(db: Database, settings: Settings, deadline_ids: list[int], worker: str,
+              first_chunk: int, failed: list[Exception]) -> int:
+    """One lane's fills, one after the other; a failed fill is logged and added to
+    `failed`, and the lane goes on.
+
     While one zone's chunks are written, a second thread reads the next zone's wave
     (`read_wave`, outside the writers' lock): reading a zone cost about as much as
     writing it, and the two now overlap (SQLite's and the driver's C code run without
     the interpreter's lock)."""
     written = 0
-    failed: list[Exception] = []
     with ThreadPoolExecutor(1, thread_name_prefix="fill-read") as reader:
         ahead = reader.submit(read_wave, db, deadline_ids[0], worker) if deadline_ids else None
         for i, deadline_id in enumerate(deadline_ids):
@@ -71,16 +94,15 @@ def run_fills(db: Database, settings: Settings, deadline_ids: Sequence[int],
                 # enqueue, and pauses of the fan-out beside it). None of them form cycles.
                 with collector_paused():
                     for n in fill_steps(db, settings, deadline_id, worker,
-                                        first_chunk=FIRST_CHUNK if i == 0 else CHUNK,
-                                        wave=wave_read.result()):
+                                        first_chunk=first_chunk if i == 0 else CHUNK,
+                                        wave=wave_read.result(),
+                                        queued=deadline_ids[i + 1:]):
                         written += n
             except Exception as exc:
                 # The other zones go on; this one is taken over when its lease runs out.
                 log.exception("fill %s failed; it is taken over when its lease runs out",
                               deadline_id, extra={"deadline_id": deadline_id})
                 failed.append(exc)
-    if failed:
-        raise failed[0]
     return written
 
 
@@ -115,11 +137,15 @@ def read_wave(db: Database, deadline_id: int, worker: str) -> Wave | None:
 
 
 def fill_steps(db: Database, settings: Settings, deadline_id: int, worker: str, *,
-               first_chunk: int | None = None, wave: Wave | None = None) -> Iterator[int]:
+               first_chunk: int | None = None, wave: Wave | None = None,
+               queued: Sequence[int] = ()) -> Iterator[int]:
     """Fill one zone's first wave, a committed chunk per step (yields the recipients each
     wrote; the first `first_chunk` at most, by default `FIRST_CHUNK`); stops early,
     writing nothing more, when the fill is no longer this worker's. `wave`: the fill's
-    wave when already read (`read_wave`); each chunk checks the fill again all the same."""
+    wave when already read (`read_wave`); each chunk checks the fill again all the same.
+    Each chunk renews the lease of this fill and of the `queued` fills after it (only
+    these: another lane's fill is that lane's to renew, and locking it here would wait
+    on that lane, which may wait on this one)."""
     if wave is None:
         wave = read_wave(db, deadline_id, worker)
     if wave is None:
@@ -164,6 +190,7 @@ def fill_steps(db: Database, settings: Settings, deadline_id: int, worker: str, 
             else:
                 # This fill's lease, and those of the fills queued behind it.
                 session.execute(update(Deadline).where(
+                    Deadline.id.in_([deadline_id, *queued]),
                     Deadline.kind == DeadlineKind.FILL, Deadline.state == DeadlineState.CLAIMED,
                     Deadline.claimed_by == worker)
                     .values(lease_until=now + timedelta(seconds=settings.lease_seconds))

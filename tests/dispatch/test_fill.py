@@ -207,6 +207,56 @@ def test_the_next_zones_wave_is_read_while_another_thread_writes(rt: Runtime) ->
     assert fill.read_wave(rt.db, sent.fills[0], "someone-else") is None
 
 
+def test_a_chunk_renews_its_own_and_its_queued_fills_leases_only(rt: Runtime) -> None:
+    """A lane renews its own fills' leases, never another lane's: locking a fill another
+    lane is writing would wait on that lane, which may be waiting on this one."""
+    sent = send(rt, streamed=True, zones=["Mexico City", "Chiapas", "Puebla"])
+    mine, queued, other = sent.fills
+    with rt.db.session() as s:
+        s.execute(update(Deadline).where(Deadline.id.in_(sent.fills))
+                  .values(lease_until=db_now(s)))
+    steps = fill_steps(rt.db, rt.settings, mine, "filler", queued=[queued])
+    assert next(steps) == 1
+    steps.close()
+    with rt.db.session() as s:
+        now = db_now(s)
+        leases = {d.id: d.lease_until for d in s.scalars(
+            select(Deadline).where(Deadline.id.in_(sent.fills)))}
+    assert leases[mine] > now and leases[queued] > now
+    assert leases[other] <= now, "another lane's fill was locked and renewed"
+
+
+@pytest.mark.postgres
+def test_fills_are_written_in_two_lanes_at_once_on_postgresql(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each lane writes on its own connection, at the same time as the other: a chunk of
+    each lane waits here for one of the other's, which a single lane never reaches."""
+    import threading
+
+    runtime = rt_with_roster(postgres_url)
+    try:
+        both = threading.Barrier(2, timeout=10)
+        lanes: set[str] = set()
+        write_chunk = fill.write_chunk
+
+        def meeting(*args: Any, **kwargs: Any) -> Any:
+            name = threading.current_thread().name
+            if name not in lanes:
+                lanes.add(name)
+                both.wait()  # BrokenBarrierError when the lanes take turns
+            return write_chunk(*args, **kwargs)
+
+        monkeypatch.setattr(fill, "write_chunk", meeting)
+        sent = send(runtime, streamed=True)
+        written = run_fills(runtime.db, runtime.settings, sent.fills, "filler")
+        assert len(lanes) == 2 and not both.broken
+        assert sent.alert_id is not None
+        assert written == sum(asked(runtime, sent.alert_id).values()) > 0
+        assert {d.state for d in fills_of(runtime, sent.alert_id)} == {DeadlineState.DONE}
+    finally:
+        runtime.close()
+
+
 def test_a_fill_left_by_a_dead_process_is_taken_over_and_asks_each_volunteer_once(
         rt: Runtime) -> None:
     gone = dead_worker()
