@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from channels.masking import mask_contact
@@ -431,6 +431,7 @@ def import_roster(
             membership.term_start, membership.term_end = row.term_start, row.term_end
             result.memberships_updated += 1
     session.flush()
+    refresh_roster_statistics(session)
     audit.record(
         session,
         actor,
@@ -442,6 +443,20 @@ def import_roster(
         zones_created=result.zones_created,
     )
     return result
+
+
+#: The tables an alert's planning and fills read, whose statistics an import refreshes.
+ROSTER_TABLES = (Volunteer, Contact, Membership)
+
+
+def refresh_roster_statistics(session: Session) -> None:
+    """PostgreSQL: ANALYZE the roster's tables, in this transaction. An import can multiply
+    a roster, and the first alert after it would be planned on the old statistics (or none:
+    a fresh database's): each zone's first look for a reachable tier joined every contact,
+    0.6 s of a 100,000-volunteer alert's start in place of 0.3 s. Autovacuum would analyze
+    them too, but a minute or more later. SQLite plans without statistics."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"ANALYZE {', '.join(m.__tablename__ for m in ROSTER_TABLES)}"))
 
 
 def _find_volunteer(session: Session, vault: Vault, post: Post, row: RosterRow) -> Volunteer | None:

@@ -25,6 +25,7 @@ from dispatcher.models import (
     Volunteer,
     Zone,
 )
+from dispatcher.roster.importer import refresh_roster_statistics
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
 
@@ -73,6 +74,7 @@ def bulk_roster(rt: Runtime, n: int, *, zones: int = 15, email: bool = False,
         for table, rows in ((Volunteer, vols), (Contact, contacts), (Membership, members)):
             for start in range(0, len(rows), INSERT_CHUNK):
                 session.execute(insert(table), rows[start:start + INSERT_CHUNK])
+        refresh_roster_statistics(session)  # as `aln roster import` does
     return phones
 
 

@@ -332,3 +332,29 @@ def test_a_roster_file_over_the_size_cap_is_refused_before_it_is_read(
     path = write(tmp_path, GOOD * 20)
     with pytest.raises(InvalidInput, match="a roster file may be at most 1,000 bytes"):
         do_import(rt, path)
+
+
+@pytest.mark.postgres
+def test_an_import_leaves_fresh_statistics_for_the_first_alert_on_postgresql(
+        postgres_url: str) -> None:
+    """The first alert after an import is planned on the imported roster: without
+    statistics each zone's look for a reachable tier joined every contact."""
+    from sqlalchemy import text
+
+    from tests.conftest import make_settings
+
+    runtime = Runtime.open(make_settings(postgres_url))
+    try:
+        with runtime.db.session() as session:
+            post = ensure_post(session, runtime.settings, runtime.vault)
+            import_sample_roster(session, runtime.vault, post, SAMPLE_ROSTER)
+        with runtime.db.session() as session:
+            memberships = session.scalar(select(func.count()).select_from(Membership))
+            counted = dict(session.execute(text(
+                "SELECT relname, reltuples FROM pg_class WHERE relnamespace = "
+                "current_schema()::regnamespace AND relname IN "
+                "('volunteers', 'contacts', 'memberships')")).all())
+        assert memberships and counted["memberships"] == memberships
+        assert counted["volunteers"] > 0 and counted["contacts"] > 0
+    finally:
+        runtime.close()
