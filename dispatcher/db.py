@@ -109,7 +109,8 @@ def alembic_config(engine: Engine) -> Config:
 
 def needs_migration(engine: Engine) -> bool:
     head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
-    with engine.connect() as conn:
+    # A read: every command's start asks, and need not queue behind SQLite's writer.
+    with engine.connect().execution_options(**{READING: True}) as conn:
         current = MigrationContext.configure(conn).get_current_revision()
     return current != head
 

@@ -221,20 +221,22 @@ def status(
 ) -> None:
     """Zones and volunteers of an alert: who acknowledged, who was escalated past."""
     with runtime() as rt:
+        # Read without the writers' lock: a status read of a large alert (a second) or a
+        # watch (every second) never holds up the replies' intake on SQLite.
         if as_json and not watch:
-            with rt.db.session() as session:
+            with rt.db.reading() as session:
                 if sys.stdout.isatty():
                     print_json(alert_status(session, alert_id))
                 else:  # a script reads it: the recipients as the database wrote them
                     write_alert_status(session, alert_id, sys.stdout)
             return
         if not watch:
-            with rt.db.session() as session:
+            with rt.db.reading() as session:
                 console.print(status_table(alert_status(session, alert_id)))
             return
         with Live(console=console, refresh_per_second=2) as live:
             while True:
-                with rt.db.session() as session:
+                with rt.db.reading() as session:
                     data = alert_status(session, alert_id)
                 live.update(status_table(data))
                 if data["state"] in FINISHED_ALERT_STATES:

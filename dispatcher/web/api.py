@@ -173,7 +173,7 @@ def list_alerts(request: Request, limit: Limit = DEFAULT_PAGE, cursor: Cursor = 
             responses=responses(404))
 def get_alert(alert_id: RowId, request: Request, _: Caller = viewer) -> dict[str, Any]:
     rt = runtime_of(request)
-    with rt.db.session() as session:
+    with rt.db.reading() as session:  # beside the replies' intake, not behind it
         return alert_status(session, alert_id)
 
 
