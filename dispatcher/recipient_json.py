@@ -108,13 +108,13 @@ class _Sql:
         none."""
         mine = _D.c.recipient_id == _R.c.id
         if self.sqlite:
-            ordered = (select(item.label("item")).where(mine).order_by(_D.c.id)
-                       .correlate(_R).subquery())
-            # SQLite keeps a FROM subquery's order for an aggregate such as this one; the
-            # objects are joined as text (json_group_array would parse each one again).
-            listed = select(func.group_concat(ordered.c.item, ",")).scalar_subquery()
-            return func.json(literal_column("'['").concat(func.coalesce(listed, ""))
-                             .concat("]"))
+            # Aggregated straight from the table, the objects keep their JSON subtype: the
+            # list is neither joined as text and parsed again (~0.09 s of CPU time for a
+            # whole alert) nor its items quoted. They come in id order: SQLite reads a
+            # recipient's deliveries through the index on recipient_id, whose entries
+            # with one value run in rowid (= id) order, or by a scan in rowid order (a
+            # FROM subquery's ORDER BY would keep the order but lose the subtype).
+            return select(func.json_group_array(item)).where(mine).scalar_subquery()
         agg = select(func.json_agg(aggregate_order_by(item, _D.c.id))).where(mine)
         return func.coalesce(agg.scalar_subquery(), _PG_EMPTY)
 

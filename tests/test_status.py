@@ -230,3 +230,31 @@ def test_printing_a_status_collects_no_garbage_while_its_rows_live(rt: Runtime) 
         gc.callbacks.remove(seen)
     assert gc.isenabled()
     assert during and not any(during)  # collections, none while the rows live
+
+
+def test_a_recipients_deliveries_are_listed_in_id_order(rt: Runtime) -> None:
+    """In id order, whatever order their channels, states and purposes would give (SQLite
+    lists them in the order it reads them, which an index on recipient_id and another
+    column would change): a whole alert's reading and a page's."""
+    bulk_roster(rt, 8, zones=2, email=True, tiers=2)
+    alert_id = bulk_alert(rt)
+    with rt.db.session() as s:
+        first = s.execute(select(Delivery.recipient_id, Delivery.contact_id)
+                          .where(Delivery.alert_id == alert_id)
+                          .order_by(Delivery.id).limit(1)).one()
+        s.execute(insert(Delivery), [
+            {"alert_id": alert_id, "recipient_id": first.recipient_id,
+             "contact_id": first.contact_id, "channel": channel, "purpose": purpose,
+             "body": "x", "attempts": 1, "state": state}
+            for channel, purpose, state in (("whatsapp", "reminder", "sent"),
+                                             ("voice", "failover", "accepted"),
+                                             ("sms", "cancel", "delivered"),
+                                             ("email", "alert", "pending"))])
+    with rt.db.session() as s:
+        expected = sorted(s.scalars(select(Delivery.id).where(
+            Delivery.recipient_id == first.recipient_id)))
+        whole = {r["id"]: r for r in alert_status(s, alert_id)["recipients"]}
+        page = recipient_rows(s, alert_id, Recipient.id == first.recipient_id)
+    assert len(expected) >= 5
+    for row in (whole[first.recipient_id], page[0]):
+        assert [d["id"] for d in row["deliveries"]] == expected
