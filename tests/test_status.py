@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from dispatcher import status as status_module
 from dispatcher.domain import DUTY_OFFICER_TIER, Channel, tier_name
-from dispatcher.models import Delivery, Recipient, Response, Volunteer
+from dispatcher.models import AlertZone, Delivery, Recipient, Response, Volunteer
 from dispatcher.recipient_json import _PG_WHOLE_ALERT, _fetch_plain, recipients_json
 from dispatcher.runtime import Runtime
 from dispatcher.status import (
@@ -258,3 +258,46 @@ def test_a_recipients_deliveries_are_listed_in_id_order(rt: Runtime) -> None:
     assert len(expected) >= 5
     for row in (whole[first.recipient_id], page[0]):
         assert [d["id"] for d in row["deliveries"]] == expected
+
+
+def test_a_status_reads_its_recipients_and_zones_as_of_one_moment(rt: Runtime) -> None:
+    """A recipient's acknowledgement and its zone's, committed while a status is read
+    (after its recipients, before its zones), are in the status together or not at all:
+    here not, the status being the one before the commit."""
+    if rt.db.is_sqlite:
+        pytest.skip("SQLite's transactions read one snapshot")
+    bulk_roster(rt, 20, zones=2, tiers=2)
+    alert_id = bulk_alert(rt)
+    with rt.db.session() as s:
+        before = alert_status(s, alert_id)
+        rid, zone_id = s.execute(select(Recipient.id, Recipient.zone_id).where(
+            Recipient.alert_id == alert_id, Recipient.state != "acknowledged")
+            .limit(1)).one()
+    zone_name = next(r["zone"] for r in before["recipients"] if r["id"] == rid)
+    zone_acknowledged = any(z["state"] == "acknowledged" for z in before["zones"]
+                            if z["zone"] == zone_name)
+    committed: list[str] = []
+
+    def commit_an_acknowledgement(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM alert_zones" in statement and not committed:
+            committed.append(statement)
+            with rt.db.engine.begin() as other:
+                other.execute(update(Recipient).where(Recipient.id == rid)
+                              .values(state="acknowledged"))
+                other.execute(update(AlertZone).where(AlertZone.alert_id == alert_id,
+                                                      AlertZone.zone_id == zone_id)
+                              .values(state="waiting" if zone_acknowledged
+                                      else "acknowledged"))
+
+    event.listen(rt.db.engine, "before_cursor_execute", commit_an_acknowledgement)
+    try:
+        with rt.db.session() as s:
+            during = alert_status(s, alert_id)
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", commit_an_acknowledgement)
+    with rt.db.session() as s:
+        after = alert_status(s, alert_id)
+    assert committed
+    for status in (before, during, after):
+        status.pop("now")
+    assert during == before != after
