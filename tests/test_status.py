@@ -301,3 +301,43 @@ def test_a_status_reads_its_recipients_and_zones_as_of_one_moment(rt: Runtime) -
     for status in (before, during, after):
         status.pop("now")
     assert during == before != after
+
+
+def test_a_whole_alert_read_in_halves_reads_one_snapshot(rt: Runtime) -> None:
+    """PostgreSQL reads a whole alert's recipients in two halves at once, the second on
+    another connection: a commit between the two halves' starts is in neither (the
+    second imports the first's snapshot), and the halves add up to the reading in one
+    connection (a transaction that read before the status cannot be shared so)."""
+    if rt.db.is_sqlite:
+        pytest.skip("PostgreSQL's exported snapshots")
+    bulk_roster(rt, 40, zones=3, tiers=2)
+    alert_id = bulk_alert(rt)
+    with rt.db.session() as s:
+        s.execute(select(1))  # read before the status: one connection, one snapshot
+        before = alert_status(s, alert_id)
+        odd = s.scalars(select(Recipient.id).where(
+            Recipient.alert_id == alert_id, Recipient.state != "acknowledged",
+            Recipient.id % 2 == 1).limit(1)).one()
+    imported: list[str] = []
+
+    def commit_before_the_import(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        # The second connection's first statement, before it imports the snapshot.
+        if statement.startswith("SET TRANSACTION") and "READ ONLY" in statement:
+            imported.append(statement)
+            with rt.db.engine.begin() as other:
+                other.execute(update(Recipient).where(Recipient.id == odd)
+                              .values(state="acknowledged"))
+
+    event.listen(rt.db.engine, "before_cursor_execute", commit_before_the_import)
+    try:
+        with rt.db.session() as s:
+            during = alert_status(s, alert_id)
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", commit_before_the_import)
+    with rt.db.session() as s:
+        after = alert_status(s, alert_id)
+    assert len(imported) == 1
+    for status in (before, during, after):
+        status.pop("now")
+    assert during == before != after
+    assert {r["id"]: r["state"] for r in after["recipients"]}[odd] == "acknowledged"
