@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
+from dispatcher import recipient_json
 from dispatcher import status as status_module
 from dispatcher.domain import DUTY_OFFICER_TIER, Channel, tier_name
 from dispatcher.models import AlertZone, Delivery, Recipient, Response, Volunteer
@@ -303,13 +304,15 @@ def test_a_status_reads_its_recipients_and_zones_as_of_one_moment(rt: Runtime) -
     assert during == before != after
 
 
-def test_a_whole_alert_read_in_halves_reads_one_snapshot(rt: Runtime) -> None:
+def test_a_whole_alert_read_in_halves_reads_one_snapshot(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL reads a whole alert's recipients in two halves at once, the second on
     another connection: a commit between the two halves' starts is in neither (the
     second imports the first's snapshot), and the halves add up to the reading in one
     connection (a transaction that read before the status cannot be shared so)."""
     if rt.db.is_sqlite:
         pytest.skip("PostgreSQL's exported snapshots")
+    monkeypatch.setattr(recipient_json, "HALVES_FROM", 40)
     bulk_roster(rt, 40, zones=3, tiers=2)
     alert_id = bulk_alert(rt)
     with rt.db.session() as s:
@@ -341,3 +344,41 @@ def test_a_whole_alert_read_in_halves_reads_one_snapshot(rt: Runtime) -> None:
         status.pop("now")
     assert during == before != after
     assert {r["id"]: r["state"] for r in after["recipients"]}[odd] == "acknowledged"
+
+
+def _second_connections(rt: Runtime, alert_id: int) -> int:
+    """How many connections besides the session's a status of the alert read in."""
+    seen: list[str] = []
+
+    def second(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("SET TRANSACTION SNAPSHOT"):
+            seen.append(statement)
+
+    event.listen(rt.db.engine, "before_cursor_execute", second)
+    try:
+        with rt.db.session() as s:
+            alert_status(s, alert_id)
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", second)
+    return len(seen)
+
+
+def test_a_whole_alert_is_read_in_halves_only_when_big_and_a_connection_is_spare(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Halves pay from `HALVES_FROM` recipients on; and a status never waits for a second
+    connection the pool has not got idle (statuses read at once in `aln serve` would each
+    hold one while waiting for another)."""
+    if rt.db.is_sqlite:
+        pytest.skip("PostgreSQL's exported snapshots")
+    bulk_roster(rt, 12, zones=2, tiers=2)
+    alert_id = bulk_alert(rt)
+    assert _second_connections(rt, alert_id) == 0
+    monkeypatch.setattr(recipient_json, "HALVES_FROM", 12)
+    assert _second_connections(rt, alert_id) == 1
+    pool = rt.db.engine.pool
+    held = [rt.db.engine.connect() for _ in range(pool.size() - 1)]  # type: ignore[attr-defined]
+    try:
+        assert _second_connections(rt, alert_id) == 0
+    finally:
+        for conn in held:
+            conn.close()
