@@ -261,6 +261,20 @@ def test_a_recipients_deliveries_are_listed_in_id_order(rt: Runtime) -> None:
         assert [d["id"] for d in row["deliveries"]] == expected
 
 
+def _status_seeing(rt: Runtime, alert_id: int, statement_seen: Any) -> dict[str, Any]:
+    """The alert's status read in a new session, `statement_seen(text)` called before each
+    statement the engine's connections run meanwhile."""
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statement_seen(statement)
+
+    event.listen(rt.db.engine, "before_cursor_execute", seen)
+    try:
+        with rt.db.session() as s:
+            return alert_status(s, alert_id)
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", seen)
+
+
 def test_a_status_reads_its_recipients_and_zones_as_of_one_moment(rt: Runtime) -> None:
     """A recipient's acknowledgement and its zone's, committed while a status is read
     (after its recipients, before its zones), are in the status together or not at all:
@@ -279,7 +293,7 @@ def test_a_status_reads_its_recipients_and_zones_as_of_one_moment(rt: Runtime) -
                             if z["zone"] == zone_name)
     committed: list[str] = []
 
-    def commit_an_acknowledgement(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+    def commit_an_acknowledgement(statement: str) -> None:
         if "FROM alert_zones" in statement and not committed:
             committed.append(statement)
             with rt.db.engine.begin() as other:
@@ -290,12 +304,7 @@ def test_a_status_reads_its_recipients_and_zones_as_of_one_moment(rt: Runtime) -
                               .values(state="waiting" if zone_acknowledged
                                       else "acknowledged"))
 
-    event.listen(rt.db.engine, "before_cursor_execute", commit_an_acknowledgement)
-    try:
-        with rt.db.session() as s:
-            during = alert_status(s, alert_id)
-    finally:
-        event.remove(rt.db.engine, "before_cursor_execute", commit_an_acknowledgement)
+    during = _status_seeing(rt, alert_id, commit_an_acknowledgement)
     with rt.db.session() as s:
         after = alert_status(s, alert_id)
     assert committed
@@ -323,7 +332,7 @@ def test_a_whole_alert_read_in_halves_reads_one_snapshot(
             Recipient.id % 2 == 1).limit(1)).one()
     imported: list[str] = []
 
-    def commit_before_the_import(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+    def commit_before_the_import(statement: str) -> None:
         # The second connection's first statement, before it imports the snapshot.
         if statement.startswith("SET TRANSACTION") and "READ ONLY" in statement:
             imported.append(statement)
@@ -331,12 +340,7 @@ def test_a_whole_alert_read_in_halves_reads_one_snapshot(
                 other.execute(update(Recipient).where(Recipient.id == odd)
                               .values(state="acknowledged"))
 
-    event.listen(rt.db.engine, "before_cursor_execute", commit_before_the_import)
-    try:
-        with rt.db.session() as s:
-            during = alert_status(s, alert_id)
-    finally:
-        event.remove(rt.db.engine, "before_cursor_execute", commit_before_the_import)
+    during = _status_seeing(rt, alert_id, commit_before_the_import)
     with rt.db.session() as s:
         after = alert_status(s, alert_id)
     assert len(imported) == 1
@@ -349,18 +353,8 @@ def test_a_whole_alert_read_in_halves_reads_one_snapshot(
 def _second_connections(rt: Runtime, alert_id: int) -> int:
     """How many connections besides the session's a status of the alert read in."""
     seen: list[str] = []
-
-    def second(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("SET TRANSACTION SNAPSHOT"):
-            seen.append(statement)
-
-    event.listen(rt.db.engine, "before_cursor_execute", second)
-    try:
-        with rt.db.session() as s:
-            alert_status(s, alert_id)
-    finally:
-        event.remove(rt.db.engine, "before_cursor_execute", second)
-    return len(seen)
+    _status_seeing(rt, alert_id, lambda statement: seen.append(statement))
+    return len([st for st in seen if st.startswith("SET TRANSACTION SNAPSHOT")])
 
 
 def test_a_whole_alert_is_read_in_halves_only_when_big_and_a_connection_is_spare(
