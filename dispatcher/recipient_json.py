@@ -2,7 +2,8 @@
 
 An alert to 100,000 volunteers is 45 MB of JSON; built in Python (a dict per recipient, a
 datetime per stamp, then the encoder) it took seconds, built by SQLite's `json_object` or
-PostgreSQL's `row_to_json` (`json_build_object` for a page of the board) it is one read.
+PostgreSQL's `row_to_json` (`json_build_object` for a page of the board) it is one read (on
+PostgreSQL, a big alert's is two halves read at once in one snapshot).
 Both databases write the same values Python did (`tests/test_status.py` holds the old
 reading as the reference): ISO stamps in UTC as `datetime.isoformat` writes them,
 `true`/`false`, nested lists and objects.
