@@ -19,6 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -261,6 +262,21 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def read_one_snapshot(session: Session) -> None:
+    """The session's transaction reads the database as of one moment from its first
+    statement on, when it has run none yet: a read of several statements (an alert's
+    status: its recipients, then its zones) then never mixes states before and after a
+    commit, a state that never existed. PostgreSQL's READ COMMITTED takes a new snapshot
+    per statement, so its transaction is made REPEATABLE READ (a read then never fails);
+    SQLite's transactions always read one snapshot."""
+    db = session.connection()
+    if db.dialect.name == "sqlite":
+        return
+    info = db.connection.driver_connection.info  # type: ignore[union-attr]
+    if info.transaction_status == TransactionStatus.IDLE:
+        db.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
 
 _PG_NOW = select(func.clock_timestamp())

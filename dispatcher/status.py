@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from dispatcher.crypto import Unreadable, Vault
-from dispatcher.db import db_now
+from dispatcher.db import db_now, read_one_snapshot
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
     AlertState,
@@ -124,7 +124,9 @@ def write_alert_status(session: Session, alert_id: int, out: TextIO) -> None:
 
 
 def _status(session: Session, alert_id: int) -> tuple[dict[str, Any], list[RecipientJson]]:
-    """The status JSON but its recipients, and the recipients' rows."""
+    """The status JSON but its recipients, and the recipients' rows, read as of one
+    moment (the zones' states must agree with their recipients')."""
+    read_one_snapshot(session)
     alert = find_alert(session, alert_id)
     recipients = recipients_json(session, alert_id)
     # PostgreSQL counts the whole alert's deliveries with room to sort them in memory (a

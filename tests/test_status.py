@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
+from dispatcher import recipient_json
 from dispatcher import status as status_module
 from dispatcher.domain import DUTY_OFFICER_TIER, Channel, tier_name
-from dispatcher.models import Delivery, Recipient, Response, Volunteer
+from dispatcher.models import AlertZone, Delivery, Recipient, Response, Volunteer
 from dispatcher.recipient_json import _PG_WHOLE_ALERT, _fetch_plain, recipients_json
 from dispatcher.runtime import Runtime
 from dispatcher.status import (
@@ -230,3 +231,148 @@ def test_printing_a_status_collects_no_garbage_while_its_rows_live(rt: Runtime) 
         gc.callbacks.remove(seen)
     assert gc.isenabled()
     assert during and not any(during)  # collections, none while the rows live
+
+
+def test_a_recipients_deliveries_are_listed_in_id_order(rt: Runtime) -> None:
+    """In id order, whatever order their channels, states and purposes would give (SQLite
+    lists them in the order it reads them, which an index on recipient_id and another
+    column would change): a whole alert's reading and a page's."""
+    bulk_roster(rt, 8, zones=2, email=True, tiers=2)
+    alert_id = bulk_alert(rt)
+    with rt.db.session() as s:
+        first = s.execute(select(Delivery.recipient_id, Delivery.contact_id)
+                          .where(Delivery.alert_id == alert_id)
+                          .order_by(Delivery.id).limit(1)).one()
+        s.execute(insert(Delivery), [
+            {"alert_id": alert_id, "recipient_id": first.recipient_id,
+             "contact_id": first.contact_id, "channel": channel, "purpose": purpose,
+             "body": "x", "attempts": 1, "state": state}
+            for channel, purpose, state in (("whatsapp", "reminder", "sent"),
+                                             ("voice", "failover", "accepted"),
+                                             ("sms", "cancel", "delivered"),
+                                             ("email", "alert", "pending"))])
+    with rt.db.session() as s:
+        expected = sorted(s.scalars(select(Delivery.id).where(
+            Delivery.recipient_id == first.recipient_id)))
+        whole = {r["id"]: r for r in alert_status(s, alert_id)["recipients"]}
+        page = recipient_rows(s, alert_id, Recipient.id == first.recipient_id)
+    assert len(expected) >= 5
+    for row in (whole[first.recipient_id], page[0]):
+        assert [d["id"] for d in row["deliveries"]] == expected
+
+
+def _status_seeing(rt: Runtime, alert_id: int, statement_seen: Any) -> dict[str, Any]:
+    """The alert's status read in a new session, `statement_seen(text)` called before each
+    statement the engine's connections run meanwhile."""
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statement_seen(statement)
+
+    event.listen(rt.db.engine, "before_cursor_execute", seen)
+    try:
+        with rt.db.session() as s:
+            return alert_status(s, alert_id)
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", seen)
+
+
+def test_a_status_reads_its_recipients_and_zones_as_of_one_moment(rt: Runtime) -> None:
+    """A recipient's acknowledgement and its zone's, committed while a status is read
+    (after its recipients, before its zones), are in the status together or not at all:
+    here not, the status being the one before the commit."""
+    if rt.db.is_sqlite:
+        pytest.skip("SQLite's transactions read one snapshot")
+    bulk_roster(rt, 20, zones=2, tiers=2)
+    alert_id = bulk_alert(rt)
+    with rt.db.session() as s:
+        before = alert_status(s, alert_id)
+        rid, zone_id = s.execute(select(Recipient.id, Recipient.zone_id).where(
+            Recipient.alert_id == alert_id, Recipient.state != "acknowledged")
+            .limit(1)).one()
+    zone_name = next(r["zone"] for r in before["recipients"] if r["id"] == rid)
+    zone_acknowledged = any(z["state"] == "acknowledged" for z in before["zones"]
+                            if z["zone"] == zone_name)
+    committed: list[str] = []
+
+    def commit_an_acknowledgement(statement: str) -> None:
+        if "FROM alert_zones" in statement and not committed:
+            committed.append(statement)
+            with rt.db.engine.begin() as other:
+                other.execute(update(Recipient).where(Recipient.id == rid)
+                              .values(state="acknowledged"))
+                other.execute(update(AlertZone).where(AlertZone.alert_id == alert_id,
+                                                      AlertZone.zone_id == zone_id)
+                              .values(state="waiting" if zone_acknowledged
+                                      else "acknowledged"))
+
+    during = _status_seeing(rt, alert_id, commit_an_acknowledgement)
+    with rt.db.session() as s:
+        after = alert_status(s, alert_id)
+    assert committed
+    for status in (before, during, after):
+        status.pop("now")
+    assert during == before != after
+
+
+def test_a_whole_alert_read_in_halves_reads_one_snapshot(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL reads a whole alert's recipients in two halves at once, the second on
+    another connection: a commit between the two halves' starts is in neither (the
+    second imports the first's snapshot), and the halves add up to the reading in one
+    connection (a transaction that read before the status cannot be shared so)."""
+    if rt.db.is_sqlite:
+        pytest.skip("PostgreSQL's exported snapshots")
+    monkeypatch.setattr(recipient_json, "HALVES_FROM", 40)
+    bulk_roster(rt, 40, zones=3, tiers=2)
+    alert_id = bulk_alert(rt)
+    with rt.db.session() as s:
+        s.execute(select(1))  # read before the status: one connection, one snapshot
+        before = alert_status(s, alert_id)
+        odd = s.scalars(select(Recipient.id).where(
+            Recipient.alert_id == alert_id, Recipient.state != "acknowledged",
+            Recipient.id % 2 == 1).limit(1)).one()
+    imported: list[str] = []
+
+    def commit_before_the_import(statement: str) -> None:
+        # The second connection's first statement, before it imports the snapshot.
+        if statement.startswith("SET TRANSACTION") and "READ ONLY" in statement:
+            imported.append(statement)
+            with rt.db.engine.begin() as other:
+                other.execute(update(Recipient).where(Recipient.id == odd)
+                              .values(state="acknowledged"))
+
+    during = _status_seeing(rt, alert_id, commit_before_the_import)
+    with rt.db.session() as s:
+        after = alert_status(s, alert_id)
+    assert len(imported) == 1
+    for status in (before, during, after):
+        status.pop("now")
+    assert during == before != after
+    assert {r["id"]: r["state"] for r in after["recipients"]}[odd] == "acknowledged"
+
+
+def _second_connections(rt: Runtime, alert_id: int) -> int:
+    """How many connections besides the session's a status of the alert read in."""
+    seen: list[str] = []
+    _status_seeing(rt, alert_id, lambda statement: seen.append(statement))
+    return len([st for st in seen if st.startswith("SET TRANSACTION SNAPSHOT")])
+
+
+def test_a_whole_alert_is_read_in_halves_only_when_big_and_a_connection_is_spare(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Halves pay from `HALVES_FROM` recipients on; and a status never waits for a second
+    connection the pool has not got idle (statuses read at once in `aln serve` would each
+    hold one while waiting for another)."""
+    if rt.db.is_sqlite:
+        pytest.skip("PostgreSQL's exported snapshots")
+    bulk_roster(rt, 12, zones=2, tiers=2)
+    alert_id = bulk_alert(rt)
+    assert _second_connections(rt, alert_id) == 0
+    monkeypatch.setattr(recipient_json, "HALVES_FROM", 12)
+    assert _second_connections(rt, alert_id) == 1
+    pool = rt.db.engine.pool
+    held = [rt.db.engine.connect() for _ in range(pool.size() - 1)]  # type: ignore[attr-defined]
+    try:
+        assert _second_connections(rt, alert_id) == 0
+    finally:
+        for conn in held:
+            conn.close()
