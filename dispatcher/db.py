@@ -227,17 +227,17 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        """A session that only reads, and reads one committed state without waiting for
-        writers or holding them up: on SQLite a deferred transaction (a snapshot of the
-        WAL) outside the writers' lock, so a thread can read the next piece of work while
-        another writes; on PostgreSQL a read-only transaction at REPEATABLE READ (one snapshot
-        for all its statements; such a transaction is never rolled back for a conflict).
-        Writing in it is an error
-        (SQLite: "attempt to write a readonly database"; PostgreSQL: read-only
-        transaction), and it is always rolled back."""
+        """A session that only reads, and reads one committed state (`read_one_snapshot`)
+        without waiting for writers or holding them up: on SQLite a deferred transaction
+        (a snapshot of the WAL) outside the writers' lock, so a status or the next zone
+        of a fill is read beside the replies' intake or another fill's writes; on
+        PostgreSQL a read-only transaction (REPEATABLE READ: never rolled back for a
+        conflict). Writing in it is an error (SQLite: "attempt to write a readonly
+        database"; PostgreSQL: read-only transaction), and it is always rolled back."""
         with self._readers() as session:
+            read_one_snapshot(session)
             if not self.is_sqlite:
-                session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+                session.execute(text("SET TRANSACTION READ ONLY"))
             try:
                 yield session
             finally:

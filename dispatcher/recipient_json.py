@@ -11,6 +11,7 @@ reading as the reference): ISO stamps in UTC as `datetime.isoformat` writes them
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
@@ -213,6 +215,8 @@ def _fetch_plain(db: Connection, statement: Select[Any]) -> list[tuple[Any, ...]
         cursor.close()
 
 
+log = logging.getLogger(__name__)
+
 #: PostgreSQL reads a whole alert in two halves at once from this many recipients: a read
 #: of 100,000 takes the server ~0.85 s of CPU time, so one of 10,000 ~0.09 s, of which
 #: the halves would save less than a second connection's set-up and round trips cost.
@@ -248,7 +252,15 @@ def _fetch_in_halves(db: Connection, halves: list[Select[Any]]) -> list[tuple[An
     with ThreadPoolExecutor(max_workers=1) as pool:
         second = pool.submit(_fetch_in_snapshot, db.engine, snapshot, halves[1])
         rows = _fetch_plain(db, halves[0])
-        rows += second.result()
+        try:
+            rows += second.result()
+        except OperationalError:
+            # No second connection (the server at its connection limit, say): this one
+            # reads the other half too, in the same snapshot. A status is never refused
+            # for want of a connection it did not need.
+            log.warning("status: no second connection to read in; reading in one",
+                        exc_info=True)
+            rows += _fetch_plain(db, halves[1])
     return rows
 
 

@@ -376,3 +376,41 @@ def test_a_whole_alert_is_read_in_halves_only_when_big_and_a_connection_is_spare
     finally:
         for conn in held:
             conn.close()
+
+
+def test_a_status_without_a_second_connection_reads_both_halves_in_one(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server refusing a second connection (at its limit, say) costs the status its
+    speed, never its answer."""
+    if rt.db.is_sqlite:
+        pytest.skip("PostgreSQL's exported snapshots")
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    monkeypatch.setattr(recipient_json, "HALVES_FROM", 12)
+    bulk_roster(rt, 12, zones=2, tiers=2)
+    alert_id = bulk_alert(rt)
+    with rt.db.session() as s:
+        whole = alert_status(s, alert_id)
+    rt.db.engine.dispose()  # no idle connection: the second half needs a new one
+    refused: list[int] = []
+    sessions = 0
+
+    def at_the_limit(*_: Any) -> None:
+        nonlocal sessions
+        sessions += 1
+        if sessions > 1:
+            refused.append(sessions)
+            raise OperationalError("connect", {}, Exception(
+                "FATAL: sorry, too many clients already"))
+
+    event.listen(rt.db.engine, "do_connect", at_the_limit)
+    try:
+        with rt.db.session() as s:
+            halved = alert_status(s, alert_id)
+    finally:
+        event.remove(rt.db.engine, "do_connect", at_the_limit)
+    assert refused
+    for status in (whole, halved):
+        status.pop("now")
+    assert halved == whole
