@@ -87,12 +87,19 @@ def make_engine(database_url: str) -> Engine:
             # fails with SQLITE_BUSY_SNAPSHOT; taking the write lock up front makes writers
             # queue on busy_timeout instead, so no write is ever lost to "database is locked".
             # `Database.reading` only reads: its deferred BEGIN takes a snapshot, no lock,
-            # and its connection refuses writes (the pool's connection remembers which).
+            # and its connection refuses writes until it goes back to the pool.
             reading = bool(conn.get_execution_options().get(READING))
-            if conn.connection.info.get(READING, False) != reading:
-                conn.exec_driver_sql(f"PRAGMA query_only={int(reading)}")
-                conn.connection.info[READING] = reading
+            if reading and not conn.connection.info.get(READING):
+                conn.exec_driver_sql("PRAGMA query_only=1")
+                conn.connection.info[READING] = True
             conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
+
+        @event.listens_for(engine, "checkin")
+        def _writable_again(dbapi_conn, record):  # type: ignore[no-untyped-def]
+            # Back in the pool, a reader's connection may write again: whoever takes it
+            # next may not BEGIN through the listener above (`raw_connection`'s VACUUM).
+            if dbapi_conn is not None and record.info.pop(READING, False):
+                dbapi_conn.execute("PRAGMA query_only=0")
 
         return engine
     url = database_url

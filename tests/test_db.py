@@ -207,3 +207,27 @@ def test_a_reading_session_sees_one_snapshot_on_postgresql(postgres_url: str) ->
         assert r.execute(text("SELECT n FROM pair")).scalar_one() == 0
     assert _read_n(db) == 7
     db.dispose()
+
+
+def test_a_connection_a_reading_session_used_takes_writes_without_a_begin(
+        sqlite_url: str) -> None:
+    """Back in the pool, a reader's connection writes again even for a caller that skips
+    the engine's BEGIN (the retention's VACUUM takes a raw connection)."""
+    from dispatcher.privacy.erasure import compact_database
+
+    db = Database(make_settings(sqlite_url))
+    with db.session() as s:
+        s.execute(text("CREATE TABLE pair (id int PRIMARY KEY, n int)"))
+    with db.reading() as s:
+        s.execute(text("SELECT count(*) FROM pair")).scalar_one()
+    raw = db.engine.raw_connection()
+    try:
+        raw.cursor().execute("INSERT INTO pair VALUES (1, 1)")
+        raw.commit()
+    finally:
+        raw.close()
+    with db.reading() as s:
+        s.execute(text("SELECT count(*) FROM pair")).scalar_one()
+    assert compact_database(db.engine)
+    assert _read_n(db) == 1
+    db.dispose()
