@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,10 +61,17 @@ def run_fills(db: Database, settings: Settings, deadline_ids: Sequence[int],
     lanes = 1 if db.is_sqlite else max(1, min(PG_LANES, len(deadline_ids)))
     split = [list(deadline_ids[i::lanes]) for i in range(lanes)]
     failed: list[Exception] = []
+    # The other lanes start once the first chunk has committed: started beside it, they
+    # had delayed the first message by 0.1-0.2 s.
+    first = threading.Event()
     with ThreadPoolExecutor(lanes - 1 or 1, thread_name_prefix="fill-lane") as pool:
-        others = [pool.submit(_run_lane, db, settings, ids, worker, CHUNK, failed)
+        others = [pool.submit(_run_lane, db, settings, ids, worker, CHUNK, failed, first)
                   for ids in split[1:]]
-        written = _run_lane(db, settings, split[0], worker, FIRST_CHUNK, failed)
+        try:
+            written = _run_lane(db, settings, split[0], worker, FIRST_CHUNK, failed,
+                                started=first)
+        finally:
+            first.set()
         written += sum(lane.result() for lane in others)
     if failed:
         raise failed[0]
@@ -71,22 +79,23 @@ def run_fills(db: Database, settings: Settings, deadline_ids: Sequence[int],
 
 
 def _run_lane(db: Database, settings: Settings, deadline_ids: list[int], worker: str,
-              first_chunk: int, failed: list[Exception]) -> int:
-    """One lane's fills, one after the other; a failed fill is logged and added to
+              first_chunk: int, failed: list[Exception],
+              after: threading.Event | None = None,
+              started: threading.Event | None = None) -> int:
+    """One lane's fills, one after the other (once `after` is set, when given; `started`
+    is set when its first chunk has committed); a failed fill is logged and added to
     `failed`, and the lane goes on.
 
-    While one zone's chunks are written, a second thread reads the next zone's wave
-    (`read_wave`, outside the writers' lock): reading a zone cost about as much as
-    writing it, and the two now overlap (SQLite's and the driver's C code run without
-    the interpreter's lock)."""
+    Once a fill's first chunk has committed, a second thread reads the next zone's wave
+    (`read_wave`, outside the writers' lock) while this one writes the rest."""
+    if after is not None:
+        after.wait()
     written = 0
     with ThreadPoolExecutor(1, thread_name_prefix="fill-read") as reader:
         ahead = reader.submit(read_wave, db, deadline_ids[0], worker) if deadline_ids else None
         for i, deadline_id in enumerate(deadline_ids):
             assert ahead is not None
-            wave_read = ahead
-            if i + 1 < len(deadline_ids):
-                ahead = reader.submit(read_wave, db, deadline_ids[i + 1], worker)
+            wave_read, ahead = ahead, None
             try:
                 # A fill's targets live as long as it runs, and its chunks' rows die with
                 # their chunk: with the collector running, each collection the chunks set
@@ -98,11 +107,19 @@ def _run_lane(db: Database, settings: Settings, deadline_ids: list[int], worker:
                                         wave=wave_read.result(),
                                         queued=deadline_ids[i + 1:]):
                         written += n
+                        if started is not None:
+                            started.set()
+                        if ahead is None and i + 1 < len(deadline_ids):
+                            ahead = reader.submit(read_wave, db, deadline_ids[i + 1], worker)
             except Exception as exc:
                 # The other zones go on; this one is taken over when its lease runs out.
                 log.exception("fill %s failed; it is taken over when its lease runs out",
                               deadline_id, extra={"deadline_id": deadline_id})
                 failed.append(exc)
+            if started is not None:
+                started.set()  # also when this fill wrote nothing (taken over, say)
+            if ahead is None and i + 1 < len(deadline_ids):
+                ahead = reader.submit(read_wave, db, deadline_ids[i + 1], worker)
     return written
 
 
@@ -187,10 +204,12 @@ def fill_steps(db: Database, settings: Settings, deadline_id: int, worker: str, 
                             tier_messages(session, alert, az, post))
             if last:
                 _close(session, settings, d, alert, az, targets, policy, asked_at, now)
-            else:
-                # This fill's lease, and those of the fills queued behind it.
+            # This fill's lease (until its last chunk), and those of the fills queued
+            # behind it: a lane of zones of one chunk each renews its queue too.
+            renew = [*queued] if last else [deadline_id, *queued]
+            if renew:
                 session.execute(update(Deadline).where(
-                    Deadline.id.in_([deadline_id, *queued]),
+                    Deadline.id.in_(renew),
                     Deadline.kind == DeadlineKind.FILL, Deadline.state == DeadlineState.CLAIMED,
                     Deadline.claimed_by == worker)
                     .values(lease_until=now + timedelta(seconds=settings.lease_seconds))

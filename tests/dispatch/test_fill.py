@@ -226,22 +226,61 @@ def test_a_chunk_renews_its_own_and_its_queued_fills_leases_only(rt: Runtime) ->
     assert leases[other] <= now, "another lane's fill was locked and renewed"
 
 
+def test_a_lane_renews_its_queued_fills_leases_as_it_goes(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each chunk, a zone's last too, renews the leases of the fills queued behind it in
+    its lane: a lane of small zones (a chunk each) keeps its queue from being taken
+    over."""
+    monkeypatch.setattr(fill, "FIRST_CHUNK", 100)
+    monkeypatch.setattr(fill, "CHUNK", 100)  # one chunk a zone
+    sent = send(rt, streamed=True)
+    with rt.db.session() as s:
+        s.execute(update(Deadline).where(Deadline.id.in_(sent.fills))
+                  .values(lease_until=db_now(s)))
+        claimed_at = db_now(s)
+    seen: list[Any] = []
+    write_chunk = fill.write_chunk
+
+    def looking(session: Any, alert: Any, az: Any, *args: Any, **kwargs: Any) -> Any:
+        if az.zone_id == fills_zone[sent.fills[-1]]:
+            with rt.db.reading() as r:
+                seen.append(r.get(Deadline, sent.fills[-1]).lease_until)  # type: ignore[union-attr]
+        return write_chunk(session, alert, az, *args, **kwargs)
+
+    fills_zone = {d.id: d.zone_id for d in fills_of(rt, sent.alert_id or 0)}
+    monkeypatch.setattr(fill, "write_chunk", looking)
+    run_fills(rt.db, rt.settings, sent.fills, "filler")
+    assert seen and seen[0] > claimed_at, "the last zone's fill waited with its first lease"
+
+
 @pytest.mark.postgres
 def test_fills_are_written_in_two_lanes_at_once_on_postgresql(
         postgres_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each lane writes on its own connection, at the same time as the other: a chunk of
-    each lane waits here for one of the other's, which a single lane never reaches."""
+    """Each lane writes on its own connection, at the same time as the other: the second
+    lane starts once the first chunk has committed (the first message leaves first), then
+    a chunk of each lane waits here for one of the other's, which a single lane never
+    reaches."""
     import threading
 
     runtime = rt_with_roster(postgres_url)
     try:
         both = threading.Barrier(2, timeout=10)
         lanes: set[str] = set()
+        calls: list[str] = []
         write_chunk = fill.write_chunk
+
+        other_lane = threading.Event()
+        early: list[bool] = []
 
         def meeting(*args: Any, **kwargs: Any) -> Any:
             name = threading.current_thread().name
-            if name not in lanes:
+            calls.append(name)
+            if name != calls[0]:
+                other_lane.set()
+            if len(calls) == 1:
+                # The first chunk: no other lane may write before it commits.
+                early.append(other_lane.wait(2))
+            elif name not in lanes:
                 lanes.add(name)
                 both.wait()  # BrokenBarrierError when the lanes take turns
             return write_chunk(*args, **kwargs)
@@ -250,6 +289,7 @@ def test_fills_are_written_in_two_lanes_at_once_on_postgresql(
         sent = send(runtime, streamed=True)
         written = run_fills(runtime.db, runtime.settings, sent.fills, "filler")
         assert len(lanes) == 2 and not both.broken
+        assert early == [False], "the second lane wrote before the first chunk committed"
         assert sent.alert_id is not None
         assert written == sum(asked(runtime, sent.alert_id).values()) > 0
         assert {d.state for d in fills_of(runtime, sent.alert_id)} == {DeadlineState.DONE}
