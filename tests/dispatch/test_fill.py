@@ -503,3 +503,53 @@ def test_a_workers_deadline_claim_takes_the_due_fills_along(rt: Runtime) -> None
     assert fire_due(rt.db, rt.settings, "w1", fills) == 0
     assert sorted(fills) == sorted(sent.fills)
     assert {d.claimed_by for d in fills_of(rt, sent.alert_id or 0)} == {"w1"}
+
+
+@pytest.mark.postgres
+def test_a_cancel_waiting_for_a_fill_being_written_holds_the_queued_ones_at_once(
+        postgres_url: str) -> None:
+    """A cancel waits for the chunk a lane is writing, but takes the fills nobody holds
+    first: a lane cannot start one of them meanwhile (it had written every zone while the
+    cancel waited)."""
+    import threading
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from tests.helpers import wait_until
+
+    runtime = rt_with_roster(postgres_url)
+    try:
+        sent = send(runtime, streamed=True)
+        assert sent.alert_id is not None
+        writing, queued = sent.fills[0], sent.fills[1]
+        lane = runtime.db.engine.connect()
+        lane.execute(text("SELECT id FROM deadlines WHERE id = :id FOR UPDATE"),
+                     {"id": writing})  # a chunk of this fill is being written
+        xid = lane.execute(text("SELECT pg_current_xact_id()::text")).scalar()
+        cancelled: list[int] = []
+        cancel = threading.Thread(target=lambda: cancelled.append(runtime.db.run(
+            lambda s: cancel_alert(s, runtime.settings, sent.alert_id or 0, actor="test"))))
+        cancel.start()
+        try:
+            with runtime.db.engine.connect() as probe:
+                wait_until(lambda: probe.execute(text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' "
+                    "AND NOT granted AND transactionid::text = :xid"), {"xid": xid}).scalar(),
+                    what="the cancel waits for the lane")
+            other_lane = runtime.db.engine.connect()
+            try:
+                with pytest.raises(OperationalError, match="could not obtain lock"):
+                    other_lane.execute(text(
+                        "SELECT id FROM deadlines WHERE id = :id FOR UPDATE NOWAIT"),
+                        {"id": queued})
+            finally:
+                other_lane.close()
+        finally:
+            lane.rollback()
+            lane.close()
+            cancel.join(30)
+        assert cancelled
+        assert {d.state for d in fills_of(runtime, sent.alert_id)} == {DeadlineState.CANCELLED}
+    finally:
+        runtime.close()
