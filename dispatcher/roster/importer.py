@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from datetime import date
 from pathlib import Path
 
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from channels.masking import mask_contact
@@ -445,6 +447,10 @@ def import_roster(
     return result
 
 
+log = logging.getLogger(__name__)
+
+#: How long a roster import waits to refresh the roster's statistics (`refresh_roster_statistics`).
+ANALYZE_LOCK_TIMEOUT = "1s"
 #: The tables an alert's planning and fills read, whose statistics an import refreshes.
 ROSTER_TABLES = (Volunteer, Contact, Membership)
 
@@ -454,9 +460,24 @@ def refresh_roster_statistics(session: Session) -> None:
     a roster, and the first alert after it would be planned on the old statistics (or none:
     a fresh database's): each zone's first look for a reachable tier joined every contact,
     0.6 s of a 100,000-volunteer alert's start in place of 0.3 s. Autovacuum would analyze
-    them too, but a minute or more later. SQLite plans without statistics."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"ANALYZE {', '.join(m.__tablename__ for m in ROSTER_TABLES)}"))
+    them too, but a minute or more later. SQLite plans without statistics.
+
+    Best effort: ANALYZE waits for a VACUUM of the same tables, and the import's rows stay
+    locked meanwhile, so it gives up after `ANALYZE_LOCK_TIMEOUT` (in a savepoint: the
+    import itself is kept); a role that does not own the tables gets a warning from the
+    server and no new statistics."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    tables = ", ".join(m.__tablename__ for m in ROSTER_TABLES)
+    try:
+        with session.begin_nested():
+            before = session.scalar(text("SELECT current_setting('lock_timeout')"))
+            session.execute(text("SELECT set_config('lock_timeout', :t, true)"),
+                            {"t": ANALYZE_LOCK_TIMEOUT})
+            session.execute(text(f"ANALYZE {tables}"))
+            session.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": before})
+    except OperationalError:
+        log.warning("roster statistics not refreshed: the tables are being vacuumed")
 
 
 def _find_volunteer(session: Session, vault: Vault, post: Post, row: RosterRow) -> Volunteer | None:

@@ -358,3 +358,38 @@ def test_an_import_leaves_fresh_statistics_for_the_first_alert_on_postgresql(
         assert counted["volunteers"] > 0 and counted["contacts"] > 0
     finally:
         runtime.close()
+
+
+@pytest.mark.postgres
+def test_an_import_beside_a_vacuum_keeps_its_rows_without_new_statistics(
+        postgres_url: str) -> None:
+    """ANALYZE waits for a VACUUM of the same table: the import gives the statistics up
+    after a second, and commits its rows."""
+    import threading
+
+    from sqlalchemy import text
+
+    from tests.conftest import make_settings
+
+    runtime = Runtime.open(make_settings(postgres_url))
+    vacuum = runtime.db.engine.connect()
+    try:
+        vacuum.execute(text("LOCK TABLE memberships IN SHARE UPDATE EXCLUSIVE MODE"))
+        done: list[object] = []
+
+        def run_import() -> None:
+            with runtime.db.session() as session:
+                post = ensure_post(session, runtime.settings, runtime.vault)
+                done.append(import_sample_roster(session, runtime.vault, post, SAMPLE_ROSTER))
+
+        thread = threading.Thread(target=run_import)
+        thread.start()
+        thread.join(15)
+        assert done, "the import waited for the vacuum"
+    finally:
+        vacuum.rollback()
+        vacuum.close()
+    with runtime.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Membership))
+        assert session.execute(text("SHOW lock_timeout")).scalar() == "0"
+    runtime.close()
