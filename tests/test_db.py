@@ -17,6 +17,7 @@ from dispatcher.db import Database, db_now, db_today, needs_migration
 from dispatcher.models import Base
 from dispatcher.settings import Settings
 from tests.conftest import CONFIG_DIR, clock_shift_days, make_settings
+from tests.helpers import returns_within, write_held_open
 
 
 def test_first_use_creates_every_table(settings: Settings) -> None:
@@ -142,32 +143,13 @@ def test_a_reading_session_reads_committed_rows_beside_an_open_writer(
     """`Database.reading` neither waits for a writer of this process (SQLite's writers queue
     on a lock and BEGIN IMMEDIATE) nor sees its uncommitted rows: a fill reads the next
     zone while another thread writes the current one."""
-    import threading
-
     db = Database(make_settings(database_url))
     with db.session() as s:
         s.execute(text("CREATE TABLE pair (id int PRIMARY KEY, n int)"))
         s.execute(text("INSERT INTO pair VALUES (1, 0)"))
-    writing, done = threading.Event(), threading.Event()
-
-    def writer() -> None:
-        with db.session() as s:
-            s.execute(text("UPDATE pair SET n = 5 WHERE id = 1"))
-            writing.set()
-            done.wait(10)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        assert writing.wait(10)
-        read: list[int] = []
-        reader = threading.Thread(target=lambda: read.append(_read_n(db)))
-        reader.start()
-        reader.join(5)
+    with write_held_open(db, text("UPDATE pair SET n = 5 WHERE id = 1")):
+        read = returns_within(5, lambda: _read_n(db))
         assert read == [0], "the reading session waited for the writer, or saw its rows"
-    finally:
-        done.set()
-        thread.join(10)
     assert _read_n(db) == 5
     db.dispose()
 

@@ -313,17 +313,24 @@ def test_a_status_reads_its_recipients_and_zones_as_of_one_moment(rt: Runtime) -
     assert during == before != after
 
 
+def _read_in_halves(rt: Runtime, monkeypatch: pytest.MonkeyPatch, volunteers: int,
+                    zones: int) -> int:
+    """An alert to `volunteers` in two tiers, big enough to be read in halves (PostgreSQL
+    only: the test is skipped on SQLite)."""
+    if rt.db.is_sqlite:
+        pytest.skip("PostgreSQL's exported snapshots")
+    monkeypatch.setattr(recipient_json, "HALVES_FROM", volunteers)
+    bulk_roster(rt, volunteers, zones=zones, tiers=2)
+    return bulk_alert(rt)
+
+
 def test_a_whole_alert_read_in_halves_reads_one_snapshot(
         rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL reads a whole alert's recipients in two halves at once, the second on
     another connection: a commit between the two halves' starts is in neither (the
     second imports the first's snapshot), and the halves add up to the reading in one
     connection (a transaction that read before the status cannot be shared so)."""
-    if rt.db.is_sqlite:
-        pytest.skip("PostgreSQL's exported snapshots")
-    monkeypatch.setattr(recipient_json, "HALVES_FROM", 40)
-    bulk_roster(rt, 40, zones=3, tiers=2)
-    alert_id = bulk_alert(rt)
+    alert_id = _read_in_halves(rt, monkeypatch, 40, zones=3)
     with rt.db.session() as s:
         s.execute(select(1))  # read before the status: one connection, one snapshot
         before = alert_status(s, alert_id)
@@ -382,14 +389,10 @@ def test_a_status_without_a_second_connection_reads_both_halves_in_one(
         rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     """The server refusing a second connection (at its limit, say) costs the status its
     speed, never its answer."""
-    if rt.db.is_sqlite:
-        pytest.skip("PostgreSQL's exported snapshots")
     from sqlalchemy import event
     from sqlalchemy.exc import OperationalError
 
-    monkeypatch.setattr(recipient_json, "HALVES_FROM", 12)
-    bulk_roster(rt, 12, zones=2, tiers=2)
-    alert_id = bulk_alert(rt)
+    alert_id = _read_in_halves(rt, monkeypatch, 12, zones=2)
     with rt.db.session() as s:
         whole = alert_status(s, alert_id)
     rt.db.engine.dispose()  # no idle connection: the second half needs a new one

@@ -49,6 +49,7 @@ from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
 from dispatcher.status import alert_status
 from tests.conftest import CONFIG_DIR, rt_with_roster
+from tests.helpers import returns_within, write_held_open
 
 ZONES = ["Chiapas", "Mexico City", "Puebla", "Oaxaca"]
 
@@ -174,32 +175,12 @@ def test_a_streamed_alert_ends_with_the_rows_of_one_written_at_once(
 def test_the_next_zones_wave_is_read_while_another_thread_writes(rt: Runtime) -> None:
     """`run_fills` reads the next zone while it writes the current one: the read neither
     queues behind the writer (SQLite's writers hold a lock) nor sees its rows."""
-    import threading
-
     sent = send(rt, streamed=True, zones=["Mexico City"])
     assert sent.alert_id is not None
-    writing, done = threading.Event(), threading.Event()
-
-    def writer() -> None:
-        with rt.db.session() as s:
-            s.execute(update(Deadline).where(Deadline.id == sent.fills[0])
-                      .values(lease_until=db_now(s)))
-            writing.set()
-            done.wait(10)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    waves: list[Any] = []
-    try:
-        assert writing.wait(10)
-        reader = threading.Thread(
-            target=lambda: waves.append(fill.read_wave(rt.db, sent.fills[0], "filler")))
-        reader.start()
-        reader.join(5)
+    with write_held_open(rt.db, update(Deadline).where(Deadline.id == sent.fills[0])
+                         .values(lease_until=Deadline.lease_until)):
+        waves = returns_within(5, lambda: fill.read_wave(rt.db, sent.fills[0], "filler"))
         assert waves, "reading the wave waited for the writer"
-    finally:
-        done.set()
-        thread.join(10)
     wave = waves[0]
     assert wave is not None and wave.targets == wave.fresh
     assert {t.volunteer.id for t in wave.fresh} == first_tier(rt, ["Mexico City"])

@@ -7,9 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import text
@@ -18,6 +15,7 @@ from dispatcher.dispatch.outbox import send_alert
 from dispatcher.dispatch.plan import AlertRequest
 from dispatcher.roster.posts import ensure_post
 from dispatcher.runtime import Runtime
+from tests.helpers import write_held_open
 
 ALN = [sys.executable, "-m", "dispatcher.cli.main"]
 
@@ -31,34 +29,12 @@ def an_alert(rt: Runtime) -> int:
     return sent.alert_id
 
 
-@contextmanager
-def a_writer_mid_transaction(rt: Runtime) -> Iterator[None]:
-    """Another thread of this process holds a write transaction open (the intake
-    committing a batch), with a change not yet committed."""
-    writing, done = threading.Event(), threading.Event()
-
-    def writer() -> None:
-        with rt.db.session() as s:
-            s.execute(text("UPDATE alerts SET title = title"))
-            writing.set()
-            done.wait(30)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        assert writing.wait(10)
-        yield
-    finally:
-        done.set()
-        thread.join(30)
-
-
 def test_aln_alert_status_answers_while_a_write_is_open(
         app_rt: Any, cli_env: dict[str, str]) -> None:
     rt, _, _ = app_rt
     alert_id = an_alert(rt)
     for args in (["--json"], []):
-        with a_writer_mid_transaction(rt):
+        with write_held_open(rt.db, text("UPDATE alerts SET title = title")):
             # Queued behind the writer, it would wait SQLite's busy timeout (30 s).
             done = subprocess.run([*ALN, "alert", "status", str(alert_id), *args],
                                   env={**os.environ, **cli_env}, capture_output=True,
