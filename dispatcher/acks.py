@@ -8,6 +8,7 @@ acknowledgement can never leave a chain running.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,6 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from dispatcher import audit, lifecycle
+from dispatcher.db import Database, db_now
 from dispatcher.domain import (
     DUTY_OFFICER_TIER,
     FINISHED_ALERT_STATES,
@@ -31,6 +33,8 @@ from dispatcher.domain import (
 from dispatcher.lifecycle import ACKNOWLEDGE_RECIPIENT
 from dispatcher.models import Alert, AlertZone, Deadline, Recipient, Zone, table
 from dispatcher.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: A completed or cancelled alert still takes late acknowledgements for this long: they
 #: count in the report, and the volunteer deserves an answer.
@@ -182,6 +186,31 @@ def maybe_complete(session: Session, alert: Alert, at: datetime) -> None:
         lifecycle.move(alert, AlertState.COMPLETED)
         alert.closed_at = at
         audit.record(session, "system", "alert.completed", alert_id=alert.id)
+
+
+def complete_covered_alerts(db: Database) -> int:
+    """Complete the open alerts whose every zone is covered or unreached; returns how
+    many. `maybe_complete` runs in the transaction that covers a zone, and on PostgreSQL
+    two zones covered at once (two acknowledgements, two fills' last chunks) each saw the
+    other still waiting: neither completed the alert, and it stayed "sending" for good.
+    The worker runs this on every pass; it reads first, outside the writers' lock."""
+    a, az = table(Alert), table(AlertZone)
+    zones = select(az.c.alert_id).where(az.c.alert_id == a.c.id)
+    with db.reading() as session:
+        ids: list[int] = list(session.scalars(select(a.c.id).where(
+            or_(*(a.c.state == s.value for s in OPEN_ALERT_STATES)), zones.exists(),
+            ~zones.where(az.c.state == ZoneState.WAITING.value).exists())))
+    completed = 0
+    for alert_id in ids:
+        with db.session() as session:
+            alert = session.scalars(select(Alert).where(Alert.id == alert_id).with_for_update()
+                                    .execution_options(populate_existing=True)).one()
+            maybe_complete(session, alert, db_now(session))
+            if alert.state == AlertState.COMPLETED:
+                completed += 1
+                log.info("alert %s completed: its last zones were covered at once",
+                         alert_id, extra={"alert_id": alert_id})
+    return completed
 
 
 def filling(session: Session, alert_id: int, zone_id: int | None = None) -> bool:

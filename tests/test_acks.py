@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from dispatcher import lifecycle
 from dispatcher.acks import LATE_REPLY_WINDOW, AckOutcome, acknowledge, takes_replies
@@ -355,3 +355,48 @@ def test_an_answer_to_a_cancelled_alert_is_recorded_but_moves_no_zone(rt: Runtim
         daniel = session.scalars(select(Recipient).join(Volunteer).where(
             Recipient.alert_id == alert_id, Volunteer.name == "Daniel Ortega")).one()
         assert daniel.state == RecipientState.ACKNOWLEDGED
+
+
+@pytest.mark.postgres
+def test_two_last_zones_covered_at_once_still_complete_the_alert(postgres_url: str) -> None:
+    """On PostgreSQL the last two zones covered in two transactions at once each see the
+    other still waiting, so neither completes the alert; the worker's next pass does, once
+    (one audit event)."""
+    import threading
+
+    from dispatcher.models import AuditEvent
+
+    runtime = rt_with_roster(postgres_url)
+    try:
+        alert_id = send(runtime, ["Chiapas", "Oaxaca"])
+        both = threading.Barrier(2, timeout=10)
+        errors: list[BaseException] = []
+
+        def covers(name: str) -> None:
+            try:
+                with runtime.db.session() as session:
+                    rec = session.scalars(select(Recipient).join(Volunteer).where(
+                        Recipient.alert_id == alert_id, Volunteer.name == name)).one()
+                    acknowledge(session, runtime.settings, rec, at=db_now(session), via="sms")
+                    both.wait()  # each has covered its zone and counted the other's waiting
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=covers, args=(n,))
+                   for n in ("Ana Morales", "Victor Castillo")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors
+        assert set(zone_states(runtime, alert_id).values()) == {ZoneState.ACKNOWLEDGED}
+        state, _ = alert_of(runtime, alert_id)
+        assert state in OPEN_ALERT_STATES  # the race: nobody completed it
+        fire_due(runtime.db, runtime.settings, "worker-1")
+        fire_due(runtime.db, runtime.settings, "worker-2")
+        assert alert_of(runtime, alert_id) == (AlertState.COMPLETED, True)
+        with runtime.db.session() as session:
+            assert session.scalar(select(func.count()).select_from(AuditEvent).where(
+                AuditEvent.action == "alert.completed")) == 1
+    finally:
+        runtime.close()

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from dispatcher import audit, lifecycle
-from dispatcher.acks import lock_zone, maybe_complete
+from dispatcher.acks import complete_covered_alerts, lock_zone, maybe_complete
 from dispatcher.claims import claim, release_dead_claims
 from dispatcher.db import Database, db_now, db_today
 from dispatcher.dispatch.outbox import duty_officer_recipients, enqueue_tier, message_to
@@ -83,6 +83,7 @@ def fire_due(db: Database, settings: Settings, worker: str,
         ids, filled = claim_due(db, worker, settings.lease_seconds,
                                 fills=None if fills is not None else False)
         if not ids and not filled:
+            complete_covered_alerts(db)
             return fired
         if fills is not None:
             fills.extend(filled)
