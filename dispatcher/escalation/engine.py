@@ -83,7 +83,11 @@ def fire_due(db: Database, settings: Settings, worker: str,
         ids, filled = claim_due(db, worker, settings.lease_seconds,
                                 fills=None if fills is not None else False)
         if not ids and not filled:
-            complete_covered_alerts(db)
+            try:
+                complete_covered_alerts(db)
+            except Exception:
+                # The next pass tries again; the sending after this pass must not wait.
+                log.exception("completing covered alerts failed; the next pass retries")
             return fired
         if fills is not None:
             fills.extend(filled)
