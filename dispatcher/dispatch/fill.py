@@ -93,6 +93,16 @@ def _run_lane(db: Database, settings: Settings, deadline_ids: list[int], worker:
     written = 0
     with ThreadPoolExecutor(1, thread_name_prefix="fill-read") as reader:
         ahead = reader.submit(read_wave, db, deadline_ids[0], worker) if deadline_ids else None
+
+        def committed(i: int) -> None:
+            """A chunk of fill `i` has committed (or the fill ended): the other lanes may
+            start, and the next zone's wave is read while this one goes on."""
+            nonlocal ahead
+            if started is not None:
+                started.set()
+            if ahead is None and i + 1 < len(deadline_ids):
+                ahead = reader.submit(read_wave, db, deadline_ids[i + 1], worker)
+
         for i, deadline_id in enumerate(deadline_ids):
             assert ahead is not None
             wave_read, ahead = ahead, None
@@ -107,19 +117,13 @@ def _run_lane(db: Database, settings: Settings, deadline_ids: list[int], worker:
                                         wave=wave_read.result(),
                                         queued=deadline_ids[i + 1:]):
                         written += n
-                        if started is not None:
-                            started.set()
-                        if ahead is None and i + 1 < len(deadline_ids):
-                            ahead = reader.submit(read_wave, db, deadline_ids[i + 1], worker)
+                        committed(i)
             except Exception as exc:
                 # The other zones go on; this one is taken over when its lease runs out.
                 log.exception("fill %s failed; it is taken over when its lease runs out",
                               deadline_id, extra={"deadline_id": deadline_id})
                 failed.append(exc)
-            if started is not None:
-                started.set()  # also when this fill wrote nothing (taken over, say)
-            if ahead is None and i + 1 < len(deadline_ids):
-                ahead = reader.submit(read_wave, db, deadline_ids[i + 1], worker)
+            committed(i)  # also when this fill wrote nothing (taken over, say)
     return written
 
 

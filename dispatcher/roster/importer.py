@@ -39,6 +39,8 @@ from dispatcher.roster.contacts import (
 from dispatcher.roster.posts import unknown_zone_message, zones_by_key
 from dispatcher.text import fold
 
+log = logging.getLogger(__name__)
+
 COLUMNS = (
     "name",
     "zone",
@@ -446,8 +448,6 @@ def import_roster(
     )
     return result
 
-
-log = logging.getLogger(__name__)
 
 #: How long a roster import waits to refresh the roster's statistics (`refresh_roster_statistics`).
 ANALYZE_LOCK_TIMEOUT = "1s"
