@@ -205,8 +205,9 @@ def complete_covered_alerts(db: Database) -> int:
         with db.session() as session:
             alert = session.scalars(select(Alert).where(Alert.id == alert_id).with_for_update()
                                     .execution_options(populate_existing=True)).one()
+            was_open = alert.state in OPEN_ALERT_STATES  # another worker may have been first
             maybe_complete(session, alert, db_now(session))
-            if alert.state == AlertState.COMPLETED:
+            if was_open and alert.state == AlertState.COMPLETED:
                 completed += 1
                 log.info("alert %s completed: its last zones were covered at once",
                          alert_id, extra={"alert_id": alert_id})
