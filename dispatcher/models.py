@@ -170,10 +170,15 @@ class Membership(Base):
     """A volunteer's place in a zone: rank (tier) and one-year term."""
 
     __tablename__ = "memberships"
-    __table_args__ = (UniqueConstraint("volunteer_id", "zone_id"),)
+    __table_args__ = (
+        UniqueConstraint("volunteer_id", "zone_id"),
+        # A zone's members in escalation order (tier, then id), read a page at a time by
+        # `targeting.first_reachable_tier` without sorting the whole zone; any read by zone.
+        Index("ix_memberships_zone_tier", "zone_id", "tier", "id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteers.id"))
-    zone_id: Mapped[int] = mapped_column(ForeignKey("zones.id"), index=True)
+    zone_id: Mapped[int] = mapped_column(ForeignKey("zones.id"))
     rank: Mapped[str] = mapped_column(String(32))
     #: 0 for primary, N for alternateN.
     tier: Mapped[int] = mapped_column(Integer)

@@ -8,7 +8,7 @@ from datetime import date
 from operator import attrgetter
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatcher.domain import DUTY_OFFICER_TIER, MESSAGE_CHANNELS
@@ -149,7 +149,10 @@ def zone_size(session: Session, zone_ids: Iterable[int]) -> int:
                           .where(m.c.zone_id.in_(list(zone_ids)))) or 0
 
 
-#: Memberships read per look when `first_reachable_tier` searches a zone.
+#: Memberships `first_reachable_tier` reads in its first look at a zone (most zones'
+#: first primary can be reached), and at most in any later look (each reads four times
+#: the one before).
+REACH_FIRST_PAGE = 16
 REACH_PAGE = 256
 
 
@@ -160,13 +163,10 @@ def first_reachable_tier(session: Session, zone_id: int, channels: Sequence[str]
     volunteer: a large alert knows whom it can reach before it reads everyone."""
     m = table(Membership)
     after: tuple[int, int] | None = None
+    size = min(REACH_FIRST_PAGE, REACH_PAGE)
     while True:
-        where = m.c.zone_id == zone_id
-        if after is not None:
-            where = and_(where, or_(m.c.tier > after[0],
-                                    and_(m.c.tier == after[0], m.c.id > after[1])))
-        page = session.execute(select(m.c.id, m.c.tier).where(where)
-                               .order_by(m.c.tier, m.c.id).limit(REACH_PAGE)).all()
+        page = session.execute(reach_page(zone_id, after, size)).all()
+        size = min(size * 4, REACH_PAGE)
         if not page:
             return None
         members = _members(session, m.c.id.in_([row.id for row in page]))
@@ -174,6 +174,18 @@ def first_reachable_tier(session: Session, zone_id: int, channels: Sequence[str]
         if tiers:
             return tiers[0]
         after = (page[-1].tier, page[-1].id)
+
+
+def reach_page(zone_id: int, after: tuple[int, int] | None, size: int) -> Select[Any]:
+    """The (id, tier) of a zone's next `size` memberships in escalation order, after the
+    (tier, id) given: in the order of `ix_memberships_zone_tier`, so a page is read where
+    it lies rather than the whole zone sorted for it."""
+    m = table(Membership)
+    where = m.c.zone_id == zone_id
+    if after is not None:
+        where = and_(where, or_(m.c.tier > after[0],
+                                and_(m.c.tier == after[0], m.c.id > after[1])))
+    return select(m.c.id, m.c.tier).where(where).order_by(m.c.tier, m.c.id).limit(size)
 
 
 def _members(session: Session, where: ColumnElement[bool]) -> dict[int, list[Member]]:
