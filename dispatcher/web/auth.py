@@ -183,11 +183,15 @@ def authenticate(request: Request) -> Caller | None:
     """The officer behind a request (bearer token or session cookie), or None."""
     rt: Runtime = request.app.state.rt
     header = request.headers.get("authorization", "")
-    with rt.db.session() as session:
-        if header.lower().startswith("bearer "):
+    if header.lower().startswith("bearer "):
+        with rt.db.session() as session:  # stamps the token's last use
             return caller_from_token(session, header[7:].strip())
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        # A dashboard session is only read, beside the writers (`Database.reading`): on
+        # SQLite every page, board and look of an officer's screen had taken the writers'
+        # lock to say who is asking, and the replies' intake waited behind it.
+        with rt.db.reading() as session:
             return caller_from_cookie(rt, session, cookie)
     return None
 

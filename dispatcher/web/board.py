@@ -53,7 +53,7 @@ MAX_EVENT_ID = 40
 
 
 def _check_alert(rt: Runtime, alert_id: int) -> None:
-    with rt.db.session() as session:
+    with rt.db.reading() as session:
         find_alert(session, alert_id)
 
 
@@ -131,7 +131,7 @@ def volunteers(alert_id: RowId, request: Request,
     officer_or_login(request)
     if not zone:
         raise InvalidInput("name the zone whose volunteers to list (?zone=...)")
-    with runtime_of(request).db.session() as session:
+    with runtime_of(request).db.reading() as session:
         rows, more_after = zone_page(session, alert_id, zone, after)
     return JSONResponse({"zone": zone, "recipients": rows, "more_after": more_after},
                         headers={"Cache-Control": "no-store"})

@@ -82,8 +82,10 @@ class BoardHub:
             return board
 
     def snapshot(self, alert_id: int) -> dict[str, Any]:
-        """The whole board now (blocking: call it from a thread)."""
-        with self._rt.db.session() as session:
+        """The whole board now (blocking: call it from a thread). Boards only read, in one
+        snapshot beside the writers (`Database.reading`): on SQLite a look no longer
+        takes the writers' lock, which the replies' intake then waited for."""
+        with self._rt.db.reading() as session:
             find_alert(session, alert_id)  # no producer for an alert that does not exist
             return self.feed(alert_id).snapshot(session)
 
@@ -124,7 +126,7 @@ class BoardHub:
             await asyncio.sleep(max(0.0, due - loop.time()))
 
     def _look(self, feed: BoardFeed) -> dict[str, Any] | None:
-        with self._rt.db.session() as session:
+        with self._rt.db.reading() as session:
             return feed.look(session)
 
     async def close(self) -> None:

@@ -96,7 +96,7 @@ def officer_or_login(request: Request, role: Role = Role.VIEWER) -> Caller:
         from fastapi import HTTPException
 
         raise HTTPException(403, f"this needs the {role.value} role")
-    with runtime_of(request).db.session() as session:
+    with runtime_of(request).db.reading() as session:  # beside the writers, as `authenticate`
         return dataclasses.replace(caller, inbox_waiting=waiting_count(session))
 
 
