@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Counter,
     Histogram,
     generate_latest,
     multiprocess,
@@ -34,7 +35,7 @@ from dispatcher.domain import DUTY_OFFICER_TIER, DeadlineKind, DeadlineState, De
 from dispatcher.models import Deadline, Delivery, Recipient
 from dispatcher.runtime import Runtime
 
-__all__ = ["CONTENT_TYPE_LATEST", "RequestMetrics", "render"]
+__all__ = ["BOARD_CPU", "CONTENT_TYPE_LATEST", "RequestMetrics", "render"]
 
 #: Bucket bounds (seconds) of the time to acknowledge: a drill answers in minutes.
 ACK_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
@@ -43,6 +44,11 @@ LATENESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 #: Outbox states still to be handed to a provider.
 BACKLOG_STATES = (DeliveryState.PENDING, DeliveryState.SENDING)
 
+#: The live boards' cost to this process (`web.board_hub`): the CPU time of the threads
+#: that built their snapshots, looked for changes and encoded each change event.
+BOARD_CPU = Counter(
+    "aln_board_cpu_seconds", "CPU time spent building the live boards (snapshots, looks, "
+    "change events)")
 REQUESTS = Histogram(
     "aln_http_request_seconds", "Webhook, API and dashboard requests by route and status",
     ["route", "status"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))

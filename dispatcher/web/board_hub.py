@@ -9,13 +9,14 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from dispatcher.board_feed import BoardFeed
+from dispatcher.metrics import BOARD_CPU
 from dispatcher.runtime import Runtime
 from dispatcher.status import find_alert
 
@@ -34,6 +35,17 @@ def sse(event: dict[str, Any], kind: str) -> str:
     """One server-sent event: its id (for Last-Event-ID), its kind, its JSON."""
     return (f"id: {event['event_id']}\nevent: {kind}\n"
             f"data: {json.dumps(event, default=str, separators=(',', ':'))}\n\n")
+
+
+@contextlib.contextmanager
+def board_work() -> Iterator[None]:
+    """The block's CPU time, on the thread that runs it, counted as the boards'
+    (`aln_board_cpu_seconds_total`)."""
+    started = time.thread_time()
+    try:
+        yield
+    finally:
+        BOARD_CPU.inc(time.thread_time() - started)
 
 
 def seq_of(event_id: str) -> int:
@@ -85,7 +97,7 @@ class BoardHub:
         """The whole board now (blocking: call it from a thread). Boards only read, in one
         snapshot beside the writers (`Database.reading`): on SQLite a look no longer
         takes the writers' lock, which the replies' intake then waited for."""
-        with self._rt.db.reading() as session:
+        with board_work(), self._rt.db.reading() as session:
             find_alert(session, alert_id)  # no producer for an alert that does not exist
             return self.feed(alert_id).snapshot(session)
 
@@ -114,7 +126,8 @@ class BoardHub:
             due = loop.time() + BOARD_POLL_SECONDS
             event = await run_in_threadpool(self._look, board.feed)
             if event is not None:
-                item = (seq_of(event["event_id"]), sse(event, "change"))
+                with board_work():
+                    item = (seq_of(event["event_id"]), sse(event, "change"))
                 for queue in list(board.watchers):
                     try:
                         queue.put_nowait(item)
@@ -126,7 +139,7 @@ class BoardHub:
             await asyncio.sleep(max(0.0, due - loop.time()))
 
     def _look(self, feed: BoardFeed) -> dict[str, Any] | None:
-        with self._rt.db.reading() as session:
+        with board_work(), self._rt.db.reading() as session:
             return feed.look(session)
 
     async def close(self) -> None:

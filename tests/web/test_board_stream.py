@@ -244,3 +244,24 @@ def test_boards_nobody_uses_are_dropped_and_watched_ones_kept(app_rt: Any) -> No
         return kept
 
     assert asyncio.run(watched()) == 2
+
+
+def test_the_boards_cpu_time_is_counted_for_metrics(app_rt: Any) -> None:
+    """`aln_board_cpu_seconds_total` grows with each snapshot and look: the boards' own
+    cost, which the board benchmark reads (the server's whole CPU time moves by more than
+    the boards' share from one run to the next)."""
+    from prometheus_client import REGISTRY
+
+    rt, client, tokens = app_rt
+    alert_id = _send(client, tokens["officer"], ["Chiapas"])
+    hub = BoardHub(rt)
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("aln_board_cpu_seconds_total") or 0.0
+
+    before = counted()
+    hub.snapshot(alert_id)
+    after_snapshot = counted()
+    assert after_snapshot > before
+    hub._look(hub.feed(alert_id))
+    assert counted() > after_snapshot
