@@ -242,9 +242,7 @@ class Database:
         conflict). Writing in it is an error (SQLite: "attempt to write a readonly
         database"; PostgreSQL: read-only transaction), and it is always rolled back."""
         with self._readers() as session:
-            read_one_snapshot(session)
-            if not self.is_sqlite:
-                session.execute(text("SET TRANSACTION READ ONLY"))
+            read_one_snapshot(session, read_only=True)
             try:
                 yield session
             finally:
@@ -271,19 +269,23 @@ class Database:
         self.engine.dispose()
 
 
-def read_one_snapshot(session: Session) -> None:
+def read_one_snapshot(session: Session, *, read_only: bool = False) -> None:
     """The session's transaction reads the database as of one moment from its first
     statement on, when it has run none yet: a read of several statements (an alert's
     status: its recipients, then its zones) then never mixes states before and after a
     commit, a state that never existed. PostgreSQL's READ COMMITTED takes a new snapshot
     per statement, so its transaction is made REPEATABLE READ (a read then never fails);
-    SQLite's transactions always read one snapshot."""
+    SQLite's transactions always read one snapshot. `read_only`: PostgreSQL's transaction
+    refuses writes too (in the same statement: one round trip less)."""
     db = session.connection()
     if db.dialect.name == "sqlite":
         return
     info = db.connection.driver_connection.info  # type: ignore[union-attr]
     if info.transaction_status == TransactionStatus.IDLE:
-        db.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        db.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+                           + (", READ ONLY" if read_only else ""))
+    elif read_only:
+        db.exec_driver_sql("SET TRANSACTION READ ONLY")
 
 
 _PG_NOW = select(func.clock_timestamp())

@@ -8,7 +8,7 @@ from datetime import date
 from operator import attrgetter
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from dispatcher.domain import DUTY_OFFICER_TIER, MESSAGE_CHANNELS
@@ -183,8 +183,9 @@ def reach_page(zone_id: int, after: tuple[int, int] | None, size: int) -> Select
     m = table(Membership)
     where = m.c.zone_id == zone_id
     if after is not None:
-        where = and_(where, or_(m.c.tier > after[0],
-                                and_(m.c.tier == after[0], m.c.id > after[1])))
+        # A row comparison, which both databases seek in the index (PostgreSQL read a
+        # spelled-out OR as a filter over the zone's rows from its start).
+        where = and_(where, tuple_(m.c.tier, m.c.id) > tuple_(after[0], after[1]))
     return select(m.c.id, m.c.tier).where(where).order_by(m.c.tier, m.c.id).limit(size)
 
 

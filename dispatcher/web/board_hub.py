@@ -16,9 +16,9 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from dispatcher.board_feed import BoardFeed
+from dispatcher.errors import NotFound
 from dispatcher.metrics import BOARD_CPU
 from dispatcher.runtime import Runtime
-from dispatcher.status import find_alert
 
 #: How often a watched board looks for changes.
 BOARD_POLL_SECONDS = 0.5
@@ -98,8 +98,21 @@ class BoardHub:
         snapshot beside the writers (`Database.reading`): on SQLite a look no longer
         takes the writers' lock, which the replies' intake then waited for."""
         with board_work(), self._rt.db.reading() as session:
-            find_alert(session, alert_id)  # no producer for an alert that does not exist
-            return self.feed(alert_id).snapshot(session)
+            # No statement before the feed's lock: the transaction reads the database as
+            # of its first one, and a look taken in between would number its event past
+            # a snapshot older than it (the browser then never got that change).
+            try:
+                return self.feed(alert_id).snapshot(session)
+            except NotFound:
+                self._forget(alert_id)  # no producer for an alert that does not exist
+                raise
+
+    def _forget(self, alert_id: int) -> None:
+        """Drop a board nobody watches (one asked for an alert that does not exist)."""
+        with self._creating:
+            board = self._boards.get(alert_id)
+            if board is not None and board.idle():
+                del self._boards[alert_id]
 
     @contextlib.asynccontextmanager
     async def watch(self, alert_id: int) -> AsyncIterator[asyncio.Queue[tuple[int, str] | None]]:

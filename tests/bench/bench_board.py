@@ -14,7 +14,8 @@ another process (tests/bench/sse_clients.py). Three results, one JSON line each:
   offered at 200/s (10 s when it keeps up) with the five boards open, per second of
   that phase: a share of one core. Read from the server's own count of its boards' work
   (`aln_board_cpu_seconds_total` at /metrics: the threads that built the snapshots, the
-  looks and their events). Target: <= 10 %. Also printed, for scale: the whole
+  looks and their events; not counted: the event loop's writing of each event to each
+  stream, and the streams' keep-alives). Target: <= 10 %. Also printed, for scale: the whole
   process's CPU time in that phase minus the same over 2,000 replies with no board open
   (the replies' own cost moves by more than the boards' whole share from one run to the
   next: 1.4 % to 20 % in five runs of one code).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from dispatcher import board_feed
 from dispatcher.acks import acknowledge
 from dispatcher.board_feed import PAGE_SIZE, BoardFeed
 from dispatcher.db import db_now
+from dispatcher.errors import NotFound
 from dispatcher.models import Recipient, Volunteer
 from dispatcher.runtime import Runtime
 from dispatcher.web import board
@@ -265,3 +267,60 @@ def test_the_boards_cpu_time_is_counted_for_metrics(app_rt: Any) -> None:
     assert after_snapshot > before
     hub._look(hub.feed(alert_id))
     assert counted() > after_snapshot
+
+
+class _PausingLock:
+    """A feed's lock that holds one thread (the one named) at the door until let in."""
+
+    def __init__(self, paused: str) -> None:
+        self._lock = threading.Lock()
+        self.paused = paused
+        self.arrived, self.go = threading.Event(), threading.Event()
+
+    def __enter__(self) -> None:
+        if threading.current_thread().name == self.paused:
+            self.arrived.set()
+            assert self.go.wait(30)
+        self._lock.acquire()
+
+    def __exit__(self, *_: object) -> None:
+        self._lock.release()
+
+
+def test_a_snapshot_shows_what_its_event_id_says_it_does(app_rt: Any) -> None:
+    """A page's snapshot is read as of when it takes the feed's lock, whatever look ran
+    just before it: a snapshot read earlier but numbered after that look would never get
+    the look's change (here an acknowledgement), stream or no stream."""
+    rt, client, tokens = app_rt
+    alert_id = _send(client, tokens["officer"], ["Chiapas"])
+    hub = BoardHub(rt)
+    feed = hub.feed(alert_id)
+    _look(rt, feed)  # the producer has started
+    gate = _PausingLock("page")
+    feed._lock = gate  # type: ignore[assignment]
+    out: list[dict[str, Any]] = []
+    page = threading.Thread(target=lambda: out.append(hub.snapshot(alert_id)), name="page")
+    page.start()
+    assert gate.arrived.wait(30)
+    with rt.db.session() as s:
+        name = s.scalars(select(Volunteer.name).join(Recipient).where(
+            Recipient.alert_id == alert_id).order_by(Recipient.id)).first()
+    assert name is not None
+    acked = _ack(rt, alert_id, name)
+    event = hub._look(feed)
+    assert event is not None and acked in {r["id"] for r in event["recipients"]}
+    gate.go.set()
+    page.join(30)
+    snapshot = out[0]
+    assert snapshot["event_id"] == event["event_id"]
+    assert [r["state"] for r in snapshot["recipients"] if r["id"] == acked] == ["acknowledged"]
+    zone = next(z for z in snapshot["zones"] if z["zone"] == "Chiapas")
+    assert zone["acknowledged"] >= 1
+
+
+def test_a_board_asked_for_an_alert_that_does_not_exist_is_not_kept(app_rt: Any) -> None:
+    rt, _, _ = app_rt
+    hub = BoardHub(rt)
+    with pytest.raises(NotFound):
+        hub.snapshot(999_999)
+    assert len(hub) == 0
