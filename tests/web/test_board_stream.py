@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from dispatcher import board_feed
 from dispatcher.acks import acknowledge
@@ -324,3 +324,31 @@ def test_a_board_asked_for_an_alert_that_does_not_exist_is_not_kept(app_rt: Any)
     with pytest.raises(NotFound):
         hub.snapshot(999_999)
     assert len(hub) == 0
+
+
+def test_a_large_zone_names_the_same_first_ten_as_the_status_json(app_rt: Any) -> None:
+    """A zone with more people to call than the board names: the board's first
+    CALL_NEXT_SHOWN (read with a LIMIT per zone) are the status JSON's, in its order,
+    before and after some of them leave the silent states (here: their rows cancelled;
+    an acknowledgement would cover the zone, which then names nobody)."""
+    from dispatcher.status import alert_status
+
+    rt, client, tokens = app_rt
+    bulk_roster(rt, 3 * board_feed.CALL_NEXT_SHOWN, zones=1)
+    zone = _first_zone(rt)
+    alert_id = _send(client, tokens["officer"], [zone])
+
+    def compare() -> list[int]:
+        with rt.db.session() as s:
+            slow = {z["zone"]: z for z in alert_status(s, alert_id)["zones"]}[zone]
+            fast = {z["zone"]: z for z in BoardFeed(alert_id).snapshot(s)["zones"]}[zone]
+        assert len(slow["call_next"]) > board_feed.CALL_NEXT_SHOWN
+        assert fast["call_next"] == slow["call_next"][:board_feed.CALL_NEXT_SHOWN]
+        return list(fast["call_next"])
+
+    first = compare()
+    with rt.db.session() as s:
+        s.execute(update(Recipient).where(Recipient.id.in_(first[:3]))
+                  .values(state="cancelled"))
+    again = compare()
+    assert not set(first[:3]) & set(again) and again[:7] == first[3:]
