@@ -45,6 +45,8 @@ LOOKBACK = timedelta(seconds=5)
 #: Most people per zone the board names under "call next"; the rest are in the zone's
 #: paged list (and one phone lookup reveals at most 50).
 CALL_NEXT_SHOWN = 10
+#: Zones whose first few to call one statement reads (`_SqlFigures`).
+ZONES_PER_READ = 200
 #: Volunteers per page of a zone's list (the snapshot holds each zone's first page).
 PAGE_SIZE = 20
 #: Change events kept for reconnecting browsers (five minutes of a busy alert's looks).
@@ -249,10 +251,12 @@ class _SqlFigures:
                     Recipient.state.in_(states) if states is not None else true())
                     .order_by(Recipient.id).limit(CALL_NEXT_SHOWN).subquery().select())
         self.first: dict[int, list[int]] = {}
-        if parts:
-            found: Any = session.execute(union_all(*parts)).all()
-            for zone_id, rid in sorted(found):
-                self.first.setdefault(int(zone_id), []).append(int(rid))
+        found: list[Any] = []
+        # SQLite takes at most 500 terms in one compound SELECT: a post may have more zones.
+        for start in range(0, len(parts), ZONES_PER_READ):
+            found += session.execute(union_all(*parts[start:start + ZONES_PER_READ])).all()
+        for zone_id, rid in sorted(found):
+            self.first.setdefault(int(zone_id), []).append(int(rid))
 
     def __call__(self, az: AlertZone, helpers: set[int], cancelled: bool) -> ZoneFigures:
         counts = self.counts.get(az.zone_id, {})

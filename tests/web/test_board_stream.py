@@ -352,3 +352,18 @@ def test_a_large_zone_names_the_same_first_ten_as_the_status_json(app_rt: Any) -
                   .values(state="cancelled"))
     again = compare()
     assert not set(first[:3]) & set(again) and again[:7] == first[3:]
+
+
+def test_zones_are_read_a_bounded_number_at_a_time(app_rt: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first few to call of many zones come in several statements (SQLite refuses a
+    compound SELECT of more than 500 terms) and add up to the same board."""
+    rt, client, tokens = app_rt
+    alert_id = _send(client, tokens["officer"], ["Oaxaca", "Chiapas", "Hidalgo", "Puebla"])
+    with rt.db.session() as s:
+        whole = BoardFeed(alert_id).snapshot(s)["zones"]
+    monkeypatch.setattr(board_feed, "ZONES_PER_READ", 1)
+    with rt.db.session() as s:
+        one_at_a_time = BoardFeed(alert_id).snapshot(s)["zones"]
+    assert [z["call_next"] for z in one_at_a_time] == [z["call_next"] for z in whole]
+    assert sum(len(z["call_next"]) for z in whole) > 0
