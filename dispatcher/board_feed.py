@@ -191,12 +191,11 @@ class BoardFeed:
         a = self.alert_id
         # Core columns, not the ORM's: a look at 200 replies a second re-reads ~2,000 rows
         # (LOOKBACK's seconds of them), which the ORM's row loading made most of its cost.
-        r, d, p = _R, _D, _P
         reads: list[tuple[str, Any, Any, Any, Any]] = [
-            ("r", r.c.id, r.c.id, r.c.updated_at, r.c.alert_id == a),
-            ("d", d.c.id, d.c.recipient_id, d.c.updated_at, d.c.alert_id == a),
-            ("p", p.c.id, p.c.recipient_id, p.c.created_at,
-             (p.c.alert_id == a) & p.c.recipient_id.is_not(None))]
+            ("r", _R.c.id, _R.c.id, _R.c.updated_at, _R.c.alert_id == a),
+            ("d", _D.c.id, _D.c.recipient_id, _D.c.updated_at, _D.c.alert_id == a),
+            ("p", _P.c.id, _P.c.recipient_id, _P.c.created_at,
+             (_P.c.alert_id == a) & _P.c.recipient_id.is_not(None))]
         changed: set[int] = set()
         stamps = self._stamps
         for kind, row_id, recipient, stamp, where in reads:

@@ -20,7 +20,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -277,7 +277,11 @@ def read_one_snapshot(session: Session, *, read_only: bool = False) -> None:
     per statement, so its transaction is made REPEATABLE READ (a read then never fails);
     SQLite's transactions always read one snapshot. `read_only`: PostgreSQL's transaction
     refuses writes too (in the same statement: one round trip less)."""
-    db = session.connection()
+    connection_reads_one_snapshot(session.connection(), read_only=read_only)
+
+
+def connection_reads_one_snapshot(db: Connection, *, read_only: bool = False) -> None:
+    """`read_one_snapshot` for a connection's transaction (one not in a session)."""
     if db.dialect.name == "sqlite":
         return
     info = db.connection.driver_connection.info  # type: ignore[union-attr]

@@ -41,6 +41,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
+from dispatcher.db import connection_reads_one_snapshot
 from dispatcher.domain import DUTY_OFFICER_TIER, Channel, tier_name
 from dispatcher.heap import collector_paused
 from dispatcher.models import Contact, Delivery, Recipient, Response, Volunteer, Zone, table
@@ -268,7 +269,7 @@ def _fetch_in_snapshot(engine: Engine, snapshot: str, statement: Select[Any]
                        ) -> list[tuple[Any, ...]]:
     """The rows of a statement read by a new transaction in an exported snapshot."""
     with engine.connect() as other:
-        other.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        connection_reads_one_snapshot(other, read_only=True)
         other.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
         with whole_alert_plan(other):
             rows = _fetch_plain(other, statement)
