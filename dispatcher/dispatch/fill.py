@@ -86,8 +86,9 @@ def _run_lane(db: Database, settings: Settings, deadline_ids: list[int], worker:
     is set when its first chunk has committed); a failed fill is logged and added to
     `failed`, and the lane goes on.
 
-    Once a fill's first chunk has committed, a second thread reads the next zone's wave
-    (`read_wave`, outside the writers' lock) while this one writes the rest."""
+    Once the lane's first chunk has committed (the first message waits for nothing
+    else), a second thread reads the next zone's wave (`read_wave`, outside the writers'
+    lock) while this one writes the zone before it."""
     if after is not None:
         after.wait()
     written = 0
@@ -106,6 +107,10 @@ def _run_lane(db: Database, settings: Settings, deadline_ids: list[int], worker:
         for i, deadline_id in enumerate(deadline_ids):
             assert ahead is not None
             wave_read, ahead = ahead, None
+            if i > 0 and i + 1 < len(deadline_ids):
+                # The next zone's wave is read while this one is written, not after its
+                # first chunk: the writer had waited for a quarter of its time.
+                ahead = reader.submit(read_wave, db, deadline_ids[i + 1], worker)
             try:
                 # A fill's targets live as long as it runs, and its chunks' rows die with
                 # their chunk: with the collector running, each collection the chunks set
@@ -178,7 +183,7 @@ def fill_steps(db: Database, settings: Settings, deadline_id: int, worker: str, 
     sizes = [first] if len(fresh) > first else []
     start = 0
     while True:
-        size = sizes.pop() if sizes else CHUNK
+        size = sizes.pop() if sizes else later_chunk(len(fresh) - start)
         chunk, start = fresh[start:start + size], start + size
         last = start >= len(fresh)
         with db.session() as session:
@@ -221,6 +226,14 @@ def fill_steps(db: Database, settings: Settings, deadline_id: int, worker: str, 
         yield len(chunk)
         if last:
             return
+
+
+def later_chunk(remaining: int) -> int:
+    """How many of the `remaining` recipients a fill's next chunk (after its first)
+    writes: `CHUNK`, or all of them when fewer than half a chunk would be left over.
+    A zone of 6,667 volunteers is one transaction rather than two: each commit syncs
+    SQLite's log, and each chunk reads the fill, the alert and the zone again."""
+    return remaining if remaining - CHUNK < CHUNK // 2 else CHUNK
 
 
 def _close(session: Session, settings: Settings, d: Deadline, alert: Alert, az: AlertZone,

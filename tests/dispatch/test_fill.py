@@ -188,6 +188,59 @@ def test_the_next_zones_wave_is_read_while_another_thread_writes(rt: Runtime) ->
     assert fill.read_wave(rt.db, sent.fills[0], "someone-else") is None
 
 
+def test_each_later_zones_wave_is_read_while_the_zone_before_it_is_written(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the lane's first chunk has committed, the third zone's wave is read while the
+    second zone is written, not after that zone's first chunk (the writer had waited)."""
+    import threading
+
+    monkeypatch.setattr(fill, "PG_LANES", 1)
+    monkeypatch.setattr(fill, "FIRST_CHUNK", 100)
+    monkeypatch.setattr(fill, "CHUNK", 100)  # one chunk a zone
+    sent = send(rt, streamed=True)
+    zone_of = {d.id: d.zone_id for d in fills_of(rt, sent.alert_id or 0)}
+    third_read = threading.Event()
+    read_wave, write_chunk = fill.read_wave, fill.write_chunk
+    before_second_written: list[bool] = []
+
+    def reading(db: Any, deadline_id: int, worker: str) -> Any:
+        if deadline_id == sent.fills[2]:
+            third_read.set()
+        return read_wave(db, deadline_id, worker)
+
+    def writing(session: Any, alert: Any, az: Any, *args: Any, **kwargs: Any) -> Any:
+        if az.zone_id == zone_of[sent.fills[1]]:
+            before_second_written.append(third_read.wait(2))
+        return write_chunk(session, alert, az, *args, **kwargs)
+
+    monkeypatch.setattr(fill, "read_wave", reading)
+    monkeypatch.setattr(fill, "write_chunk", writing)
+    assert run_fills(rt.db, rt.settings, sent.fills, "filler") > 0
+    assert before_second_written == [True]
+    assert set(asked(rt, sent.alert_id or 0)) == first_tier(rt)
+
+
+def test_a_remainder_under_half_a_chunk_joins_the_chunk_before_it(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A zone of a first chunk and less than a chunk and a half more is written in two
+    chunks, not in a third for the few left over: each chunk is a transaction and a
+    commit."""
+    from dispatcher.models import Zone
+    from tests.bench.fixtures import bulk_roster
+
+    monkeypatch.setattr(fill, "FIRST_CHUNK", 1)
+    monkeypatch.setattr(fill, "CHUNK", 4)
+    assert [fill.later_chunk(n) for n in (0, 3, 4, 5, 6, 7, 13)] == [0, 3, 4, 5, 4, 4, 4]
+    with rt.db.session() as s:
+        zone = s.scalars(select(Zone.name).order_by(Zone.id).limit(1)).one()
+    bulk_roster(rt, 6 - len(first_tier(rt, [zone])), zones=1)  # its first zone
+    first = first_tier(rt, [zone])
+    sent = send(rt, streamed=True, zones=[zone])
+    # Before: 1, 4 and 1.
+    assert list(fill_steps(rt.db, rt.settings, sent.fills[0], "filler")) == [1, 5]
+    assert set(asked(rt, sent.alert_id or 0)) == first
+
+
 def test_a_chunk_renews_its_own_and_its_queued_fills_leases_only(rt: Runtime) -> None:
     """A lane renews its own fills' leases, never another lane's: locking a fill another
     lane is writing would wait on that lane, which may be waiting on this one."""
