@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from alembic import command
@@ -20,7 +20,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy import Connection, Engine, Select, create_engine, event, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -318,3 +318,25 @@ def db_today(session: Session, timezone: str) -> date:
         log.warning("unknown time zone %r; using UTC for today's date", timezone)
         zone = ZoneInfo("UTC")
     return db_now(session).astimezone(zone).date()
+
+
+def fetch_plain(db: Connection, statement: Select[Any]) -> list[tuple[Any, ...]]:
+    """The rows of a statement whose parameters are all numbers and text, as the driver
+    gives them (plain tuples, no SQLAlchemy type's conversion), in the connection's
+    transaction: SQLAlchemy's result rows (100,000 `Row`s built, then read again) cost a
+    whole alert's status ~0.4 s more CPU time, and a 100,000-volunteer alert's targeting
+    ~0.1 s. Unflushed changes of a session are not seen: flush first."""
+    compiled = statement.compile(dialect=db.dialect,
+                                 compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    if not all(type(value) in (int, str) for value in params.values()):
+        # Only values SQLAlchemy passes on unconverted: a time, say, is written as SQLite
+        # text by SQLAlchemy's type, and the driver would write it otherwise.
+        raise TypeError("fetch_plain takes only numbers and text as parameters")
+    cursor = db.connection.cursor()
+    try:
+        cursor.execute(str(compiled), tuple(params[name] for name in compiled.positiontup or ())
+                       if compiled.positional else params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()

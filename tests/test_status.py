@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from dispatcher import recipient_json
 from dispatcher import status as status_module
+from dispatcher.db import fetch_plain
 from dispatcher.domain import DUTY_OFFICER_TIER, Channel, tier_name
 from dispatcher.models import AlertZone, Delivery, Recipient, Response, Volunteer
-from dispatcher.recipient_json import _PG_WHOLE_ALERT, _fetch_plain, recipients_json
+from dispatcher.recipient_json import _PG_WHOLE_ALERT, recipients_json
 from dispatcher.runtime import Runtime
 from dispatcher.status import (
     alert_head,
@@ -149,10 +150,10 @@ def test_rows_read_past_sqlalchemy_take_only_numbers_and_text(rt: Runtime) -> No
     with rt.db.session() as s:
         db = s.connection()
         ids = select(Recipient.id).where(Recipient.alert_id == alert_id).order_by(Recipient.id)
-        assert [r[0] for r in _fetch_plain(db, ids)] == list(s.scalars(ids))
-        assert _fetch_plain(db, ids.where(Recipient.id.in_([-1, -2]))) == []
+        assert [r[0] for r in fetch_plain(db, ids)] == list(s.scalars(ids))
+        assert fetch_plain(db, ids.where(Recipient.id.in_([-1, -2]))) == []
         with pytest.raises(TypeError):
-            _fetch_plain(db, ids.where(Recipient.created_at < datetime(2030, 1, 1,
+            fetch_plain(db, ids.where(Recipient.created_at < datetime(2030, 1, 1,
                                                                        tzinfo=UTC)))
 
 
@@ -169,7 +170,7 @@ def test_no_garbage_collection_while_a_whole_alerts_rows_are_made(rt: Runtime) -
             while frame is not None:
                 names.add(frame.f_code.co_name)
                 frame = frame.f_back  # type: ignore[assignment]
-            while_fetching.append("_fetch_plain" in names)
+            while_fetching.append("fetch_plain" in names)
 
     threshold = gc.get_threshold()
     gc.callbacks.append(seen)

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, Select, and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
+from dispatcher.db import fetch_plain
 from dispatcher.domain import DUTY_OFFICER_TIER, MESSAGE_CHANNELS
 from dispatcher.heap import collector_paused
 from dispatcher.models import Contact, Membership, Post, Volunteer, Zone, language_list, table
@@ -191,14 +192,22 @@ def reach_page(zone_id: int, after: tuple[int, int] | None, size: int) -> Select
 
 def _members(session: Session, where: ColumnElement[bool]) -> dict[int, list[Member]]:
     m, v, c = table(Membership), table(Volunteer), table(Contact)
-    # Through the session, so changes it holds unflushed (a path just found dead) count.
-    rows: Any = session.execute(
-        select(m.c.zone_id, m.c.tier, m.c.term_start, m.c.term_end, v.c.id, v.c.name,
-               v.c.languages, c.c.id, c.c.channel, c.c.opted_out, c.c.dead_reason)
+    # Changes the session holds unflushed (a path just found dead) count, as they would
+    # in a read through it.
+    if session.autoflush:
+        session.flush()
+    db = session.connection()
+    # The driver's own rows: a 100,000-volunteer alert's targeting spent a tenth of a
+    # second building SQLAlchemy's. Only the dates need their type's conversion (SQLite
+    # keeps them as text).
+    rows = fetch_plain(db, select(
+        m.c.zone_id, m.c.tier, m.c.term_start, m.c.term_end, v.c.id, v.c.name,
+        v.c.languages, c.c.id, c.c.channel, c.c.opted_out, c.c.dead_reason)
         .join(v, v.c.id == m.c.volunteer_id)
         .outerjoin(c, c.c.volunteer_id == v.c.id)
         .where(where)
-        .order_by(m.c.id, c.c.channel)).all()
+        .order_by(m.c.id, c.c.channel))
+    to_date = m.c.term_start.type._cached_result_processor(db.dialect, None)
     out: dict[int, list[Member]] = {}
     # One list per distinct language string: 100,000 volunteers share a handful.
     languages: dict[str, list[str]] = {}
@@ -208,6 +217,8 @@ def _members(session: Session, where: ColumnElement[bool]) -> dict[int, list[Mem
     for zone_id, tier, start, end, vid, name, langs, cid, channel, opted, dead in rows:
         if (vid, zone_id) != last:
             last = (vid, zone_id)
+            if to_date is not None:
+                start, end = to_date(start), to_date(end)
             lang = languages.get(langs)
             if lang is None:
                 lang = languages[langs] = language_list(langs)

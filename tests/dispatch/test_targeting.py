@@ -79,3 +79,31 @@ def test_memberships_are_indexed_by_zone_and_tier(rt: Runtime) -> None:
                  for ix in inspect(session.connection()).get_indexes("memberships")}
     assert found.get("ix_memberships_zone_tier") == ["zone_id", "tier", "id"], found
     assert "ix_memberships_zone_id" not in found, found
+
+
+def test_members_are_read_with_the_sessions_unflushed_changes_and_real_dates(
+        rt: Runtime) -> None:
+    """Members come from the driver's rows, past SQLAlchemy's result: a path the session
+    has just found dead (not flushed yet) is skipped all the same, and the terms are dates
+    on both databases (SQLite keeps them as text)."""
+    with rt.db.session() as session:
+        post = session.scalars(select(Post)).one()
+        today = db_today(session, post.timezone)
+        zone_id = session.scalars(select(Membership.zone_id).where(Membership.tier == 0)
+                                  .order_by(Membership.id).limit(1)).one()
+        members = zone_members(session, [zone_id], 0)[zone_id]
+        assert all(type(m.term_start) is type(today) and type(m.term_end) is type(today)
+                   for m in members)
+        assert all(m.volunteer.language_list for m in members)
+        first = members[0]
+        path = session.get(Contact, first.paths[0].id)
+        assert path is not None
+        path.dead_reason = "test: found dead"  # held by the session, not flushed
+        again = zone_members(session, [zone_id], 0)[zone_id]
+        assert [p.dead_reason for p in again[0].paths if p.id == path.id] == [
+            "test: found dead"]
+        targets = targeting.tier_targets(again, 0, None, today)
+        mine = next(t for t in targets if t.volunteer.id == first.volunteer.id)
+        assert path.id not in [c.id for c in mine.contacts]
+        assert any(s.reason.startswith("dead path") for s in mine.skipped)
+        session.rollback()
