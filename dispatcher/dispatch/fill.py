@@ -104,31 +104,34 @@ def _run_lane(db: Database, settings: Settings, deadline_ids: list[int], worker:
             if ahead is None and i + 1 < len(deadline_ids):
                 ahead = reader.submit(read_wave, db, deadline_ids[i + 1], worker)
 
-        for i, deadline_id in enumerate(deadline_ids):
-            assert ahead is not None
-            wave_read, ahead = ahead, None
-            if i > 0 and i + 1 < len(deadline_ids):
-                # The next zone's wave is read while this one is written, not after its
-                # first chunk: the writer had waited for a quarter of its time.
-                ahead = reader.submit(read_wave, db, deadline_ids[i + 1], worker)
-            try:
-                # A fill's targets live as long as it runs, and its chunks' rows die with
-                # their chunk: with the collector running, each collection the chunks set
-                # off scanned the targets again (a quarter of a 100,000-volunteer alert's
-                # enqueue, and pauses of the fan-out beside it). None of them form cycles.
-                with collector_paused():
+        # A fill's targets live as long as it runs, and its chunks' rows die with their
+        # chunk: with the collector running, each collection the chunks set off scanned
+        # the targets again (a quarter of a 100,000-volunteer alert's enqueue, and pauses
+        # of the fan-out beside it). None of them form cycles. Paused for the whole lane,
+        # not zone by zone: the first allocation after each zone's end had set off a
+        # collection of everything made since (the next zone's wave, read ahead).
+        with collector_paused():
+            for i, deadline_id in enumerate(deadline_ids):
+                assert ahead is not None
+                wave_read, ahead = ahead, None
+                if i > 0 and i + 1 < len(deadline_ids):
+                    # The next zone's wave is read while this one is written, not after
+                    # its first chunk: the writer had waited for a quarter of its time.
+                    ahead = reader.submit(read_wave, db, deadline_ids[i + 1], worker)
+                try:
                     for n in fill_steps(db, settings, deadline_id, worker,
                                         first_chunk=first_chunk if i == 0 else CHUNK,
                                         wave=wave_read.result(),
                                         queued=deadline_ids[i + 1:]):
                         written += n
                         committed(i)
-            except Exception as exc:
-                # The other zones go on; this one is taken over when its lease runs out.
-                log.exception("fill %s failed; it is taken over when its lease runs out",
-                              deadline_id, extra={"deadline_id": deadline_id})
-                failed.append(exc)
-            committed(i)  # also when this fill wrote nothing (taken over, say)
+                except Exception as exc:
+                    # The other zones go on; this one is taken over when its lease runs
+                    # out.
+                    log.exception("fill %s failed; it is taken over when its lease runs out",
+                                  deadline_id, extra={"deadline_id": deadline_id})
+                    failed.append(exc)
+                committed(i)  # also when this fill wrote nothing (taken over, say)
     return written
 
 

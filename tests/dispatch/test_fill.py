@@ -220,6 +220,44 @@ def test_each_later_zones_wave_is_read_while_the_zone_before_it_is_written(
     assert set(asked(rt, sent.alert_id or 0)) == first_tier(rt)
 
 
+def test_the_collector_stays_paused_from_a_lanes_first_zone_to_its_last(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No collection between a lane's zones: resumed after each zone, the collector's
+    first run scanned everything made since (the next zone's wave, read ahead)."""
+    import gc
+
+    monkeypatch.setattr(fill, "PG_LANES", 1)
+    sent = send(rt, streamed=True)
+    events: list[str] = []
+    fill_steps_of = fill.fill_steps
+
+    def steps(*args: Any, **kwargs: Any) -> Iterator[int]:
+        events.append("start")
+        yield from fill_steps_of(*args, **kwargs)
+        events.append("end")
+
+    def collected(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and events:
+            events.append("collection")
+
+    monkeypatch.setattr(fill, "fill_steps", steps)
+    threshold, enabled = gc.get_threshold(), gc.isenabled()
+    gc.enable()
+    gc.set_threshold(1)  # any allocation with the collector on sets one off
+    gc.callbacks.append(collected)
+    try:
+        run_fills(rt.db, rt.settings, sent.fills, "filler")
+    finally:
+        gc.callbacks.remove(collected)
+        gc.set_threshold(*threshold)
+        if not enabled:
+            gc.disable()
+    last = len(events) - 1 - events[::-1].index("end")
+    assert events.count("start") == len(ZONES)
+    assert "collection" not in events[:last], events
+    assert set(asked(rt, sent.alert_id or 0)) == first_tier(rt)
+
+
 def test_a_remainder_under_half_a_chunk_joins_the_chunk_before_it(
         rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     """A zone of a first chunk and less than a chunk and a half more is written in two
