@@ -333,10 +333,17 @@ def fetch_plain(db: Connection, statement: Select[Any]) -> list[tuple[Any, ...]]
         # Only values SQLAlchemy passes on unconverted: a time, say, is written as SQLite
         # text by SQLAlchemy's type, and the driver would write it otherwise.
         raise TypeError("fetch_plain takes only numbers and text as parameters")
+    sql = str(compiled)
+    values = (tuple(params[name] for name in compiled.positiontup or ())
+              if compiled.positional else params)
     cursor = db.connection.cursor()
     try:
-        cursor.execute(str(compiled), tuple(params[name] for name in compiled.positiontup or ())
-                       if compiled.positional else params)
+        cursor.execute(sql, values)
         return list(cursor.fetchall())
+    except db.dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy would raise it: callers (the CLI's storage errors, `Database.run`'s
+        # retries) know DBAPIError, not each driver's own.
+        raise DBAPIError.instance(sql, values, exc, db.dialect.loaded_dbapi.Error,
+                                  dialect=db.dialect) from exc
     finally:
         cursor.close()

@@ -13,7 +13,8 @@ initializes, which importing `sqlite3` does. So `configure` calls it through cty
 the library Python's own `_sqlite3` links to (loaded, not imported: the module is still
 imported as usual later), when the `dispatcher` package is first imported. Where that
 cannot be done (sqlite3 already imported, a build that hides the symbol, no sqlite3 at
-all), nothing changes but the speed.
+all), nothing changes but the speed. Like every `sqlite3_config`, it must not race
+another thread's first use of SQLite: it runs at import, before the engine starts any.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def configure() -> bool:
         config = ctypes.CDLL(spec.origin).sqlite3_config
     except (OSError, AttributeError, ImportError, ValueError):
         return False
+    # `int sqlite3_config(int, ...)`: the fixed argument typed, the variadic one passed
+    # as a C int (platforms whose variadic calls differ, Apple's arm64, need both).
+    config.argtypes = [ctypes.c_int]
     config.restype = ctypes.c_int
     MEMSTATUS_OFF = config(_SQLITE_CONFIG_MEMSTATUS, ctypes.c_int(0)) == _SQLITE_OK
     return MEMSTATUS_OFF

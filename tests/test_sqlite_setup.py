@@ -3,12 +3,30 @@
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _configurable() -> bool:
+    """Python's `_sqlite3` is a shared object through which SQLite's C API is reached (not
+    so where it is built in, or its symbols hidden: the engine then leaves SQLite alone)."""
+    spec = importlib.util.find_spec("_sqlite3")
+    try:
+        return spec is not None and hasattr(ctypes.CDLL(spec.origin or ""), "sqlite3_config")
+    except OSError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not _configurable(),
+                                reason="this Python's SQLite is not reachable through ctypes")
 
 #: Opens a database, writes to it, and prints whether the engine turned the counts off and
 #: how much memory SQLite says it holds (0 when it keeps no counts).

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, select, text, update
+from sqlalchemy import Column, Integer, MetaData, Table, event, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
 from dispatcher import recipient_json
@@ -155,6 +156,10 @@ def test_rows_read_past_sqlalchemy_take_only_numbers_and_text(rt: Runtime) -> No
         with pytest.raises(TypeError):
             fetch_plain(db, ids.where(Recipient.created_at < datetime(2030, 1, 1,
                                                                        tzinfo=UTC)))
+    # A driver's error comes out as SQLAlchemy's (what the CLI and the retries catch).
+    ghost = Table("no_such_table", MetaData(), Column("id", Integer))
+    with rt.db.session() as s, pytest.raises(DBAPIError, match="no_such_table"):
+        fetch_plain(s.connection(), select(ghost.c.id))
 
 
 def test_no_garbage_collection_while_a_whole_alerts_rows_are_made(rt: Runtime) -> None:

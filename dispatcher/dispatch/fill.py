@@ -109,7 +109,9 @@ def _run_lane(db: Database, settings: Settings, deadline_ids: list[int], worker:
         # the targets again (a quarter of a 100,000-volunteer alert's enqueue, and pauses
         # of the fan-out beside it). None of them form cycles. Paused for the whole lane,
         # not zone by zone: the first allocation after each zone's end had set off a
-        # collection of everything made since (the next zone's wave, read ahead).
+        # collection of everything made since (the next zone's wave, read ahead). The
+        # pause is the process's: the fan-out beside the fill collects no cycles until
+        # the lane ends (its objects are freed by reference counting all the same).
         with collector_paused():
             for i, deadline_id in enumerate(deadline_ids):
                 assert ahead is not None
@@ -183,7 +185,9 @@ def fill_steps(db: Database, settings: Settings, deadline_id: int, worker: str, 
                                                wave.targets, wave.fresh)
     del wave
     first = FIRST_CHUNK if first_chunk is None else first_chunk
-    sizes = [first] if len(fresh) > first else []
+    # A small first chunk, for the first message; a lane's later zones start with a
+    # whole one, sized as any later chunk is.
+    sizes = [first] if first < CHUNK and len(fresh) > first else []
     start = 0
     while True:
         size = sizes.pop() if sizes else later_chunk(len(fresh) - start)

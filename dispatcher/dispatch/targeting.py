@@ -207,7 +207,7 @@ def _members(session: Session, where: ColumnElement[bool]) -> dict[int, list[Mem
         .outerjoin(c, c.c.volunteer_id == v.c.id)
         .where(where)
         .order_by(m.c.id, c.c.channel))
-    to_date = m.c.term_start.type._cached_result_processor(db.dialect, None)
+    to_date = m.c.term_start.type.dialect_impl(db.dialect).result_processor(db.dialect, None)
     out: dict[int, list[Member]] = {}
     # One list per distinct language string: 100,000 volunteers share a handful.
     languages: dict[str, list[str]] = {}

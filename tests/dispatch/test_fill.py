@@ -277,6 +277,13 @@ def test_a_remainder_under_half_a_chunk_joins_the_chunk_before_it(
     # Before: 1, 4 and 1.
     assert list(fill_steps(rt.db, rt.settings, sent.fills[0], "filler")) == [1, 5]
     assert set(asked(rt, sent.alert_id or 0)) == first
+    # A lane's later zone starts with a whole chunk, sized alike: 6 with chunks of 5 is
+    # one transaction (before: 5, then 1).
+    monkeypatch.setattr(fill, "CHUNK", 5)
+    again = send(rt, streamed=True, zones=[zone])
+    assert list(fill_steps(rt.db, rt.settings, again.fills[0], "filler",
+                           first_chunk=fill.CHUNK)) == [6]
+    assert set(asked(rt, again.alert_id or 0)) == first
 
 
 def test_a_chunk_renews_its_own_and_its_queued_fills_leases_only(rt: Runtime) -> None:
