@@ -95,14 +95,18 @@ def _run_lane(db: Database, settings: Settings, deadline_ids: list[int], worker:
     with ThreadPoolExecutor(1, thread_name_prefix="fill-read") as reader:
         ahead = reader.submit(read_wave, db, deadline_ids[0], worker) if deadline_ids else None
 
+        def read_after(i: int) -> None:
+            """Read the wave of the fill after `i`, unless it is being read already."""
+            nonlocal ahead
+            if ahead is None and i + 1 < len(deadline_ids):
+                ahead = reader.submit(read_wave, db, deadline_ids[i + 1], worker)
+
         def committed(i: int) -> None:
             """A chunk of fill `i` has committed (or the fill ended): the other lanes may
             start, and the next zone's wave is read while this one goes on."""
-            nonlocal ahead
             if started is not None:
                 started.set()
-            if ahead is None and i + 1 < len(deadline_ids):
-                ahead = reader.submit(read_wave, db, deadline_ids[i + 1], worker)
+            read_after(i)
 
         # A fill's targets live as long as it runs, and its chunks' rows die with their
         # chunk: with the collector running, each collection the chunks set off scanned
@@ -116,10 +120,10 @@ def _run_lane(db: Database, settings: Settings, deadline_ids: list[int], worker:
             for i, deadline_id in enumerate(deadline_ids):
                 assert ahead is not None
                 wave_read, ahead = ahead, None
-                if i > 0 and i + 1 < len(deadline_ids):
+                if i > 0:
                     # The next zone's wave is read while this one is written, not after
                     # its first chunk: the writer had waited for a quarter of its time.
-                    ahead = reader.submit(read_wave, db, deadline_ids[i + 1], worker)
+                    read_after(i)
                 try:
                     for n in fill_steps(db, settings, deadline_id, worker,
                                         first_chunk=first_chunk if i == 0 else CHUNK,
