@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
@@ -88,10 +89,41 @@ def postgres_url() -> Iterator[str]:
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in base else "?"
-    yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    # Its sessions carry the schema's name, so the teardown can tell whether any outlived
+    # the test (a thread still reading: dropping the schema under it can deadlock).
+    yield f"{base}{sep}options=-csearch_path%3D{schema}&application_name={schema}"
+    try:
+        leaked = _sessions_outliving(admin, schema)
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
+    assert not leaked, f"sessions of the test still open after it: {leaked}"
+
+
+#: How long the teardown waits for a test's PostgreSQL sessions to end once it is over.
+SESSIONS_END_SECONDS = 10.0
+
+
+def _sessions_outliving(admin: Engine, schema: str) -> list[str]:
+    """The test's sessions (by application name) still open after the deadline, each as
+    its state and last statement; those are then ended, so the schema can be dropped."""
+    find = text("SELECT pid, state, left(query, 200) FROM pg_stat_activity "
+                "WHERE application_name = :name AND pid <> pg_backend_pid()")
+    deadline = time.monotonic() + SESSIONS_END_SECONDS
+    with admin.connect() as conn:
+        while True:
+            rows = conn.execute(find, {"name": schema}).all()
+            # An idle session is a pooled connection: disposing its engine ends it, and
+            # it holds no lock. Only one in a transaction (or running) is a leak.
+            busy = [r for r in rows if r.state != "idle"]
+            if not busy or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        for r in busy:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": r.pid})
+        conn.commit()
+    return [f"{r.state}: {r[2]}" for r in busy]
 
 
 def _psycopg(url: str) -> str:

@@ -72,6 +72,10 @@ class BoardHub:
         self._boards: dict[int, _Board] = {}
         self._creating = threading.Lock()
         self._clock = clock
+        #: Looks running in a thread: a producer cancelled (its last watcher gone) does
+        #: not stop its look's thread, which reads until done; `close` waits for them,
+        #: so nothing reads the database after the server has shut its boards.
+        self._looks: set[asyncio.Task[dict[str, Any] | None]] = set()
 
     def __len__(self) -> int:
         """How many boards this process holds."""
@@ -137,7 +141,10 @@ class BoardHub:
             # A steady beat, not a pause after each look: a slow look (a busy machine)
             # must not stretch the time from a reply to the boards.
             due = loop.time() + BOARD_POLL_SECONDS
-            event = await run_in_threadpool(self._look, board.feed)
+            look = asyncio.create_task(run_in_threadpool(self._look, board.feed))
+            self._looks.add(look)
+            look.add_done_callback(self._looks.discard)
+            event = await asyncio.shield(look)
             if event is not None:
                 with board_work():
                     item = (seq_of(event["event_id"]), sse(event, "change"))
@@ -156,6 +163,8 @@ class BoardHub:
             return feed.look(session)
 
     async def close(self) -> None:
+        """Stop every producer, and return once no look is reading any more."""
         for board in self._boards.values():
             if board.task is not None:
                 board.task.cancel()
+        await asyncio.gather(*self._looks, return_exceptions=True)

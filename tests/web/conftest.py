@@ -25,9 +25,10 @@ def app_rt(database_url: str) -> Any:
                   for role in ("admin", "officer", "viewer")}
         s.scalars(select(Officer).where(Officer.name == "officer-officer")).one() \
             .password_hash = hash_password(PASSWORD)
-    client = TestClient(create_app(rt, run_worker=False))
-    yield rt, client, tokens
-    client.close()
+    # As a server runs it: started, and shut down (boards closed, their looks waited for)
+    # before the database is closed.
+    with TestClient(create_app(rt, run_worker=False)) as client:
+        yield rt, client, tokens
     rt.close()
 
 

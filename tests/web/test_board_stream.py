@@ -248,6 +248,42 @@ def test_boards_nobody_uses_are_dropped_and_watched_ones_kept(app_rt: Any) -> No
     assert asyncio.run(watched()) == 2
 
 
+def test_closing_the_boards_waits_for_a_look_still_reading(app_rt: Any) -> None:
+    """The last browser leaving cancels its board's producer, but the look it started
+    reads on in a thread: the server's shutdown (the hub's `close`, then the database's)
+    waits for it, or a look would read a database being closed (in the tests, a schema
+    being dropped under it: a deadlock)."""
+    rt, client, tokens = app_rt
+    alert_id = _send(client, tokens["officer"], ["Chiapas"])
+    hub = BoardHub(rt)
+    looking, release, done = threading.Event(), threading.Event(), threading.Event()
+    feed = hub.feed(alert_id)
+    look = feed.look
+
+    def held_look(session: Any) -> Any:
+        looking.set()
+        assert release.wait(30)
+        try:
+            return look(session)
+        finally:
+            done.set()
+
+    feed.look = held_look  # type: ignore[method-assign]
+
+    async def leave_then_close() -> bool:
+        async with hub.watch(alert_id):
+            assert await asyncio.to_thread(looking.wait, 30)
+        closing = asyncio.create_task(hub.close())
+        for _ in range(20):
+            await asyncio.sleep(0)  # let it run as far as it goes without the look
+        waited = not closing.done()
+        release.set()
+        await asyncio.wait_for(closing, 30)
+        return waited and done.is_set()
+
+    assert asyncio.run(leave_then_close())
+
+
 def test_the_boards_cpu_time_is_counted_for_metrics(app_rt: Any) -> None:
     """`aln_board_cpu_seconds_total` grows with each snapshot and look: the boards' own
     cost, which the board benchmark reads (the server's whole CPU time moves by more than
