@@ -91,7 +91,8 @@ def postgres_url() -> Iterator[str]:
     sep = "&" if "?" in base else "?"
     # Its sessions carry the schema's name, so the teardown can tell whether any outlived
     # the test (a thread still reading: dropping the schema under it can deadlock).
-    yield f"{base}{sep}options=-csearch_path%3D{schema}&application_name={schema}"
+    # (The options come last: a test may add its own to them.)
+    yield f"{base}{sep}application_name={schema}&options=-csearch_path%3D{schema}"
     try:
         leaked = _sessions_outliving(admin, schema)
         with admin.begin() as conn:
