@@ -190,7 +190,9 @@ def engines_in(directory: Path) -> Iterator[Any]:
 
 @pytest.fixture
 def engine_factory(tmp_path: Path) -> Iterator[Any]:
-    """Builds engines (one simulator each) on SQLite or a given database URL."""
+    """Builds engines (one simulator each) on SQLite or a given database URL. A test on
+    a database fixture names that fixture before this one: fixtures are torn down in the
+    reverse order, and the engines must stop before their database is dropped."""
     with engines_in(tmp_path) as make:
         yield make
 

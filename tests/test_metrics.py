@@ -74,7 +74,7 @@ def test_metrics_can_require_a_token(engine_factory: Any) -> None:
 
 
 def test_readiness_fails_fast_while_another_process_holds_the_write_lock(
-        engine_factory: Any, database_url: str) -> None:
+        database_url: str, engine_factory: Any) -> None:
     engine = engine_factory(database_url)
     assert httpx.get(f"{engine.url}/readyz").status_code == 200
     if database_url.startswith("sqlite"):
@@ -113,8 +113,8 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
-def test_readiness_fails_while_the_database_refuses_writes(engine_factory: Any,
-                                                           database_url: str) -> None:
+def test_readiness_fails_while_the_database_refuses_writes(database_url: str,
+                                                           engine_factory: Any) -> None:
     """A read-only database (PostgreSQL in recovery, a remounted disk): every write fails
     as the database says so; here the database is told to say it for the probe's table."""
     engine = engine_factory(database_url)

@@ -36,7 +36,7 @@ def engine(engine_factory: Any) -> Engine:
 
 
 @pytest.fixture
-def db_engine(engine_factory: Any, database_url: str) -> Engine:
+def db_engine(database_url: str, engine_factory: Any) -> Engine:
     """On SQLite, and again on PostgreSQL."""
     return engine_factory(database_url, call_rate_per_second=0)  # type: ignore[no-any-return]
 
