@@ -9,7 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, Select, create_engine, event, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from dispatcher.settings import Settings
 
@@ -46,6 +47,11 @@ PRIVATE_FILE_MODE = 0o600
 READING = "aln_reading"
 #: The files SQLite keeps beside the database in WAL mode.
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+#: `Session.info` key of `Database.reading(twin=True)`'s second connection.
+TWIN = "aln_twin"
+#: A statement that starts a SQLite transaction's read, and so fixes its snapshot (it
+#: reads the database header; `SELECT 1` reads nothing, and fixes nothing).
+_SQLITE_START_READ = "PRAGMA schema_version"
 
 
 def make_private(path: Path) -> None:
@@ -206,8 +212,8 @@ class Database:
         if migrate_now:
             migrate(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._readers = sessionmaker(self.engine.execution_options(**{READING: True}),
-                                     expire_on_commit=False)
+        self._reading_engine = self.engine.execution_options(**{READING: True})
+        self._readers = sessionmaker(self._reading_engine, expire_on_commit=False)
         for problem in durability_problems(self.engine):
             log.warning("commits may not survive a power cut: %s", problem)
         # SQLite has one writer at a time. Threads of this process queue on this lock
@@ -233,20 +239,74 @@ class Database:
                 raise
 
     @contextmanager
-    def reading(self) -> Iterator[Session]:
+    def reading(self, *, twin: bool = False) -> Iterator[Session]:
         """A session that only reads, and reads one committed state (`read_one_snapshot`)
         without waiting for writers or holding them up: on SQLite a deferred transaction
         (a snapshot of the WAL) outside the writers' lock, so a status or the next zone
         of a fill is read beside the replies' intake or another fill's writes; on
         PostgreSQL a read-only transaction (REPEATABLE READ: never rolled back for a
         conflict). Writing in it is an error (SQLite: "attempt to write a readonly
-        database"; PostgreSQL: read-only transaction), and it is always rolled back."""
+        database"; PostgreSQL: read-only transaction), and it is always rolled back.
+
+        `twin`: on SQLite, `session.info[TWIN]` is a second connection reading the same
+        snapshot, or None when none could be had without waiting (a read split in two,
+        as a whole alert's status is: `recipient_json`). PostgreSQL hands a transaction's
+        snapshot to another connection whenever asked, and needs none set up."""
         with self._readers() as session:
             read_one_snapshot(session, read_only=True)
+            with self._sqlite_twin(session) if twin and self.is_sqlite else nullcontext():
+                try:
+                    yield session
+                finally:
+                    session.rollback()
+
+    @contextmanager
+    def _sqlite_twin(self, session: Session) -> Iterator[None]:
+        """`reading`'s twin on SQLite, which cannot hand a snapshot to another connection:
+        but two transactions that start their reads while no write can commit read the
+        same one. So, for as long as the session and the twin take their first read,
+        the write lock is held: this process's writers' lock, then SQLite's on a third
+        connection, both without waiting (when a writer holds either, there is no twin:
+        the read is then done in one, never held up)."""
+        twin = None
+        if spare_connections(self.engine, 2) and self._sqlite_lock is not None \
+                and self._sqlite_lock.acquire(blocking=False):
             try:
-                yield session
+                twin = self._start_twin(session)
             finally:
-                session.rollback()
+                self._sqlite_lock.release()
+        session.info[TWIN] = twin
+        try:
+            yield
+        finally:
+            del session.info[TWIN]
+            if twin is not None:
+                twin.close()  # its transaction rolled back, and back to the pool
+
+    def _start_twin(self, session: Session) -> Connection | None:
+        raw = self.engine.raw_connection()
+        lock = raw.cursor()
+        try:
+            lock.execute("PRAGMA busy_timeout=0")
+            try:
+                lock.execute("BEGIN IMMEDIATE")
+            except self.engine.dialect.loaded_dbapi.OperationalError:  # another process
+                return None                                             # is writing
+            try:
+                session.connection().exec_driver_sql(_SQLITE_START_READ)
+                twin = self._reading_engine.connect()
+                try:
+                    twin.exec_driver_sql(_SQLITE_START_READ)
+                except BaseException:
+                    twin.close()
+                    raise
+                return twin
+            finally:
+                lock.execute("ROLLBACK")
+        finally:
+            lock.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            lock.close()
+            raw.close()
 
     def run(self, work: Callable[[Session], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
         """`work` in one transaction, run again (up to `attempts` times in all) when
@@ -318,6 +378,13 @@ def db_today(session: Session, timezone: str) -> date:
         log.warning("unknown time zone %r; using UTC for today's date", timezone)
         zone = ZoneInfo("UTC")
     return db_now(session).astimezone(zone).date()
+
+
+def spare_connections(engine: Engine, wanted: int = 1) -> bool:
+    """The pool has this many connections to lend without waiting: statuses read at once in
+    `aln serve` must not each hold one connection while waiting for another."""
+    pool = engine.pool
+    return not isinstance(pool, QueuePool) or pool.checkedout() + wanted <= pool.size()
 
 
 def fetch_plain(db: Connection, statement: Select[Any]) -> list[tuple[Any, ...]]:

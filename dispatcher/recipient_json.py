@@ -2,8 +2,8 @@
 
 An alert to 100,000 volunteers is 45 MB of JSON; built in Python (a dict per recipient, a
 datetime per stamp, then the encoder) it took seconds, built by SQLite's `json_object` or
-PostgreSQL's `row_to_json` (`json_build_object` for a page of the board) it is one read (on
-PostgreSQL, a big alert's is two halves read at once in one snapshot).
+PostgreSQL's `row_to_json` (`json_build_object` for a page of the board) it is one read (a
+big alert's is two halves read at once in one snapshot, on two connections).
 Both databases write the same values Python did (`tests/test_status.py` holds the old
 reading as the reference): ISO stamps in UTC as `datetime.isoformat` writes them,
 `true`/`false`, nested lists and objects.
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from itertools import repeat
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -39,9 +40,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import QueuePool
 
-from dispatcher.db import connection_reads_one_snapshot, fetch_plain
+from dispatcher.db import TWIN, connection_reads_one_snapshot, fetch_plain, spare_connections
 from dispatcher.domain import DUTY_OFFICER_TIER, Channel, tier_name
 from dispatcher.heap import collector_paused
 from dispatcher.models import Contact, Delivery, Recipient, Response, Volunteer, Zone, table
@@ -198,20 +198,14 @@ def join_contact_paths(joined: Any, paths: dict[Channel, Any], volunteer_id: Any
 
 log = logging.getLogger(__name__)
 
-#: PostgreSQL reads a whole alert in two halves at once from this many recipients: a read
-#: of 100,000 takes the server ~0.85 s of CPU time, so one of 10,000 ~0.09 s, of which
-#: the halves would save less than a second connection's set-up and round trips cost.
+#: A whole alert is read in two halves at once from this many recipients: a read of
+#: 100,000 takes PostgreSQL's server ~0.85 s of CPU time (SQLite ~0.6 s), so one of
+#: 10,000 ~0.09 s, of which the halves would save less than a second connection's set-up
+#: and round trips cost.
 HALVES_FROM = 10_000
 #: What `pg_export_snapshot` returns (written into SET TRANSACTION SNAPSHOT, which takes no
 #: parameter): hex digits and dashes.
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+(-[0-9A-F]+)*")
-
-
-def _spare_connection(engine: Engine) -> bool:
-    """The pool has a connection to lend without waiting: statuses read at once in `aln
-    serve` must not each hold one connection while waiting for another."""
-    pool = engine.pool
-    return not isinstance(pool, QueuePool) or pool.checkedout() < pool.size()
 
 
 def _one_snapshot(db: Connection) -> bool:
@@ -221,20 +215,37 @@ def _one_snapshot(db: Connection) -> bool:
     return level in ("repeatable read", "serializable")
 
 
-def _fetch_in_halves(db: Connection, halves: list[Select[Any]]) -> list[tuple[Any, ...]]:
-    """PostgreSQL: the rows of two statements, the first read by this transaction, the
-    second at the same time by another connection that imports this transaction's
-    snapshot, so both read the database as of one moment. The server builds a whole
-    alert's JSON (~0.85 s of its CPU time for 100,000 recipients) in two processes, on
-    two cores, while this one waits."""
+#: A second reader of a transaction's snapshot: the rows of a statement, read on another
+#: connection.
+Reader = Callable[[Select[Any]], list[tuple[Any, ...]]]
+
+
+def _second_reader(session: Session, db: Connection) -> Reader | None:
+    """Another connection reading what the session's transaction reads, or None: on
+    SQLite the twin `Database.reading(twin=True)` set up; on PostgreSQL a new transaction
+    importing this one's snapshot, when the pool has a connection to spare."""
+    if db.dialect.name == "sqlite":
+        twin = session.info.get(TWIN)
+        return None if twin is None else partial(fetch_plain, twin)
+    if not (_one_snapshot(db) and spare_connections(db.engine)):
+        return None
     snapshot = str(db.exec_driver_sql("SELECT pg_export_snapshot()").scalar())
     if not _SNAPSHOT_ID.fullmatch(snapshot):
         raise ValueError(f"unexpected snapshot id {snapshot!r}")
+    return partial(_fetch_in_snapshot, db.engine, snapshot)
+
+
+def _fetch_in_halves(db: Connection, second: Reader, halves: list[Select[Any]]
+                     ) -> list[tuple[Any, ...]]:
+    """The rows of two statements, the first read by this transaction, the second at the
+    same time by `second`, in the same snapshot: the database builds a whole alert's JSON
+    (~0.6-0.85 s of CPU time for 100,000 recipients) on two cores while this process
+    waits (SQLite's C code runs outside the GIL)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        second = pool.submit(_fetch_in_snapshot, db.engine, snapshot, halves[1])
+        other = pool.submit(second, halves[1])
         rows = fetch_plain(db, halves[0])
         try:
-            rows += second.result()
+            rows += other.result()
         except OperationalError:
             # No second connection (the server at its connection limit, say): this one
             # reads the other half too, in the same snapshot. A status is never refused
@@ -282,10 +293,14 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
         if not whole_alert:
             rows: list[Any] = list(db.execute(
                 _statement(sql, alert_id, tiers, where, limit, whole_pg, None)))
-        elif whole_pg and sum(per_tier.values()) >= HALVES_FROM and _one_snapshot(db) \
-                and _spare_connection(db.engine):
-            rows = _fetch_in_halves(db, [_statement(sql, alert_id, tiers, (), None, True, half)
-                                         for half in range(2)])
+        elif sum(per_tier.values()) >= HALVES_FROM and \
+                (second := _second_reader(session, db)) is not None:
+            halves = [_statement(sql, alert_id, tiers, (), None, whole_pg, half)
+                      for half in range(2)]
+            if sql.sqlite:
+                rows = _unjoined(_fetch_in_halves(db, second, [_joined(h) for h in halves]))
+            else:
+                rows = _fetch_in_halves(db, second, halves)
         else:
             rows = fetch_plain(db, _statement(sql, alert_id, tiers, (), None, whole_pg, None))
         rows.sort(key=_board_order)
@@ -293,6 +308,34 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
         # 0.017 s for 100,000); the statement's columns are the fields.
         found: list[RecipientJson] = list(map(tuple.__new__, repeat(RecipientJson), rows))
     return found
+
+
+#: SQLite: what `_joined` puts between its rows' values. JSON text never holds it (a
+#: string's control characters are escaped), nor does a state.
+_SEP = "\x1e"
+
+
+def _joined(statement: Select[Any]) -> Select[Any]:
+    """SQLite: `statement`'s rows as one row of five texts, each a column's values joined
+    by `_SEP`. Read on two connections at once, a row each is what lets the two run at
+    the same time: a row at a time, each thread takes the GIL back after each of its rows
+    (200,000 hand-overs) and the two took as long as one."""
+    rows = statement.subquery()
+    return select(*(func.group_concat(column, literal_column(f"char({ord(_SEP)})"))
+                    for column in rows.c))
+
+
+def _unjoined(joined: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows `_joined` read, back as (id, zone id, tier, state, JSON) rows. The five
+    texts of a row list their values in one order (one aggregate's pass over the rows);
+    a half with no rows reads as NULLs."""
+    rows: list[tuple[Any, ...]] = []
+    for ids, zones, tiers, states, docs in joined:
+        if ids is not None:
+            rows += zip(map(int, ids.split(_SEP)), map(int, zones.split(_SEP)),
+                        map(int, tiers.split(_SEP)), states.split(_SEP), docs.split(_SEP),
+                        strict=True)
+    return rows
 
 
 def _statement(sql: _Sql, alert_id: int, tiers: list[int], where: Iterable[ColumnElement[bool]],

@@ -8,18 +8,31 @@ from __future__ import annotations
 import gc
 import io
 import json
+import sqlite3
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, event, insert, select, text, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    Table,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
 from dispatcher import recipient_json
 from dispatcher import status as status_module
-from dispatcher.db import fetch_plain
+from dispatcher.db import TWIN, fetch_plain
 from dispatcher.domain import DUTY_OFFICER_TIER, Channel, tier_name
 from dispatcher.models import AlertZone, Delivery, Recipient, Response, Volunteer
 from dispatcher.recipient_json import _PG_WHOLE_ALERT, recipients_json
@@ -423,3 +436,126 @@ def test_a_status_without_a_second_connection_reads_both_halves_in_one(
     for status in (whole, halved):
         status.pop("now")
     assert halved == whole
+
+
+def _sqlite_alert(rt: Runtime, volunteers: int) -> int:
+    if not rt.db.is_sqlite:
+        pytest.skip("SQLite's twin connection (PostgreSQL exports its snapshots)")
+    bulk_roster(rt, volunteers, zones=2, tiers=2)
+    return bulk_alert(rt)
+
+
+def test_a_sqlite_twin_reads_its_sessions_snapshot(rt: Runtime) -> None:
+    """`reading(twin=True)` on SQLite: the twin and the session read one snapshot. While
+    the twin takes its first read nobody can commit (a commit then would be in one of the
+    two reads and not in the other); a commit afterwards is in neither."""
+    alert_id = _sqlite_alert(rt, 6)
+    acknowledged = select(func.count()).where(Recipient.alert_id == alert_id,
+                                              Recipient.state == "acknowledged")
+    with rt.db.reading() as s:
+        before = s.scalar(acknowledged)
+    refused: list[str] = []
+
+    def write_meanwhile(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement == "PRAGMA schema_version" and conn.connection.info.get("aln_reading"):
+            other = sqlite3.connect(rt.settings.sqlite_path(), timeout=0)
+            try:
+                other.execute("UPDATE recipients SET state = 'acknowledged'")
+                other.commit()
+            except sqlite3.OperationalError as exc:
+                refused.append(str(exc))
+            finally:
+                other.close()
+
+    event.listen(rt.db.engine, "before_cursor_execute", write_meanwhile)
+    try:
+        with rt.db.reading(twin=True) as s:
+            event.remove(rt.db.engine, "before_cursor_execute", write_meanwhile)
+            twin = s.info[TWIN]
+            assert twin is not None
+            with rt.db.session() as w:
+                w.execute(update(Recipient).where(Recipient.alert_id == alert_id)
+                          .values(state="acknowledged"))
+            assert s.scalar(acknowledged) == twin.scalar(acknowledged) == before
+    finally:
+        if event.contains(rt.db.engine, "before_cursor_execute", write_meanwhile):
+            event.remove(rt.db.engine, "before_cursor_execute", write_meanwhile)
+    assert refused == ["database is locked"] * 2  # the session's first read, the twin's
+    with rt.db.reading() as s:
+        assert s.scalar(acknowledged) == s.scalar(
+            select(func.count()).where(Recipient.alert_id == alert_id)) > before
+    assert rt.db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_no_sqlite_twin_while_a_writer_holds_the_lock(rt: Runtime) -> None:
+    """A writer (another process's, or a thread's of this one) holding the write lock
+    means no twin, at once: a status is read in one then, never held up."""
+    _sqlite_alert(rt, 4)
+    other = sqlite3.connect(rt.settings.sqlite_path(), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with rt.db.reading(twin=True) as s:
+            assert s.info[TWIN] is None
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    writing, done = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with rt.db.session() as w:
+            w.execute(text("UPDATE recipients SET tier = tier"))
+            writing.set()
+            assert done.wait(30)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert writing.wait(30)
+        with rt.db.reading(twin=True) as s:
+            assert s.info[TWIN] is None
+    finally:
+        done.set()
+        writer.join(30)
+    with rt.db.reading(twin=True) as s:
+        assert s.info[TWIN] is not None
+
+
+def test_a_sqlite_status_in_halves_equals_the_one_read_in_one(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole alert's recipients read on SQLite in two halves at once (each a row of
+    joined texts) are the recipients read in one, untrusted names and replies (one with
+    the separator in it) included."""
+    alert_id = _sqlite_alert(rt, 40)
+    names = (*UNTRUSTED_NAMES, "Rec\x1eord Separator")
+    with rt.db.session() as s:
+        rids = s.scalars(select(Recipient.id).where(Recipient.alert_id == alert_id)
+                         .order_by(Recipient.id).limit(len(names))).all()
+        for rid, name in zip(rids, names, strict=True):
+            volunteer_id = s.get_one(Recipient, rid).volunteer_id
+            s.execute(update(Volunteer).where(Volunteer.id == volunteer_id).values(name=name))
+        s.add(Response(alert_id=alert_id, kind="ambiguous", text="sí\x1eno",
+                       recipient_id=rids[-1], channel="sms"))
+    with rt.db.reading() as s:
+        one = alert_status(s, alert_id)
+    monkeypatch.setattr(recipient_json, "HALVES_FROM", 40)
+    read: list[int] = []
+    unjoined = recipient_json._unjoined
+
+    def halves_read(joined: Any) -> Any:
+        rows = unjoined(joined)
+        read.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(recipient_json, "_unjoined", halves_read)
+    with rt.db.reading(twin=True) as s:
+        halves = alert_status(s, alert_id)
+        out = io.StringIO()
+        write_alert_status(s, alert_id, out)
+    assert read == [len(one["recipients"])] * 2  # read in halves, twice
+    printed = json.loads(out.getvalue())
+    for status in (one, halves, printed):
+        status.pop("now")
+    assert halves == one
+    assert printed == json.loads(json.dumps(one, default=str))
+    assert {r["name"] for r in halves["recipients"]} >= set(names)
+    assert "sí\x1eno" in {(r["reply"] or {}).get("text") for r in halves["recipients"]}

@@ -223,15 +223,16 @@ def status(
     with runtime() as rt:
         # Read without the writers' lock: a status read of a large alert (a second) or a
         # watch (every second) never holds up the replies' intake on SQLite.
+        # A whole alert's recipients are read in two halves at once (`twin`).
         if as_json and not watch:
-            with rt.db.reading() as session:
+            with rt.db.reading(twin=True) as session:
                 if sys.stdout.isatty():
                     print_json(alert_status(session, alert_id))
                 else:  # a script reads it: the recipients as the database wrote them
                     write_alert_status(session, alert_id, sys.stdout)
             return
         if not watch:
-            with rt.db.reading() as session:
+            with rt.db.reading(twin=True) as session:
                 console.print(status_table(alert_status(session, alert_id)))
             return
         with Live(console=console, refresh_per_second=2) as live:

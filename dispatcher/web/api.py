@@ -173,7 +173,8 @@ def list_alerts(request: Request, limit: Limit = DEFAULT_PAGE, cursor: Cursor = 
             responses=responses(404))
 def get_alert(alert_id: RowId, request: Request, _: Caller = viewer) -> dict[str, Any]:
     rt = runtime_of(request)
-    with rt.db.reading() as session:  # beside the replies' intake, not behind it
+    # Beside the replies' intake, not behind it; a whole alert in two halves at once.
+    with rt.db.reading(twin=True) as session:
         return alert_status(session, alert_id)
 
 
