@@ -22,6 +22,7 @@ from alembic.script import ScriptDirectory
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, Select, create_engine, event, func, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
@@ -221,6 +222,7 @@ class Database:
         # a burst of webhooks into seconds of latency. Other processes still wait on
         # busy_timeout.
         self._sqlite_lock = threading.RLock() if self.is_sqlite else None
+        self._gate: Any = None  # `_sqlite_gate`
 
     @property
     def is_sqlite(self) -> bool:
@@ -250,8 +252,10 @@ class Database:
 
         `twin`: on SQLite, `session.info[TWIN]` is a second connection reading the same
         snapshot, or None when none could be had without waiting (a read split in two,
-        as a whole alert's status is: `recipient_json`). PostgreSQL hands a transaction's
-        snapshot to another connection whenever asked, and needs none set up."""
+        as a whole alert's status is: `recipient_json`). Setting it up holds the write
+        lock for as long as two reads take to start (another process's writer meanwhile
+        waits on its busy handler, a millisecond or so). PostgreSQL hands a
+        transaction's snapshot to another connection whenever asked, and needs none."""
         with self._readers() as session:
             read_one_snapshot(session, read_only=True)
             with self._sqlite_twin(session) if twin and self.is_sqlite else nullcontext():
@@ -264,17 +268,23 @@ class Database:
     def _sqlite_twin(self, session: Session) -> Iterator[None]:
         """`reading`'s twin on SQLite, which cannot hand a snapshot to another connection:
         but two transactions that start their reads while no write can commit read the
-        same one. So, for as long as the session and the twin take their first read,
-        the write lock is held: this process's writers' lock, then SQLite's on a third
-        connection, both without waiting (when a writer holds either, there is no twin:
-        the read is then done in one, never held up)."""
+        same one (`_read_together`). Without a twin (no connection to spare, a writer at
+        work, the twin failing to start) the read is done in one: never held up, never
+        refused for a connection it did not need."""
         twin = None
-        if spare_connections(self.engine, 2) and self._sqlite_lock is not None \
-                and self._sqlite_lock.acquire(blocking=False):
+        if spare_connections(self.engine):
             try:
-                twin = self._start_twin(session)
-            finally:
-                self._sqlite_lock.release()
+                twin = self._reading_engine.connect()
+                twin.begin()
+                if not self._read_together(session, twin):
+                    twin.close()
+                    twin = None
+            except (DBAPIError, SATimeoutError):
+                log.warning("status: no second connection to read in; reading in one",
+                            exc_info=True)
+                if twin is not None:
+                    twin.close()
+                twin = None
         session.info[TWIN] = twin
         try:
             yield
@@ -283,30 +293,39 @@ class Database:
             if twin is not None:
                 twin.close()  # its transaction rolled back, and back to the pool
 
-    def _start_twin(self, session: Session) -> Connection | None:
-        raw = self.engine.raw_connection()
-        lock = raw.cursor()
+    def _read_together(self, session: Session, twin: Connection) -> bool:
+        """Start the session's and the twin's reads (so fix their snapshots) while the
+        write lock is held: this process's writers' lock, then SQLite's, taken by the
+        gate, a connection of its own that never waits for it. False, and no read started,
+        when a writer holds either."""
+        assert self._sqlite_lock is not None
+        if not self._sqlite_lock.acquire(blocking=False):
+            return False
         try:
-            lock.execute("PRAGMA busy_timeout=0")
+            gate = self._sqlite_gate()
             try:
-                lock.execute("BEGIN IMMEDIATE")
+                gate.execute("BEGIN IMMEDIATE")
             except self.engine.dialect.loaded_dbapi.OperationalError:  # another process
-                return None                                             # is writing
+                return False                                            # is writing
             try:
                 session.connection().exec_driver_sql(_SQLITE_START_READ)
-                twin = self._reading_engine.connect()
-                try:
-                    twin.exec_driver_sql(_SQLITE_START_READ)
-                except BaseException:
-                    twin.close()
-                    raise
-                return twin
+                twin.exec_driver_sql(_SQLITE_START_READ)
+                return True
             finally:
-                lock.execute("ROLLBACK")
+                gate.execute("ROLLBACK")
         finally:
-            lock.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            lock.close()
-            raw.close()
+            self._sqlite_lock.release()
+
+    def _sqlite_gate(self) -> Any:
+        """`_read_together`'s connection, opened on first use outside the pool, with no
+        busy timeout; used only under this process's writers' lock, so by one at a time."""
+        if self._gate is None:
+            raw = self.engine.raw_connection()
+            gate = raw.driver_connection
+            raw.detach()  # never lent by the pool again; `dispose` closes it
+            gate.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
+            self._gate = gate
+        return self._gate
 
     def run(self, work: Callable[[Session], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
         """`work` in one transaction, run again (up to `attempts` times in all) when
@@ -326,6 +345,9 @@ class Database:
         raise AssertionError("unreachable")
 
     def dispose(self) -> None:
+        if self._gate is not None:
+            self._gate.close()
+            self._gate = None
         self.engine.dispose()
 
 

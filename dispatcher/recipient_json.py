@@ -203,6 +203,9 @@ log = logging.getLogger(__name__)
 #: 10,000 ~0.09 s, of which the halves would save less than a second connection's set-up
 #: and round trips cost.
 HALVES_FROM = 10_000
+#: SQLite reads halves up to this many recipients: each half is one text (`_joined`), and
+#: SQLite's longest is 1e9 bytes, ~2 million recipients' JSON.
+JOINED_UP_TO = 1_000_000
 #: What `pg_export_snapshot` returns (written into SET TRANSACTION SNAPSHOT, which takes no
 #: parameter): hex digits and dashes.
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+(-[0-9A-F]+)*")
@@ -250,7 +253,7 @@ def _fetch_in_halves(db: Connection, second: Reader, halves: list[Select[Any]]
             # No second connection (the server at its connection limit, say): this one
             # reads the other half too, in the same snapshot. A status is never refused
             # for want of a connection it did not need.
-            log.warning("status: no second connection to read in; reading in one",
+            log.warning("status: the second connection's half failed; reading it here",
                         exc_info=True)
             rows += fetch_plain(db, halves[1])
     return rows
@@ -278,7 +281,7 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
     per_tier: dict[int, int] = dict(db.execute(
         select(_R.c.tier, func.count()).where(_R.c.alert_id == alert_id, *where)
         .group_by(_R.c.tier)).all())
-    tiers = list(per_tier)
+    tiers, count = list(per_tier), sum(per_tier.values())
     if not tiers:
         return []
     # PostgreSQL reads a whole alert's deliveries in one pass, grouped by recipient; a
@@ -293,7 +296,7 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
         if not whole_alert:
             rows: list[Any] = list(db.execute(
                 _statement(sql, alert_id, tiers, where, limit, whole_pg, None)))
-        elif sum(per_tier.values()) >= HALVES_FROM and \
+        elif HALVES_FROM <= count <= (JOINED_UP_TO if sql.sqlite else count) and \
                 (second := _second_reader(session, db)) is not None:
             halves = [_statement(sql, alert_id, tiers, (), None, whole_pg, half)
                       for half in range(2)]
@@ -317,9 +320,9 @@ _SEP = "\x1e"
 
 def _joined(statement: Select[Any]) -> Select[Any]:
     """SQLite: `statement`'s rows as one row of five texts, each a column's values joined
-    by `_SEP`. Read on two connections at once, a row each is what lets the two run at
-    the same time: a row at a time, each thread takes the GIL back after each of its rows
-    (200,000 hand-overs) and the two took as long as one."""
+    by `_SEP`. Each of the two connections then returns one row, so each thread lets go
+    of the GIL for its whole read; read a row at a time, each took the GIL back after
+    every row (200,000 hand-overs), and the two took as long as one."""
     rows = statement.subquery()
     return select(*(func.group_concat(column, literal_column(f"char({ord(_SEP)})"))
                     for column in rows.c))
@@ -327,8 +330,9 @@ def _joined(statement: Select[Any]) -> Select[Any]:
 
 def _unjoined(joined: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """The rows `_joined` read, back as (id, zone id, tier, state, JSON) rows. The five
-    texts of a row list their values in one order (one aggregate's pass over the rows);
-    a half with no rows reads as NULLs."""
+    texts of a row list their values in one order: SQLite steps every aggregate of a
+    statement on each row in turn, and group_concat skips only NULLs, which none of the
+    five columns holds. A half with no rows reads as NULLs."""
     rows: list[tuple[Any, ...]] = []
     for ids, zones, tiers, states, docs in joined:
         if ids is not None:

@@ -95,9 +95,9 @@ def postgres_url() -> Iterator[str]:
     yield f"{base}{sep}application_name={schema}&options=-csearch_path%3D{schema}"
     try:
         leaked = _sessions_outliving(admin, schema)
+    finally:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
         admin.dispose()
     assert not leaked, f"sessions of the test still open after it: {leaked}"
 
@@ -109,22 +109,20 @@ SESSIONS_END_SECONDS = 10.0
 def _sessions_outliving(admin: Engine, schema: str) -> list[str]:
     """The test's sessions (by application name) still open after the deadline, each as
     its state and last statement; those are then ended, so the schema can be dropped."""
-    find = text("SELECT pid, state, left(query, 200) FROM pg_stat_activity "
-                "WHERE application_name = :name AND pid <> pg_backend_pid()")
+    # An idle session is a pooled connection: disposing its engine ends it, and it holds
+    # no lock. Only one running a statement or in a transaction is a leak.
+    find = text("SELECT pid, state, left(query, 200) AS query FROM pg_stat_activity "
+                "WHERE application_name = :name AND pid <> pg_backend_pid() "
+                "AND (state = 'active' OR state LIKE 'idle in transaction%')")
     deadline = time.monotonic() + SESSIONS_END_SECONDS
     with admin.connect() as conn:
-        while True:
-            rows = conn.execute(find, {"name": schema}).all()
-            # An idle session is a pooled connection: disposing its engine ends it, and
-            # it holds no lock. Only one in a transaction (or running) is a leak.
-            busy = [r for r in rows if r.state != "idle"]
-            if not busy or time.monotonic() > deadline:
-                break
+        while (busy := conn.execute(find, {"name": schema}).all()) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
         for r in busy:
             conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": r.pid})
         conn.commit()
-    return [f"{r.state}: {r[2]}" for r in busy]
+    return [f"{r.state}: {r.query}" for r in busy]
 
 
 def _psycopg(url: str) -> str:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from dispatcher import recipient_json
 from dispatcher import status as status_module
-from dispatcher.db import TWIN, fetch_plain
+from dispatcher.db import _SQLITE_START_READ, READING, TWIN, fetch_plain
 from dispatcher.domain import DUTY_OFFICER_TIER, Channel, tier_name
 from dispatcher.models import AlertZone, Delivery, Recipient, Response, Volunteer
 from dispatcher.recipient_json import _PG_WHOLE_ALERT, recipients_json
@@ -457,7 +457,7 @@ def test_a_sqlite_twin_reads_its_sessions_snapshot(rt: Runtime) -> None:
     refused: list[str] = []
 
     def write_meanwhile(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement == "PRAGMA schema_version" and conn.connection.info.get("aln_reading"):
+        if statement == _SQLITE_START_READ and conn.connection.info.get(READING):
             other = sqlite3.connect(rt.settings.sqlite_path(), timeout=0)
             try:
                 other.execute("UPDATE recipients SET state = 'acknowledged'")
@@ -559,3 +559,26 @@ def test_a_sqlite_status_in_halves_equals_the_one_read_in_one(
     assert printed == json.loads(json.dumps(one, default=str))
     assert {r["name"] for r in halves["recipients"]} >= set(names)
     assert "sí\x1eno" in {(r["reply"] or {}).get("text") for r in halves["recipients"]}
+    assert unjoined([(None,) * 5]) == []  # a half with no rows
+    monkeypatch.setattr(recipient_json, "JOINED_UP_TO", 39)  # a half's text too long
+    with rt.db.reading(twin=True) as s:
+        too_many = alert_status(s, alert_id)
+    too_many.pop("now")
+    assert too_many == one and len(read) == 2  # read in one
+
+
+def test_no_sqlite_twin_beside_this_threads_own_write(rt: Runtime) -> None:
+    """A status read inside a write of the same thread (whose lock is reentrant): that
+    write holds SQLite's lock, so no twin, and no wait for a lock it holds itself."""
+    alert_id = _sqlite_alert(rt, 4)
+    with rt.db.reading() as s:
+        before = alert_status(s, alert_id)
+    with rt.db.session() as w:
+        w.execute(update(Recipient).where(Recipient.alert_id == alert_id)
+                  .values(state="acknowledged"))
+        with rt.db.reading(twin=True) as s:
+            assert s.info[TWIN] is None
+            during = alert_status(s, alert_id)
+    for status in (before, during):
+        status.pop("now")
+    assert during == before  # the write is not committed yet

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -29,6 +30,10 @@ WATCHER_BACKLOG = 64
 #: a row stamp per recipient). A browser coming back later gets a snapshot, as after a
 #: restart; a server running for years keeps only the boards in use.
 BOARD_IDLE_SECONDS = 15 * 60
+#: How long closing the boards waits for looks still reading.
+LOOKS_END_SECONDS = 30.0
+
+log = logging.getLogger(__name__)
 
 
 def sse(event: dict[str, Any], kind: str) -> str:
@@ -163,8 +168,12 @@ class BoardHub:
             return feed.look(session)
 
     async def close(self) -> None:
-        """Stop every producer, and return once no look is reading any more."""
+        """Stop every producer, and return once no look is reading any more (or, should
+        one hang, after `LOOKS_END_SECONDS`: a server's shutdown is not held forever)."""
         for board in self._boards.values():
             if board.task is not None:
                 board.task.cancel()
-        await asyncio.gather(*self._looks, return_exceptions=True)
+        if self._looks:
+            _, running = await asyncio.wait(self._looks, timeout=LOOKS_END_SECONDS)
+            if running:
+                log.warning("boards closed with %d look(s) still reading", len(running))

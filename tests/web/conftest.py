@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from dispatcher import heap
 from dispatcher.models import Officer
 from dispatcher.web.app import create_app
 from dispatcher.web.auth import add_officer, hash_password
@@ -18,7 +19,7 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-def app_rt(database_url: str) -> Any:
+def app_rt(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     rt = rt_with_roster(database_url)
     with rt.db.session() as s:
         tokens = {role: add_officer(s, f"{role}-officer", role)
@@ -26,7 +27,9 @@ def app_rt(database_url: str) -> Any:
         s.scalars(select(Officer).where(Officer.name == "officer-officer")).one() \
             .password_hash = hash_password(PASSWORD)
     # As a server runs it: started, and shut down (boards closed, their looks waited for)
-    # before the database is closed.
+    # before the database is closed. But the heap is not settled: frozen in the test
+    # process, every later test's garbage would be collected by the order tests ran in.
+    monkeypatch.setattr(heap, "settle_heap", lambda: None)
     with TestClient(create_app(rt, run_worker=False)) as client:
         yield rt, client, tokens
     rt.close()

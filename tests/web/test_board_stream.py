@@ -274,14 +274,15 @@ def test_closing_the_boards_waits_for_a_look_still_reading(app_rt: Any) -> None:
         async with hub.watch(alert_id):
             assert await asyncio.to_thread(looking.wait, 30)
         closing = asyncio.create_task(hub.close())
-        for _ in range(20):
-            await asyncio.sleep(0)  # let it run as far as it goes without the look
-        waited = not closing.done()
+        finished, _ = await asyncio.wait({closing}, timeout=0.2)
         release.set()
         await asyncio.wait_for(closing, 30)
-        return waited and done.is_set()
+        return not finished and done.is_set()
 
-    assert asyncio.run(leave_then_close())
+    try:
+        assert asyncio.run(leave_then_close())
+    finally:
+        release.set()
 
 
 def test_the_boards_cpu_time_is_counted_for_metrics(app_rt: Any) -> None:
