@@ -91,6 +91,19 @@ def _oracle_rows(session: Session, alert_id: int, *where: Any,
     return recipients, rows
 
 
+def _status_and_printed(session: Session, alert_id: int) -> tuple[dict[str, Any],
+                                                                  dict[str, Any]]:
+    """The alert's status as a dict, and as `aln alert status --json` prints it (parsed),
+    both without their "now"."""
+    got = alert_status(session, alert_id)
+    out = io.StringIO()
+    write_alert_status(session, alert_id, out)
+    printed = json.loads(out.getvalue())
+    for status in (got, printed):
+        status.pop("now")
+    return got, printed
+
+
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -126,12 +139,8 @@ def test_status_from_rows_equals_the_orm_reading(rt: Runtime) -> None:
         recipients, expected_rows = _oracle_rows(s, alert_id)
         expected = {**alert_head(s, find_alert(s, alert_id), figures_from(recipients)),
                     "outcomes": delivery_outcomes(s, alert_id), "recipients": expected_rows}
-        got = alert_status(s, alert_id)
-        out = io.StringIO()
-        write_alert_status(s, alert_id, out)
-        printed = json.loads(out.getvalue())
-        for status in (got, expected, printed):
-            status.pop("now")
+        got, printed = _status_and_printed(s, alert_id)
+        expected.pop("now")
         assert got == expected
         assert printed == json.loads(json.dumps(expected, default=str))
         assert {r["name"] for r in printed["recipients"]} >= set(UNTRUSTED_NAMES)
@@ -548,13 +557,9 @@ def test_a_sqlite_status_in_halves_equals_the_one_read_in_one(
 
     monkeypatch.setattr(recipient_json, "_unjoined", halves_read)
     with rt.db.reading(twin=True) as s:
-        halves = alert_status(s, alert_id)
-        out = io.StringIO()
-        write_alert_status(s, alert_id, out)
+        halves, printed = _status_and_printed(s, alert_id)
     assert read == [len(one["recipients"])] * 2  # read in halves, twice
-    printed = json.loads(out.getvalue())
-    for status in (one, halves, printed):
-        status.pop("now")
+    one.pop("now")
     assert halves == one
     assert printed == json.loads(json.dumps(one, default=str))
     assert {r["name"] for r in halves["recipients"]} >= set(names)
