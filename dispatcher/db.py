@@ -280,7 +280,7 @@ class Database:
                     twin.close()
                     twin = None
             except (DBAPIError, SATimeoutError):
-                log.warning("status: no second connection to read in; reading in one",
+                log.warning("no twin connection to read beside this one; reading in one",
                             exc_info=True)
                 if twin is not None:
                     twin.close()
