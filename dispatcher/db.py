@@ -271,20 +271,7 @@ class Database:
         same one (`_read_together`). Without a twin (no connection to spare, a writer at
         work, the twin failing to start) the read is done in one: never held up, never
         refused for a connection it did not need."""
-        twin = None
-        if spare_connections(self.engine):
-            try:
-                twin = self._reading_engine.connect()
-                twin.begin()
-                if not self._read_together(session, twin):
-                    twin.close()
-                    twin = None
-            except (DBAPIError, SATimeoutError):
-                log.warning("no twin connection to read beside this one; reading in one",
-                            exc_info=True)
-                if twin is not None:
-                    twin.close()
-                twin = None
+        twin = self._start_twin(session) if spare_connections(self.engine) else None
         session.info[TWIN] = twin
         try:
             yield
@@ -292,6 +279,21 @@ class Database:
             del session.info[TWIN]
             if twin is not None:
                 twin.close()  # its transaction rolled back, and back to the pool
+
+    def _start_twin(self, session: Session) -> Connection | None:
+        """A connection reading the session's snapshot, or None (then none is held)."""
+        twin = None
+        try:
+            twin = self._reading_engine.connect()
+            twin.begin()
+            if self._read_together(session, twin):
+                return twin
+        except (DBAPIError, SATimeoutError):
+            log.warning("no twin connection to read beside this one; reading in one",
+                        exc_info=True)
+        if twin is not None:
+            twin.close()
+        return None
 
     def _read_together(self, session: Session, twin: Connection) -> bool:
         """Start the session's and the twin's reads (so fix their snapshots) while the

@@ -296,7 +296,7 @@ def recipients_json(session: Session, alert_id: int, *where: ColumnElement[bool]
         if not whole_alert:
             rows: list[Any] = list(db.execute(
                 _statement(sql, alert_id, tiers, where, limit, whole_pg, None)))
-        elif HALVES_FROM <= count <= (JOINED_UP_TO if sql.sqlite else count) and \
+        elif count >= HALVES_FROM and not (sql.sqlite and count > JOINED_UP_TO) and \
                 (second := _second_reader(session, db)) is not None:
             halves = [_statement(sql, alert_id, tiers, (), None, whole_pg, half)
                       for half in range(2)]
