@@ -587,3 +587,36 @@ def test_no_sqlite_twin_beside_this_threads_own_write(rt: Runtime) -> None:
     for status in (before, during):
         status.pop("now")
     assert during == before  # the write is not committed yet
+
+
+def test_a_sqlite_twin_that_cannot_connect_means_a_read_in_one(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """No second connection to be had (a failing connect): the status is read in one,
+    the same, never refused."""
+    from sqlalchemy.exc import OperationalError
+
+    alert_id = _sqlite_alert(rt, 40)
+    monkeypatch.setattr(recipient_json, "HALVES_FROM", 40)
+    with rt.db.reading() as s:
+        one = alert_status(s, alert_id)
+    rt.db.engine.dispose()  # no idle connection: the twin needs a new one
+    connects = 0
+
+    def refuse_the_second(*_: Any) -> None:
+        nonlocal connects
+        connects += 1
+        if connects > 1:
+            raise OperationalError("connect", {}, Exception("unable to open database file"))
+
+    event.listen(rt.db.engine, "do_connect", refuse_the_second)
+    try:
+        with caplog.at_level("WARNING", logger="dispatcher.db"), \
+                rt.db.reading(twin=True) as s:
+            assert s.info[TWIN] is None
+            got = alert_status(s, alert_id)
+    finally:
+        event.remove(rt.db.engine, "do_connect", refuse_the_second)
+    for status in (one, got):
+        status.pop("now")
+    assert got == one and connects == 2
+    assert "no twin connection" in caplog.text
